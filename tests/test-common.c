@@ -1,0 +1,279 @@
+/* Unit tests for the common layer: errors, logging, units, util, cleanup. */
+#include <config.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/cleanup.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/units.h"
+#include "common/util.h"
+
+static void test_error_set_and_prefix(void **state)
+{
+    (void)state;
+    vk_error_clear();
+    assert_null(vk_error_message());
+    assert_int_equal(vk_error_code(), VK_ERR_NONE);
+
+    vk_error(VK_ERR_NOT_FOUND, "domain '%s' not found", "web1");
+    assert_string_equal(vk_error_message(), "domain 'web1' not found");
+    assert_int_equal(vk_error_code(), VK_ERR_NOT_FOUND);
+
+    vk_error_prefix("cannot back up '%s'", "web1");
+    assert_string_equal(vk_error_message(), "cannot back up 'web1': domain 'web1' not found");
+    assert_int_equal(vk_error_code(), VK_ERR_NOT_FOUND);
+    vk_error_clear();
+}
+
+static void test_error_errno(void **state)
+{
+    (void)state;
+    vk_error_errno(ENOSPC, "cannot write '%s'", "x.tar");
+    assert_int_equal(vk_error_code(), VK_ERR_NO_SPACE);
+    assert_int_equal(vk_error_errnum(), ENOSPC);
+    assert_non_null(strstr(vk_error_message(), "cannot write 'x.tar': "));
+    assert_non_null(strstr(vk_error_message(), strerror(ENOSPC)));
+
+    assert_int_equal(vk_error_code_from_errno(EACCES), VK_ERR_PERMISSION);
+    assert_int_equal(vk_error_code_from_errno(ENOENT), VK_ERR_NOT_FOUND);
+    assert_int_equal(vk_error_code_from_errno(ECONNREFUSED), VK_ERR_NETWORK);
+    assert_int_equal(vk_error_code_from_errno(EIO), VK_ERR_IO);
+    assert_string_equal(vk_error_code_name(VK_ERR_NO_SPACE), "no-space");
+    assert_string_equal(vk_error_code_name((enum vk_error_code)999), "unknown");
+    vk_error_clear();
+}
+
+static void *thread_sets_error(void *arg)
+{
+    (void)arg;
+    vk_error(VK_ERR_IO, "thread error");
+    return (void *)(uintptr_t)(vk_error_code() == VK_ERR_IO);
+}
+
+static void test_error_thread_local(void **state)
+{
+    pthread_t th;
+    void *ret;
+
+    (void)state;
+    vk_error(VK_ERR_INVALID, "main error");
+    assert_int_equal(pthread_create(&th, NULL, thread_sets_error, NULL), 0);
+    assert_int_equal(pthread_join(th, &ret), 0);
+    assert_true((uintptr_t)ret);
+    /* The worker's error did not replace ours. */
+    assert_string_equal(vk_error_message(), "main error");
+    vk_error_clear();
+}
+
+static void test_size_parse_good(void **state)
+{
+    static const struct {
+        const char *in;
+        uint64_t out;
+    } cases[] = {
+        { "0", 0 },
+        { "4096", 4096 },
+        { "512K", 512 * 1024 },
+        { "4GiB", 4ULL << 30 },
+        { "4gib", 4ULL << 30 },
+        { "4 GiB", 4ULL << 30 },
+        { "1.5G", 3ULL << 29 },
+        { "10MB", 10000000 },
+        { "1T", 1ULL << 40 },
+        { "100B", 100 },
+        { "15EiB", 15ULL << 60 },
+        { "18446744073709551615", UINT64_MAX },
+    };
+    (void)state;
+    for (size_t i = 0; i < VK_ARRAY_SIZE(cases); i++) {
+        uint64_t v = 1;
+        assert_int_equal(vk_size_parse(cases[i].in, &v), 0);
+        assert_true(v == cases[i].out);
+    }
+}
+
+static void test_size_parse_garbage(void **state)
+{
+    static const char *const bad[] = {
+        "",     "G",     "-1",   "+1",   "4GG", "4 G B", "4Gx", "1.5", "0x10", "4.G",
+        " 4G",  "4 ",    "16EiB", "18446744073709551616", "99999999999999999999999",
+        "1e9",  "4\tGiB", "nan",
+    };
+    (void)state;
+    for (size_t i = 0; i < VK_ARRAY_SIZE(bad); i++) {
+        uint64_t v = 12345;
+        vk_error_clear();
+        if (vk_size_parse(bad[i], &v) == 0)
+            fail_msg("size '%s' was accepted as %llu", bad[i], (unsigned long long)v);
+        assert_int_equal(v, 12345);
+        assert_int_equal(vk_error_code(), VK_ERR_INVALID);
+        assert_non_null(strstr(vk_error_message(), "invalid size '"));
+    }
+    assert_int_equal(vk_size_parse(NULL, &(uint64_t){ 0 }), -1);
+}
+
+static void test_duration_parse(void **state)
+{
+    static const struct {
+        const char *in;
+        uint64_t out;
+    } good[] = {
+        { "0", 0 },      { "90", 90 },         { "90s", 90 },        { "15m", 900 },
+        { "1h30m", 5400 }, { "1h30m15s", 5415 }, { "2d", 172800 },   { "1w", 604800 },
+        { "1w2d", 777600 }, { "1H", 3600 },      { "36h", 129600 },
+    };
+    static const char *const bad[] = {
+        "", "m", "1x", "15mm", "30m1h", "1h1h", "-5m", "1.5h", "1h 30m", "h30m", "5ms",
+        "99999999999999999999w", "40000000000000w",
+    };
+    (void)state;
+    for (size_t i = 0; i < VK_ARRAY_SIZE(good); i++) {
+        uint64_t v = 1;
+        if (vk_duration_parse(good[i].in, &v) != 0)
+            fail_msg("duration '%s' rejected: %s", good[i].in, vk_error_message());
+        assert_true(v == good[i].out);
+    }
+    for (size_t i = 0; i < VK_ARRAY_SIZE(bad); i++) {
+        uint64_t v = 7;
+        vk_error_clear();
+        if (vk_duration_parse(bad[i], &v) == 0)
+            fail_msg("duration '%s' was accepted as %llu", bad[i], (unsigned long long)v);
+        assert_int_equal(v, 7);
+        assert_int_equal(vk_error_code(), VK_ERR_INVALID);
+        assert_non_null(strstr(vk_error_message(), "invalid duration"));
+    }
+}
+
+static void test_formatters(void **state)
+{
+    char b[VK_SIZE_BUFLEN], d[VK_DURATION_BUFLEN];
+
+    (void)state;
+    assert_string_equal(vk_size_format(0, b, sizeof b), "0 B");
+    assert_string_equal(vk_size_format(1023, b, sizeof b), "1023 B");
+    assert_string_equal(vk_size_format(1024, b, sizeof b), "1 KiB");
+    assert_string_equal(vk_size_format(3ULL << 29, b, sizeof b), "1.5 GiB");
+    assert_string_equal(vk_size_format(4ULL << 30, b, sizeof b), "4 GiB");
+    assert_string_equal(vk_size_format(UINT64_MAX, b, sizeof b), "16.0 EiB");
+
+    assert_string_equal(vk_duration_format(0, d, sizeof d), "0s");
+    assert_string_equal(vk_duration_format(45, d, sizeof d), "45s");
+    assert_string_equal(vk_duration_format(900, d, sizeof d), "15m");
+    assert_string_equal(vk_duration_format(5400, d, sizeof d), "1h30m");
+    assert_string_equal(vk_duration_format(183600, d, sizeof d), "2d3h");
+    assert_string_equal(vk_duration_format(90061, d, sizeof d), "1d1h1m1s");
+
+    /* Round trips. */
+    for (uint64_t s = 0; s < 200000; s += 997) {
+        uint64_t back;
+        assert_int_equal(vk_duration_parse(vk_duration_format(s, d, sizeof d), &back), 0);
+        assert_true(back == s);
+    }
+}
+
+static void test_strv_split(void **state)
+{
+    CLEANUP_STRV char **v = NULL;
+    CLEANUP_STRV char **bad = NULL;
+
+    (void)state;
+    v = vk_strv_split("vda, vdb ,vdc", ',');
+    assert_non_null(v);
+    assert_int_equal(vk_strv_len(v), 3);
+    assert_string_equal(v[0], "vda");
+    assert_string_equal(v[1], "vdb");
+    assert_string_equal(v[2], "vdc");
+    assert_true(vk_strv_contains(v, "vdb"));
+    assert_false(vk_strv_contains(v, "vdd"));
+
+    bad = vk_strv_split("vda,,vdb", ',');
+    assert_null(bad);
+    assert_int_equal(vk_error_code(), VK_ERR_INVALID);
+}
+
+static void test_parse_uint(void **state)
+{
+    unsigned long long v = 0;
+
+    (void)state;
+    assert_int_equal(vk_parse_uint("42", 100, &v), 0);
+    assert_int_equal(v, 42);
+    assert_int_equal(vk_parse_uint("101", 100, &v), -1);
+    assert_int_equal(vk_parse_uint("-1", 100, &v), -1);
+    assert_int_equal(vk_parse_uint("4x", 100, &v), -1);
+    assert_int_equal(vk_parse_uint("", 100, &v), -1);
+    assert_int_equal(vk_parse_uint(" 4", 100, &v), -1);
+    assert_int_equal(v, 42);
+}
+
+static int freed_by_cleanup;
+
+static void test_cleanup_scope(void **state)
+{
+    int fds[2];
+
+    (void)state;
+    assert_int_equal(pipe(fds), 0);
+    {
+        CLEANUP_CLOSE int fd = fds[0];
+        CLEANUP_FREE char *s = vk_strdup("scratch");
+        (void)fd;
+        assert_non_null(s);
+    }
+    /* The read end was closed by the cleanup. */
+    errno = 0;
+    assert_int_equal(close(fds[0]), -1);
+    assert_int_equal(errno, EBADF);
+    {
+        CLEANUP_CLOSE int fd = fds[1];
+        int kept = VK_STEAL_FD(fd);
+        assert_int_equal(fd, -1);
+        freed_by_cleanup = kept;
+    }
+    assert_int_equal(close(freed_by_cleanup), 0);
+}
+
+static void test_log_levels(void **state)
+{
+    static int evaluated;
+    (void)state;
+    vk_log_set_level(VK_LOG_WARN);
+    evaluated = 0;
+    /* A disabled level must not evaluate its arguments. */
+    vk_debug("never %d", ++evaluated);
+    vk_info("never %d", ++evaluated);
+    assert_int_equal(evaluated, 0);
+    vk_log_set_level(VK_LOG_INFO);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_error_set_and_prefix),
+        cmocka_unit_test(test_error_errno),
+        cmocka_unit_test(test_error_thread_local),
+        cmocka_unit_test(test_size_parse_good),
+        cmocka_unit_test(test_size_parse_garbage),
+        cmocka_unit_test(test_duration_parse),
+        cmocka_unit_test(test_formatters),
+        cmocka_unit_test(test_strv_split),
+        cmocka_unit_test(test_parse_uint),
+        cmocka_unit_test(test_cleanup_scope),
+        cmocka_unit_test(test_log_levels),
+    };
+
+    unsetenv("VIRTKEEP_DEBUG");
+    vk_log_init("test-common");
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

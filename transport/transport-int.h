@@ -1,0 +1,48 @@
+/* virtkeep - what a storage backend implements (after curl's vtls_int.h).
+ *
+ * Each backend ends with one designated-initializer instance:
+ *
+ *   const struct transport_ops transport_file = { .scheme = "file", ... };
+ *
+ * and is listed in the registry in transport.c, which refuses a backend that
+ * lacks a required method.  Shared logic (key validation, byte counting,
+ * debug logging, retries) lives in transport.c, not in the backends: a
+ * backend's methods receive validated keys and record errors with
+ * vk_error*() naming the target (t->name) and key.
+ */
+#ifndef VIRTKEEP_TRANSPORT_INT_H
+#define VIRTKEEP_TRANSPORT_INT_H
+
+#include "transport/transport.h"
+
+struct transport_ops {
+    const char *scheme;
+
+    /* Required. */
+    int (*open)(struct transport *t, const struct transport_url *url,
+                const struct transport_options *opts);
+    void (*close)(struct transport *t);
+    int (*check)(struct transport *t);
+    /* Returns a backend handle for the put, or NULL. */
+    void *(*put_begin)(struct transport *t, const char *key, unsigned int flags);
+    int (*put_write)(struct transport *t, void *handle, const void *buf, size_t len);
+    int (*put_commit)(struct transport *t, void *handle); /* frees handle */
+    void (*put_abort)(struct transport *t, void *handle); /* frees handle */
+    ssize_t (*get_range)(struct transport *t, const char *key, uint64_t offset, void *buf,
+                         size_t len);
+    int (*stat)(struct transport *t, const char *key, struct transport_stat *st);
+    int (*list)(struct transport *t, const char *prefix, transport_list_cb cb, void *opaque);
+    int (*remove)(struct transport *t, const char *key);
+};
+
+struct transport {
+    const struct transport_ops *ops;
+    char *name; /* for messages */
+    char *url;
+    struct transport_url parsed;
+    void *priv; /* the backend's state */
+};
+
+extern const struct transport_ops transport_file;
+
+#endif

@@ -1,0 +1,120 @@
+/* virtkeep - storage targets, as callers see them.
+ *
+ * A target is a place archives go: a local directory (file://), an SSH/SFTP
+ * server (ssh://) or an S3-compatible bucket (s3://).  Callers include this
+ * header only, never a backend's file.  Objects are named by keys: relative
+ * '/'-separated paths such as "web1/20261128T010000Z/vda.tar".  A key never
+ * starts with '/', never has an empty, "." or ".." component, and never ends
+ * with '/'.
+ *
+ * Every function returns -1 or NULL on failure with the reason recorded in
+ * the thread's last error (common/error.h), naming the target and the key.
+ */
+#ifndef VIRTKEEP_TRANSPORT_H
+#define VIRTKEEP_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct transport;
+struct transport_writer;
+
+/* A parsed target URL:
+ *   file:///var/backups/vk            path="/var/backups/vk"
+ *   ssh://user@host:2222/srv/vk       user, host, port, path="/srv/vk"
+ *   s3://bucket/prefix?endpoint=http://127.0.0.1:4568&region=us-east-1
+ * A bare absolute path ("/var/backups") is taken as file://.
+ * Percent-escapes in user and path are decoded. */
+struct transport_url {
+    char *scheme; /* "file", "ssh", "s3" */
+    char *user;   /* or NULL */
+    char *host;   /* or NULL (file) ; for s3, the bucket */
+    int port;     /* 0 when not given */
+    char *path;   /* never NULL; "" when empty */
+    char *query;  /* raw query string without '?', or NULL */
+};
+
+int transport_url_parse(const char *url, struct transport_url *out);
+void transport_url_clear(struct transport_url *url);
+/* Value of KEY in the URL's query string, decoded; NULL if absent. */
+char *transport_url_query_get(const struct transport_url *url, const char *key);
+
+/* Credentials and options for opening a target.  Secrets are never passed
+ * as strings here: the options name files or environment variables, and
+ * the backend reads them. */
+struct transport_options {
+    const char *key_file;         /* ssh: private key file */
+    const char *known_hosts;      /* ssh: known_hosts file (strict checking) */
+    const char *password_file;    /* ssh: password in a file (0600) */
+    const char *access_key_id;    /* s3: access key id (not a secret) */
+    const char *secret_key_file;  /* s3: secret access key in a file (0600) */
+    const char *secret_key_env;   /* s3: ... or in this environment variable */
+    const char *region;           /* s3: region for SigV4 */
+    const char *endpoint;         /* s3: endpoint URL, e.g. http://127.0.0.1:4568 */
+    const char *ca_file;          /* s3: CA bundle for https */
+    unsigned int timeout_seconds; /* 0 = backend default */
+};
+
+/* Does a backend exist for this scheme? */
+bool transport_scheme_supported(const char *scheme);
+/* A comma-separated list of the compiled-in schemes, for --help and errors. */
+const char *transport_schemes(void);
+
+/* Open a target.  NAME is how errors refer to it ("offsite"); it may be
+ * NULL, in which case the URL is used.  OPTS may be NULL. */
+struct transport *transport_open(const char *name, const char *url,
+                                 const struct transport_options *opts);
+void transport_close(struct transport *t);
+const char *transport_name(const struct transport *t);
+const char *transport_scheme(const struct transport *t);
+
+/* Is the target reachable and writable?  Cheap; used by `virtkeep targets`. */
+int transport_check(struct transport *t);
+
+/* Streaming put.  Nothing is visible under KEY until commit succeeds; an
+ * aborted or failed put leaves nothing behind under KEY and an existing
+ * object under KEY is replaced only by a successful commit.  abort and commit
+ * both free the writer (abort accepts NULL). */
+struct transport_writer *transport_put_begin(struct transport *t, const char *key,
+                                             unsigned int flags);
+int transport_writer_write(struct transport_writer *w, const void *buf, size_t len);
+int transport_writer_commit(struct transport_writer *w);
+void transport_writer_abort(struct transport_writer *w);
+/* Bytes written so far. */
+uint64_t transport_writer_bytes(const struct transport_writer *w);
+
+/* Convenience: put a whole buffer atomically. */
+int transport_put(struct transport *t, const char *key, const void *buf, size_t len);
+
+/* Ranged get: read up to LEN bytes at OFFSET.  Returns the number of bytes
+ * read, which is short only at the end of the object (0 at or past the end).
+ * A missing key fails with VK_ERR_NOT_FOUND. */
+ssize_t transport_get_range(struct transport *t, const char *key, uint64_t offset, void *buf,
+                            size_t len);
+/* Read a whole (small) object into a malloc'd buffer. */
+int transport_get_all(struct transport *t, const char *key, uint64_t max_size, void **buf,
+                      size_t *len);
+
+struct transport_stat {
+    uint64_t size;
+    int64_t mtime; /* seconds since the epoch, or 0 when unknown */
+};
+
+/* A missing key fails with VK_ERR_NOT_FOUND. */
+int transport_stat(struct transport *t, const char *key, struct transport_stat *st);
+
+/* List every object whose key starts with PREFIX ("" for all), in byte order
+ * of keys.  The callback returns 0 to go on, non-zero to stop (and that value
+ * is returned).  Uncommitted puts are never listed. */
+typedef int (*transport_list_cb)(void *opaque, const char *key, const struct transport_stat *st);
+int transport_list(struct transport *t, const char *prefix, transport_list_cb cb, void *opaque);
+
+/* Delete an object.  A missing key fails with VK_ERR_NOT_FOUND. */
+int transport_delete(struct transport *t, const char *key);
+
+/* Check that a key is well formed (see above); records the error. */
+int transport_key_valid(const char *key);
+
+#endif
