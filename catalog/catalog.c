@@ -1,0 +1,4 @@
+/* virtkeep - SQLite catalog.  (placeholder: being written) */
+#include <config.h>
+
+#include "catalog/catalog.h"

@@ -1,0 +1,4 @@
+/* virtkeep - file:// backend.  (placeholder: being written) */
+#include <config.h>
+
+#include "transport/transport-int.h"

@@ -1,0 +1,5 @@
+/* virtkeep - transport registry, URL parsing and shared wrappers.
+ * (placeholder: being written) */
+#include <config.h>
+
+#include "transport/transport-int.h"
