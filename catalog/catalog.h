@@ -1,4 +1,354 @@
-/* virtkeep - the catalog, as callers see it.  (placeholder: being written) */
+/* virtkeep - the catalog, as callers see it.
+ *
+ * The catalog is one SQLite file (WAL mode, foreign keys on, busy timeout),
+ * created 0600 in directories created 0700.  Only catalog/ speaks SQL:
+ * callers get the C structs and functions below.
+ *
+ * Tables (schema version CATALOG_SCHEMA_VERSION, see catalog/schema.c):
+ *
+ *   domains          name (unique), uuid.  A row appears when a domain is
+ *                    first recorded (catalog_domain_set, or implicitly by
+ *                    catalog_backup_insert / catalog_disk_set).
+ *   disks            the disks a domain has now: domain, target ("vda"),
+ *                    format ("qcow2", "raw"), virtual size.
+ *   backups          one row per backup attempt.  id is text and sorts by
+ *                    time within a domain ("web1-20261128T010203Z").  level is
+ *                    full|inc|diff|copy; checkpoint is the libvirt checkpoint
+ *                    it created (NULL for copy); parent is the backup it
+ *                    builds on (inc: the previous backup of the chain, full,
+ *                    inc or diff; diff: the full; NULL for full and copy).
+ *                    parent is deliberately NOT a foreign key: a catalog
+ *                    rebuilt from an incomplete target may lack a parent, and
+ *                    the chain functions report that by name.  status is
+ *                    running|committed|failed, with the error text of a
+ *                    failure; started/finished times; bytes read, written and
+ *                    stored; checkpoint XML and domain XML; the pid of the
+ *                    process that runs it (so that a row left "running" by a
+ *                    dead process can be marked failed).
+ *   backup_disks     per backup per disk: target, format, virtual size,
+ *                    bytes read and stored.
+ *   archive_locations where each archive lives: a backup can have copies on
+ *                    several targets.  backup, disk (NULL for the backup's
+ *                    manifest), target name, object key, size, sha256, time.
+ *   jobs             kind (backup, restore, copy, verify, prune, drill,
+ *                    migrate, ...), domain, target, backup, state
+ *                    queued|running|succeeded|failed|cancelled, pid, times,
+ *                    progress, estimated and actual seconds, error.
+ *   throughput       measured transfer rates per target and direction
+ *                    (read|write): bytes, seconds, when measured.  The
+ *                    planner's estimates come from the recent samples.
+ *
+ * Times are Unix seconds (UTC).  Deleting a backup deletes its disks and
+ * locations (ON DELETE CASCADE).  Failed and running backups never count in
+ * chains.
+ *
+ * Errors follow common/error.h: functions return -1 or NULL and record one
+ * message that names the catalog file or the object.
+ */
 #ifndef VIRTKEEP_CATALOG_H
 #define VIRTKEEP_CATALOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The newest schema this code knows.  An older file is migrated on open; a
+ * newer one is refused (VK_ERR_UNSUPPORTED). */
+#define CATALOG_SCHEMA_VERSION 2
+
+struct catalog;
+
+enum catalog_level {
+    CATALOG_LEVEL_FULL,
+    CATALOG_LEVEL_INC,
+    CATALOG_LEVEL_DIFF,
+    CATALOG_LEVEL_COPY,
+    CATALOG_LEVEL_AUTO, /* a request only (catalog_chain_next); never stored */
+};
+
+enum catalog_status {
+    CATALOG_STATUS_RUNNING,
+    CATALOG_STATUS_COMMITTED,
+    CATALOG_STATUS_FAILED,
+};
+
+enum catalog_job_state {
+    CATALOG_JOB_QUEUED,
+    CATALOG_JOB_RUNNING,
+    CATALOG_JOB_SUCCEEDED,
+    CATALOG_JOB_FAILED,
+    CATALOG_JOB_CANCELLED,
+};
+
+enum catalog_direction {
+    CATALOG_DIR_READ,
+    CATALOG_DIR_WRITE,
+};
+
+/* Names as stored and printed ("full", "committed", "succeeded", "read"),
+ * and the reverse; parsers return -1 with VK_ERR_INVALID. */
+const char *catalog_level_name(enum catalog_level level);
+int catalog_level_parse(const char *str, enum catalog_level *level);
+const char *catalog_status_name(enum catalog_status status);
+int catalog_status_parse(const char *str, enum catalog_status *status);
+const char *catalog_job_state_name(enum catalog_job_state state);
+int catalog_job_state_parse(const char *str, enum catalog_job_state *state);
+const char *catalog_direction_name(enum catalog_direction dir);
+
+/* ---- records ---------------------------------------------------------- */
+
+struct catalog_domain {
+    char *name;
+    char *uuid; /* may be NULL */
+};
+
+struct catalog_disk {
+    char *domain;
+    char *target; /* "vda" */
+    char *format; /* "qcow2", "raw" */
+    uint64_t virtual_size;
+};
+
+struct catalog_backup {
+    char *id;
+    char *domain;
+    enum catalog_level level;
+    enum catalog_status status;
+    char *checkpoint; /* libvirt checkpoint name, NULL for copy */
+    char *parent;     /* inc: previous backup; diff: the full; else NULL */
+    char *error;      /* why it failed, or NULL */
+    int64_t started;  /* Unix seconds; the point in time the backup holds */
+    int64_t finished; /* 0 while running */
+    uint64_t bytes_read, bytes_written, bytes_stored;
+    char *checkpoint_xml; /* may be NULL (and is, in lists without XML) */
+    char *domain_xml;
+    int64_t pid; /* process running it; 0 on insert means this process */
+};
+
+struct catalog_backup_disk {
+    char *backup_id;
+    char *target;
+    char *format;
+    uint64_t virtual_size;
+    uint64_t bytes_read, bytes_stored;
+};
+
+struct catalog_location {
+    char *backup_id;
+    char *disk;   /* disk target, or NULL for the backup's manifest */
+    char *target; /* target name ("offsite") */
+    char *key;    /* object key on the target */
+    uint64_t size;
+    char *sha256;    /* lower-case hex, may be NULL */
+    int64_t created; /* 0 on insert means now */
+};
+
+struct catalog_job {
+    int64_t id;                        /* assigned by catalog_job_insert */
+    char *kind;                        /* "backup", "restore", "copy", "drill", ... */
+    char *domain, *target, *backup_id; /* each may be NULL */
+    enum catalog_job_state state;
+    int64_t pid;      /* 0 on insert means this process */
+    int64_t started;  /* 0 on insert means now */
+    int64_t finished; /* 0 until finished */
+    uint64_t progress_done, progress_total;
+    double estimate_seconds; /* what the planner predicted, 0 if nothing */
+    double elapsed_seconds;  /* measured, set by catalog_job_finish */
+    char *error;
+};
+
+/* A rate estimated from recent measurements. */
+struct catalog_rate {
+    double bytes_per_second; /* 0 when there is no history */
+    unsigned int samples;    /* how many measurements it comes from */
+    int64_t last_measured;   /* time of the newest sample, 0 if none */
+};
+
+/* Arrays returned by the list functions; the free functions accept NULL. */
+struct catalog_domains {
+    size_t count;
+    struct catalog_domain *items;
+};
+struct catalog_disks {
+    size_t count;
+    struct catalog_disk *items;
+};
+struct catalog_backups {
+    size_t count;
+    struct catalog_backup *items;
+};
+struct catalog_backup_disks {
+    size_t count;
+    struct catalog_backup_disk *items;
+};
+struct catalog_locations {
+    size_t count;
+    struct catalog_location *items;
+};
+struct catalog_jobs {
+    size_t count;
+    struct catalog_job *items;
+};
+
+void catalog_domain_free(struct catalog_domain *domain);
+void catalog_backup_free(struct catalog_backup *backup);
+void catalog_job_free(struct catalog_job *job);
+void catalog_domains_free(struct catalog_domains *list);
+void catalog_disks_free(struct catalog_disks *list);
+void catalog_backups_free(struct catalog_backups *list);
+void catalog_backup_disks_free(struct catalog_backup_disks *list);
+void catalog_locations_free(struct catalog_locations *list);
+void catalog_jobs_free(struct catalog_jobs *list);
+
+/* ---- open, close, transactions ---------------------------------------- */
+
+/* Fail with VK_ERR_NOT_FOUND instead of creating a missing catalog. */
+#define CATALOG_OPEN_EXISTING 0x1
+
+/* Open or create the catalog at PATH and migrate it to the current schema.
+ * A newer schema fails with VK_ERR_UNSUPPORTED; a file that is not a
+ * virtkeep catalog, or a damaged one, fails with VK_ERR_CORRUPT.  Every
+ * message names PATH. */
+struct catalog *catalog_open(const char *path, unsigned int flags);
+void catalog_close(struct catalog *cat);
+const char *catalog_path(const struct catalog *cat);
+/* The schema version of the open file, or -1. */
+int catalog_schema_version(struct catalog *cat);
+
+/* An explicit write transaction (BEGIN IMMEDIATE) around several calls.
+ * Calls outside one are each atomic on their own. */
+int catalog_begin(struct catalog *cat);
+int catalog_commit(struct catalog *cat);
+void catalog_rollback(struct catalog *cat);
+
+/* ---- domains and disks ------------------------------------------------ */
+
+/* Insert the domain, or update its uuid when UUID is not NULL. */
+int catalog_domain_set(struct catalog *cat, const char *name, const char *uuid);
+/* NULL with VK_ERR_NOT_FOUND when unknown. */
+struct catalog_domain *catalog_domain_get(struct catalog *cat, const char *name);
+int catalog_domain_list(struct catalog *cat, struct catalog_domains **out);
+
+/* Insert or update one disk of a domain (the domain is created if needed). */
+int catalog_disk_set(struct catalog *cat, const struct catalog_disk *disk);
+int catalog_disk_list(struct catalog *cat, const char *domain, struct catalog_disks **out);
+
+/* ---- backups ---------------------------------------------------------- */
+
+/* "DOMAIN-YYYYMMDDTHHMMSSZ" for WHEN (UTC): sorts by time per domain. */
+char *catalog_backup_id_make(const char *domain, int64_t when);
+
+/* Insert a new backup row (usually status running).  The domain row is
+ * created if needed.  A duplicate id fails with VK_ERR_INVALID. */
+int catalog_backup_insert(struct catalog *cat, const struct catalog_backup *backup);
+/* Move a running backup to committed or failed (ERROR says why, may be
+ * NULL) and set its finish time to now.  A backup that is no longer running
+ * cannot change: VK_ERR_INVALID. */
+int catalog_backup_set_status(struct catalog *cat, const char *id, enum catalog_status status,
+                              const char *error);
+/* Update the mutable fields of a backup: checkpoint, bytes, XMLs. */
+int catalog_backup_update(struct catalog *cat, const struct catalog_backup *backup);
+/* NULL with VK_ERR_NOT_FOUND when unknown.  Includes the XML. */
+struct catalog_backup *catalog_backup_get(struct catalog *cat, const char *id);
+
+#define CATALOG_LIST_COMMITTED 0x1 /* only committed backups */
+#define CATALOG_LIST_WITH_XML 0x2  /* also load checkpoint and domain XML */
+/* Backups of DOMAIN (every domain when NULL), oldest first. */
+int catalog_backup_list(struct catalog *cat, const char *domain, unsigned int flags,
+                        struct catalog_backups **out);
+/* Delete a backup with its disks and locations.  A backup that another
+ * backup names as its parent cannot be deleted (VK_ERR_INVALID): delete
+ * the newest first. */
+int catalog_backup_delete(struct catalog *cat, const char *id, unsigned int flags);
+/* Mark failed every running backup whose process is gone (startup
+ * recovery).  *MARKED (may be NULL) gets how many were marked. */
+int catalog_backup_fail_orphans(struct catalog *cat, unsigned int flags, unsigned int *marked);
+
+int catalog_backup_disk_add(struct catalog *cat, const struct catalog_backup_disk *disk);
+int catalog_backup_disk_list(struct catalog *cat, const char *backup_id,
+                             struct catalog_backup_disks **out);
+
+/* ---- archive locations ------------------------------------------------ */
+
+/* Record that an archive (or the manifest, disk NULL) of a backup is stored
+ * under KEY on TARGET.  Recording the same backup/target/key again
+ * replaces its size, digest and time. */
+int catalog_archive_add_location(struct catalog *cat, const struct catalog_location *loc);
+int catalog_archive_remove_location(struct catalog *cat, const char *backup_id, const char *target,
+                                    const char *key);
+/* Locations of BACKUP_ID (every backup when NULL) on TARGET (every target
+ * when NULL), ordered by backup, disk, target. */
+int catalog_archive_list(struct catalog *cat, const char *backup_id, const char *target,
+                         struct catalog_locations **out);
+
+/* ---- jobs ------------------------------------------------------------- */
+
+/* Insert a job; returns its id (> 0) or -1. */
+int64_t catalog_job_insert(struct catalog *cat, const struct catalog_job *job);
+int catalog_job_set_state(struct catalog *cat, int64_t id, enum catalog_job_state state);
+int catalog_job_set_progress(struct catalog *cat, int64_t id, uint64_t done, uint64_t total);
+/* End a job: STATE succeeded, failed or cancelled; ERROR may be NULL. */
+int catalog_job_finish(struct catalog *cat, int64_t id, enum catalog_job_state state,
+                       const char *error, double elapsed_seconds);
+struct catalog_job *catalog_job_get(struct catalog *cat, int64_t id);
+
+#define CATALOG_JOB_LIST_ACTIVE 0x1 /* only queued and running jobs */
+/* Jobs of DOMAIN (every job when NULL), newest first, at most LIMIT (0: all). */
+int catalog_job_list(struct catalog *cat, const char *domain, unsigned int flags, size_t limit,
+                     struct catalog_jobs **out);
+/* Mark failed every queued or running job whose process is gone. */
+int catalog_job_fail_orphans(struct catalog *cat, unsigned int flags, unsigned int *marked);
+
+/* ---- throughput ------------------------------------------------------- */
+
+/* Record BYTES moved in SECONDS (> 0) to or from TARGET at WHEN (0: now). */
+int catalog_throughput_record(struct catalog *cat, const char *target, enum catalog_direction dir,
+                              uint64_t bytes, double seconds, int64_t when);
+/* The rate over the most recent measurements (at most 10) of TARGET and
+ * DIR.  No history is not an error: OUT->samples is 0. */
+int catalog_throughput_estimate(struct catalog *cat, const char *target, enum catalog_direction dir,
+                                struct catalog_rate *out);
+
+/* ---- chains: pure functions over a list of backups -------------------- *
+ *
+ * ALL is what catalog_backup_list() returned (any domains, any statuses);
+ * running and failed rows are ignored.  "Latest" orders by started time,
+ * then id.  Returned chains are copies, in restore order (the full first,
+ * the requested backup last); free them with catalog_backups_free().
+ */
+
+/* The latest committed backup of DOMAIN (any level), or NULL. */
+const struct catalog_backup *catalog_chain_latest(const struct catalog_backups *all,
+                                                  const char *domain);
+/* The chain needed to restore backup ID: full + diff, full + incs, or the
+ * copy alone.  A missing, failed or mismatched link fails with a message
+ * naming it (VK_ERR_NOT_FOUND for a missing backup, VK_ERR_CORRUPT for a
+ * link that cannot be used). */
+int catalog_chain_resolve(const struct catalog_backups *all, const char *id,
+                          struct catalog_backups **chain);
+/* The chain of the newest committed backup of DOMAIN started at or before
+ * WHEN (VK_ERR_NOT_FOUND when there is none). */
+int catalog_chain_at(const struct catalog_backups *all, const char *domain, int64_t when,
+                     struct catalog_backups **chain);
+/* The current chain of DOMAIN: its latest committed full and every
+ * committed inc/diff after it that resolves to that full, oldest first.
+ * Empty (count 0) when DOMAIN has no committed full. */
+int catalog_chain_current(const struct catalog_backups *all, const char *domain,
+                          struct catalog_backups **chain);
+
+/* What the next backup of a domain should be. */
+struct catalog_next {
+    enum catalog_level level;
+    char *parent;            /* parent backup id, NULL for full and copy */
+    char *parent_checkpoint; /* its checkpoint (<incremental>), or NULL */
+    char *reason;            /* why auto chose full, or NULL */
+};
+/* Decide the next backup of DOMAIN for REQUESTED (auto, full, inc, diff,
+ * copy).  auto gives full when there is no valid chain (REASON says why),
+ * otherwise inc on top of the latest committed full/inc/diff.  An explicit
+ * inc or diff without a valid chain fails with VK_ERR_NOT_FOUND. */
+int catalog_chain_next(const struct catalog_backups *all, const char *domain,
+                       enum catalog_level requested, struct catalog_next *next);
+void catalog_next_clear(struct catalog_next *next);
+
 #endif

@@ -1,15 +1,367 @@
-/* virtkeep - command line front end. */
+/* virtkeep - command line front end: global options, the command table,
+ * help, and the mapping from errors to exit codes.  The commands live in
+ * cli-*.c files. */
 #include <config.h>
 
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "src/cli.h"
+#include "src/config.h"
+#include "src/version.h"
+#include "transport/transport.h"
+
+#define DEFAULT_URI "qemu:///system"
+
+static int cmd_help(struct cli *cli, int argc, char **argv);
+static int cmd_version(struct cli *cli, int argc, char **argv);
+
+/* Commands, in the order --help lists them.  backup, list, show and restore
+ * slot in here. */
+const struct cli_command cli_commands[] = {
+    {"help", "[COMMAND]", "Show help for virtkeep or for one command.", NULL, cmd_help},
+    {"version", "", "Show the version.", NULL, cmd_version},
+    {"config", "check [--json] [FILE]", "Validate a configuration file.",
+     "Reads FILE (by default the file given with --config, or the default configuration\n"
+     "file) and checks every section and key: syntax, values, references between\n"
+     "sections, target URLs and the permissions of secret files.  Prints\n"
+     "\"FILE: OK (N targets, N policies, N domains)\", or the first error as\n"
+     "FILE:LINE: [SECTION] KEY: what is wrong: what is expected.\n"
+     "\n"
+     "  --json   print the result as a JSON object on stdout:\n"
+     "           {\"file\", \"valid\", \"targets\", \"policies\", \"domains\"} or\n"
+     "           {\"file\", \"valid\": false, \"error\": {\"message\", \"line\"}}\n"
+     "\n"
+     "Exit status: 0 when the file is valid, 2 when it is not or cannot be read.\n",
+     cli_cmd_config},
+    {"targets", "[--json] [URL...]", "List targets and whether each is reachable.",
+     "Lists the targets of the configuration file, and the URLs given as arguments, with\n"
+     "their scheme and whether each is reachable (opened and checked for writing).\n"
+     "A URL is file:///PATH (or an absolute path), ssh://[USER@]HOST[:PORT]/PATH or\n"
+     "s3://BUCKET/PREFIX.  URLs work without any configuration file; credentials for\n"
+     "ssh and s3 come from [target NAME] sections (never from the command line).\n"
+     "\n"
+     "  --json   print {\"targets\": [{\"name\", \"url\", \"scheme\", \"reachable\",\n"
+     "           \"error\"}, ...], \"unreachable\": N} on stdout\n"
+     "\n"
+     "Exit status: 0 when every target is reachable, 5 when some are not, 2 for a\n"
+     "usage or configuration error, 3 for an argument that is neither a URL nor a\n"
+     "configured target.\n",
+     cli_cmd_targets},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static const char usage_text[] =
+    "Usage: virtkeep [GLOBAL OPTIONS] COMMAND [ARGS]\n"
+    "\n"
+    "Back up, snapshot and migrate libvirt/QEMU domains.\n"
+    "\n"
+    "Global options (before the command):\n"
+    "  -c, --connect URI   libvirt connection URI (default: $LIBVIRT_DEFAULT_URI,\n"
+    "                      else qemu:///system)\n"
+    "      --config FILE   configuration file (default: /etc/virtkeep/virtkeep.conf\n"
+    "                      for root, else $XDG_CONFIG_HOME/virtkeep/virtkeep.conf);\n"
+    "                      a missing default file is fine, a missing FILE is an error\n"
+    "      --catalog PATH  catalog database (default: [catalog] path in the\n"
+    "                      configuration, else /var/lib/virtkeep/catalog.db for\n"
+    "                      root, else $XDG_DATA_HOME/virtkeep/catalog.db)\n"
+    "  -q, --quiet         print errors only\n"
+    "  -v, --verbose       print debugging messages\n"
+    "  -h, --help          show this help and exit\n"
+    "  -V, --version       show the version and exit\n"
+    "\n"
+    "Commands:\n";
+
+static const char usage_tail[] =
+    "\n"
+    "Run 'virtkeep help COMMAND' for a command's options.\n"
+    "\n"
+    "Exit status:\n"
+    "  0    success\n"
+    "  1    the operation failed\n"
+    "  2    usage or configuration error\n"
+    "  3    not found (unknown domain, backup or target)\n"
+    "  4    busy or locked by another job\n"
+    "  5    some targets are unreachable (targets)\n"
+    "  130  interrupted\n"
+    "\n"
+    "Environment:\n"
+    "  VIRTKEEP_DEBUG       1 for debugging messages, 'data' to add data-path ones\n"
+    "  LIBVIRT_DEFAULT_URI  the default for --connect\n"
+    "  XDG_CONFIG_HOME      where the default configuration lives (~/.config)\n"
+    "  XDG_DATA_HOME        where the default catalog lives (~/.local/share)\n"
+    "\n"
+    "Files:\n"
+    "  /etc/virtkeep/virtkeep.conf   configuration (root)\n"
+    "  /var/lib/virtkeep/catalog.db  catalog (root)\n"
+    "\n"
+    "Secrets (SSH keys and passwords, S3 secret keys) are read from files that only\n"
+    "their owner can read, or from environment variables named in the configuration;\n"
+    "never from the command line.  See virtkeep(1).\n";
+
+static void usage_print(FILE *fp)
+{
+    fputs(usage_text, fp);
+    for (const struct cli_command *c = cli_commands; c->name; c++) {
+        char head[64];
+        snprintf(head, sizeof head, "%s %s", c->name, c->synopsis);
+        fprintf(fp, "  %-30s %s\n", head, c->summary);
+    }
+    fputs(usage_tail, fp);
+}
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("virtkeep: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int cli_exit_code(enum vk_error_code code)
+{
+    switch (code) {
+    case VK_ERR_NONE:
+        return CLI_EXIT_OK;
+    case VK_ERR_INVALID:
+        return CLI_EXIT_USAGE;
+    case VK_ERR_NOT_FOUND:
+        return CLI_EXIT_NOT_FOUND;
+    case VK_ERR_BUSY:
+        return CLI_EXIT_BUSY;
+    case VK_ERR_INTERRUPTED:
+        return CLI_EXIT_INTERRUPTED;
+    default:
+        return CLI_EXIT_FAILED;
+    }
+}
+
+int cli_error_last(void)
+{
+    const char *msg = vk_error_message();
+
+    cli_error("%s", msg ? msg : "unknown error");
+    return vk_error_code() == VK_ERR_NONE ? CLI_EXIT_FAILED : cli_exit_code(vk_error_code());
+}
+
+int cli_usage_error(const char *command, const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("virtkeep: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (command)
+        fprintf(stderr, "\nTry 'virtkeep help %s'.\n", command);
+    else
+        fputs("\nTry 'virtkeep --help'.\n", stderr);
+    return CLI_EXIT_USAGE;
+}
+
+const struct cli_command *cli_command_find(const char *name)
+{
+    for (const struct cli_command *c = cli_commands; c->name; c++)
+        if (strcmp(c->name, name) == 0)
+            return c;
+    return NULL;
+}
+
+void cli_command_help(const struct cli_command *cmd)
+{
+    printf("Usage: virtkeep [GLOBAL OPTIONS] %s %s\n\n%s\n", cmd->name, cmd->synopsis,
+           cmd->summary);
+    if (cmd->help)
+        printf("\n%s", cmd->help);
+}
+
+int cli_option_error(const struct cli_command *cmd)
+{
+    /* getopt_long has already said what was wrong. */
+    fprintf(stderr, "Try 'virtkeep help %s'.\n", cmd->name);
+    return CLI_EXIT_USAGE;
+}
+
+static int cmd_help(struct cli *cli, int argc, char **argv)
+{
+    const struct cli_command *cmd;
+
+    (void)cli;
+    if (argc > 2)
+        return cli_usage_error("help", "help takes at most one command name");
+    if (argc < 2) {
+        usage_print(stdout);
+        return CLI_EXIT_OK;
+    }
+    cmd = cli_command_find(argv[1]);
+    if (!cmd)
+        return cli_usage_error(NULL, "unknown command '%s'", argv[1]);
+    cli_command_help(cmd);
+    return CLI_EXIT_OK;
+}
+
+static int cmd_version(struct cli *cli, int argc, char **argv)
+{
+    (void)cli;
+    (void)argv;
+    if (argc > 1)
+        return cli_usage_error("version", "version takes no arguments");
+    printf("virtkeep %s\n", vk_version());
+    return CLI_EXIT_OK;
+}
+
+int cli_config_load(struct cli *cli)
+{
+    const char *path = cli->config_path;
+    struct stat st;
+
+    if (cli->config)
+        return CLI_EXIT_OK;
+    if (!path) {
+        cli->default_config = config_default_path(geteuid());
+        if (!cli->default_config) {
+            cli_error_last();
+            return CLI_EXIT_USAGE;
+        }
+        path = cli->default_config;
+        if (stat(path, &st) < 0 && errno == ENOENT) {
+            vk_debug("no configuration file '%s': using none", path);
+            cli->config = config_new_empty(path);
+            return cli->config ? CLI_EXIT_OK : cli_error_last();
+        }
+    }
+    vk_debug("reading configuration file '%s'", path);
+    cli->config = config_parse_file(path, 0);
+    if (!cli->config) {
+        cli_error_last();
+        if (!cli->config_path && !config_error_line())
+            fprintf(stderr, "Give another file with --config FILE.\n");
+        return CLI_EXIT_USAGE;
+    }
+    return CLI_EXIT_OK;
+}
+
+const char *cli_catalog_path(struct cli *cli)
+{
+    if (cli->catalog_path)
+        return cli->catalog_path;
+    if (cli->config && cli->config->catalog_path)
+        return cli->config->catalog_path;
+    if (!cli->default_catalog)
+        cli->default_catalog = config_default_catalog(geteuid());
+    return cli->default_catalog;
+}
+
+enum { OPT_CONFIG = 256, OPT_CATALOG };
+
+/* Parse the global options; returns -1 to go on, else an exit code. */
+static int global_options(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"connect", required_argument, NULL, 'c'},
+        {"config", required_argument, NULL, OPT_CONFIG},
+        {"catalog", required_argument, NULL, OPT_CATALOG},
+        {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    while ((c = getopt_long(argc, argv, "+c:qvhV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            cli->connect_uri = optarg;
+            break;
+        case OPT_CONFIG:
+            cli->config_path = optarg;
+            break;
+        case OPT_CATALOG:
+            cli->catalog_path = optarg;
+            break;
+        case 'q':
+            cli->quiet = true, cli->verbose = false;
+            break;
+        case 'v':
+            cli->verbose = true, cli->quiet = false;
+            break;
+        case 'h':
+            usage_print(stdout);
+            return CLI_EXIT_OK;
+        case 'V':
+            printf("virtkeep %s\n", vk_version());
+            return CLI_EXIT_OK;
+        default:
+            fputs("Try 'virtkeep --help'.\n", stderr);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    return -1;
+}
+
+static void cli_init(struct cli *cli)
+{
+    const char *uri = getenv("LIBVIRT_DEFAULT_URI");
+
+    memset(cli, 0, sizeof *cli);
+    cli->connect_uri = uri && *uri ? uri : DEFAULT_URI;
+}
+
+static void cli_clear(struct cli *cli)
+{
+    config_free(cli->config);
+    free(cli->default_config);
+    free(cli->default_catalog);
+}
+
+static int cli_run(struct cli *cli, int argc, char **argv)
+{
+    const struct cli_command *cmd;
+    int r = global_options(cli, argc, argv);
+
+    if (r >= 0)
+        return r;
+    if (cli->quiet)
+        vk_log_set_level(VK_LOG_QUIET);
+    if (cli->verbose)
+        vk_log_set_level(VK_LOG_DEBUG);
+    if (optind >= argc)
+        return cli_usage_error(NULL, "no command given");
+    cmd = cli_command_find(argv[optind]);
+    if (!cmd)
+        return cli_usage_error(NULL, "unknown command '%s'", argv[optind]);
+    vk_debug("command '%s', libvirt URI '%s'", cmd->name, cli->connect_uri);
+    argc -= optind;
+    argv += optind;
+    optind = 0; /* the command parses its own options from the start */
+    return cmd->run(cli, argc, argv);
+}
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-        printf("virtkeep %s\n", PACKAGE_VERSION);
-        return 0;
+    struct cli cli;
+    int r;
+
+    vk_log_init("virtkeep");
+    cli_init(&cli);
+    r = cli_run(&cli, argc, argv);
+    cli_clear(&cli);
+    if (fflush(stdout) != 0 && r == CLI_EXIT_OK) {
+        cli_error("cannot write the output: %s", strerror(errno));
+        r = CLI_EXIT_FAILED;
     }
-    fprintf(stderr, "usage: virtkeep [--version]\n");
-    return 2;
+    return r;
 }

@@ -8,7 +8,10 @@
  * lacks a required method.  Shared logic (key validation, byte counting,
  * debug logging, retries) lives in transport.c, not in the backends: a
  * backend's methods receive validated keys and record errors with
- * vk_error*() naming the target (t->name) and key.
+ * vk_error*() naming the key and the operation ("cannot put 'KEY': ...");
+ * the wrapper puts "target 'NAME': " in front.  A full target must give
+ * VK_ERR_NO_SPACE and say so ("... the target is full"), a missing object
+ * VK_ERR_NOT_FOUND, a read-only or forbidden target VK_ERR_PERMISSION.
  */
 #ifndef VIRTKEEP_TRANSPORT_INT_H
 #define VIRTKEEP_TRANSPORT_INT_H
@@ -40,8 +43,13 @@ struct transport {
     char *name; /* for messages */
     char *url;
     struct transport_url parsed;
-    void *priv; /* the backend's state */
+    void *priv;                         /* the backend's state */
+    struct transport_counters counters; /* updated atomically by transport.c */
 };
+
+/* Does OPS provide every required method?  Records VK_ERR_INTERNAL naming
+ * the scheme and the missing method when not.  The registry calls it. */
+int transport_ops_validate(const struct transport_ops *ops);
 
 extern const struct transport_ops transport_file;
 

@@ -4,8 +4,9 @@
  * server (ssh://) or an S3-compatible bucket (s3://).  Callers include this
  * header only, never a backend's file.  Objects are named by keys: relative
  * '/'-separated paths such as "web1/20261128T010000Z/vda.tar".  A key never
- * starts with '/', never has an empty, "." or ".." component, and never ends
- * with '/'.
+ * starts with '/', never has an empty, "." or ".." component, never ends
+ * with '/', has no control characters, is at most TRANSPORT_KEY_MAX bytes
+ * long, and never contains ".vk-tmp-" (reserved for puts in flight).
  *
  * Every function returns -1 or NULL on failure with the reason recorded in
  * the thread's last error (common/error.h), naming the target and the key.
@@ -21,12 +22,20 @@
 struct transport;
 struct transport_writer;
 
+#define TRANSPORT_KEY_MAX 1024
+
 /* A parsed target URL:
  *   file:///var/backups/vk            path="/var/backups/vk"
  *   ssh://user@host:2222/srv/vk       user, host, port, path="/srv/vk"
+ *   ssh://[::1]/srv/vk                host="::1" (no brackets)
  *   s3://bucket/prefix?endpoint=http://127.0.0.1:4568&region=us-east-1
- * A bare absolute path ("/var/backups") is taken as file://.
- * Percent-escapes in user and path are decoded. */
+ *                                     host="bucket", path="prefix"
+ * A bare absolute path ("/var/backups") is taken as file:// as it is (no
+ * percent-decoding).  Percent-escapes in user and path are decoded.  The
+ * scheme is lower-cased; trailing '/' are dropped from paths ("/" stays);
+ * an s3 path is a key prefix without leading or trailing '/'.  Passwords in
+ * URLs, fragments, control characters (raw or escaped) are refused.
+ * On failure OUT is left cleared (transport_url_clear is still safe). */
 struct transport_url {
     char *scheme; /* "file", "ssh", "s3" */
     char *user;   /* or NULL */
@@ -73,6 +82,15 @@ const char *transport_scheme(const struct transport *t);
 /* Is the target reachable and writable?  Cheap; used by `virtkeep targets`. */
 int transport_check(struct transport *t);
 
+/* What went through a target since it was opened (thread-safe counters). */
+struct transport_counters {
+    uint64_t bytes_written; /* payload bytes of committed puts */
+    uint64_t bytes_read;    /* payload bytes returned by gets */
+    uint64_t puts;          /* committed puts */
+    uint64_t gets;          /* successful ranged reads */
+};
+void transport_counters_get(const struct transport *t, struct transport_counters *out);
+
 /* Streaming put.  Nothing is visible under KEY until commit succeeds; an
  * aborted or failed put leaves nothing behind under KEY and an existing
  * object under KEY is replaced only by a successful commit.  abort and commit
@@ -93,7 +111,9 @@ int transport_put(struct transport *t, const char *key, const void *buf, size_t 
  * A missing key fails with VK_ERR_NOT_FOUND. */
 ssize_t transport_get_range(struct transport *t, const char *key, uint64_t offset, void *buf,
                             size_t len);
-/* Read a whole (small) object into a malloc'd buffer. */
+/* Read a whole (small) object into a malloc'd buffer, NUL-terminated for
+ * convenience (the NUL is not counted in LEN).  An object larger than
+ * MAX_SIZE fails with VK_ERR_INVALID. */
 int transport_get_all(struct transport *t, const char *key, uint64_t max_size, void **buf,
                       size_t *len);
 
@@ -105,9 +125,11 @@ struct transport_stat {
 /* A missing key fails with VK_ERR_NOT_FOUND. */
 int transport_stat(struct transport *t, const char *key, struct transport_stat *st);
 
-/* List every object whose key starts with PREFIX ("" for all), in byte order
- * of keys.  The callback returns 0 to go on, non-zero to stop (and that value
- * is returned).  Uncommitted puts are never listed. */
+/* List every object whose key starts with PREFIX ("" for all; a plain
+ * string prefix such as "web1/" or "web1/2026"), in byte order of keys.
+ * The callback returns 0 to go on, or a positive value to stop (and that
+ * value is returned); -1 is reserved for failures.  Uncommitted puts are
+ * never listed. */
 typedef int (*transport_list_cb)(void *opaque, const char *key, const struct transport_stat *st);
 int transport_list(struct transport *t, const char *prefix, transport_list_cb cb, void *opaque);
 

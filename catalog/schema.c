@@ -1,0 +1,210 @@
+/* virtkeep - catalog schema and its migrations.
+ *
+ * The schema version is PRAGMA user_version; PRAGMA application_id marks the
+ * file as a virtkeep catalog.  MIGRATIONS[i] takes a catalog from version i
+ * to version i + 1, in one transaction with the version bump, so that a
+ * crash leaves the file at one version or the next, never between.  Steps
+ * are only ever appended: a released step never changes.
+ */
+#include <config.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "catalog/catalog-int.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/util.h"
+
+/* 'VKCT' */
+#define CATALOG_APPLICATION_ID 0x564b4354
+
+/* Version 1: domains, disks, backups and where their archives live. */
+static const char schema_v1[] =
+    "CREATE TABLE domains ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  uuid TEXT);"
+    "CREATE TABLE disks ("
+    "  domain_id INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,"
+    "  target TEXT NOT NULL,"
+    "  format TEXT,"
+    "  virtual_size INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (domain_id, target));"
+    "CREATE TABLE backups ("
+    "  id TEXT PRIMARY KEY,"
+    "  domain_id INTEGER NOT NULL REFERENCES domains(id),"
+    "  level TEXT NOT NULL CHECK (level IN ('full','inc','diff','copy')),"
+    "  checkpoint TEXT,"
+    "  parent TEXT," /* not a foreign key: see catalog.h */
+    "  status TEXT NOT NULL CHECK (status IN ('running','committed','failed')),"
+    "  error TEXT,"
+    "  started INTEGER NOT NULL,"
+    "  finished INTEGER NOT NULL DEFAULT 0,"
+    "  bytes_read INTEGER NOT NULL DEFAULT 0,"
+    "  bytes_written INTEGER NOT NULL DEFAULT 0,"
+    "  bytes_stored INTEGER NOT NULL DEFAULT 0,"
+    "  checkpoint_xml TEXT,"
+    "  domain_xml TEXT);"
+    "CREATE INDEX backups_domain ON backups(domain_id, started);"
+    "CREATE TABLE backup_disks ("
+    "  backup_id TEXT NOT NULL REFERENCES backups(id) ON DELETE CASCADE,"
+    "  target TEXT NOT NULL,"
+    "  format TEXT,"
+    "  virtual_size INTEGER NOT NULL DEFAULT 0,"
+    "  bytes_read INTEGER NOT NULL DEFAULT 0,"
+    "  bytes_stored INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (backup_id, target));"
+    "CREATE TABLE archive_locations ("
+    "  backup_id TEXT NOT NULL REFERENCES backups(id) ON DELETE CASCADE,"
+    "  disk TEXT,"
+    "  target TEXT NOT NULL,"
+    "  object_key TEXT NOT NULL,"
+    "  size INTEGER NOT NULL DEFAULT 0,"
+    "  sha256 TEXT,"
+    "  created INTEGER NOT NULL,"
+    "  UNIQUE (backup_id, target, object_key));"
+    "CREATE INDEX archive_locations_target ON archive_locations(target);";
+
+/* Version 2: the pid of a running backup (startup recovery), jobs, and
+ * measured throughput for the planner. */
+static const char schema_v2[] =
+    "ALTER TABLE backups ADD COLUMN pid INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX backups_status ON backups(status);"
+    "CREATE TABLE jobs ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  kind TEXT NOT NULL CHECK (kind <> ''),"
+    "  domain TEXT,"
+    "  target TEXT,"
+    "  backup_id TEXT,"
+    "  state TEXT NOT NULL"
+    "    CHECK (state IN ('queued','running','succeeded','failed','cancelled')),"
+    "  pid INTEGER NOT NULL DEFAULT 0,"
+    "  started INTEGER NOT NULL,"
+    "  finished INTEGER NOT NULL DEFAULT 0,"
+    "  progress_done INTEGER NOT NULL DEFAULT 0,"
+    "  progress_total INTEGER NOT NULL DEFAULT 0,"
+    "  estimate_seconds REAL NOT NULL DEFAULT 0,"
+    "  elapsed_seconds REAL NOT NULL DEFAULT 0,"
+    "  error TEXT);"
+    "CREATE INDEX jobs_domain ON jobs(domain, id);"
+    "CREATE TABLE throughput ("
+    "  id INTEGER PRIMARY KEY,"
+    "  target TEXT NOT NULL,"
+    "  direction TEXT NOT NULL CHECK (direction IN ('read','write')),"
+    "  bytes INTEGER NOT NULL CHECK (bytes >= 0),"
+    "  seconds REAL NOT NULL CHECK (seconds > 0),"
+    "  measured INTEGER NOT NULL);"
+    "CREATE INDEX throughput_target ON throughput(target, direction, measured);";
+
+static const char *const migrations[] = {
+    schema_v1,
+    schema_v2,
+};
+
+_Static_assert(VK_ARRAY_SIZE(migrations) == CATALOG_SCHEMA_VERSION,
+               "one migration step per schema version");
+
+/* What the file says about itself, read in one statement so that all three
+ * come from the same snapshot (another process may be migrating it). */
+struct file_state {
+    int64_t app_id, version, objects;
+};
+
+static int read_state(struct catalog *cat, struct file_state *st)
+{
+    CLEANUP_STMT sqlite3_stmt *stmt = catalog_sql_prepare(
+        cat,
+        "SELECT (SELECT application_id FROM pragma_application_id), "
+        "(SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)",
+        NULL);
+
+    if (!stmt || catalog_sql_step(cat, stmt) != 1)
+        return -1;
+    st->app_id = catalog_sql_int(stmt, 0);
+    st->version = catalog_sql_int(stmt, 1);
+    st->objects = catalog_sql_int(stmt, 2);
+    return 0;
+}
+
+/* Refuse files that are SQLite but not ours, and catalogs from the future. */
+static int check_identity(struct catalog *cat, const struct file_state *st)
+{
+    if (st->app_id != CATALOG_APPLICATION_ID &&
+        (st->app_id != 0 || st->version != 0 || st->objects != 0)) {
+        vk_error(VK_ERR_CORRUPT, "catalog '%s' is an SQLite database but not a virtkeep catalog",
+                 cat->path);
+        return -1;
+    }
+    if (st->version > CATALOG_SCHEMA_VERSION) {
+        vk_error(VK_ERR_UNSUPPORTED,
+                 "catalog '%s' has schema version %lld, newer than this virtkeep supports (%d): "
+                 "upgrade virtkeep",
+                 cat->path, (long long)st->version, CATALOG_SCHEMA_VERSION);
+        return -1;
+    }
+    return 0;
+}
+
+static int apply_step(struct catalog *cat, int64_t version)
+{
+    char bump[64];
+    int rc;
+
+    rc = sqlite3_exec(cat->db, migrations[version], NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        catalog_sql_error_rc(cat, rc);
+        vk_error_prefix("cannot upgrade to schema version %lld", (long long)version + 1);
+        return -1;
+    }
+    snprintf(bump, sizeof bump, "PRAGMA user_version=%lld", (long long)version + 1);
+    if (catalog_sql_run(cat, bump, NULL) == -1)
+        return -1;
+    if (version == 0) {
+        snprintf(bump, sizeof bump, "PRAGMA application_id=%d", CATALOG_APPLICATION_ID);
+        if (catalog_sql_run(cat, bump, NULL) == -1)
+            return -1;
+    }
+    return 0;
+}
+
+/* One transaction per step.  The state is read again under the write
+ * lock: another process may have migrated the file meanwhile. */
+static int migrate_one(struct catalog *cat, int64_t *version)
+{
+    struct file_state st;
+
+    if (catalog_begin(cat) == -1)
+        return -1;
+    if (read_state(cat, &st) == -1 || check_identity(cat, &st) == -1)
+        goto fail;
+    *version = st.version;
+    if (*version < CATALOG_SCHEMA_VERSION) {
+        if (apply_step(cat, *version) == -1)
+            goto fail;
+        vk_debug("catalog '%s' upgraded to schema version %lld", cat->path,
+                 (long long)*version + 1);
+        (*version)++;
+    }
+    if (catalog_commit(cat) == -1)
+        goto fail;
+    return 0;
+fail:
+    catalog_rollback(cat);
+    return -1;
+}
+
+int catalog_schema_migrate(struct catalog *cat)
+{
+    struct file_state st;
+    int64_t version;
+
+    if (read_state(cat, &st) == -1 || check_identity(cat, &st) == -1)
+        return -1;
+    version = st.version;
+    while (version < CATALOG_SCHEMA_VERSION) {
+        if (migrate_one(cat, &version) == -1)
+            return -1;
+    }
+    return 0;
+}

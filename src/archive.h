@@ -1,0 +1,172 @@
+/* virtkeep - the archive format: one pax tar per disk per backup.
+ *
+ * docs/FORMAT.md describes every byte.  In short: "header.json", then one
+ * member per data chunk holding one zstd frame ("data/OOOOOOOOOOOOOOOO-
+ * LLLLLLLLLLLLLLLL.zst", hex offset and length), then "index.json" (every
+ * extent with its sha256 and the position of its frame in the tar), then a
+ * fixed-size "trailer" member that locates the index, then the tar
+ * end-of-archive blocks.  A reader finds the index with two ranged reads
+ * from the end and reads any chunk with one more.
+ *
+ * The writer takes chunks already compressed and hashed (a compression pool
+ * does that work in parallel, with the helpers below) and never copies a
+ * payload: the pointer goes to libarchive and from there to the sink.
+ *
+ * Writers and readers are not thread-safe: use one per thread.
+ */
+#ifndef VIRTKEEP_ARCHIVE_H
+#define VIRTKEEP_ARCHIVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARCHIVE_FORMAT_NAME "virtkeep-archive"
+#define ARCHIVE_FORMAT_VERSION 1
+#define ARCHIVE_SHA256_LEN 32
+#define ARCHIVE_SHA256_HEX_LEN 64
+/* Default and largest raw size of a data chunk. */
+#define ARCHIVE_CHUNK_SIZE_DEFAULT (4u * 1024 * 1024)
+#define ARCHIVE_CHUNK_SIZE_MAX (64u * 1024 * 1024)
+/* The trailer record and where it sits: see docs/FORMAT.md. */
+#define ARCHIVE_TRAILER_LEN 104
+#define ARCHIVE_TAIL_LEN 2048 /* trailer header + trailer block + 2 zero blocks */
+
+/* Where the archive bytes go.  write returns 0 after taking all LEN bytes,
+ * or -1 with the error recorded (common/error.h). */
+struct archive_sink {
+    int (*write)(void *opaque, const void *buf, size_t len);
+    void *opaque;
+};
+
+/* Random access to a stored archive of SIZE bytes.  pread reads exactly LEN
+ * bytes at OFFSET and returns 0, or -1 with the error recorded.  The reader
+ * only asks for ranges inside [0, size). */
+struct archive_source {
+    int (*pread)(void *opaque, void *buf, size_t len, uint64_t offset);
+    void *opaque;
+    uint64_t size;
+};
+
+/* What header.json says (the index carries a copy). */
+struct archive_header {
+    char *disk;            /* disk target name, e.g. "vda" */
+    uint64_t virtual_size; /* bytes */
+    uint64_t chunk_size;   /* largest raw chunk, 1 .. ARCHIVE_CHUNK_SIZE_MAX */
+    char *backup_id;
+    char *level;     /* "full", "inc", "diff" or "copy" */
+    int64_t created; /* seconds since the epoch, UTC */
+};
+
+enum archive_extent_kind {
+    ARCHIVE_EXTENT_DATA = 0,
+    ARCHIVE_EXTENT_ZERO,
+};
+
+struct archive_extent {
+    uint64_t offset; /* in the disk */
+    uint64_t length; /* raw bytes */
+    enum archive_extent_kind kind;
+    uint8_t sha256[ARCHIVE_SHA256_LEN]; /* of the raw data (data only) */
+    uint64_t position;                  /* of the frame in the tar (data only) */
+    uint64_t size;                      /* of the frame (data only) */
+};
+
+/* Helpers for the compression pool. */
+struct archive_compressor;
+struct archive_compressor *archive_compressor_new(int level);
+void archive_compressor_free(struct archive_compressor *c);
+/* Room a frame of RAWLEN bytes may need. */
+size_t archive_compress_bound(size_t rawlen);
+/* Compress RAW into one zstd frame (with its content size) in DST. */
+int archive_compressor_compress(struct archive_compressor *c, const void *raw, size_t rawlen,
+                                void *dst, size_t dstcap, size_t *out_len);
+/* SHA-256 through OpenSSL libcrypto. */
+int archive_sha256(const void *buf, size_t len, uint8_t out[ARCHIVE_SHA256_LEN]);
+bool archive_is_zero(const void *buf, size_t len);
+/* Lower-case hex (OUT has room for 65 bytes) and strict parsing back. */
+void archive_sha256_hex(const uint8_t sha[ARCHIVE_SHA256_LEN],
+                        char out[ARCHIVE_SHA256_HEX_LEN + 1]);
+int archive_sha256_unhex(const char *hex, uint8_t out[ARCHIVE_SHA256_LEN]);
+/* Is LEVEL one of the archive levels? */
+bool archive_level_valid(const char *level);
+
+/* Writing.  Extents must come in increasing offset order without overlap;
+ * gaps are regions this backup does not hold.  Any failure is sticky: the
+ * writer refuses further calls and the caller aborts the transport put. */
+struct archive_writer;
+struct archive_writer_stats {
+    uint64_t archive_bytes; /* written to the sink so far */
+    uint64_t data_bytes;    /* raw bytes of data extents */
+    uint64_t zero_bytes;    /* bytes of zero extents */
+    uint64_t stored_bytes;  /* compressed bytes of data extents */
+    size_t nr_extents;
+};
+
+struct archive_writer *archive_writer_open(const struct archive_sink *sink,
+                                           const struct archive_header *hdr, unsigned int flags);
+/* Add one data chunk: LENGTH raw bytes at OFFSET, compressed into the zstd
+ * frame ZST of ZSTLEN bytes, with the sha256 of the raw bytes.  ZST is
+ * passed on, not copied; it may be freed when this returns. */
+int archive_writer_add_chunk(struct archive_writer *w, uint64_t offset, uint64_t length,
+                             const void *zst, size_t zstlen,
+                             const uint8_t sha256[ARCHIVE_SHA256_LEN]);
+int archive_writer_add_zero(struct archive_writer *w, uint64_t offset, uint64_t length);
+/* Write the index, the trailer and the end of the archive.  OUT_DIGEST (may
+ * be NULL) receives the sha256 of every byte written to the sink. */
+int archive_writer_finish(struct archive_writer *w, uint8_t out_digest[ARCHIVE_SHA256_LEN]);
+void archive_writer_stats(const struct archive_writer *w, struct archive_writer_stats *st);
+void archive_writer_free(struct archive_writer *w);
+
+/* Reading by random access.  NAME is how errors name the archive (its key).
+ * Open validates the trailer, the index's sha256 and every extent. */
+struct archive_reader;
+struct archive_reader *archive_reader_open(const struct archive_source *src, const char *name,
+                                           unsigned int flags);
+const struct archive_header *archive_reader_header(const struct archive_reader *r);
+const struct archive_extent *archive_reader_extents(const struct archive_reader *r, size_t *n);
+/* The sha256 of the archive bytes before the index member (from the index). */
+const uint8_t *archive_reader_body_sha256(const struct archive_reader *r);
+/* Read EXTENT (one of archive_reader_extents) into OUT_RAW, which holds
+ * extent->length bytes: one ranged read, zstd, sha256 check.  Zero extents
+ * fill OUT_RAW with zeros.  A mismatch fails with VK_ERR_CORRUPT. */
+int archive_reader_read_chunk(struct archive_reader *r, const struct archive_extent *extent,
+                              void *out_raw);
+void archive_reader_free(struct archive_reader *r);
+
+/* The index parser alone (what archive_reader_open uses once the trailer and
+ * the index sha256 are checked); INDEX_POS bounds the frame positions.  For
+ * tests and fuzzing.  Returns 0 or -1 (VK_ERR_CORRUPT). */
+struct archive_index {
+    struct archive_header header;
+    struct archive_extent *extents;
+    size_t nr_extents;
+    uint8_t body_sha256[ARCHIVE_SHA256_LEN];
+};
+int archive_index_parse(const char *json, size_t len, uint64_t index_pos, const char *name,
+                        struct archive_index *out);
+void archive_index_clear(struct archive_index *idx);
+void archive_header_clear(struct archive_header *hdr);
+
+/* Strict JSON helpers shared with manifest.c.  WHAT names the document in
+ * errors ("the index of archive 'k'"); every failure is VK_ERR_CORRUPT,
+ * "WHAT is corrupt: ...".  Parse refuses trailing bytes, deep nesting and
+ * a non-object top level. */
+struct json_object;
+struct json_object *archive_json_parse(const char *buf, size_t len, const char *what);
+/* OBJ is an object whose keys are all in the NULL-terminated ALLOWED. */
+int archive_json_check_object(struct json_object *obj, const char *const *allowed,
+                              const char *what);
+/* "format" is NAME and "version" is VERSION. */
+int archive_json_check_format(struct json_object *obj, const char *name, int version,
+                              const char *what);
+/* Member KEY of type TYPE (an enum json_type), borrowed. */
+int archive_json_get_typed(struct json_object *obj, const char *key, int type, const char *what,
+                           struct json_object **out);
+/* A non-negative integer no larger than INT64_MAX. */
+int archive_json_get_u64(struct json_object *obj, const char *key, const char *what, uint64_t *out);
+/* A string without NUL bytes, copied; NULLABLE accepts null (gives NULL). */
+int archive_json_get_str(struct json_object *obj, const char *key, bool nullable, const char *what,
+                         char **out);
+
+#endif
