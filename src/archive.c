@@ -423,6 +423,7 @@ struct archive_writer {
     EVP_MD_CTX *md;
     uint64_t pos; /* bytes through the sink */
     bool failed, sink_failed, finished;
+    bool discard; /* closing an abandoned writer: send nothing more */
     struct archive_extent *extents;
     size_t nr, cap;
     uint64_t next_offset; /* end of the last extent */
@@ -434,6 +435,8 @@ static la_ssize_t sink_cb(struct archive *a, void *opaque, const void *buf, size
     struct archive_writer *w = opaque;
 
     (void)a;
+    if (w->discard)
+        return -1;
     if (w->sink.write(w->sink.opaque, buf, len) < 0) {
         w->sink_failed = true;
         return -1;
@@ -786,8 +789,14 @@ void archive_writer_free(struct archive_writer *w)
 {
     if (!w)
         return;
-    if (w->a)
+    if (w->a) {
+        /* libarchive frees its output state only on close, which it skips
+         * after a fatal error: close explicitly, sending nothing. */
+        w->discard = true;
+        if (!w->finished)
+            archive_write_close(w->a);
         archive_write_free(w->a);
+    }
     EVP_MD_CTX_free(w->md);
     archive_header_clear(&w->hdr);
     free(w->extents);

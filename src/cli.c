@@ -57,6 +57,101 @@ const struct cli_command cli_commands[] = {
      "usage or configuration error, 3 for an argument that is neither a URL nor a\n"
      "configured target.\n",
      cli_cmd_targets},
+    {"backup",
+     "DOMAIN [OPTIONS]",
+     "Back up the disks of a domain.",
+     "Backs up every disk of DOMAIN (cdrom, floppy and LUN devices are skipped) into one\n"
+     "archive per disk, DOMAIN/BACKUP_ID/DISK.tar, then DOMAIN/BACKUP_ID/manifest.json on\n"
+     "the target, and records it in the catalog.  A running domain is read through a\n"
+     "libvirt pull-mode backup job, a shut-off one through qemu-nbd; both leave a\n"
+     "checkpoint (except copy) so that the next incremental works either way.\n"
+     "\n"
+     "  --level LEVEL       full, inc (since the last backup), diff (since the last full),\n"
+     "                      copy (no checkpoint) or auto (default: inc when the chain is\n"
+     "                      usable, else full).  When an inc or diff cannot be taken (no\n"
+     "                      chain, checkpoint inconsistent after a QEMU crash, stale\n"
+     "                      bitmap) a full is taken instead and one line says why.\n"
+     "                      Raw disks have no dirty bitmap: they are backed up in full.\n"
+     "  --target NAME|URL   a configured target or a URL (file:///PATH, ssh://, s3://);\n"
+     "                      default: the first target of the domain's policy\n"
+     "  --disks LIST        back up only these disks (vda,vdb)\n"
+     "  --exclude LIST      back up every disk but these\n"
+     "  --quiesce           freeze the guest file systems (guest agent) around the start;\n"
+     "                      fails when the domain has no agent\n"
+     "  --compress-level N  zstd level 1..19 (default 3)\n"
+     "  --threads N         compression threads (default: online CPUs)\n"
+     "  --json              print the result as one JSON object on stdout: backup, domain,\n"
+     "                      level, requested_level, parent, reason, checkpoint, target,\n"
+     "                      status, started, finished, duration_seconds, bytes_read,\n"
+     "                      bytes_stored, disks [{disk, format, virtual_size, key,\n"
+     "                      archive_size, sha256, data_bytes, zero_bytes, stored_bytes,\n"
+     "                      chunks}], manifest_key\n"
+     "\n"
+     "On a terminal, progress (bytes, rate, ETA) is shown on stderr; otherwise only one\n"
+     "summary line is printed on stdout (none with -q).  A failed or interrupted backup\n"
+     "is marked failed in the catalog and leaves no archive, no libvirt job and no new\n"
+     "checkpoint behind.  Only one backup of a domain runs at a time.\n"
+     "\n"
+     "Exit status: 0 done, 1 failed, 2 usage or configuration error (also: no target),\n"
+     "3 unknown domain or target, 4 another backup of the domain is running,\n"
+     "130 interrupted (SIGINT or SIGTERM).\n",
+     cli_cmd_backup},
+    {"list", "[DOMAIN] [--json]", "List the backups in the catalog.",
+     "Lists the backups of DOMAIN (or of every domain), oldest first: id, domain, level,\n"
+     "status, start time (UTC), parent and stored size.  Failed backups are listed with\n"
+     "their reason.\n"
+     "\n"
+     "  --json   print {\"backups\": [{id, domain, level, status, checkpoint, parent,\n"
+     "           error, started, finished, bytes_read, bytes_written, bytes_stored, pid,\n"
+     "           locations: [{disk, target, key, size, sha256}]}]} on stdout\n",
+     cli_cmd_list},
+    {"show", "BACKUP [--json]", "Show everything about one backup.",
+     "Shows the fields of backup BACKUP, its disks, where its archives are stored (target,\n"
+     "key, size, sha256), its checkpoint and the chain a restore needs (oldest first).\n"
+     "\n"
+     "  --json   the same as one JSON object (list fields plus checkpoint_xml,\n"
+     "           domain_xml, disks, locations, chain, chain_error)\n"
+     "\n"
+     "Exit status: 0, or 3 when BACKUP is not in the catalog.\n",
+     cli_cmd_show},
+    {"restore", "DOMAIN --dest DIR [OPTIONS]",
+     "Restore the disks of a domain to a point in time.",
+     "Picks the newest committed backup of DOMAIN at or before TIME (or backup ID, or\n"
+     "the latest), merges the indexes of its chain (full + incs, or full + diff) so that\n"
+     "each block is read once from the newest backup that holds it, verifies every\n"
+     "chunk it reads (sha256), and writes one qcow2 image per disk, DIR/DISK.qcow2\n"
+     "(e.g. DIR/vda.qcow2), through qemu-nbd.  Zero ranges become zero clusters.\n"
+     "An image is written under a temporary name and renamed only when complete.\n"
+     "\n"
+     "  --at TIME        RFC 3339 (2026-11-28T01:02:03Z, or with an offset), 'now', or\n"
+     "                   a duration ago ('2h ago', '15m ago')\n"
+     "  --backup ID      restore exactly this backup\n"
+     "  --dest DIR       where the images go (created when missing)\n"
+     "  --disks LIST     restore only these disks (vda,vdb)\n"
+     "  --from TARGET    read from this target (name or URL) instead of the recorded one\n"
+     "  --force          replace existing images in DIR\n"
+     "  --json           print {chain, disks: [{disk, path, virtual_size, bytes_written,\n"
+     "                   zero_bytes, chunks_read, frame_bytes_fetched,\n"
+     "                   raw_bytes_decompressed, index_bytes_fetched, merged_data_bytes,\n"
+     "                   merged_frame_bytes, seconds}], job, seconds} on stdout\n"
+     "\n"
+     "Exit status: 0 done, 1 failed (a corrupt chunk names backup, disk and offset),\n"
+     "2 usage error or existing destination without --force, 3 no such domain or backup.\n",
+     cli_cmd_restore},
+    {"verify", "BACKUP|DOMAIN [OPTIONS]",
+     "Re-read the archives of backups and check them.",
+     "Checks every recorded copy of backup BACKUP, or of every committed backup of DOMAIN:\n"
+     "the object size against the catalog, the trailer, the index and its sha256, every\n"
+     "chunk (zstd and sha256), and the sha256 of each archive against the catalog and the\n"
+     "manifest.  Each problem names the backup, the disk, the chunk and its offset.\n"
+     "\n"
+     "  --quick          structure and sizes only: no chunk is read\n"
+     "  --from TARGET    check only the copies on this target (name or URL)\n"
+     "  --json           print {items: [{backup, disk, target, key, ok, chunks, bytes,\n"
+     "                   error}], failed} on stdout\n"
+     "\n"
+     "Exit status: 0 all good, 1 something is corrupt or missing, 3 unknown backup.\n",
+     cli_cmd_verify},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

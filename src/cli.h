@@ -66,6 +66,11 @@ int cli_option_error(const struct cli_command *cmd);
 
 int cli_cmd_config(struct cli *cli, int argc, char **argv);
 int cli_cmd_targets(struct cli *cli, int argc, char **argv);
+int cli_cmd_restore(struct cli *cli, int argc, char **argv);
+int cli_cmd_verify(struct cli *cli, int argc, char **argv);
+int cli_cmd_backup(struct cli *cli, int argc, char **argv);
+int cli_cmd_list(struct cli *cli, int argc, char **argv);
+int cli_cmd_show(struct cli *cli, int argc, char **argv);
 
 extern const struct cli_command cli_commands[];
 const struct cli_command *cli_command_find(const char *name);

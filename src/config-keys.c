@@ -88,6 +88,14 @@ static int set_word(struct config_parser *p, const struct key_spec *k, void *bas
     return store_string(p, k, base, value);
 }
 
+static int set_quiesce(struct config_parser *p, const struct key_spec *k, void *base,
+                       const char *value)
+{
+    if (strcmp(value, "required") != 0 && strcmp(value, "try") != 0 && strcmp(value, "no") != 0)
+        return config_fail(p, k->name, "invalid value '%s': expected %s", value, k->expect);
+    return store_string(p, k, base, value);
+}
+
 static int set_region(struct config_parser *p, const struct key_spec *k, void *base,
                       const char *value)
 {
@@ -305,6 +313,9 @@ static const struct key_spec keys[] = {
     T_(key_file, set_secret_path, SECRET_, NULL),
     T_(known_hosts, set_path, PATH_, NULL),
     T_(password_file, set_secret_path, SECRET_, NULL),
+    T_(passphrase_file, set_secret_path, SECRET_, "passphrase_env"),
+    T_(passphrase_env, set_env_name,
+       "the name of an environment variable that holds the key's passphrase", "passphrase_file"),
     T_(access_key_id, set_word, "an access key id without spaces", NULL),
     T_(secret_key_file, set_secret_path, SECRET_, "secret_key_env"),
     T_(secret_key_env, set_env_name,
@@ -326,6 +337,10 @@ static const struct key_spec keys[] = {
     D_(policy, set_policy_ref, "the name of a [policy NAME] section", NULL),
     D_(disks, set_list, "a comma-separated list of disk targets such as vda, vdb", "exclude"),
     D_(exclude, set_list, "a comma-separated list of disk targets such as vda, vdb", "disks"),
+    D_(quiesce, set_quiesce,
+       "required (freeze the guest file systems, fail without a guest agent), try (warn "
+       "and go on without one) or no",
+       NULL),
 };
 
 _Static_assert(VK_ARRAY_SIZE(keys) <= CONFIG_MAX_KEYS, "config_parser.key_lines is too small");
@@ -333,7 +348,7 @@ _Static_assert(VK_ARRAY_SIZE(keys) <= CONFIG_MAX_KEYS, "config_parser.key_lines 
 /* Keys that would hold a secret inline, and where the secret goes instead. */
 static const char *const inline_secrets[][2] = {
     {"password", "password_file = PATH"},
-    {"passphrase", "password_file = PATH"},
+    {"passphrase", "passphrase_file = PATH or passphrase_env = VARIABLE"},
     {"secret_key", "secret_key_file = PATH or secret_key_env = VARIABLE"},
     {"secret_access_key", "secret_key_file = PATH or secret_key_env = VARIABLE"},
     {"aws_secret_access_key", "secret_key_file = PATH or secret_key_env = VARIABLE"},

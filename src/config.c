@@ -484,6 +484,8 @@ static void target_clear(struct config_target *t)
     free(t->key_file);
     free(t->known_hosts);
     free(t->password_file);
+    free(t->passphrase_file);
+    free(t->passphrase_env);
     free(t->access_key_id);
     free(t->secret_key_file);
     free(t->secret_key_env);
@@ -507,6 +509,7 @@ void config_free(struct config *cfg)
         free(cfg->domains[i].policy);
         vk_strv_free(cfg->domains[i].disks);
         vk_strv_free(cfg->domains[i].exclude);
+        free(cfg->domains[i].quiesce);
     }
     free(cfg->targets);
     free(cfg->policies);
@@ -546,6 +549,9 @@ void config_target_options(const struct config_target *target, struct transport_
     opts->key_file = target->key_file;
     opts->known_hosts = target->known_hosts;
     opts->password_file = target->password_file;
+    opts->user = target->user;
+    opts->passphrase_file = target->passphrase_file;
+    opts->passphrase_env = target->passphrase_env;
     opts->access_key_id = target->access_key_id;
     opts->secret_key_file = target->secret_key_file;
     opts->secret_key_env = target->secret_key_env;

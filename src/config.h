@@ -43,6 +43,8 @@ struct config_target {
     char *key_file;
     char *known_hosts;
     char *password_file;
+    char *passphrase_file; /* ssh: passphrase of an encrypted key_file */
+    char *passphrase_env;
     char *access_key_id;
     char *secret_key_file;
     char *secret_key_env;
@@ -73,6 +75,7 @@ struct config_domain {
     char *policy;   /* name of a defined policy, or NULL */
     char **disks;   /* disk targets to back up ("vda"), or NULL for all */
     char **exclude; /* disk targets to skip, or NULL */
+    char *quiesce;  /* "required", "try" or "no" (guest agent freeze), or NULL */
     unsigned int line;
 };
 

@@ -45,7 +45,7 @@ struct sample_extent {
 
 /* Data, zero and mixed extents, a chunk across 4 GiB, a large zero run, a
  * chunk above 4 GiB and a final short chunk that ends the disk. */
-static const struct sample_extent sample[] = {
+static const struct sample_extent sample_big[] = {
     {0, 4 * MiB, PAT_RANDOM},
     {4 * MiB, 4 * MiB, PAT_TEXT},
     {8 * MiB, 8 * MiB, PAT_ZERO},
@@ -55,8 +55,18 @@ static const struct sample_extent sample[] = {
     {5 * GiB, 4 * MiB, PAT_TEXT},
     {5 * GiB + 4 * MiB, 1000, PAT_RANDOM},
 };
-#define SAMPLE_VSIZE (5 * GiB + 4 * MiB + 1000)
-#define SAMPLE_N VK_ARRAY_SIZE(sample)
+/* The same shapes on a small disk, for the tools test (cmp reads it all). */
+static const struct sample_extent sample_small[] = {
+    {0, 4 * MiB, PAT_RANDOM},        {4 * MiB, 4 * MiB, PAT_TEXT},
+    {8 * MiB, 8 * MiB, PAT_ZERO},    {16 * MiB, MiB + 123, PAT_MIXED},
+    {20 * MiB, 2 * MiB, PAT_RANDOM}, {22 * MiB, 10 * MiB, PAT_ZERO},
+    {40 * MiB, 4 * MiB, PAT_TEXT},   {44 * MiB, 1000, PAT_RANDOM},
+};
+#define SAMPLE_N 8
+_Static_assert(VK_ARRAY_SIZE(sample_big) == SAMPLE_N, "sample size");
+_Static_assert(VK_ARRAY_SIZE(sample_small) == SAMPLE_N, "sample size");
+static const struct sample_extent *sample = sample_big;
+static uint64_t sample_vsize = 5 * GiB + 4 * MiB + 1000;
 
 static void fill(uint8_t *buf, size_t len, enum pattern pat, uint64_t seed)
 {
@@ -153,7 +163,7 @@ static void header_sample(struct archive_header *h)
 {
     memset(h, 0, sizeof(*h));
     h->disk = (char *)"vda";
-    h->virtual_size = SAMPLE_VSIZE;
+    h->virtual_size = sample_vsize;
     h->chunk_size = ARCHIVE_CHUNK_SIZE_DEFAULT;
     h->backup_id = (char *)"20261128T010000Z-full";
     h->level = (char *)"full";
@@ -325,7 +335,7 @@ static void test_roundtrip(void **state)
     assert_string_equal(h->disk, "vda");
     assert_string_equal(h->backup_id, "20261128T010000Z-full");
     assert_string_equal(h->level, "full");
-    assert_int_equal(h->virtual_size, SAMPLE_VSIZE);
+    assert_int_equal(h->virtual_size, sample_vsize);
     assert_int_equal(h->chunk_size, 4 * MiB);
     assert_int_equal(h->created, 1795482000);
 
@@ -672,9 +682,9 @@ static void flip_frame_bytes(size_t which, size_t step)
 static void test_corrupt_frame(void **state)
 {
     (void)state;
-    flip_frame_bytes(7, 1);  /* the final 1000-byte chunk: every byte */
-    flip_frame_bytes(1, 61); /* a compressed text chunk */
-    flip_frame_bytes(6, 97); /* above 4 GiB */
+    flip_frame_bytes(7, 1);    /* the final 1000-byte chunk: every byte */
+    flip_frame_bytes(1, 4099); /* a compressed text chunk: ~170 spots */
+    flip_frame_bytes(6, 4111); /* above 4 GiB */
 }
 
 static void test_corrupt_sha_message(void **state)
@@ -1181,7 +1191,7 @@ static int write_sample_files(const char *archive_path, const char *image_path)
     afd = open(archive_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ifd = open(image_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (afd < 0 || ifd < 0 || vk_write_all(afd, sa.out.buf, sa.out.len) < 0 ||
-        ftruncate(ifd, (off_t)SAMPLE_VSIZE) < 0) {
+        ftruncate(ifd, (off_t)sample_vsize) < 0) {
         perror("write-sample");
         r = 1;
     }
@@ -1226,7 +1236,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_manifest_malformed),
     };
 
-    if (argc == 4 && strcmp(argv[1], "write-sample") == 0)
+    if (argc == 4 && strcmp(argv[1], "write-sample") == 0) {
+        sample = sample_small;
+        sample_vsize = 44 * MiB + 1000;
         return write_sample_files(argv[2], argv[3]);
+    }
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -67,6 +67,7 @@ static const char good_format[] = "; virtkeep configuration\n"
                                   "[domain web1]\n" /* a forward reference to a policy */
                                   "  policy = gold\n"
                                   "  exclude = vdb, vdc\n"
+                                  "  quiesce = try\n"
                                   "\n"
                                   "[policy gold]\n"
                                   "rpo = 1h\n"
@@ -170,6 +171,7 @@ static void test_good_policies_domains(void **state)
     assert_null(d->disks);
     assert_int_equal(vk_strv_len(d->exclude), 2);
     assert_string_equal(d->exclude[1], "vdc");
+    assert_string_equal(d->quiesce, "try");
     d = config_domain_find(cfg, "db one");
     assert_non_null(d);
     assert_null(d->policy);
@@ -326,6 +328,10 @@ static void test_value_errors(void **state)
     expect_error("[target s]\nurl = /b/p\nendpoint = ftp://x\n", 3,
                  "t.conf:3: [target s] endpoint: invalid endpoint 'ftp://x': expected an http:// "
                  "or https:// URL");
+    expect_error("[domain d]\nquiesce = maybe\n", 2,
+                 "t.conf:2: [domain d] quiesce: invalid value 'maybe': expected required (freeze "
+                 "the guest file systems, fail without a guest agent), try (warn and go on without "
+                 "one) or no");
     expect_error("[domain d]\ndisks = vda\nexclude = vdb\n", 3,
                  "t.conf:3: [domain d] exclude: cannot be given with disks (line 2): expected "
                  "one of them");

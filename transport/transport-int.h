@@ -52,5 +52,7 @@ struct transport {
 int transport_ops_validate(const struct transport_ops *ops);
 
 extern const struct transport_ops transport_file;
+extern const struct transport_ops transport_ssh;
+extern const struct transport_ops transport_s3;
 
 #endif

@@ -26,6 +26,8 @@
 /* The registry: one line per backend. */
 static const struct transport_ops *const backends[] = {
     &transport_file,
+    &transport_ssh,
+    &transport_s3,
 };
 
 struct transport_writer {

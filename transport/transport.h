@@ -57,6 +57,9 @@ struct transport_options {
     const char *key_file;         /* ssh: private key file */
     const char *known_hosts;      /* ssh: known_hosts file (strict checking) */
     const char *password_file;    /* ssh: password in a file (0600) */
+    const char *user;             /* ssh: user when the URL names none */
+    const char *passphrase_file;  /* ssh: passphrase of an encrypted key_file (0600) */
+    const char *passphrase_env;   /* ssh: ... or in this environment variable */
     const char *access_key_id;    /* s3: access key id (not a secret) */
     const char *secret_key_file;  /* s3: secret access key in a file (0600) */
     const char *secret_key_env;   /* s3: ... or in this environment variable */

@@ -1,0 +1,121 @@
+/* virtkeep - `virtkeep backup DOMAIN [OPTIONS]`: the command line around
+ * backup_run(): options, signals, progress on a terminal, the summary. */
+#include <config.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "common/cleanup.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "src/backup.h"
+#include "src/cli.h"
+#include "src/progress.h"
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static void signals_set(void (*handler)(int))
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+struct ui {
+    struct progress *progress;
+};
+
+static void ui_notice(void *opaque, const char *line)
+{
+    struct ui *ui = opaque;
+
+    progress_done(ui->progress);
+    fprintf(stderr, "virtkeep: %s\n", line);
+}
+
+static void ui_progress(void *opaque, const char *disk, size_t index, size_t count, uint64_t done,
+                        uint64_t total)
+{
+    struct ui *ui = opaque;
+    progress_update(ui->progress, disk, index, count, done, total);
+}
+
+static void result_print(const struct cli *cli, const struct backup_options *o,
+                         const struct backup_result *r)
+{
+    if (o->json) {
+        struct json_object *j = backup_result_to_json(r);
+        puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY |
+                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(j);
+    } else if (!cli->quiet) {
+        CLEANUP_FREE char *line = backup_result_summary(r);
+        if (line)
+            puts(line);
+    }
+}
+
+static int backup_exec(struct cli *cli, struct backup_options *o)
+{
+    struct ui ui = {.progress = cli->quiet ? NULL : progress_new(stderr, 0)};
+    struct backup_result res;
+    int r;
+
+    o->connect_uri = cli->connect_uri;
+    o->catalog_path = cli_catalog_path(cli);
+    o->config = cli->config;
+    o->cancel = &interrupted;
+    o->notice = ui_notice;
+    o->progress = ui_progress;
+    o->opaque = &ui;
+    if (!o->catalog_path)
+        return cli_error_last();
+    interrupted = 0;
+    signals_set(on_signal);
+    r = backup_run(o, &res);
+    signals_set(SIG_DFL);
+    progress_free(ui.progress);
+    if (r == 0)
+        result_print(cli, o, &res);
+    else
+        r = cli_error_last();
+    backup_result_clear(&res);
+    return r;
+}
+
+int cli_cmd_backup(struct cli *cli, int argc, char **argv)
+{
+    const struct cli_command *cmd = cli_command_find("backup");
+    struct backup_options o;
+    int r = backup_options_parse(argc, argv, &o);
+
+    if (r == 1) {
+        cli_command_help(cmd);
+        backup_options_clear(&o);
+        return CLI_EXIT_OK;
+    }
+    if (r < 0) {
+        r = cli_usage_error("backup", "%s", vk_error_message());
+        backup_options_clear(&o);
+        return r;
+    }
+    r = cli_config_load(cli);
+    if (r == CLI_EXIT_OK)
+        r = backup_exec(cli, &o);
+    backup_options_clear(&o);
+    return r;
+}

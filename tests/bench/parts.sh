@@ -1,0 +1,281 @@
+# shellcheck shell=bash
+# virtkeep - the benchmark parts.  Sourced by run.sh.  A part that cannot
+# run (a command that does not exist yet) leaves a note; a part whose
+# command fails records an error and returns, so the others still run.
+
+VK_CONF=$VK_SCRATCH/virtkeep.conf
+VK_CATALOG=$VK_SCRATCH/catalog.db
+printf '[catalog]\npath = %s\n' "$VK_CATALOG" >"$VK_CONF"
+VK_CMD=("$VK_BIN" --config "$VK_CONF" --catalog "$VK_CATALOG")
+
+# Does this virtkeep have the command $1?
+bench_vk_has() {
+    [ -x "$VK_BIN" ] && "$VK_BIN" help "$1" >/dev/null 2>&1
+}
+
+# bench_domain_setup NAME SIZE [IMAGE]: a running domain with one disk, a
+# copy of IMAGE (or blank).
+bench_domain_setup() {
+    local name=$1 size=$2 image=${3:-}
+    vk_domain_create "$name" "$size" 1
+    if [ -n "$image" ]; then
+        cp --sparse=always "$image" "$VK_SCRATCH/images/$name-vda.qcow2"
+    fi
+    vk_domain_start "$name"
+    # The guest has no OS: its idle vCPU still costs 20-30% of a core under
+    # nested KVM here, charged to whatever runs beside it.  Paused, QEMU
+    # still serves the backup jobs and the HMP writes; the guest is quiet.
+    if [ "${VIRTKEEP_BENCH_PAUSE:-1}" = 1 ]; then
+        "${VK_VIRSH[@]}" suspend "$name" >/dev/null
+    fi
+}
+
+# Delete virtnbdbackup's checkpoints of domain $1 (it refuses to run beside
+# foreign checkpoints, and so virtkeep's must not see its ones either).
+bench_peer_checkpoints_delete() {
+    local cp
+    for cp in $("${VK_VIRSH[@]}" checkpoint-list "$1" --name 2>/dev/null | tac); do
+        case "$cp" in
+        virtnbdbackup*) "${VK_VIRSH[@]}" checkpoint-delete "$1" "$cp" >/dev/null ;;
+        esac
+    done
+}
+
+bench_vk_backup_args() {
+    echo --json --threads "$THREADS" --compress-level "$LEVEL"
+}
+
+# Check a backup's --json output: level $2, and record its counters.
+bench_vk_json_check() {
+    local json=$1 level=$2 prefix=$3 got
+    got=$(jq -r .level "$json" 2>/dev/null) || {
+        bench_error "$prefix: virtkeep printed no valid JSON ($json)"
+        return 1
+    }
+    if [ "$got" != "$level" ]; then
+        bench_error "$prefix: virtkeep made a '$got' backup, not '$level' ($json)"
+        return 1
+    fi
+    bench_set "$prefix.backup_id" "$(jq -r .backup "$json")"
+    bench_set "$prefix.data_bytes" "$(jq '[.disks[].data_bytes] | add' "$json")"
+    bench_set "$prefix.zero_bytes" "$(jq '[.disks[].zero_bytes] | add' "$json")"
+    bench_set "$prefix.stored_bytes" "$(jq '[.disks[].stored_bytes] | add' "$json")"
+    bench_set "$prefix.chunks" "$(jq '[.disks[].chunks] | add' "$json")"
+}
+
+# ---------------------------------------------------------------------------
+# 1. virtkeep full backup.
+
+bench_full_before() {
+    rm -rf "$FULL_TARGET"
+    mkdir -p "$FULL_TARGET"
+    bench_warm "$VK_SCRATCH/images/$BENCH_DOM-vda.qcow2"
+}
+
+bench_full_after() {
+    local tar size
+    bench_vk_json_check "$LOGS/full-$1.out" full "full.runs.$1" || return 1
+    tar=$(find "$FULL_TARGET/$BENCH_DOM" -name vda.tar)
+    [ -n "$tar" ] || {
+        bench_error "full: no $BENCH_DOM/*/vda.tar on the target"
+        return 1
+    }
+    size=$(stat -c %s "$tar")
+    bench_set "full.runs.$1.size" "$size"
+    bench_set full.size "$size"
+    bench_set full.target_bytes "$(du -sb "$FULL_TARGET" | cut -f1)"
+    FULL_ID=$(jq -r .backup "$LOGS/full-$1.out")
+}
+
+bench_run_full() {
+    BENCH_DOM=$1
+    FULL_ID=
+    FULL_TARGET=$VK_SCRATCH/vk-full
+    if ! bench_vk_has backup; then
+        bench_note "virtkeep has no 'backup' command yet: full, inc64 and restore not measured"
+        return 0
+    fi
+    local BR_BEFORE=bench_full_before BR_AFTER=bench_full_after
+    # shellcheck disable=SC2046
+    bench_runs full "$RUNS" "${VK_CMD[@]}" backup "$BENCH_DOM" --target "file://$FULL_TARGET" \
+        --level full $(bench_vk_backup_args) || {
+        FULL_ID=
+        bench_error "the virtkeep full backup failed (logs in $LOGS)"
+        return 0
+    }
+}
+
+# ---------------------------------------------------------------------------
+# 2. virtnbdbackup -l full -z of the same domain.
+
+bench_peer_before() {
+    rm -rf "$PEER_OUT"
+    bench_warm "$VK_SCRATCH/images/$BENCH_DOM-vda.qcow2"
+}
+
+bench_peer_after() {
+    local data=$PEER_OUT/vda.full.data
+    [ -f "$data" ] || {
+        bench_error "peer: virtnbdbackup wrote no '$data'"
+        return 1
+    }
+    bench_set "peer.runs.$1.size" "$(stat -c %s "$data")"
+    bench_set peer.size "$(stat -c %s "$data")"
+    bench_set peer.output_bytes "$(du -sb "$PEER_OUT" | cut -f1)"
+}
+
+bench_run_peer() {
+    BENCH_DOM=$1
+    PEER_OUT=$VK_SCRATCH/vnb
+    local BR_BEFORE=bench_peer_before BR_AFTER=bench_peer_after
+    bench_set peer.compression "lz4 frame, level 2 (virtnbdbackup -z default), one thread per disk"
+    bench_runs peer "$RUNS" virtnbdbackup -d "$BENCH_DOM" -l full -z -n \
+        -o "$PEER_OUT" || bench_error "virtnbdbackup failed (logs in $LOGS)"
+    rm -rf "$PEER_OUT"
+    bench_peer_checkpoints_delete "$BENCH_DOM"
+}
+
+# ---------------------------------------------------------------------------
+# 3. zstd over the allocated data alone, from the page cache.
+
+bench_run_zstd() {
+    local f=$IMG/alloc.raw
+    bench_warm "$f"
+    bench_warm "$f"
+    BT_STDOUT=/dev/null bench_runs zstd "$RUNS" zstd "-$LEVEL" "-T$THREADS" -q -c "$f" ||
+        bench_error "zstd failed"
+    bench_set zstd.command "zstd -$LEVEL -T$THREADS -q -c $f > /dev/null"
+    bench_set zstd.size "$(zstd "-$LEVEL" "-T$THREADS" -q -c "$f" | wc -c)"
+    bench_set zstd.input_bytes "$(stat -c %s "$f")"
+}
+
+# ---------------------------------------------------------------------------
+# 4. Incremental with 1 MiB dirty on a 64 GiB virtual disk.
+
+bench_inc64_before() {
+    # A fresh 1 MiB for each run, away from the data of the full.
+    vk_domain_write vkbench64 vda 0xcd "$((40960 + 64 * $1))M" 1M
+}
+
+bench_inc64_after() {
+    bench_vk_json_check "$LOGS/inc64.inc-$1.out" inc "inc64.inc.runs.$1" || return 1
+    [ "$(bench_get "inc64.inc.runs.$1.data_bytes")" = "$MIB" ] ||
+        bench_note "inc64 run $1 read $(bench_get "inc64.inc.runs.$1.data_bytes") bytes of data, not 1 MiB"
+}
+
+bench_inc64_peer() {
+    local out=$VK_SCRATCH/vnb64
+    bench_time inc64.peer_full virtnbdbackup -d vkbench64 -l full -z -n -o "$out" || return 1
+    bench_set inc64.peer_full.wall_s "$BT_WALL"
+    bench_set inc64.peer_full.command "$(cat "$LOGS/inc64.peer_full.cmd")"
+    vk_domain_write vkbench64 vda 0xce 50G 1M
+    bench_time inc64.peer_inc virtnbdbackup -d vkbench64 -l inc -z -n -o "$out" || return 1
+    bench_set inc64.peer_inc.wall_s "$BT_WALL"
+    bench_set inc64.peer_inc.cpu_s "$(awk -v u="$BT_USER" -v s="$BT_SYS" 'BEGIN { print u + s }')"
+    bench_set inc64.peer_inc.rss_kib "$BT_RSS"
+    bench_set inc64.peer_inc.command "$(cat "$LOGS/inc64.peer_inc.cmd")"
+}
+
+bench_run_inc64() {
+    local target=file://$VK_SCRATCH/vk-inc64
+    if ! bench_vk_has backup; then
+        bench_note "virtkeep has no 'backup' command yet: inc64 not measured"
+        return 0
+    fi
+    mkdir -p "$VK_SCRATCH/vk-inc64"
+    bench_domain_setup vkbench64 64G
+    # Some data for the full to carry (the rest of the disk is unallocated).
+    vk_domain_write vkbench64 vda 0xab 1G 16M
+    if bench_part peer; then
+        bench_inc64_peer || bench_error "virtnbdbackup on the 64 GiB disk failed"
+        bench_peer_checkpoints_delete vkbench64
+    fi
+    # shellcheck disable=SC2046
+    bench_runs inc64.full 1 "${VK_CMD[@]}" backup vkbench64 --target "$target" --level full \
+        $(bench_vk_backup_args) || {
+        bench_error "the virtkeep full backup of the 64 GiB disk failed"
+        return 0
+    }
+    bench_vk_json_check "$LOGS/inc64.full-1.out" full inc64.full || return 0
+    local BR_BEFORE=bench_inc64_before BR_AFTER=bench_inc64_after
+    # shellcheck disable=SC2046
+    bench_runs inc64.inc "$RUNS" "${VK_CMD[@]}" backup vkbench64 --target "$target" --level inc \
+        $(bench_vk_backup_args) || bench_error "the virtkeep incremental of the 64 GiB disk failed"
+}
+
+# ---------------------------------------------------------------------------
+# 5. Restore: full restore against qemu-img convert; chain against full.
+
+bench_restore_after() {
+    local dest=$VK_SCRATCH/restore/vda.qcow2
+    qemu-img compare -q -U -F qcow2 "$RESTORE_REF" "$dest" || {
+        bench_error "the restored image of run $1 differs from '$RESTORE_REF'"
+        return 1
+    }
+    bench_set "$RESTORE_PREFIX.runs.$1.identical" true
+}
+
+bench_restore_before() {
+    rm -rf "$VK_SCRATCH/restore"
+    bench_warm "$FULL_TARGET/$BENCH_DOM"/*/*
+}
+
+# bench_restore PREFIX BACKUP_ID REFERENCE
+bench_restore() {
+    RESTORE_PREFIX=$1 RESTORE_REF=$3
+    local BR_BEFORE=bench_restore_before BR_AFTER=bench_restore_after
+    bench_runs "$1" "$RUNS" "${VK_CMD[@]}" restore "$BENCH_DOM" --backup "$2" \
+        --dest "$VK_SCRATCH/restore" --json || {
+        bench_error "virtkeep restore --backup $2 failed (logs in $LOGS)"
+        return 1
+    }
+    rm -rf "$VK_SCRATCH/restore"
+}
+
+bench_convert_before() {
+    rm -f "$VK_SCRATCH/convert.qcow2"
+}
+
+bench_run_convert() {
+    local BR_BEFORE=bench_convert_before
+    bench_warm "$IMG/disk.raw"
+    bench_runs convert "$RUNS" qemu-img convert -f raw -O qcow2 "$IMG/disk.raw" \
+        "$VK_SCRATCH/convert.qcow2" || bench_error "qemu-img convert failed"
+    rm -f "$VK_SCRATCH/convert.qcow2"
+}
+
+# Ten incrementals rewriting the same three regions, then a restore of the
+# last one.  The guest writes nothing by itself, so the live image is the
+# reference.
+bench_run_chain() {
+    local k id=
+    for ((k = 1; k <= 10; k++)); do
+        vk_domain_write "$BENCH_DOM" vda "0x$((k + 10))" 256M 32M
+        vk_domain_write "$BENCH_DOM" vda "0x$((k + 20))" 2G 32M
+        vk_domain_write "$BENCH_DOM" vda "0x$((k + 30))" 3968M 32M
+        # shellcheck disable=SC2046
+        bench_time "chain.inc-$k" "${VK_CMD[@]}" backup "$BENCH_DOM" \
+            --target "file://$FULL_TARGET" --level inc $(bench_vk_backup_args) || {
+            bench_error "incremental $k of the chain failed"
+            return 0
+        }
+        bench_vk_json_check "$LOGS/chain.inc-$k.out" inc "chain.inc.$k" || return 0
+        id=$(jq -r .backup "$LOGS/chain.inc-$k.out")
+    done
+    bench_restore chain.restore "$id" "$VK_SCRATCH/images/$BENCH_DOM-vda.qcow2" || return 0
+}
+
+bench_run_restore() {
+    BENCH_DOM=$1
+    if ! bench_vk_has restore; then
+        bench_note "virtkeep has no 'restore' command yet: restore not measured"
+        return 0
+    fi
+    if [ -z "${FULL_ID:-}" ]; then
+        bench_note "no full backup to restore (part 'full' did not run or failed)"
+        return 0
+    fi
+    bench_restore restore "$FULL_ID" "$IMG/disk.qcow2" || return 0
+    bench_run_convert
+    bench_run_chain
+}

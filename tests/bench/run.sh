@@ -1,0 +1,96 @@
+#!/bin/bash
+# virtkeep - the benchmarks (`make bench`; needs root).  They measure and
+# never run under make check.
+#
+# One run measures, on a deterministic disk (tests/bench/gendisk.c: 4 GiB
+# virtual, 1.5 GiB allocated: random, text-like and zero-written regions):
+#
+#   full     virtkeep full backup of a running domain: wall, CPU, size, peak RSS
+#   peer     virtnbdbackup -l full -z of the same running domain
+#   zstd     the physical limit: zstd at the same level and threads over the
+#            allocated data alone, from the page cache to /dev/null
+#   inc64    an incremental with 1 MiB dirty on a 64 GiB virtual disk
+#   restore  a full restore against qemu-img convert raw -> qcow2 of the same
+#            data, then a point-in-time restore from a 10-deep incremental
+#            chain against the full alone (when `virtkeep restore` exists)
+#
+# It prints a table against the targets of issues 3 and 4 and writes
+# tests/bench/results-latest.json.  Each measurement is the median of
+# VIRTKEEP_BENCH_RUNS runs.
+#
+# Environment:
+#   VIRTKEEP_BENCH_RUNS     runs per measurement (default 3)
+#   VIRTKEEP_BENCH_LEVEL    zstd level for virtkeep and the baseline (default 1)
+#   VIRTKEEP_BENCH_THREADS  threads for virtkeep and the baseline (default 2)
+#   VIRTKEEP_BENCH_PARTS    which parts to run (default "full peer zstd inc64 restore")
+#   VIRTKEEP_BENCH_CACHE    image cache (default /var/cache/virtkeep-bench)
+#   VIRTKEEP_BENCH_PAUSE    1 (default): pause the vCPUs of the benchmark domains
+#                           (QEMU keeps serving the backup jobs) so that the idle
+#                           guest's CPU use is not charged to the tools; 0: leave
+#                           them running
+#   VIRTKEEP_BENCH_IDLE_WAIT  wait up to this many seconds (default 600) before
+#                           each measurement until the CPUs are idle (another job
+#                           on the machine skews every figure); the busy share
+#                           seen last is reported as busy_before
+#   VIRTKEEP_BENCH_STRICT=1 exit 1 when a target is missed
+#   VIRTKEEP_DEBUG          passed to virtkeep (its logs land in the log dir)
+set -euo pipefail
+
+BENCH_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+: "${abs_top_srcdir:=$(cd "$BENCH_SRC/../.." && pwd)}"
+: "${abs_top_builddir:=$abs_top_srcdir}"
+export abs_top_srcdir abs_top_builddir
+
+# scripts/lib.sh installs packages and starts libvirtd (making /dev/kvm
+# usable); tests/harness.sh gives the scratch directory, the cleanup stack
+# and the domain helpers.  Its vk_start_libvirtd replaces lib.sh's, so call
+# lib.sh's first.
+. "$abs_top_srcdir/scripts/lib.sh"
+[ "$(id -u)" = 0 ] || vk_die "the benchmarks need root (run make bench with sudo)"
+vk_install_debs virtnbdbackup time zstd jq qemu-utils libnbd-bin
+vk_start_libvirtd
+. "$abs_top_srcdir/tests/harness.sh"
+vk_start_libvirtd
+
+RUNS=${VIRTKEEP_BENCH_RUNS:-3}
+LEVEL=${VIRTKEEP_BENCH_LEVEL:-1}
+THREADS=${VIRTKEEP_BENCH_THREADS:-2}
+PARTS=" ${VIRTKEEP_BENCH_PARTS:-full peer zstd inc64 restore} "
+CACHE=${VIRTKEEP_BENCH_CACHE:-/var/cache/virtkeep-bench}
+BUILD=$abs_top_builddir/tests/bench
+LOGS=$BUILD/logs
+RESULTS=$abs_top_srcdir/tests/bench/results-latest.json
+VK_BIN=$abs_top_builddir/src/virtkeep
+GENDISK=$BUILD/gendisk
+MIB=$((1 << 20))
+
+mkdir -p "$BUILD"
+rm -rf "$LOGS"
+mkdir -p "$LOGS"
+
+. "$BENCH_SRC/lib-bench.sh"
+. "$BENCH_SRC/image.sh"
+. "$BENCH_SRC/parts.sh"
+
+bench_part() {
+    case "$PARTS" in
+    *" $1 "*) return 0 ;;
+    *) return 1 ;;
+    esac
+}
+
+bench_build_gendisk
+bench_image_prepare
+bench_env_record
+
+# (if, not &&: set -e must stay in force inside the parts.)
+if bench_part full || bench_part peer || bench_part restore; then
+    bench_domain_setup vkbench 4G "$IMG/disk.qcow2"
+fi
+if bench_part peer; then bench_run_peer vkbench; fi
+if bench_part full; then bench_run_full vkbench; fi
+if bench_part zstd; then bench_run_zstd; fi
+if bench_part inc64; then bench_run_inc64; fi
+if bench_part restore; then bench_run_restore vkbench; fi
+
+bench_report

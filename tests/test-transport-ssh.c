@@ -1,0 +1,610 @@
+/* The ssh:// backend against the harness sshd (run by test-transport-ssh.sh,
+ * which exports VK_SSH_* and prepares keys and known_hosts files in
+ * $VK_SSH_FIXTURES): the whole contract suite, then what only SSH shows --
+ * host keys, credentials, secrets, lost connections.
+ *
+ * "Full" is a 1 MiB tmpfs mounted on the target directory and "unwritable" a
+ * read-only bind mount of it.  Both need the private mount namespace the
+ * driver runs in (VK_TEST_PRIVATE_MOUNTS=1), shared with the sshd, so that the
+ * mounts vanish with the test.  Lost connections are made by killing the
+ * sshd processes that serve this program's session (children of the
+ * listener $VK_SSHD_PID); the last test kills the listener itself.
+ */
+#include <config.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/error.h"
+#include "common/util.h"
+#include "tests/transport-contract.h"
+#include "transport/transport.h"
+
+#define MiB (1024 * 1024)
+
+static const char *host, *port, *user, *user_key, *known_hosts, *fixtures, *host_fp, *scratch;
+static int sshd_pid;
+static char contract_root[512], specific_root[512];
+static char specific_url[1024];
+
+/* ------------------------------------------------------------------ */
+/* The contract fixture                                                */
+
+struct mounts {
+    const char *root;
+    int stacked;
+};
+
+static bool private_mounts(void)
+{
+    const char *v = getenv("VK_TEST_PRIVATE_MOUNTS");
+
+    return v && strcmp(v, "1") == 0;
+}
+
+static int mount_failed(const char *what)
+{
+    print_message("cannot %s: %s\n", what, strerror(errno));
+    return errno == EPERM || errno == EACCES ? CONTRACT_UNAVAILABLE : -1;
+}
+
+static int ssh_make_unwritable(void *opaque)
+{
+    struct mounts *m = opaque;
+
+    if (!private_mounts())
+        return CONTRACT_UNAVAILABLE;
+    if (mount(m->root, m->root, NULL, MS_BIND, NULL) < 0)
+        return mount_failed("bind-mount the target");
+    m->stacked++;
+    if (mount(NULL, m->root, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
+        return mount_failed("remount the target read-only");
+    return 0;
+}
+
+static int ssh_make_full(void *opaque)
+{
+    struct mounts *m = opaque;
+
+    if (!private_mounts())
+        return CONTRACT_UNAVAILABLE;
+    if (mount("vk-full", m->root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755") < 0)
+        return mount_failed("mount a 1 MiB tmpfs on the target");
+    m->stacked++;
+    return 0;
+}
+
+static int ssh_restore(void *opaque)
+{
+    struct mounts *m = opaque;
+
+    for (; m->stacked > 0; m->stacked--)
+        if (umount2(m->root, 0) < 0 && umount2(m->root, MNT_DETACH) < 0)
+            return mount_failed("unmount the target");
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                             */
+
+static char *fixture(const char *name)
+{
+    static char buf[8][1024];
+    static int next;
+    char *p = buf[next++ % 8];
+
+    snprintf(p, sizeof buf[0], "%s/%s", fixtures, name);
+    return p;
+}
+
+static struct transport_options base_opts(void)
+{
+    return (struct transport_options){
+        .key_file = user_key, .known_hosts = known_hosts, .timeout_seconds = 20};
+}
+
+static struct transport *open_ok(const struct transport_options *o)
+{
+    struct transport *t = transport_open("remote", specific_url, o);
+
+    if (!t)
+        fail_msg("cannot open %s: %s", specific_url, vk_error_message());
+    return t;
+}
+
+/* transport_open fails with CODE and a message holding every NEEDLE. */
+static void open_refused(const struct transport_options *o, enum vk_error_code code, ...)
+{
+    struct transport *t = transport_open("remote", specific_url, o);
+    const char *msg = vk_error_message(), *needle;
+    va_list ap;
+
+    if (t) {
+        transport_close(t);
+        fail_msg("the target was opened; expected '%s'", vk_error_code_name(code));
+    }
+    print_message("refused as expected: %s\n", msg);
+    if (vk_error_code() != code)
+        fail_msg("expected '%s', got '%s': %s", vk_error_code_name(code),
+                 vk_error_code_name(vk_error_code()), msg);
+    assert_non_null(strstr(msg, "target 'remote'"));
+    va_start(ap, code);
+    while ((needle = va_arg(ap, const char *)) != NULL)
+        if (!strstr(msg, needle))
+            fail_msg("no '%s' in: %s", needle, msg);
+    va_end(ap);
+}
+
+static void pattern(uint8_t *buf, size_t len, unsigned int seed)
+{
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (uint8_t)((i * 131 + seed * 7 + (i >> 12)) & 0xff);
+}
+
+static int temp_found;
+
+static int temp_cb(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    if (strstr(path, ".vk-tmp-")) {
+        print_message("temp file on the server: %s\n", path);
+        temp_found++;
+    }
+    return 0;
+}
+
+/* Temp files under the target directory, seen on the server's disk. */
+static int temp_files(void)
+{
+    temp_found = 0;
+    nftw(specific_root, temp_cb, 16, FTW_PHYS);
+    return temp_found;
+}
+
+/* Kill every process below PID (not PID itself). */
+static int kill_children_of(int pid)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    int killed = 0;
+
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL) {
+        char path[64], buf[512], *p;
+        FILE *f;
+        int child, ppid;
+        if (sscanf(de->d_name, "%d", &child) != 1)
+            continue;
+        snprintf(path, sizeof path, "/proc/%d/stat", child);
+        if (!(f = fopen(path, "re")))
+            continue;
+        p = fgets(buf, sizeof buf, f) ? strrchr(buf, ')') : NULL;
+        fclose(f);
+        if (p && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == pid) {
+            killed += kill_children_of(child);
+            if (kill(child, SIGKILL) == 0)
+                killed++;
+        }
+    }
+    closedir(d);
+    return killed;
+}
+
+/* Drop this program's SSH session: the server side dies. */
+static void kill_session(void)
+{
+    struct timespec ts = {0, 200 * 1000 * 1000};
+
+    if (kill_children_of(sshd_pid) == 0)
+        fail_msg("no sshd session process below %d to kill", sshd_pid);
+    nanosleep(&ts, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+/* Host keys                                                           */
+
+static void test_host_key_changed(void **state)
+{
+    struct transport_options o = base_opts();
+
+    (void)state;
+    o.known_hosts = fixture("known_hosts.changed");
+    open_refused(&o, VK_ERR_AUTH, "SHA256:", host_fp, "CHANGED", "ssh-keygen -R", NULL);
+}
+
+static void test_host_unknown(void **state)
+{
+    struct transport_options o = base_opts();
+
+    (void)state;
+    o.known_hosts = fixture("known_hosts.unknown");
+    open_refused(&o, VK_ERR_AUTH, "SHA256:", host_fp, "unknown", "known_hosts.unknown", NULL);
+    /* A missing known_hosts file knows no host: refused too, never created. */
+    o.known_hosts = fixture("known_hosts.missing");
+    open_refused(&o, VK_ERR_AUTH, host_fp, "does not exist", NULL);
+    assert_int_equal(access(fixture("known_hosts.missing"), F_OK), -1);
+}
+
+static void test_host_key_hashed(void **state)
+{
+    struct transport_options o = base_opts();
+    struct transport *t;
+    struct transport_stat st;
+
+    (void)state;
+    o.known_hosts = fixture("known_hosts.hashed");
+    t = open_ok(&o);
+    assert_int_equal(transport_check(t), 0);
+    assert_int_equal(transport_put(t, "hashed/obj", "abc", 3), 0);
+    assert_int_equal(transport_stat(t, "hashed/obj", &st), 0);
+    assert_int_equal(st.size, 3);
+    assert_int_equal(transport_delete(t, "hashed/obj"), 0);
+    transport_close(t);
+}
+
+/* ------------------------------------------------------------------ */
+/* Credentials                                                         */
+
+static void test_wrong_user_key(void **state)
+{
+    struct transport_options o = base_opts();
+
+    (void)state;
+    o.key_file = fixture("stranger_key");
+    open_refused(&o, VK_ERR_AUTH, "refused", user, "stranger_key", NULL);
+    o.key_file = fixture("no_such_key");
+    open_refused(&o, VK_ERR_NOT_FOUND, "no_such_key", NULL);
+}
+
+static void test_encrypted_key(void **state)
+{
+    struct transport_options o = base_opts();
+    struct transport *t;
+
+    (void)state;
+    o.key_file = fixture("enc_key");
+    o.passphrase_file = fixture("passphrase");
+    t = open_ok(&o);
+    assert_int_equal(transport_check(t), 0);
+    transport_close(t);
+
+    o.passphrase_file = NULL;
+    o.passphrase_env = "VK_TEST_PASSPHRASE";
+    setenv("VK_TEST_PASSPHRASE", "correct horse battery", 1);
+    t = open_ok(&o);
+    transport_close(t);
+    setenv("VK_TEST_PASSPHRASE", "wrong horse", 1);
+    open_refused(&o, VK_ERR_AUTH, "enc_key", "passphrase is wrong", NULL);
+    assert_null(strstr(vk_error_message(), "horse"));
+    unsetenv("VK_TEST_PASSPHRASE");
+    open_refused(&o, VK_ERR_AUTH, "VK_TEST_PASSPHRASE", "not set", NULL);
+
+    o.passphrase_env = NULL;
+    open_refused(&o, VK_ERR_AUTH, "enc_key", "passphrase_file", NULL);
+    o.passphrase_file = fixture("passphrase.wrong");
+    open_refused(&o, VK_ERR_AUTH, "passphrase is wrong", NULL);
+    assert_null(strstr(vk_error_message(), "horse"));
+    /* A passphrase file others can read is refused before it is read. */
+    o.passphrase_file = fixture("passphrase.readable");
+    open_refused(&o, VK_ERR_PERMISSION, "passphrase.readable", "chmod 600", "0644", NULL);
+    assert_null(strstr(vk_error_message(), "horse"));
+}
+
+static void test_agent(void **state)
+{
+    struct transport_options o = base_opts();
+    const char *sock = getenv("VK_TEST_AGENT_SOCK");
+    struct transport *t;
+
+    (void)state;
+    o.key_file = NULL;
+    unsetenv("SSH_AUTH_SOCK");
+    open_refused(&o, VK_ERR_AUTH, "SSH_AUTH_SOCK", "key_file", NULL);
+    if (!sock)
+        fail_msg("the driver started no ssh-agent (VK_TEST_AGENT_SOCK)");
+    setenv("SSH_AUTH_SOCK", sock, 1);
+    t = open_ok(&o);
+    assert_int_equal(transport_check(t), 0);
+    transport_close(t);
+    unsetenv("SSH_AUTH_SOCK");
+}
+
+static void test_user_option(void **state)
+{
+    struct transport_options o = base_opts();
+    char url[1024];
+    struct transport *t;
+
+    (void)state;
+    /* No user in the URL: the user option is used. */
+    snprintf(url, sizeof url, "ssh://%s:%s%s", host, port, specific_root);
+    o.user = "nobody-here";
+    assert_null(transport_open("remote", url, &o));
+    assert_int_equal(vk_error_code(), VK_ERR_AUTH);
+    assert_non_null(strstr(vk_error_message(), "nobody-here"));
+    o.user = user;
+    t = transport_open("remote", url, &o);
+    if (!t)
+        fail_msg("cannot open %s: %s", url, vk_error_message());
+    assert_int_equal(transport_check(t), 0);
+    transport_close(t);
+}
+
+static void test_connection_refused(void **state)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    struct transport_options o = base_opts();
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    char url[1024], where[64];
+    uint64_t start;
+
+    (void)state;
+    /* A port that was free a moment ago: nothing listens there. */
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    snprintf(where, sizeof where, "127.0.0.1:%u", ntohs(sa.sin_port));
+    snprintf(url, sizeof url, "ssh://%s@%s%s", user, where, specific_root);
+    start = vk_now_ns();
+    assert_null(transport_open("remote", url, &o));
+    assert_true(vk_now_ns() - start < 5ULL * 1000000000);
+    assert_int_equal(vk_error_code(), VK_ERR_NETWORK);
+    assert_non_null(strstr(vk_error_message(), where));
+    assert_non_null(strstr(vk_error_message(), "refused"));
+}
+
+/* ------------------------------------------------------------------ */
+/* Lost connections                                                    */
+
+static int specific_setup(void **state)
+{
+    struct transport_options o = base_opts();
+
+    *state = open_ok(&o);
+    return 0;
+}
+
+static int specific_teardown(void **state)
+{
+    transport_close(*state);
+    vk_error_clear();
+    return 0;
+}
+
+/* Write until a write fails (the connection is gone); returns the error. */
+static enum vk_error_code write_until_failure(struct transport_writer *w, uint8_t *buf)
+{
+    for (int i = 0; i < 256; i++)
+        if (transport_writer_write(w, buf, MiB) < 0)
+            return vk_error_code();
+    return VK_ERR_NONE;
+}
+
+static void test_killed_mid_upload(void **state)
+{
+    struct transport *t = *state;
+    struct transport_writer *w;
+    struct transport_stat st;
+    uint8_t *buf = malloc(MiB), back[64];
+
+    assert_non_null(buf);
+    pattern(buf, MiB, 1);
+    assert_int_equal(transport_put(t, "kill/old", buf, 1000), 0);
+    w = transport_put_begin(t, "kill/new", 0);
+    assert_non_null(w);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(transport_writer_write(w, buf, MiB), 0);
+    assert_int_equal(temp_files(), 1);
+    kill_session();
+    assert_int_equal(write_until_failure(w, buf), VK_ERR_NETWORK);
+    print_message("the put failed as expected: %s\n", vk_error_message());
+    assert_non_null(strstr(vk_error_message(), "kill/new"));
+    transport_writer_abort(w);
+    /* The server is back (the listener lives): nothing visible, the temp
+     * file removed, the old object whole. */
+    assert_int_equal(transport_stat(t, "kill/new", &st), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_NOT_FOUND);
+    assert_int_equal(temp_files(), 0);
+    assert_int_equal(transport_get_range(t, "kill/old", 0, back, sizeof back), sizeof back);
+    assert_memory_equal(back, buf, sizeof back);
+    free(buf);
+}
+
+static void test_killed_before_commit(void **state)
+{
+    struct transport *t = *state;
+    struct transport_writer *w;
+    struct transport_stat st;
+    uint8_t buf[4096];
+
+    pattern(buf, sizeof buf, 2);
+    assert_int_equal(transport_put(t, "commit/obj", buf, 100), 0);
+    w = transport_put_begin(t, "commit/obj", 0);
+    assert_non_null(w);
+    assert_int_equal(transport_writer_write(w, buf, sizeof buf), 0);
+    kill_session();
+    assert_int_equal(transport_writer_commit(w), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_NETWORK);
+    assert_non_null(strstr(vk_error_message(), "commit/obj"));
+    /* The old version stands; the new one's temp file goes on reconnect. */
+    assert_int_equal(transport_stat(t, "commit/obj", &st), 0);
+    assert_int_equal(st.size, 100);
+    assert_int_equal(temp_files(), 0);
+    /* A new put of the same key now works. */
+    assert_int_equal(transport_put(t, "commit/obj", buf, sizeof buf), 0);
+    assert_int_equal(transport_stat(t, "commit/obj", &st), 0);
+    assert_int_equal(st.size, sizeof buf);
+}
+
+static int count_cb(void *opaque, const char *key, const struct transport_stat *st)
+{
+    (void)key;
+    (void)st;
+    (*(int *)opaque)++;
+    return 0;
+}
+
+static void test_reconnect_idempotent(void **state)
+{
+    struct transport *t = *state;
+    struct transport_stat st;
+    uint8_t buf[3000], back[3000];
+    int n = 0;
+
+    pattern(buf, sizeof buf, 3);
+    assert_int_equal(transport_put(t, "idem/a", buf, sizeof buf), 0);
+    assert_int_equal(transport_put(t, "idem/b", buf, 10), 0);
+    kill_session();
+    assert_int_equal(transport_stat(t, "idem/a", &st), 0);
+    assert_int_equal(st.size, sizeof buf);
+    kill_session();
+    assert_int_equal(transport_get_range(t, "idem/a", 100, back, 2000), 2000);
+    assert_memory_equal(back, buf + 100, 2000);
+    kill_session();
+    assert_int_equal(transport_list(t, "idem/", count_cb, &n), 0);
+    assert_int_equal(n, 2);
+    kill_session();
+    assert_int_equal(transport_delete(t, "idem/b"), 0);
+    kill_session();
+    assert_int_equal(transport_check(t), 0);
+    assert_int_equal(transport_delete(t, "idem/a"), 0);
+    /* A put that begins on a dead connection simply reconnects. */
+    kill_session();
+    assert_int_equal(transport_put(t, "idem/c", buf, 5), 0);
+    assert_int_equal(transport_delete(t, "idem/c"), 0);
+}
+
+static void test_missing_root(void **state)
+{
+    struct transport_options o = base_opts();
+    char url[1024];
+    struct transport *t;
+    struct transport_stat st;
+
+    (void)state;
+    snprintf(url, sizeof url, "ssh://%s@%s:%s%s/not-there", user, host, port, specific_root);
+    t = transport_open("remote", url, &o);
+    assert_non_null(t);
+    assert_int_equal(transport_check(t), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_NOT_FOUND);
+    assert_non_null(strstr(vk_error_message(), "does not exist"));
+    /* Never created by a put. */
+    assert_int_equal(transport_put(t, "x/y", "1", 1), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_NOT_FOUND);
+    assert_int_equal(transport_stat(t, "x/y", &st), -1);
+    assert_non_null(strstr(vk_error_message(), "does not exist"));
+    transport_close(t);
+    snprintf(url, sizeof url, "%s/not-there", specific_root);
+    assert_int_equal(access(url, F_OK), -1);
+}
+
+/* Last: the whole server goes away and stays away. */
+static void test_server_gone(void **state)
+{
+    struct transport *t = *state;
+    struct transport_stat st;
+    char where[64];
+    uint64_t start;
+
+    assert_int_equal(transport_put(t, "gone/obj", "x", 1), 0);
+    kill_children_of(sshd_pid);
+    assert_int_equal(kill(sshd_pid, SIGKILL), 0);
+    start = vk_now_ns();
+    assert_int_equal(transport_stat(t, "gone/obj", &st), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_NETWORK);
+    snprintf(where, sizeof where, "%s:%s", host, port);
+    assert_non_null(strstr(vk_error_message(), where));
+    assert_non_null(strstr(vk_error_message(), "gone/obj"));
+    /* Bounded retries with backoff: a few seconds, not forever. */
+    assert_true(vk_now_ns() - start < 20ULL * 1000000000);
+    assert_null(transport_put_begin(t, "gone/new", 0));
+    assert_int_equal(vk_error_code(), VK_ERR_NETWORK);
+}
+
+static int specific_run(void)
+{
+#define T(f) cmocka_unit_test(f)
+#define S(f) cmocka_unit_test_setup_teardown(f, specific_setup, specific_teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_host_key_changed),  T(test_host_unknown),         T(test_host_key_hashed),
+        T(test_wrong_user_key),    T(test_encrypted_key),        T(test_agent),
+        T(test_user_option),       T(test_connection_refused),   T(test_missing_root),
+        S(test_killed_mid_upload), S(test_killed_before_commit), S(test_reconnect_idempotent),
+        S(test_server_gone),
+    };
+#undef T
+#undef S
+    return cmocka_run_group_tests_name("transport-ssh", tests, NULL, NULL);
+}
+
+int main(void)
+{
+    static struct mounts m;
+    static struct transport_options opts;
+    static struct contract_fixture fx = {
+        .name = "contract",
+        .opts = &opts,
+        .make_unwritable = ssh_make_unwritable,
+        .make_full = ssh_make_full,
+        .restore = ssh_restore,
+        .opaque = &m,
+        .full_put_bytes = 2 * MiB,
+    };
+    static char url[1024];
+    const char *pid;
+    unsigned long long n;
+    int failed;
+
+    host = getenv("VK_SSH_HOST");
+    port = getenv("VK_SSH_PORT");
+    user = getenv("VK_SSH_USER");
+    user_key = getenv("VK_SSH_KEY");
+    known_hosts = getenv("VK_SSH_KNOWN_HOSTS");
+    fixtures = getenv("VK_SSH_FIXTURES");
+    host_fp = getenv("VK_SSH_HOST_FP");
+    scratch = getenv("VK_SCRATCH");
+    pid = getenv("VK_SSHD_PID");
+    if (!host || !port || !user || !user_key || !known_hosts || !fixtures || !host_fp || !scratch ||
+        !pid) {
+        fprintf(stderr, "test-transport-ssh: run it through test-transport-ssh.sh\n");
+        return 77;
+    }
+    if (vk_parse_uint(pid, INT32_MAX, &n) < 0) {
+        fprintf(stderr, "test-transport-ssh: VK_SSHD_PID '%s' is not a process id\n", pid);
+        return 99;
+    }
+    sshd_pid = (int)n;
+    snprintf(contract_root, sizeof contract_root, "%s/contract", scratch);
+    snprintf(specific_root, sizeof specific_root, "%s/specific", scratch);
+    snprintf(url, sizeof url, "ssh://%s@%s:%s%s", user, host, port, contract_root);
+    snprintf(specific_url, sizeof specific_url, "ssh://%s@%s:%s%s", user, host, port,
+             specific_root);
+    opts = base_opts();
+    m.root = contract_root;
+    fx.url = url;
+    failed = transport_contract_run("transport-contract-ssh", &fx);
+    ssh_restore(&m);
+    failed += specific_run();
+    return failed ? 1 : 0;
+}

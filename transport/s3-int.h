@@ -1,0 +1,133 @@
+/* virtkeep - the s3:// backend's internals, shared by its files only
+ * (s3.c: options, credentials and the vtable; s3-http.c: signed requests
+ * with retries and error mapping; s3-put.c: streaming multipart puts;
+ * s3-xml.c: the XML answers).  Tests include it to reach the signing setup
+ * and the XML parsers; callers never do.
+ */
+#ifndef VIRTKEEP_TRANSPORT_S3_INT_H
+#define VIRTKEEP_TRANSPORT_S3_INT_H
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+
+#define S3_EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define S3_UNSIGNED_PAYLOAD "UNSIGNED-PAYLOAD"
+#define S3_MIN_PART_SIZE (5u * 1024 * 1024)
+#define S3_MAX_PART_SIZE (5ull * 1024 * 1024 * 1024)
+#define S3_MAX_PARTS 10000
+#define S3_MAX_PARALLEL 16
+
+/* Credentials, read once at open.  The secret never goes to a log. */
+struct s3_creds {
+    char *access_key;
+    char *secret;
+    char *session_token; /* or NULL */
+};
+
+struct s3 {
+    char *endpoint; /* "http://127.0.0.1:4568", no trailing '/' */
+    char *bucket;
+    char *prefix; /* "" or "a/b/" (with the trailing '/') */
+    char *region;
+    char *sigv4; /* "aws:amz:REGION:s3" */
+    char *ca_file;
+    bool virtual_host;
+    struct s3_creds creds;
+    long timeout;              /* seconds for one request */
+    unsigned int attempts;     /* per request, >= 1 */
+    unsigned int backoff_ms;   /* first retry delay (before jitter) */
+    size_t part_size;          /* first part size */
+    unsigned int parallel;     /* parts in flight per put */
+    unsigned int max_keys;     /* ListObjectsV2 page size */
+    uint64_t retries;          /* retried requests, for tests and debug (atomic) */
+    pthread_mutex_t pool_lock; /* idle curl handles (connection reuse) */
+    CURL *pool[S3_MAX_PARALLEL + 4];
+    unsigned int npool;
+};
+
+/* One request.  The body comes from memory so that a retry can re-send it. */
+struct s3_req {
+    const char *method; /* GET HEAD PUT POST DELETE */
+    const char *key;    /* object key under the target (prefix added), or NULL: bucket */
+    const char *query;  /* canonical query ("a=1&b=x%2Fy", sorted), or NULL */
+    const void *body;
+    size_t body_len;
+    bool unsigned_payload; /* send x-amz-content-sha256: UNSIGNED-PAYLOAD */
+    bool content_md5;      /* send Content-MD5 of the body */
+    uint64_t range_off;    /* with range_len > 0: Range: bytes=off-(off+len-1) */
+    size_t range_len;
+
+    /* The answer. */
+    long status;
+    char *resp; /* body (error XML, listings), NUL-terminated */
+    size_t resp_len;
+    char *dst; /* or: GET data into this buffer */
+    size_t dst_cap, dst_len;
+    char etag[130];
+    bool past_end; /* a "206" whose Content-Range starts past the end */
+    uint64_t content_length;
+    int64_t mtime;
+};
+
+/* Signing: CURLOPT_AWS_SIGV4 with the access key and secret, and the
+ * headers curl 7.88 does not add: x-amz-content-sha256 (PAYLOAD_HASH) and
+ * x-amz-security-token.  Appends to *HEADERS; returns -1 when out of memory. */
+int s3_sign_setup(CURL *h, const char *sigv4, const struct s3_creds *creds,
+                  const char *payload_hash, struct curl_slist **headers);
+
+/* Run REQ with retries (5xx, 429, connection errors).  Returns 0 when an
+ * answer came (any status, in req->status) and -1 with VK_ERR_NETWORK
+ * recorded, naming the endpoint, when none did.  WHAT starts the message
+ * ("cannot put 'KEY'"). */
+int s3_perform(struct s3 *s3, struct s3_req *req, const char *what);
+/* Record the error for a non-2xx answer: the S3 error code and message
+ * mapped to a vk_error code; WHAT starts the message.  Returns -1. */
+int s3_fail(const struct s3 *s3, const struct s3_req *req, const char *what);
+void s3_req_clear(struct s3_req *req);
+
+/* Percent-encode for a URL path (KEEP_SLASH) or a query value. */
+char *s3_uri_encode(const char *s, bool keep_slash);
+
+/* Streaming put (s3-put.c). */
+struct s3_put;
+struct s3_put *s3_put_begin(struct s3 *s3, const char *key);
+int s3_put_write(struct s3_put *p, const void *buf, size_t len);
+int s3_put_commit(struct s3_put *p);
+void s3_put_abort(struct s3_put *p);
+/* The size of part number N (1-based) for a first part size BASE. */
+size_t s3_part_size(size_t base, unsigned int n);
+
+/* XML answers (s3-xml.c).  Each parses strictly and fails with
+ * VK_ERR_CORRUPT (message naming WHAT) on anything malformed. */
+struct s3_error_info {
+    char code[64];
+    char message[256];
+    char bucket[256];
+};
+/* Parse an <Error> document; false when BODY is not one. */
+bool s3_xml_error(const char *body, size_t len, struct s3_error_info *out);
+
+struct s3_list_entry {
+    char *key;
+    uint64_t size;
+    int64_t mtime;
+};
+struct s3_list_page {
+    struct s3_list_entry *entries;
+    size_t n;
+    bool truncated;
+    char *next_token; /* or NULL */
+};
+int s3_xml_list(const char *body, size_t len, struct s3_list_page *out);
+void s3_list_page_clear(struct s3_list_page *page);
+/* The UploadId of an InitiateMultipartUploadResult; NULL on failure. */
+char *s3_xml_upload_id(const char *body, size_t len);
+/* Is BODY a CompleteMultipartUploadResult (true) or an error (false)? */
+bool s3_xml_complete_ok(const char *body, size_t len);
+
+#endif

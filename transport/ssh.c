@@ -1,0 +1,957 @@
+/* virtkeep - the ssh:// backend: a directory on an SFTP server (libssh2).
+ *
+ * ssh://[USER@]HOST[:PORT]/PATH.  The connection, the strict host key check
+ * and authentication live in ssh-conn.c; this file maps the transport
+ * operations onto SFTP.
+ *
+ * A put writes ".NAME.vk-tmp-XXXXXX" next to the object, then on commit:
+ * fsync@openssh.com (when the server has it), close, rename over the final
+ * name.  SFTP v3 servers (OpenSSH) refuse to rename over an existing file, so
+ * an overwrite moves the old object to a temp name first, renames the new one
+ * into place, then removes the old one (putting it back if that rename
+ * fails).  A reader may then miss the key for an instant, but never sees a
+ * partial object; a temp file is never listed (no valid key contains
+ * ".vk-tmp-").
+ *
+ * SFTP v3 has no status for a full or read-only file system (OpenSSH answers
+ * "Failure"), so a generic failure is explained with statvfs@openssh.com.
+ *
+ * Idempotent operations (stat, get_range, list, delete, check) that find the
+ * connection dead reconnect with exponential backoff and try again; a put
+ * in flight on a dead connection fails, and its temp file is removed on the
+ * next connect.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "common/cleanup.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "transport/ssh-int.h"
+
+#define NOT_STATUS ULONG_MAX
+#define FULL_BYTES (1024 * 1024) /* less free space than this after a failure: full */
+
+struct ssh_put {
+    LIBSSH2_SFTP_HANDLE *h; /* NULL once closed or lost with its session */
+    unsigned int generation;
+    bool orphaned; /* tmp is in the orphan list */
+    char *key;
+    char *tmp;
+    char *final;
+};
+
+/* ------------------------------------------------------------------ */
+/* Paths                                                               */
+
+static char *path_of(const struct ssh *s, const char *key)
+{
+    if (!*s->root)
+        return vk_strdup(key);
+    return vk_asprintf("%s/%s", strcmp(s->root, "/") == 0 ? "" : s->root, key);
+}
+
+static const char *root_path(const struct ssh *s)
+{
+    return *s->root ? s->root : ".";
+}
+
+/* A fresh hidden temp name next to FINAL: ".BASE.vk-tmp-XXXXXX". */
+static char *tmp_name_for(const char *final)
+{
+    static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    const char *slash = strrchr(final, '/');
+    const char *base = slash ? slash + 1 : final;
+    int dirlen = slash ? (int)(slash - final + 1) : 0;
+    unsigned char rnd[6];
+    char suffix[7];
+
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        vk_error_errno(errno, "cannot get random bytes for a temp name");
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof rnd; i++)
+        suffix[i] = chars[rnd[i] % (sizeof chars - 1)];
+    suffix[6] = '\0';
+    return vk_asprintf("%.*s.%.200s" SSH_TMP_MARK "%s", dirlen, final, base, suffix);
+}
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+
+/* The SFTP status of the last failure, or NOT_STATUS when the failure was
+ * not a status from the server (the connection, most likely). */
+static unsigned long sftp_status(struct ssh *s)
+{
+    if (!s->session || libssh2_session_last_errno(s->session) != LIBSSH2_ERROR_SFTP_PROTOCOL)
+        return NOT_STATUS;
+    return libssh2_sftp_last_error(s->sftp);
+}
+
+static const char *session_msg(struct ssh *s)
+{
+    char *msg = NULL;
+
+    if (s->session)
+        libssh2_session_last_error(s->session, &msg, NULL, 0);
+    return msg && *msg ? msg : "unknown error";
+}
+
+static int fail_lost(struct ssh *s, const char *op, const char *key)
+{
+    vk_error(VK_ERR_NETWORK, "cannot %s '%s': the connection to %s was lost (%s)", op, key,
+             s->hostport, session_msg(s));
+    s->broken = true;
+    return -1;
+}
+
+/* Does the root exist as a directory?  Records why not. */
+static int root_check(struct ssh *s)
+{
+    LIBSSH2_SFTP_ATTRIBUTES a;
+    const char *r = root_path(s);
+
+    if (libssh2_sftp_stat_ex(s->sftp, r, (unsigned int)strlen(r), LIBSSH2_SFTP_STAT, &a) != 0) {
+        unsigned long st = sftp_status(s);
+        if (st == NOT_STATUS)
+            return fail_lost(s, "check", r);
+        if (st == LIBSSH2_FX_NO_SUCH_FILE || st == LIBSSH2_FX_NO_SUCH_PATH)
+            vk_error(VK_ERR_NOT_FOUND, "target directory '%s' does not exist on %s", r,
+                     s->hostport);
+        else if (st == LIBSSH2_FX_PERMISSION_DENIED)
+            vk_error(VK_ERR_PERMISSION, "cannot access target directory '%s' on %s", r,
+                     s->hostport);
+        else
+            vk_error(VK_ERR_IO, "cannot access target directory '%s' on %s (SFTP status %lu)", r,
+                     s->hostport, st);
+        return -1;
+    }
+    if ((a.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) && !LIBSSH2_SFTP_S_ISDIR(a.permissions)) {
+        vk_error(VK_ERR_INVALID, "target directory '%s' on %s is not a directory", r, s->hostport);
+        return -1;
+    }
+    return 0;
+}
+
+/* KEY is not there: say so, unless the whole target directory is missing. */
+static int fail_missing(struct ssh *s, const char *op, const char *key)
+{
+    if (root_check(s) < 0)
+        return -1;
+    vk_error(VK_ERR_NOT_FOUND, "cannot %s '%s': no such object", op, key);
+    return -1;
+}
+
+/* A bare "Failure": tell a read-only or full file system from the rest. */
+static int fail_failure(struct ssh *s, const char *op, const char *key)
+{
+    LIBSSH2_SFTP_STATVFS st;
+    const char *r = root_path(s);
+
+    if (libssh2_sftp_statvfs(s->sftp, r, strlen(r), &st) == 0) {
+        if (st.f_flag & LIBSSH2_SFTP_ST_RDONLY) {
+            vk_error(VK_ERR_PERMISSION,
+                     "cannot %s '%s': the target's file system on %s is "
+                     "read-only",
+                     op, key, s->hostport);
+            return -1;
+        }
+        if (st.f_bavail * st.f_frsize < FULL_BYTES) {
+            vk_error(VK_ERR_NO_SPACE, "cannot %s '%s': the target is full (%s:%s)", op, key,
+                     s->hostport, r);
+            return -1;
+        }
+    } else if (sftp_status(s) == NOT_STATUS) {
+        return fail_lost(s, op, key);
+    }
+    vk_error(VK_ERR_IO, "cannot %s '%s': the server %s reported a failure", op, key, s->hostport);
+    return -1;
+}
+
+static int fail_status(struct ssh *s, unsigned long st, const char *op, const char *key)
+{
+    switch (st) {
+    case NOT_STATUS:
+        return fail_lost(s, op, key);
+    case LIBSSH2_FX_NO_SUCH_FILE:
+    case LIBSSH2_FX_NO_SUCH_PATH:
+        return fail_missing(s, op, key);
+    case LIBSSH2_FX_PERMISSION_DENIED:
+        vk_error(VK_ERR_PERMISSION, "cannot %s '%s': permission denied by %s", op, key,
+                 s->hostport);
+        return -1;
+    case LIBSSH2_FX_WRITE_PROTECT:
+        vk_error(VK_ERR_PERMISSION, "cannot %s '%s': the target on %s is read-only", op, key,
+                 s->hostport);
+        return -1;
+    case LIBSSH2_FX_NO_SPACE_ON_FILESYSTEM:
+    case LIBSSH2_FX_QUOTA_EXCEEDED:
+        vk_error(VK_ERR_NO_SPACE, "cannot %s '%s': the target is full (%s on %s)", op, key,
+                 st == LIBSSH2_FX_QUOTA_EXCEEDED ? "quota exceeded" : "no space left", s->hostport);
+        return -1;
+    case LIBSSH2_FX_FAILURE:
+        return fail_failure(s, op, key);
+    default:
+        vk_error(VK_ERR_IO, "cannot %s '%s': the server %s answered SFTP status %lu", op, key,
+                 s->hostport, st);
+        return -1;
+    }
+}
+
+static int sftp_fail(struct ssh *s, const char *op, const char *key)
+{
+    return fail_status(s, sftp_status(s), op, key);
+}
+
+/* Is PATH there, and is it a regular file? */
+static bool is_regular(struct ssh *s, const char *path, bool *exists)
+{
+    LIBSSH2_SFTP_ATTRIBUTES a;
+
+    *exists = libssh2_sftp_stat_ex(s->sftp, path, (unsigned int)strlen(path), LIBSSH2_SFTP_LSTAT,
+                                   &a) == 0;
+    return *exists && (a.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) &&
+           LIBSSH2_SFTP_S_ISREG(a.permissions);
+}
+
+/* A failure on PATH that may be a directory standing where an object would
+ * be: that is "no such object". */
+static int fail_object(struct ssh *s, const char *op, const char *key, const char *path)
+{
+    unsigned long st = sftp_status(s);
+    bool exists, regular;
+
+    if (st != LIBSSH2_FX_FAILURE)
+        return fail_status(s, st, op, key);
+    regular = is_regular(s, path, &exists);
+    if (!exists)
+        return sftp_status(s) == NOT_STATUS ? fail_lost(s, op, key) : fail_missing(s, op, key);
+    return regular ? fail_failure(s, op, key) : fail_missing(s, op, key);
+}
+
+/* Keep the current error across cleanup that may record others. */
+struct saved_error {
+    enum vk_error_code code;
+    char *msg;
+};
+
+static void error_save(struct saved_error *e)
+{
+    e->code = vk_error_code();
+    e->msg = vk_error_message() ? strdup(vk_error_message()) : NULL;
+}
+
+static void error_restore(struct saved_error *e)
+{
+    if (e->code != VK_ERR_NONE)
+        vk_error(e->code, "%s", e->msg ? e->msg : "unknown error");
+    else
+        vk_error_clear();
+    free(e->msg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Retries                                                             */
+
+/* Run OP on a live connection; when the connection turns out dead,
+ * reconnect with backoff and run it again (it must be idempotent). */
+static int retry(struct ssh *s, const char *op, const char *key,
+                 int (*fn)(struct ssh *, unsigned int attempt, void *), void *arg)
+{
+    int r = -1;
+
+    for (unsigned int attempt = 0; attempt < SSH_ATTEMPTS; attempt++) {
+        if (attempt > 0) {
+            vk_debug("%s: %s '%s' again after a lost connection (attempt %u)", s->hostport, op, key,
+                     attempt + 1);
+            ssh_backoff(attempt);
+        }
+        if (ssh_ensure(s) < 0) {
+            if (vk_error_code() != VK_ERR_NETWORK)
+                return -1; /* credentials or host key: trying again changes nothing */
+            vk_error_prefix("cannot %s '%s'", op, key);
+            continue;
+        }
+        r = fn(s, attempt, arg);
+        if (r >= 0 || !s->broken)
+            return r;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Open, close, check                                                  */
+
+static int ssh_open(struct transport *t, const struct transport_url *url,
+                    const struct transport_options *opts)
+{
+    struct ssh *s = vk_calloc(1, sizeof *s);
+
+    if (!s)
+        return -1;
+    pthread_mutex_init(&s->lock, NULL);
+    if (ssh_conf_init(s, url, opts) < 0 || ssh_connect(s) < 0) {
+        ssh_conf_free(s);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        return -1;
+    }
+    t->priv = s;
+    return 0;
+}
+
+static void ssh_close(struct transport *t)
+{
+    struct ssh *s = t->priv;
+
+    if (!s)
+        return;
+    ssh_disconnect(s);
+    ssh_conf_free(s);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    t->priv = NULL;
+}
+
+static int op_check(struct ssh *s, unsigned int attempt, void *arg)
+{
+    CLEANUP_FREE char *base = path_of(s, ".check");
+    CLEANUP_FREE char *probe = NULL;
+    LIBSSH2_SFTP_HANDLE *h;
+
+    (void)attempt;
+    (void)arg;
+    if (!base || root_check(s) < 0)
+        return -1;
+    /* Really create a file: modes say nothing on a read-only mount. */
+    if (!(probe = tmp_name_for(base)))
+        return -1;
+    h = libssh2_sftp_open_ex(s->sftp, probe, (unsigned int)strlen(probe),
+                             LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL, 0600,
+                             LIBSSH2_SFTP_OPENFILE);
+    if (!h)
+        return sftp_fail(s, "write a probe file in", root_path(s));
+    libssh2_sftp_close_handle(h);
+    libssh2_sftp_unlink_ex(s->sftp, probe, (unsigned int)strlen(probe));
+    return 0;
+}
+
+static int ssh_check(struct transport *t)
+{
+    struct ssh *s = t->priv;
+    int r;
+
+    pthread_mutex_lock(&s->lock);
+    r = retry(s, "check", root_path(s), op_check, NULL);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Directories                                                         */
+
+/* Create the directories of KEY under the root, never the root itself. */
+static int make_parents(struct ssh *s, const char *key)
+{
+    CLEANUP_FREE char *path = path_of(s, key);
+    size_t rootlen;
+
+    if (!path)
+        return -1;
+    rootlen = strlen(path) - strlen(key);
+    for (char *c = path + rootlen; (c = strchr(c, '/')) != NULL; c++) {
+        bool exists;
+        unsigned long st;
+        *c = '\0';
+        if (libssh2_sftp_mkdir_ex(s->sftp, path, (unsigned int)strlen(path), 0750) != 0) {
+            st = sftp_status(s);
+            if (st == NOT_STATUS)
+                return fail_lost(s, "put", key);
+            if (st == LIBSSH2_FX_NO_SUCH_FILE || st == LIBSSH2_FX_NO_SUCH_PATH)
+                return root_check(s); /* else a concurrent delete pruned it: the caller retries */
+            is_regular(s, path, &exists);
+            if (!exists)
+                return fail_status(s, st, "put", key);
+        }
+        *c = '/';
+    }
+    return 0;
+}
+
+/* Remove the now-empty directories of KEY, deepest first, up to the root. */
+static void prune_parents(struct ssh *s, const char *key)
+{
+    CLEANUP_FREE char *path = path_of(s, key);
+    size_t rootlen;
+    char *c;
+
+    if (!path)
+        return;
+    rootlen = strlen(path) - strlen(key);
+    while ((c = strrchr(path + rootlen, '/')) != NULL) {
+        *c = '\0';
+        if (libssh2_sftp_rmdir_ex(s->sftp, path, (unsigned int)strlen(path)) != 0)
+            return;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Puts                                                                */
+
+static void put_free(struct ssh_put *p)
+{
+    free(p->key);
+    free(p->tmp);
+    free(p->final);
+    free(p);
+}
+
+static bool put_stale(const struct ssh *s, const struct ssh_put *p)
+{
+    return !p->h || p->generation != s->generation || s->broken;
+}
+
+static void put_orphan(struct ssh *s, struct ssh_put *p)
+{
+    p->h = NULL; /* its session is gone with the connection */
+    if (!p->orphaned)
+        ssh_orphan_add(s, p->tmp);
+    p->orphaned = true;
+}
+
+static int fail_stale(struct ssh *s, struct ssh_put *p)
+{
+    put_orphan(s, p);
+    vk_error(VK_ERR_NETWORK,
+             "cannot put '%s': the connection to %s was lost during the put; nothing was "
+             "stored under that key",
+             p->key, s->hostport);
+    return -1;
+}
+
+/* A write-side failure: explain it; a lost connection orphans the temp. */
+static int put_fail(struct ssh *s, struct ssh_put *p)
+{
+    sftp_fail(s, "put", p->key);
+    if (s->broken) {
+        vk_error(VK_ERR_NETWORK,
+                 "cannot put '%s': the connection to %s was lost during the put (%s); nothing "
+                 "was stored under that key",
+                 p->key, s->hostport, session_msg(s));
+        put_orphan(s, p);
+    }
+    return -1;
+}
+
+static int op_put_open(struct ssh *s, unsigned int attempt, void *arg)
+{
+    struct ssh_put *p = arg;
+
+    (void)attempt;
+    for (int tries = 0; tries < 5; tries++) {
+        unsigned long st;
+        free(p->tmp);
+        if (!(p->tmp = tmp_name_for(p->final)))
+            return -1;
+        p->h = libssh2_sftp_open_ex(s->sftp, p->tmp, (unsigned int)strlen(p->tmp),
+                                    LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL, 0640,
+                                    LIBSSH2_SFTP_OPENFILE);
+        if (p->h) {
+            p->generation = s->generation;
+            return 0;
+        }
+        st = sftp_status(s);
+        if (st == NOT_STATUS) {
+            ssh_orphan_add(s, p->tmp); /* the server may have made it */
+            return fail_lost(s, "put", p->key);
+        }
+        if (st != LIBSSH2_FX_NO_SUCH_FILE && st != LIBSSH2_FX_NO_SUCH_PATH)
+            return fail_status(s, st, "put", p->key);
+        if (make_parents(s, p->key) < 0)
+            return -1;
+    }
+    vk_error(VK_ERR_IO, "cannot put '%s': its directory on %s keeps disappearing", p->key,
+             s->hostport);
+    return -1;
+}
+
+static void *ssh_put_begin(struct transport *t, const char *key, unsigned int flags)
+{
+    struct ssh *s = t->priv;
+    struct ssh_put *p = vk_calloc(1, sizeof *p);
+    int r = -1;
+
+    (void)flags;
+    if (!p)
+        return NULL;
+    if ((p->key = vk_strdup(key)) && (p->final = path_of(s, key))) {
+        pthread_mutex_lock(&s->lock);
+        r = retry(s, "put", key, op_put_open, p);
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (r < 0) {
+        put_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static int put_write_locked(struct ssh *s, struct ssh_put *p, const char *buf, size_t len)
+{
+    if (put_stale(s, p))
+        return fail_stale(s, p);
+    for (size_t done = 0; done < len;) {
+        ssize_t n = libssh2_sftp_write(p->h, buf + done, len - done);
+        if (n <= 0)
+            return put_fail(s, p);
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+static int ssh_put_write(struct transport *t, void *handle, const void *buf, size_t len)
+{
+    struct ssh *s = t->priv;
+    int r;
+
+    pthread_mutex_lock(&s->lock);
+    r = put_write_locked(s, handle, buf, len);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static int sftp_rename(struct ssh *s, const char *from, const char *to)
+{
+    return libssh2_sftp_rename_ex(
+        s->sftp, from, (unsigned int)strlen(from), to, (unsigned int)strlen(to),
+        LIBSSH2_SFTP_RENAME_OVERWRITE | LIBSSH2_SFTP_RENAME_ATOMIC | LIBSSH2_SFTP_RENAME_NATIVE);
+}
+
+/* The server would not rename over the old object: move it aside, move the
+ * new one in, drop the old one (or put it back). */
+static int rename_swap(struct ssh *s, struct ssh_put *p, unsigned long first)
+{
+    CLEANUP_FREE char *old = tmp_name_for(p->final);
+    unsigned long st;
+
+    if (!old)
+        return -1;
+    if (sftp_rename(s, p->final, old) != 0) {
+        st = sftp_status(s);
+        if (st != LIBSSH2_FX_NO_SUCH_FILE && st != LIBSSH2_FX_NO_SUCH_PATH)
+            return fail_status(s, st == NOT_STATUS ? st : first, "put", p->key);
+        old[0] = '\0'; /* the old object went away meanwhile */
+    }
+    if (sftp_rename(s, p->tmp, p->final) != 0) {
+        st = sftp_status(s);
+        if (st != NOT_STATUS && *old)
+            sftp_rename(s, old, p->final);
+        return fail_status(s, st, "put", p->key);
+    }
+    if (*old && libssh2_sftp_unlink_ex(s->sftp, old, (unsigned int)strlen(old)) != 0)
+        vk_debug("cannot remove '%s', the replaced version of '%s'", old, p->key);
+    return 0;
+}
+
+static int rename_into_place(struct ssh *s, struct ssh_put *p)
+{
+    unsigned long st;
+
+    if (sftp_rename(s, p->tmp, p->final) == 0)
+        return 0;
+    st = sftp_status(s);
+    if (st != LIBSSH2_FX_FAILURE && st != LIBSSH2_FX_FILE_ALREADY_EXISTS)
+        return fail_status(s, st, "put", p->key);
+    return rename_swap(s, p, st);
+}
+
+static int put_commit_locked(struct ssh *s, struct ssh_put *p)
+{
+    int rc;
+
+    if (put_stale(s, p))
+        return fail_stale(s, p);
+    if (!s->no_fsync && libssh2_sftp_fsync(p->h) != 0) {
+        if (sftp_status(s) != LIBSSH2_FX_OP_UNSUPPORTED)
+            return put_fail(s, p);
+        vk_debug("%s has no fsync@openssh.com: puts are not synced", s->hostport);
+        s->no_fsync = true;
+    }
+    rc = libssh2_sftp_close_handle(p->h);
+    p->h = NULL; /* freed, unless the connection died (then it goes with it) */
+    if (rc != 0) {
+        put_fail(s, p);
+        if (!s->broken)
+            libssh2_sftp_unlink_ex(s->sftp, p->tmp, (unsigned int)strlen(p->tmp));
+        return -1;
+    }
+    if (rename_into_place(s, p) < 0) {
+        if (s->broken) {
+            put_orphan(s, p);
+        } else {
+            libssh2_sftp_unlink_ex(s->sftp, p->tmp, (unsigned int)strlen(p->tmp));
+            prune_parents(s, p->key);
+        }
+        return -1;
+    }
+    return 0;
+}
+
+static int ssh_put_commit(struct transport *t, void *handle)
+{
+    struct ssh *s = t->priv;
+    int r;
+
+    pthread_mutex_lock(&s->lock);
+    r = put_commit_locked(s, handle);
+    pthread_mutex_unlock(&s->lock);
+    put_free(handle);
+    return r;
+}
+
+static void ssh_put_abort(struct transport *t, void *handle)
+{
+    struct ssh *s = t->priv;
+    struct ssh_put *p = handle;
+    struct saved_error e;
+
+    error_save(&e);
+    pthread_mutex_lock(&s->lock);
+    if (!put_stale(s, p)) {
+        libssh2_sftp_close_handle(p->h);
+        libssh2_sftp_unlink_ex(s->sftp, p->tmp, (unsigned int)strlen(p->tmp));
+        prune_parents(s, p->key);
+    } else {
+        /* One quick reconnect removes the temp file now if the server is back. */
+        put_orphan(s, p);
+        ssh_ensure(s);
+    }
+    pthread_mutex_unlock(&s->lock);
+    error_restore(&e);
+    put_free(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* Reads                                                               */
+
+struct get_arg {
+    const char *key;
+    uint64_t offset;
+    char *buf;
+    size_t len;
+    size_t got;
+};
+
+static int op_get(struct ssh *s, unsigned int attempt, void *arg)
+{
+    struct get_arg *a = arg;
+    CLEANUP_FREE char *path = path_of(s, a->key);
+    LIBSSH2_SFTP_HANDLE *h;
+    ssize_t n = 0;
+
+    (void)attempt;
+    if (!path)
+        return -1;
+    h = libssh2_sftp_open_ex(s->sftp, path, (unsigned int)strlen(path), LIBSSH2_FXF_READ, 0,
+                             LIBSSH2_SFTP_OPENFILE);
+    if (!h)
+        return sftp_fail(s, "read", a->key);
+    libssh2_sftp_seek64(h, a->offset);
+    for (a->got = 0; a->got < a->len; a->got += (size_t)n) {
+        n = libssh2_sftp_read(h, a->buf + a->got, a->len - a->got);
+        if (n <= 0)
+            break;
+    }
+    if (n < 0) {
+        int r = fail_object(s, "read", a->key, path);
+        if (!s->broken)
+            libssh2_sftp_close_handle(h);
+        return r;
+    }
+    if (libssh2_sftp_close_handle(h) != 0 && sftp_status(s) == NOT_STATUS)
+        s->broken = true; /* the data is whole; the next operation reconnects */
+    return 0;
+}
+
+static ssize_t ssh_get_range(struct transport *t, const char *key, uint64_t offset, void *buf,
+                             size_t len)
+{
+    struct ssh *s = t->priv;
+    struct get_arg a = {.key = key, .offset = offset, .buf = buf, .len = len};
+    int r;
+
+    pthread_mutex_lock(&s->lock);
+    r = retry(s, "read", key, op_get, &a);
+    pthread_mutex_unlock(&s->lock);
+    return r < 0 ? -1 : (ssize_t)a.got;
+}
+
+struct stat_arg {
+    const char *key;
+    struct transport_stat *st;
+};
+
+static int op_stat(struct ssh *s, unsigned int attempt, void *arg)
+{
+    struct stat_arg *a = arg;
+    CLEANUP_FREE char *path = path_of(s, a->key);
+    LIBSSH2_SFTP_ATTRIBUTES at;
+
+    (void)attempt;
+    if (!path)
+        return -1;
+    if (libssh2_sftp_stat_ex(s->sftp, path, (unsigned int)strlen(path), LIBSSH2_SFTP_STAT, &at) !=
+        0)
+        return sftp_fail(s, "stat", a->key);
+    if (!(at.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) || !LIBSSH2_SFTP_S_ISREG(at.permissions))
+        return fail_missing(s, "stat", a->key);
+    a->st->size = at.flags & LIBSSH2_SFTP_ATTR_SIZE ? at.filesize : 0;
+    a->st->mtime = at.flags & LIBSSH2_SFTP_ATTR_ACMODTIME ? (int64_t)at.mtime : 0;
+    return 0;
+}
+
+static int ssh_stat(struct transport *t, const char *key, struct transport_stat *st)
+{
+    struct ssh *s = t->priv;
+    struct stat_arg a = {.key = key, .st = st};
+    int r;
+
+    pthread_mutex_lock(&s->lock);
+    r = retry(s, "stat", key, op_stat, &a);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Delete                                                              */
+
+static int op_remove(struct ssh *s, unsigned int attempt, void *arg)
+{
+    const char *key = arg;
+    CLEANUP_FREE char *path = path_of(s, key);
+
+    if (!path)
+        return -1;
+    if (libssh2_sftp_unlink_ex(s->sftp, path, (unsigned int)strlen(path)) != 0) {
+        unsigned long st = sftp_status(s);
+        /* Gone after a retry: the attempt whose answer was lost removed it. */
+        if (attempt > 0 && (st == LIBSSH2_FX_NO_SUCH_FILE || st == LIBSSH2_FX_NO_SUCH_PATH))
+            return 0;
+        return fail_object(s, "delete", key, path);
+    }
+    prune_parents(s, key);
+    return 0;
+}
+
+static int ssh_remove(struct transport *t, const char *key)
+{
+    struct ssh *s = t->priv;
+    int r;
+
+    pthread_mutex_lock(&s->lock);
+    r = retry(s, "delete", key, op_remove, (void *)key);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Listing: walk the directories the prefix can reach, sort, call back. */
+
+struct entry {
+    char *key;
+    struct transport_stat st;
+};
+
+struct entries {
+    struct entry *v;
+    size_t n, cap;
+};
+
+static void entries_clear(struct entries *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        free(e->v[i].key);
+    free(e->v);
+    memset(e, 0, sizeof *e);
+}
+
+static int entries_add(struct entries *e, char *key, const LIBSSH2_SFTP_ATTRIBUTES *at)
+{
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 64;
+        struct entry *v = vk_realloc_array(e->v, cap, sizeof *v);
+        if (!v)
+            return -1;
+        e->v = v;
+        e->cap = cap;
+    }
+    e->v[e->n].key = key;
+    e->v[e->n].st.size = at->flags & LIBSSH2_SFTP_ATTR_SIZE ? at->filesize : 0;
+    e->v[e->n].st.mtime = at->flags & LIBSSH2_SFTP_ATTR_ACMODTIME ? (int64_t)at->mtime : 0;
+    e->n++;
+    return 0;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct entry *)a)->key, ((const struct entry *)b)->key);
+}
+
+/* Can keys under directory REL ("" for the root) start with PREFIX? */
+static bool dir_may_match(const char *rel, const char *prefix)
+{
+    size_t rlen = strlen(rel), plen = strlen(prefix);
+
+    if (plen <= rlen)
+        return strncmp(rel, prefix, plen) == 0;
+    return strncmp(rel, prefix, rlen) == 0 && prefix[rlen] == '/';
+}
+
+/* Names that cannot be keys: temp files, control characters. */
+static bool name_listable(const char *name)
+{
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strstr(name, SSH_TMP_MARK))
+        return false;
+    for (const char *c = name; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f)
+            return false;
+    return true;
+}
+
+struct walk {
+    const char *prefix;
+    struct entries e;
+};
+
+/* One directory entry: a matching object is kept, a directory that may hold
+ * matching keys goes on SUBDIRS. */
+static int walk_entry(struct walk *w, const char *rel, const char *name,
+                      const LIBSSH2_SFTP_ATTRIBUTES *at, char ***subdirs, size_t *nsub)
+{
+    char *key;
+
+    if (!name_listable(name) || !(at->flags & LIBSSH2_SFTP_ATTR_PERMISSIONS))
+        return 0;
+    if (!(key = *rel ? vk_asprintf("%s/%s", rel, name) : vk_strdup(name)))
+        return -1;
+    if (strlen(key) <= TRANSPORT_KEY_MAX && LIBSSH2_SFTP_S_ISDIR(at->permissions) &&
+        dir_may_match(key, w->prefix)) {
+        char **v = vk_realloc_array(*subdirs, *nsub + 2, sizeof *v);
+        if (!v) {
+            free(key);
+            return -1;
+        }
+        v[(*nsub)++] = key;
+        v[*nsub] = NULL;
+        *subdirs = v;
+        return 0;
+    }
+    if (strlen(key) <= TRANSPORT_KEY_MAX && LIBSSH2_SFTP_S_ISREG(at->permissions) &&
+        strncmp(key, w->prefix, strlen(w->prefix)) == 0)
+        return entries_add(&w->e, key, at) < 0 ? (free(key), -1) : 0;
+    free(key);
+    return 0;
+}
+
+static int walk_dir(struct ssh *s, struct walk *w, const char *rel);
+
+static int walk_read(struct ssh *s, struct walk *w, const char *rel, LIBSSH2_SFTP_HANDLE *h,
+                     char ***subdirs, size_t *nsub)
+{
+    char name[512];
+    LIBSSH2_SFTP_ATTRIBUTES at;
+    int n;
+
+    while ((n = libssh2_sftp_readdir_ex(h, name, sizeof name - 1, NULL, 0, &at)) > 0) {
+        name[n] = '\0';
+        if (walk_entry(w, rel, name, &at, subdirs, nsub) < 0)
+            return -1;
+    }
+    if (n < 0)
+        return n == LIBSSH2_ERROR_BUFFER_TOO_SMALL ? 0 : sftp_fail(s, "list", w->prefix);
+    return 0;
+}
+
+static int walk_dir(struct ssh *s, struct walk *w, const char *rel)
+{
+    CLEANUP_FREE char *dir = *rel ? path_of(s, rel) : vk_strdup(root_path(s));
+    CLEANUP_STRV char **subdirs = NULL;
+    LIBSSH2_SFTP_HANDLE *h;
+    size_t nsub = 0;
+    int r;
+
+    if (!dir)
+        return -1;
+    h = libssh2_sftp_open_ex(s->sftp, dir, (unsigned int)strlen(dir), 0, 0, LIBSSH2_SFTP_OPENDIR);
+    if (!h) {
+        unsigned long st = sftp_status(s);
+        /* A directory that is not there (or went away) holds no keys. */
+        if (*rel && (st == LIBSSH2_FX_NO_SUCH_FILE || st == LIBSSH2_FX_NO_SUCH_PATH))
+            return 0;
+        return fail_status(s, st, "list", w->prefix);
+    }
+    r = walk_read(s, w, rel, h, &subdirs, &nsub);
+    if (!s->broken)
+        libssh2_sftp_close_handle(h);
+    for (size_t i = 0; r == 0 && i < nsub; i++)
+        r = walk_dir(s, w, subdirs[i]);
+    return r;
+}
+
+static int op_list(struct ssh *s, unsigned int attempt, void *arg)
+{
+    struct walk *w = arg;
+    CLEANUP_FREE char *start = NULL;
+    const char *slash = strrchr(w->prefix, '/');
+
+    (void)attempt;
+    entries_clear(&w->e);
+    if (root_check(s) < 0)
+        return -1;
+    /* Start at the deepest directory the prefix names. */
+    if (!(start = vk_strndup(w->prefix, slash ? (size_t)(slash - w->prefix) : 0)))
+        return -1;
+    return walk_dir(s, w, start);
+}
+
+static int ssh_list(struct transport *t, const char *prefix, transport_list_cb cb, void *opaque)
+{
+    struct ssh *s = t->priv;
+    struct walk w = {.prefix = prefix};
+    int r;
+
+    pthread_mutex_lock(&s->lock);
+    r = retry(s, "list", prefix, op_list, &w);
+    pthread_mutex_unlock(&s->lock);
+    /* Callbacks run unlocked: they may use the target. */
+    if (r == 0) {
+        if (w.e.n > 1)
+            qsort(w.e.v, w.e.n, sizeof *w.e.v, entry_cmp);
+        for (size_t i = 0; i < w.e.n && r == 0; i++)
+            r = cb(opaque, w.e.v[i].key, &w.e.v[i].st);
+    }
+    entries_clear(&w.e);
+    return r;
+}
+
+const struct transport_ops transport_ssh = {
+    .scheme = "ssh",
+    .open = ssh_open,
+    .close = ssh_close,
+    .check = ssh_check,
+    .put_begin = ssh_put_begin,
+    .put_write = ssh_put_write,
+    .put_commit = ssh_put_commit,
+    .put_abort = ssh_put_abort,
+    .get_range = ssh_get_range,
+    .stat = ssh_stat,
+    .list = ssh_list,
+    .remove = ssh_remove,
+};
