@@ -308,3 +308,56 @@ int catalog_backup_disk_list(struct catalog *cat, const char *backup_id,
     *out = list;
     return 0;
 }
+
+int catalog_prune_mark(struct catalog *cat, const char *id, const char *reason)
+{
+    int n = catalog_sql_run(cat,
+                            "INSERT OR IGNORE INTO prune_intents (backup_id, reason, marked) "
+                            "SELECT id, ?2, ?3 FROM backups WHERE id = ?1",
+                            "tti", id, reason, (int64_t)time(NULL));
+    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
+    int r;
+
+    if (n != 0)
+        return n == -1 ? -1 : 0;
+    /* Nothing inserted: already marked, or no such backup. */
+    stmt = catalog_sql_prepare(cat, "SELECT 1 FROM backups WHERE id = ?1", "t", id);
+    if (!stmt || (r = catalog_sql_step(cat, stmt)) == -1)
+        return -1;
+    if (r == 0) {
+        vk_error(VK_ERR_NOT_FOUND, "backup '%s' is not in catalog '%s'", id, cat->path);
+        return -1;
+    }
+    return 0;
+}
+
+int catalog_prune_list(struct catalog *cat, const char *domain, char ***ids)
+{
+    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
+    CLEANUP_STRV char **v = vk_calloc(1, sizeof *v);
+    size_t n = 0;
+    int r;
+
+    *ids = NULL;
+    stmt = catalog_sql_prepare(cat,
+                               "SELECT b.id FROM prune_intents p JOIN backups b ON b.id = "
+                               "p.backup_id JOIN domains d ON d.id = b.domain_id "
+                               "WHERE ?1 IS NULL OR d.name = ?1 ORDER BY b.started DESC, b.id DESC",
+                               "t", domain);
+    if (!v || !stmt)
+        return -1;
+    while ((r = catalog_sql_step(cat, stmt)) == 1) {
+        char **nv = vk_realloc_array(v, n + 2, sizeof *v);
+        if (!nv)
+            return -1;
+        v = nv;
+        v[n] = vk_strdup((const char *)sqlite3_column_text(stmt, 0));
+        v[++n] = NULL;
+        if (!v[n - 1])
+            return -1;
+    }
+    if (r == -1)
+        return -1;
+    *ids = VK_STEAL(v);
+    return 0;
+}

@@ -34,6 +34,9 @@
  *                    migrate, ...), domain, target, backup, state
  *                    queued|running|succeeded|failed|cancelled, pid, times,
  *                    progress, estimated and actual seconds, error.
+ *   prune_intents    backups a prune has decided to delete (backup, reason,
+ *                    when marked): marked before any object is deleted, gone
+ *                    with the backup row (see src/prune.h).
  *   throughput       measured transfer rates per target and direction
  *                    (read|write): bytes, seconds, when measured.  The
  *                    planner's estimates come from the recent samples.
@@ -54,7 +57,7 @@
 
 /* The newest schema this code knows.  An older file is migrated on open; a
  * newer one is refused (VK_ERR_UNSUPPORTED). */
-#define CATALOG_SCHEMA_VERSION 2
+#define CATALOG_SCHEMA_VERSION 4
 
 struct catalog;
 
@@ -155,6 +158,7 @@ struct catalog_job {
     double estimate_seconds; /* what the planner predicted, 0 if nothing */
     double elapsed_seconds;  /* measured, set by catalog_job_finish */
     char *error;
+    int64_t downtime_ms; /* migrations: measured downtime, -1 unknown (read only) */
 };
 
 /* A rate estimated from recent measurements. */
@@ -264,6 +268,14 @@ int catalog_backup_delete(struct catalog *cat, const char *id, unsigned int flag
  * recovery).  *MARKED (may be NULL) gets how many were marked. */
 int catalog_backup_fail_orphans(struct catalog *cat, unsigned int flags, unsigned int *marked);
 
+/* Prune intents (src/prune.h): mark backup ID as doomed, REASON may be
+ * NULL; marking again keeps the first mark.  An unknown backup fails with
+ * VK_ERR_NOT_FOUND.  The mark disappears with catalog_backup_delete(). */
+int catalog_prune_mark(struct catalog *cat, const char *id, const char *reason);
+/* The marked backups of DOMAIN (every domain when NULL), newest first, as
+ * a NULL-terminated list of ids (vk_strv_free it; empty when none). */
+int catalog_prune_list(struct catalog *cat, const char *domain, char ***ids);
+
 int catalog_backup_disk_add(struct catalog *cat, const struct catalog_backup_disk *disk);
 int catalog_backup_disk_list(struct catalog *cat, const char *backup_id,
                              struct catalog_backup_disks **out);
@@ -291,6 +303,8 @@ int catalog_job_set_progress(struct catalog *cat, int64_t id, uint64_t done, uin
 int catalog_job_finish(struct catalog *cat, int64_t id, enum catalog_job_state state,
                        const char *error, double elapsed_seconds);
 struct catalog_job *catalog_job_get(struct catalog *cat, int64_t id);
+/* Record the measured downtime of a migration job (milliseconds, >= 0). */
+int catalog_job_set_downtime(struct catalog *cat, int64_t id, int64_t downtime_ms);
 
 #define CATALOG_JOB_LIST_ACTIVE 0x1 /* only queued and running jobs */
 /* Jobs of DOMAIN (every job when NULL), newest first, at most LIMIT (0: all). */

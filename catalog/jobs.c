@@ -17,7 +17,8 @@
 
 #define JOB_SELECT                                                                                 \
     "SELECT id, kind, domain, target, backup_id, state, pid, started, finished, "                  \
-    "progress_done, progress_total, estimate_seconds, elapsed_seconds, error FROM jobs "
+    "progress_done, progress_total, estimate_seconds, elapsed_seconds, error, downtime_ms "        \
+    "FROM jobs "
 
 static int read_job(sqlite3_stmt *stmt, struct catalog_job *job)
 {
@@ -38,6 +39,7 @@ static int read_job(sqlite3_stmt *stmt, struct catalog_job *job)
     job->estimate_seconds = sqlite3_column_double(stmt, 11);
     job->elapsed_seconds = sqlite3_column_double(stmt, 12);
     job->error = catalog_sql_text(stmt, 13, &ok);
+    job->downtime_ms = catalog_sql_int(stmt, 14);
     return ok ? 0 : -1;
 }
 
@@ -109,6 +111,21 @@ int catalog_job_finish(struct catalog *cat, int64_t id, enum catalog_job_state s
                         "finished = ?5 WHERE id = ?1",
                         "ittdi", id, catalog_job_state_name(state), error, elapsed_seconds,
                         (int64_t)time(NULL));
+    if (n == 0)
+        return job_missing(cat, id);
+    return n == -1 ? -1 : 0;
+}
+
+int catalog_job_set_downtime(struct catalog *cat, int64_t id, int64_t downtime_ms)
+{
+    int n;
+
+    if (downtime_ms < 0) {
+        vk_error(VK_ERR_INVALID, "job %" PRId64 " cannot have a negative downtime", id);
+        return -1;
+    }
+    n = catalog_sql_run(cat, "UPDATE jobs SET downtime_ms = ?2 WHERE id = ?1", "ii", id,
+                        downtime_ms);
     if (n == 0)
         return job_missing(cat, id);
     return n == -1 ? -1 : 0;

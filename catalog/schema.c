@@ -97,9 +97,26 @@ static const char schema_v2[] =
     "  measured INTEGER NOT NULL);"
     "CREATE INDEX throughput_target ON throughput(target, direction, measured);";
 
+/* Version 3: the measured downtime of a migration job (milliseconds,
+ * -1 when not measured). */
+static const char schema_v3[] =
+    "ALTER TABLE jobs ADD COLUMN downtime_ms INTEGER NOT NULL DEFAULT -1;";
+
+/* Version 4: prune intents.  A backup that a prune is about to delete is
+ * marked here first (one transaction for the whole set), so that a prune
+ * killed while deleting objects is finished by the next one.  The mark goes
+ * away with the backup row. */
+static const char schema_v4[] =
+    "CREATE TABLE prune_intents ("
+    "  backup_id TEXT PRIMARY KEY REFERENCES backups(id) ON DELETE CASCADE,"
+    "  reason TEXT,"
+    "  marked INTEGER NOT NULL);";
+
 static const char *const migrations[] = {
     schema_v1,
     schema_v2,
+    schema_v3,
+    schema_v4,
 };
 
 _Static_assert(VK_ARRAY_SIZE(migrations) == CATALOG_SCHEMA_VERSION,

@@ -1121,13 +1121,12 @@ const uint8_t *archive_reader_body_sha256(const struct archive_reader *r)
     return r->idx.body_sha256;
 }
 
-static int chunk_corrupt(const struct archive_reader *r, const struct archive_extent *e,
-                         const char *why)
+static int chunk_corrupt(const char *name, const struct archive_extent *e, const char *why)
 {
     vk_error(VK_ERR_CORRUPT,
              "archive '%s' is corrupt: the chunk at offset %" PRIu64 " (0x%" PRIx64 ", member "
              "data/%016" PRIx64 "-%016" PRIx64 ".zst) %s",
-             r->name, e->offset, e->offset, e->offset, e->length, why);
+             name, e->offset, e->offset, e->offset, e->length, why);
     return -1;
 }
 
@@ -1146,25 +1145,26 @@ static int frame_buffer(struct archive_reader *r, size_t size)
     return 0;
 }
 
-static int chunk_decode(struct archive_reader *r, const struct archive_extent *e, void *out)
+static int chunk_decode(ZSTD_DCtx *dctx, const char *name, const struct archive_extent *e,
+                        const void *frame, void *out)
 {
     uint8_t sha[ARCHIVE_SHA256_LEN];
-    unsigned long long fcs = ZSTD_getFrameContentSize(r->frame, e->size);
+    unsigned long long fcs = ZSTD_getFrameContentSize(frame, e->size);
     size_t n;
 
     if (fcs == ZSTD_CONTENTSIZE_ERROR)
-        return chunk_corrupt(r, e, "is not a zstd frame");
+        return chunk_corrupt(name, e, "is not a zstd frame");
     if (fcs != ZSTD_CONTENTSIZE_UNKNOWN && fcs != e->length)
-        return chunk_corrupt(r, e, "holds a frame of the wrong size");
-    if (ZSTD_findFrameCompressedSize(r->frame, e->size) != e->size)
-        return chunk_corrupt(r, e, "is not exactly one zstd frame");
-    n = ZSTD_decompressDCtx(r->dctx, out, e->length, r->frame, e->size);
+        return chunk_corrupt(name, e, "holds a frame of the wrong size");
+    if (ZSTD_findFrameCompressedSize(frame, e->size) != e->size)
+        return chunk_corrupt(name, e, "is not exactly one zstd frame");
+    n = ZSTD_decompressDCtx(dctx, out, e->length, frame, e->size);
     if (ZSTD_isError(n) || n != e->length)
-        return chunk_corrupt(r, e, "cannot be decompressed");
+        return chunk_corrupt(name, e, "cannot be decompressed");
     if (archive_sha256(out, e->length, sha) < 0)
         return -1;
     if (memcmp(sha, e->sha256, sizeof(sha)) != 0)
-        return chunk_corrupt(r, e, "fails its sha256 check");
+        return chunk_corrupt(name, e, "fails its sha256 check");
     return 0;
 }
 
@@ -1183,7 +1183,7 @@ int archive_reader_read_chunk(struct archive_reader *r, const struct archive_ext
     if (frame_buffer(r, e->size) < 0 ||
         r->src.pread(r->src.opaque, r->frame, e->size, e->position) < 0)
         return -1;
-    return chunk_decode(r, e, out_raw);
+    return chunk_decode(r->dctx, r->name, e, r->frame, out_raw);
 }
 
 void archive_reader_free(struct archive_reader *r)
@@ -1195,4 +1195,40 @@ void archive_reader_free(struct archive_reader *r)
     free(r->frame);
     free(r->name);
     free(r);
+}
+
+/* ---------------------------------------------------------------- decoder */
+
+struct archive_decoder {
+    ZSTD_DCtx *dctx;
+};
+
+struct archive_decoder *archive_decoder_new(void)
+{
+    struct archive_decoder *d = vk_calloc(1, sizeof(*d));
+
+    if (d && !(d->dctx = ZSTD_createDCtx())) {
+        vk_error(VK_ERR_INTERNAL, "cannot create a zstd decompression context: out of memory");
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+void archive_decoder_free(struct archive_decoder *d)
+{
+    if (!d)
+        return;
+    ZSTD_freeDCtx(d->dctx);
+    free(d);
+}
+
+int archive_decoder_decode(struct archive_decoder *d, const char *name,
+                           const struct archive_extent *e, const void *frame, void *out_raw)
+{
+    if (e->kind == ARCHIVE_EXTENT_ZERO) {
+        memset(out_raw, 0, e->length);
+        return 0;
+    }
+    return chunk_decode(d->dctx, name ? name : "(unnamed)", e, frame, out_raw);
 }

@@ -134,6 +134,19 @@ int archive_reader_read_chunk(struct archive_reader *r, const struct archive_ext
                               void *out_raw);
 void archive_reader_free(struct archive_reader *r);
 
+/* Decoding frames the caller has read (EXTENT->size bytes at
+ * EXTENT->position), so that a pool of threads can decode and verify while
+ * one thread reads: one decoder (its own zstd context) per thread; the
+ * decoder holds no other state.  Decode FRAME into OUT_RAW (EXTENT->length
+ * bytes) and check its sha256, with the same checks and errors as
+ * archive_reader_read_chunk (NAME names the archive).  Zero extents fill
+ * OUT_RAW with zeros and ignore FRAME. */
+struct archive_decoder;
+struct archive_decoder *archive_decoder_new(void);
+void archive_decoder_free(struct archive_decoder *d);
+int archive_decoder_decode(struct archive_decoder *d, const char *name,
+                           const struct archive_extent *e, const void *frame, void *out_raw);
+
 /* The index parser alone (what archive_reader_open uses once the trailer and
  * the index sha256 are checked); INDEX_POS bounds the frame positions.  For
  * tests and fuzzing.  Returns 0 or -1 (VK_ERR_CORRUPT). */

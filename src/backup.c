@@ -516,6 +516,16 @@ static int disks_run(struct bk *b)
 
 /* ---- manifest and commit ---------------------------------------------- */
 
+/* Record the source image's qcow2 cluster size and compat level so that a
+ * restore can keep them; an image that cannot be read is only a warning. */
+static void source_probe(const struct bk *b, struct manifest_disk *md)
+{
+    const struct virt_disk *d = virt_disks_find(&b->disks, md->target);
+
+    if (d && d->source && d->fmt == VIRT_FORMAT_QCOW2 && manifest_disk_probe(md, d->source) < 0)
+        vk_warn("%s", vk_error_message());
+}
+
 static int manifest_fill(const struct bk *b, struct manifest *m)
 {
     const struct backup_result *r = b->res;
@@ -540,6 +550,7 @@ static int manifest_fill(const struct bk *b, struct manifest *m)
         md->archive_size = r->disks[i].archive_size;
         md->bytes_read = r->disks[i].read_bytes;
         md->bytes_stored = r->disks[i].stored_bytes;
+        source_probe(b, md);
     }
     return m->backup_id && m->domain_name && m->level && m->domain_xml ? 0 : -1;
 }

@@ -1,9 +1,11 @@
 /* virtkeep - `virtkeep restore DOMAIN [--at TIME | --backup ID] --dest DIR
- * [--disks vda,...] [--from TARGET] [--force] [--json]`. */
+ * [--disks vda,...] [--from TARGET] [--force] [--define] [--name NEW]
+ * [--start] [--json]`. */
 #include <config.h>
 
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +22,37 @@
 #include "src/cli.h"
 #include "src/restore.h"
 
-enum { OPT_AT = 256, OPT_BACKUP, OPT_DEST, OPT_DISKS, OPT_FROM, OPT_FORCE, OPT_JSON };
+enum {
+    OPT_AT = 256,
+    OPT_BACKUP,
+    OPT_DEST,
+    OPT_DISKS,
+    OPT_FROM,
+    OPT_FORCE,
+    OPT_JSON,
+    OPT_DEFINE,
+    OPT_NAME,
+    OPT_START
+};
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static void signals_set(void (*handler)(int))
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
 
 struct restore_args {
     struct restore_options o;
@@ -36,6 +68,8 @@ static struct json_object *disk_json(const struct restore_disk_result *d)
     json_object_object_add(o, "disk", json_object_new_string(d->target));
     json_object_object_add(o, "path", json_object_new_string(d->path));
     json_object_object_add(o, "virtual_size", json_object_new_int64((int64_t)d->virtual_size));
+    json_object_object_add(o, "cluster_size", json_object_new_int64((int64_t)d->cluster_size));
+    json_object_object_add(o, "compat", d->compat ? json_object_new_string(d->compat) : NULL);
     json_object_object_add(o, "bytes_written", json_object_new_int64((int64_t)d->bytes_written));
     json_object_object_add(o, "zero_bytes", json_object_new_int64((int64_t)d->zero_bytes));
     json_object_object_add(o, "chunks_read", json_object_new_int64((int64_t)d->nr_chunks));
@@ -56,8 +90,10 @@ static struct json_object *disk_json(const struct restore_disk_result *d)
 static void result_print_json(const struct restore_result *r)
 {
     struct json_object *o = json_object_new_object(), *chain = json_object_new_array();
-    struct json_object *disks = json_object_new_array();
+    struct json_object *disks = json_object_new_array(), *dropped = json_object_new_array();
 
+    for (size_t i = 0; r->dropped && r->dropped[i]; i++)
+        json_object_array_add(dropped, json_object_new_string(r->dropped[i]));
     for (size_t i = 0; r->chain && r->chain[i]; i++)
         json_object_array_add(chain, json_object_new_string(r->chain[i]));
     for (size_t i = 0; i < r->nr_disks; i++)
@@ -66,6 +102,10 @@ static void result_print_json(const struct restore_result *r)
     json_object_object_add(o, "disks", disks);
     json_object_object_add(o, "job", json_object_new_int64(r->job_id));
     json_object_object_add(o, "seconds", json_object_new_double(r->seconds));
+    json_object_object_add(o, "estimate_seconds", json_object_new_double(r->estimate_seconds));
+    json_object_object_add(o, "defined", r->defined ? json_object_new_string(r->defined) : NULL);
+    json_object_object_add(o, "started", json_object_new_boolean(r->started));
+    json_object_object_add(o, "dropped_disks", dropped);
     puts(json_object_to_json_string_ext(o,
                                         JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(o);
@@ -83,6 +123,10 @@ static void result_print(const struct restore_result *r)
                vk_size_format(d->bytes_written, w, sizeof w),
                vk_size_format(d->frame_bytes, f, sizeof f), d->nr_chunks, d->seconds);
     }
+    if (r->defined)
+        printf("defined domain '%s'%s\n", r->defined, r->started ? " and started it" : "");
+    for (size_t i = 0; r->dropped && r->dropped[i]; i++)
+        printf("  disk %s was not restored: left out of the definition\n", r->dropped[i]);
 }
 
 static int args_parse(const struct cli_command *cmd, int argc, char **argv, struct restore_args *a)
@@ -95,6 +139,9 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
         {"from", required_argument, NULL, OPT_FROM},
         {"force", no_argument, NULL, OPT_FORCE},
         {"json", no_argument, NULL, OPT_JSON},
+        {"define", no_argument, NULL, OPT_DEFINE},
+        {"name", required_argument, NULL, OPT_NAME},
+        {"start", no_argument, NULL, OPT_START},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -128,6 +175,15 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
         case OPT_JSON:
             a->json = true;
             break;
+        case OPT_DEFINE:
+            a->o.define = true;
+            break;
+        case OPT_NAME:
+            a->o.new_name = optarg;
+            break;
+        case OPT_START:
+            a->o.start = a->o.define = true;
+            break;
         default:
             return cli_option_error(cmd);
         }
@@ -147,6 +203,10 @@ static int args_check(int argc, char **argv, struct restore_args *a)
     a->o.at = INT64_MAX;
     if (a->at && restore_time_parse(a->at, (int64_t)time(NULL), &a->o.at) < 0)
         return cli_usage_error("restore", "%s", vk_error_message());
+    if (a->o.new_name && !a->o.define)
+        return cli_usage_error("restore", "--name NEW needs --define");
+    if (a->o.new_name && (!*a->o.new_name || strchr(a->o.new_name, '/')))
+        return cli_usage_error("restore", "--name '%s' is not a valid domain name", a->o.new_name);
     a->o.disks = a->disks;
     return -1;
 }
@@ -165,16 +225,27 @@ int cli_cmd_restore(struct cli *cli, int argc, char **argv)
         (r = cli_config_load(cli)) != CLI_EXIT_OK)
         goto out;
     a.o.config = cli->config;
+    a.o.connect_uri = cli->connect_uri;
+    a.o.cancel = &interrupted;
     cat = catalog_open(cli_catalog_path(cli), CATALOG_OPEN_EXISTING);
-    if (!cat || restore_run(cat, &a.o, &res, 0) < 0) {
-        r = cli_error_last();
-        goto out;
-    }
+    if (!cat)
+        goto fail;
+    interrupted = 0;
+    signals_set(on_signal);
+    r = restore_run(cat, &a.o, &res, 0);
+    signals_set(SIG_DFL);
+    if (r < 0)
+        goto fail;
     if (a.json)
         result_print_json(&res);
     else if (!cli->quiet)
         result_print(&res);
     r = CLI_EXIT_OK;
+    goto out;
+fail:
+    r = cli_error_last();
+    if (interrupted)
+        r = CLI_EXIT_INTERRUPTED; /* whatever the signal broke on the way */
 out:
     restore_result_clear(&res);
     catalog_close(cat);

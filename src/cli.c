@@ -57,9 +57,7 @@ const struct cli_command cli_commands[] = {
      "usage or configuration error, 3 for an argument that is neither a URL nor a\n"
      "configured target.\n",
      cli_cmd_targets},
-    {"backup",
-     "DOMAIN [OPTIONS]",
-     "Back up the disks of a domain.",
+    {"backup", "DOMAIN [OPTIONS]", "Back up the disks of a domain.",
      "Backs up every disk of DOMAIN (cdrom, floppy and LUN devices are skipped) into one\n"
      "archive per disk, DOMAIN/BACKUP_ID/DISK.tar, then DOMAIN/BACKUP_ID/manifest.json on\n"
      "the target, and records it in the catalog.  A running domain is read through a\n"
@@ -114,8 +112,7 @@ const struct cli_command cli_commands[] = {
      "\n"
      "Exit status: 0, or 3 when BACKUP is not in the catalog.\n",
      cli_cmd_show},
-    {"restore", "DOMAIN --dest DIR [OPTIONS]",
-     "Restore the disks of a domain to a point in time.",
+    {"restore", "DOMAIN --dest DIR [OPTIONS]", "Restore the disks of a domain to a point in time.",
      "Picks the newest committed backup of DOMAIN at or before TIME (or backup ID, or\n"
      "the latest), merges the indexes of its chain (full + incs, or full + diff) so that\n"
      "each block is read once from the newest backup that holds it, verifies every\n"
@@ -129,17 +126,31 @@ const struct cli_command cli_commands[] = {
      "  --dest DIR       where the images go (created when missing)\n"
      "  --disks LIST     restore only these disks (vda,vdb)\n"
      "  --from TARGET    read from this target (name or URL) instead of the recorded one\n"
-     "  --force          replace existing images in DIR\n"
-     "  --json           print {chain, disks: [{disk, path, virtual_size, bytes_written,\n"
-     "                   zero_bytes, chunks_read, frame_bytes_fetched,\n"
-     "                   raw_bytes_decompressed, index_bytes_fetched, merged_data_bytes,\n"
-     "                   merged_frame_bytes, seconds}], job, seconds} on stdout\n"
+     "  --force          replace existing images in DIR; with --define, replace the\n"
+     "                   definition of a shut-off domain of the same name (keeping its UUID)\n"
+     "  --define         define the domain (persistent) from the XML saved with the backup,\n"
+     "                   its disks pointing at the restored images (qcow2); disks not\n"
+     "                   restored are left out of the definition and named.  A domain of\n"
+     "                   that name already defined is refused unless --force.\n"
+     "  --name NEW       define it as NEW, beside the original: no UUID, no MAC addresses,\n"
+     "                   no fixed graphics ports, no NVRAM path (libvirt makes new ones)\n"
+     "  --start          start the defined domain (implies --define)\n"
+     "  --json           print {chain, disks: [{disk, path, virtual_size, cluster_size,\n"
+     "                   compat, bytes_written, zero_bytes, chunks_read,\n"
+     "                   frame_bytes_fetched, raw_bytes_decompressed, index_bytes_fetched,\n"
+     "                   merged_data_bytes, merged_frame_bytes, seconds}], job, seconds,\n"
+     "                   estimate_seconds, defined, started, dropped_disks} on stdout\n"
+     "\n"
+     "Images keep the source image's qcow2 cluster size and compat level (recorded in\n"
+     "the manifest).  The restore job records the planner's estimate (see plan restore)\n"
+     "next to the measured duration.  SIGINT or SIGTERM stops the restore: no temporary\n"
+     "image and no qemu-nbd are left, and the exit status is 130.\n"
      "\n"
      "Exit status: 0 done, 1 failed (a corrupt chunk names backup, disk and offset),\n"
-     "2 usage error or existing destination without --force, 3 no such domain or backup.\n",
+     "2 usage error, existing destination or domain without --force, 3 no such domain or\n"
+     "backup, 130 interrupted.\n",
      cli_cmd_restore},
-    {"verify", "BACKUP|DOMAIN [OPTIONS]",
-     "Re-read the archives of backups and check them.",
+    {"verify", "BACKUP|DOMAIN [OPTIONS]", "Re-read the archives of backups and check them.",
      "Checks every recorded copy of backup BACKUP, or of every committed backup of DOMAIN:\n"
      "the object size against the catalog, the trailer, the index and its sha256, every\n"
      "chunk (zstd and sha256), and the sha256 of each archive against the catalog and the\n"
@@ -152,6 +163,179 @@ const struct cli_command cli_commands[] = {
      "\n"
      "Exit status: 0 all good, 1 something is corrupt or missing, 3 unknown backup.\n",
      cli_cmd_verify},
+    {"catalog", "rebuild --target NAME|URL [--json]",
+     "Rebuild the catalog from the manifests on a target.",
+     "Reads every DOMAIN/BACKUP_ID/manifest.json on the target, checks each archive it\n"
+     "names (present, with the recorded size) and records the domains, the backups\n"
+     "(committed, level, parent, checkpoint, XML, times, sizes), their disks and the\n"
+     "archive locations in the catalog (--catalog), which is created when missing.\n"
+     "Merging is idempotent: backups already recorded only get this target's locations\n"
+     "added, so a rebuild never overwrites a catalog; a recorded backup that disagrees\n"
+     "with its manifest is reported as a conflict and left alone.  Backup directories\n"
+     "without a manifest (incomplete backups) and unreadable manifests are reported by\n"
+     "name and recorded nowhere.\n"
+     "\n"
+     "  --target NAME|URL  the target to read (a configured name or a URL); required\n"
+     "  --json             print {target, manifests, added, known, domains, backups,\n"
+     "                     incomplete, unreadable, conflicts} on stdout\n"
+     "\n"
+     "Exit status: 0 done, 1 some manifests were unreadable or in conflict (the rest is\n"
+     "recorded) or the target could not be read, 2 usage error, 3 unknown target.\n",
+     cli_cmd_catalog},
+    {"plan", "restore DOMAIN [--at TIME|--backup ID] [--target NAME] [--json]",
+     "Show what a restore would read, lose and take.",
+     "Resolves the chain a restore would use (as restore does), reads only the indexes of\n"
+     "its archives, merges them and shows the bytes to read per archive and per target,\n"
+     "the data lost (RPO: TIME, or now, minus the time of the chosen backup) and an\n"
+     "estimated duration: bytes / the read throughput measured on earlier jobs against\n"
+     "each target.  A target without history is estimated at 100 MiB/s and marked as a\n"
+     "guess.\n"
+     "\n"
+     "  --at TIME        as for restore (RFC 3339, 'now', '2h ago')\n"
+     "  --backup ID      plan the restore of exactly this backup\n"
+     "  --target NAME    read from this target (name or URL), as restore --from\n"
+     "  --disks LIST     only these disks\n"
+     "  --json           print {domain, backup, chain, backup_time, at, rpo_seconds,\n"
+     "                   archives: [{backup, disk, target, key, read_bytes, index_bytes,\n"
+     "                   chunks}], targets: [{target, bytes, rate, samples, guess,\n"
+     "                   seconds}], read_bytes, disk_bytes, virtual_bytes,\n"
+     "                   estimate_seconds, guess} on stdout\n"
+     "\n"
+     "Exit status: 0, 1 an archive cannot be read, 2 usage error, 3 no such domain or\n"
+     "backup.\n",
+     cli_cmd_plan},
+    {"snapshot", "create|list|revert|delete DOMAIN [NAME]",
+     "Create, list, revert or delete external snapshots.",
+     "  snapshot create DOMAIN [NAME] [--quiesce] [--memory] [--dir DIR] [--json]\n"
+     "      External disk-only snapshot (default NAME vk-YYYYmmddTHHMMSS, UTC): each\n"
+     "      writable file or block disk gets an overlay IMAGE.NAME next to its image (or\n"
+     "      DIR/IMAGE.NAME with --dir) and new writes go there.  --quiesce freezes the\n"
+     "      guest file systems through the guest agent (fails without one); --memory\n"
+     "      takes a full-system snapshot of a running domain, its memory state going to\n"
+     "      DOMAIN.NAME.mem beside the first overlay.  Checkpoints and backups go on.\n"
+     "  snapshot list DOMAIN [--json]\n"
+     "      Snapshots, oldest first: name, time, state, disks, current.  --json prints\n"
+     "      {domain, snapshots: [{name, parent, state, created, current, external,\n"
+     "      memory_file, disks: [{disk, overlay, base}]}]}.\n"
+     "  snapshot revert DOMAIN NAME [--memory]\n"
+     "      Put the disks back as they were when NAME was taken: the domain is stopped,\n"
+     "      the overlays above the snapshot (and snapshots taken after it) are discarded,\n"
+     "      a fresh overlay is put on the snapshot's base, and a running domain is\n"
+     "      started again (--memory: restored from the snapshot's memory state).\n"
+     "      virtkeep's checkpoints are discarded: the next backup is a full.\n"
+     "  snapshot delete DOMAIN NAME\n"
+     "      Merge the overlays of NAME back into their bases (block commit with pivot\n"
+     "      for the active layer; qemu-img commit when the domain is shut off), then\n"
+     "      remove the snapshot's metadata, overlays and memory file.\n"
+     "\n"
+     "Exit status: 0 done, 1 failed, 2 usage error (also: name taken, overlay exists),\n"
+     "3 unknown domain or snapshot.\n",
+     cli_cmd_snapshot},
+    {"copy", "BACKUP|DOMAIN --to TARGET [OPTIONS]", "Copy backups to another target.",
+     "Copies the archives of backup BACKUP, or of every committed backup of DOMAIN (oldest\n"
+     "first, so that parents arrive before their children), then each backup's manifest,\n"
+     "to TARGET (a configured target or a URL).  Each object streams from the copy with\n"
+     "the best measured read throughput (or from --from) and its sha256 is checked on\n"
+     "arrival against the catalog; an archive is then re-opened on TARGET (trailer,\n"
+     "index).  The new copies are recorded in the catalog with throughput samples.\n"
+     "Objects already on TARGET with the recorded size and sha256 are skipped: a second\n"
+     "copy is a no-op.  A failed copy leaves no partial object on TARGET.\n"
+     "\n"
+     "  --to TARGET      where the copies go (name or URL); required\n"
+     "  --from TARGET    read from this target (name or URL) instead of the fastest copy\n"
+     "  --json           print {target, items: [{backup, disk, key, action (copied or\n"
+     "                   skipped), source, size, sha256, seconds}], backups_copied,\n"
+     "                   backups_skipped, objects_copied, bytes_copied, job, seconds,\n"
+     "                   error} on stdout\n"
+     "\n"
+     "Exit status: 0 done, 1 failed (the message names backup, disk, source and\n"
+     "destination), 2 usage error, 3 unknown backup, domain or target.\n",
+     cli_cmd_copy},
+    {"migrate", "DOMAIN --to URI [OPTIONS]", "Migrate a domain to another host, after pre-checks.",
+     "Checks, all together and before anything moves: the destination is reachable; the\n"
+     "CPU is compatible (virConnectCompareHypervisorCPU with the domain's <cpu>; for\n"
+     "host-passthrough, and host-model before it is expanded, the source host's CPU; with\n"
+     "no <cpu>, QEMU's default qemu64); the destination has the memory free; every disk is\n"
+     "visible at the same path (shared storage: a storage volume there, or the file on\n"
+     "this machine readable by the destination daemon's user) or, with --copy-storage, its\n"
+     "destination image exists or is created (qemu-img, same format and size) where there\n"
+     "is room; no domain of that name or UUID exists there.  Then the domain migrates\n"
+     "(persistent on the destination, undefined on the source), with progress from the\n"
+     "job statistics on a terminal, and post-checks.  A shut-off domain is moved offline.\n"
+     "\n"
+     "  --to URI                 the destination libvirt URI\n"
+     "  --live | --offline       live (default for running domains) or paused copy\n"
+     "  --copy-storage           copy the disks too (destination images at the same path,\n"
+     "                           or under --dest-dir DIR)\n"
+     "  --dest-dir DIR           with --copy-storage: the images go to DIR/NAME\n"
+     "  --max-downtime MS        the longest pause QEMU may take to switch over\n"
+     "  --bandwidth MIB          limit to MIB MiB/s\n"
+     "  --auto-converge          slow the guest's CPUs down until it converges\n"
+     "  --postcopy-after SECS    switch to post-copy when not done after SECS\n"
+     "  --parallel-connections N migrate over N connections\n"
+     "  --timeout SECS           abort (domain stays on the source) when not done by then\n"
+     "  --migrate-uri URI        where QEMU sends the stream (e.g. tcp://10.0.0.2)\n"
+     "  --unsafe                 allow shared storage libvirt deems unsafe (two daemons on\n"
+     "                           one machine seeing the same path)\n"
+     "  --dry-run                run the pre-checks only: table, exit 0 when all pass\n"
+     "  --json                   print {domain, to, ok, dry_run, live, postcopy, aborted,\n"
+     "                           source_running, seconds, downtime_ms, data_total, job,\n"
+     "                           error, checks: [{check, status, detail}]}\n"
+     "\n"
+     "SIGINT, SIGTERM, --timeout or a failure aborts the job: the domain keeps running\n"
+     "on the source.  The job (kind migrate), its outcome and the measured downtime go\n"
+     "into the catalog.\n"
+     "\n"
+     "Exit status: 0 migrated (or all pre-checks passed), 1 failed or a pre-check failed,\n"
+     "2 usage error, 3 unknown domain, 130 interrupted.\n",
+     cli_cmd_migrate},
+    {"evacuate", "--to URI[,URI...] [OPTIONS]", "Migrate every running domain off a host.",
+     "Moves every running domain of the source (--from, default -c) and, with\n"
+     "--include-stopped, every shut-off persistent one (offline).  Each domain goes to the\n"
+     "destination with the most free memory (less what was already placed there) that\n"
+     "passes its pre-checks (see migrate); the largest domains are placed first.  N\n"
+     "migrations run at a time; one failure does not stop the others.\n"
+     "\n"
+     "  --from URI         the host to empty\n"
+     "  --to URI,...       the destinations\n"
+     "  --parallel N       migrations at a time (default 1)\n"
+     "  --include-stopped  move shut-off domains too\n"
+     "  --dry-run          placement and pre-checks only\n"
+     "  --json             print {domains: [{domain, destination, outcome, seconds,\n"
+     "                     downtime_ms, error, checks, ...}], failed}\n"
+     "  and the tuning options of migrate: --max-downtime, --bandwidth, --auto-converge,\n"
+     "  --postcopy-after, --parallel-connections, --timeout, --migrate-uri, --unsafe\n"
+     "\n"
+     "The report lists each domain, its destination, outcome (migrated, failed, planned),\n"
+     "duration and downtime.\n"
+     "\n"
+     "Exit status: 0 all moved, 1 some failed, 2 usage error, 130 interrupted.\n",
+     cli_cmd_evacuate},
+    {"prune", "[DOMAIN] [--dry-run] [--json]", "Delete the backups retention no longer keeps.",
+     "Applies the retention rules of each domain's policy (of DOMAIN only, when given):\n"
+     "keep_last N keeps the N newest backups; keep_hourly, keep_daily, keep_weekly (ISO\n"
+     "weeks), keep_monthly and keep_yearly N keep the newest backup of each of the N\n"
+     "most recent hours, days... that have a backup (UTC); keep_within D keeps every\n"
+     "backup less than D older than the newest.  The rules add up.  A backup that a kept\n"
+     "backup needs (the full and the incrementals before a kept inc, the full of a kept\n"
+     "diff) is always kept.  Failed backups older than the newest good one are deleted.\n"
+     "Domains whose policy has no keep rule are left alone.\n"
+     "\n"
+     "Crash-safe: the doomed backups are marked in the catalog first; then, newest\n"
+     "first, each backup's manifest is deleted from every target (so that a rebuilt\n"
+     "catalog never sees a half-deleted backup), then its archives, then its catalog\n"
+     "rows.  A prune that was interrupted is finished by the next one, before anything\n"
+     "new is decided.  Libvirt checkpoints are not touched.\n"
+     "\n"
+     "  --dry-run  show what would be kept and deleted, and why; change nothing\n"
+     "  --json     print {dry_run, backups: [{backup, domain, action (keep, delete,\n"
+     "             deleted, marked), reason, resumed, objects_deleted, bytes_deleted}],\n"
+     "             kept, deleted, objects_deleted, bytes_deleted, error} on stdout\n"
+     "\n"
+     "Exit status: 0 done, 1 failed (an object could not be deleted), 2 usage error or\n"
+     "DOMAIN has no retention policy, 3 a target is unknown or its directory, bucket or\n"
+     "host is missing.  After a failure the rest stays marked for the next prune.\n",
+     cli_cmd_prune},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -68,9 +68,16 @@ int cli_cmd_config(struct cli *cli, int argc, char **argv);
 int cli_cmd_targets(struct cli *cli, int argc, char **argv);
 int cli_cmd_restore(struct cli *cli, int argc, char **argv);
 int cli_cmd_verify(struct cli *cli, int argc, char **argv);
+int cli_cmd_catalog(struct cli *cli, int argc, char **argv);
+int cli_cmd_plan(struct cli *cli, int argc, char **argv);
 int cli_cmd_backup(struct cli *cli, int argc, char **argv);
 int cli_cmd_list(struct cli *cli, int argc, char **argv);
 int cli_cmd_show(struct cli *cli, int argc, char **argv);
+int cli_cmd_snapshot(struct cli *cli, int argc, char **argv);
+int cli_cmd_copy(struct cli *cli, int argc, char **argv);
+int cli_cmd_migrate(struct cli *cli, int argc, char **argv);
+int cli_cmd_evacuate(struct cli *cli, int argc, char **argv);
+int cli_cmd_prune(struct cli *cli, int argc, char **argv);
 
 extern const struct cli_command cli_commands[];
 const struct cli_command *cli_command_find(const char *name);

@@ -24,7 +24,7 @@ struct config_ref {
     char *where; /* "[domain web1] policy" */
 };
 
-#define CONFIG_MAX_KEYS 32
+#define CONFIG_MAX_KEYS 64
 
 struct config_parser {
     struct config *cfg;

@@ -152,6 +152,35 @@ static int set_count(struct config_parser *p, const struct key_spec *k, void *ba
     return 0;
 }
 
+/* "HH:MM" into minutes after midnight. */
+static bool clock_parse(const char *s, size_t len, unsigned int *minutes)
+{
+    unsigned int h, m;
+
+    if (len != 5 || !isdigit((unsigned char)s[0]) || !isdigit((unsigned char)s[1]) || s[2] != ':' ||
+        !isdigit((unsigned char)s[3]) || !isdigit((unsigned char)s[4]))
+        return false;
+    h = (unsigned int)(s[0] - '0') * 10 + (unsigned int)(s[1] - '0');
+    m = (unsigned int)(s[3] - '0') * 10 + (unsigned int)(s[4] - '0');
+    if (h > 23 || m > 59)
+        return false;
+    *minutes = h * 60 + m;
+    return true;
+}
+
+static int set_window(struct config_parser *p, const struct key_spec *k, void *base,
+                      const char *value)
+{
+    struct config_window *w = FIELD(base, k, struct config_window);
+    const char *dash = strchr(value, '-');
+
+    if (!dash || !clock_parse(value, (size_t)(dash - value), &w->start) ||
+        !clock_parse(dash + 1, strlen(dash + 1), &w->end) || w->start == w->end)
+        return config_fail(p, k->name, "invalid window '%s': expected %s", value, k->expect);
+    w->set = true;
+    return 0;
+}
+
 static int ref_add(struct config_parser *p, const char *key, enum config_section kind,
                    const char *name)
 {
@@ -328,12 +357,19 @@ static const struct key_spec keys[] = {
     P_(rpo, set_duration, DURATION_),
     P_(rto, set_duration, DURATION_),
     P_(keep_last, set_count, COUNT_),
+    P_(keep_hourly, set_count, COUNT_),
     P_(keep_daily, set_count, COUNT_),
     P_(keep_weekly, set_count, COUNT_),
     P_(keep_monthly, set_count, COUNT_),
+    P_(keep_yearly, set_count, COUNT_),
     P_(keep_within, set_duration, DURATION_),
     P_(full_every, set_duration, DURATION_),
     P_(targets, set_target_list, "a comma-separated list of target names"),
+    P_(priority, set_count, COUNT_ " (1 is the most important; 0 or unset, the least)"),
+    P_(max_chain, set_count, COUNT_ " (backups in a chain, the full included; 0: no limit)"),
+    P_(quiesce, set_quiesce, "required, try or no"),
+    P_(window, set_window,
+       "a daily window HH:MM-HH:MM in UTC, such as 22:00-06:00 (start and end differ)"),
     D_(policy, set_policy_ref, "the name of a [policy NAME] section", NULL),
     D_(disks, set_list, "a comma-separated list of disk targets such as vda, vdb", "exclude"),
     D_(exclude, set_list, "a comma-separated list of disk targets such as vda, vdb", "disks"),
@@ -408,9 +444,17 @@ static void *section_base(struct config_parser *p)
 
 int config_key_set(struct config_parser *p, const char *key, const char *value)
 {
-    const struct key_spec *k = key_find(p->kind, key);
+    CLEANUP_FREE char *norm = vk_strdup(key);
+    const struct key_spec *k;
     size_t idx;
 
+    if (!norm)
+        return config_oom(p);
+    /* keep-daily and keep_daily are the same key. */
+    for (char *c = norm; *c; c++)
+        if (*c == '-')
+            *c = '_';
+    k = key_find(p->kind, norm);
     if (!k)
         return key_unknown(p, key);
     idx = (size_t)(k - keys);

@@ -503,6 +503,7 @@ void config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->n_policies; i++) {
         free(cfg->policies[i].name);
         vk_strv_free(cfg->policies[i].targets);
+        free(cfg->policies[i].quiesce);
     }
     for (size_t i = 0; i < cfg->n_domains; i++) {
         free(cfg->domains[i].name);

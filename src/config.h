@@ -29,6 +29,7 @@
 #ifndef VIRTKEEP_CONFIG_H
 #define VIRTKEEP_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -54,8 +55,16 @@ struct config_target {
     unsigned int line; /* of the section header */
 };
 
+/* A daily backup window, "22:00-06:00": backups start only inside it.  Times
+ * are UTC, minutes after midnight; START > END wraps past midnight. */
+struct config_window {
+    bool set; /* false: no window, any time */
+    unsigned int start, end;
+};
+
 /* Durations are in seconds and counts are numbers of backups; 0 means the
- * key was not given (a retention rule that keeps 0 backups is no rule). */
+ * key was not given (a retention rule that keeps 0 backups is no rule).
+ * Keys may be spelled with '-' or '_' (keep-daily = keep_daily). */
 struct config_policy {
     char *name;
     uint64_t rpo;
@@ -63,10 +72,17 @@ struct config_policy {
     uint64_t keep_within;
     uint64_t full_every;
     unsigned int keep_last;
+    unsigned int keep_hourly;
     unsigned int keep_daily;
     unsigned int keep_weekly;
     unsigned int keep_monthly;
-    char **targets; /* names of defined targets, or NULL */
+    unsigned int keep_yearly;
+    unsigned int priority;  /* 1 runs (and is restored) first, then 2...; 0 (unset) last */
+    unsigned int max_chain; /* most backups in a chain, the full included; 0: no limit */
+    char *quiesce;          /* as [domain] quiesce; the domain's own key wins; or NULL */
+    struct config_window window;
+    char **targets; /* names of defined targets, or NULL: the first is the primary, the
+                     * others get copies of every backup */
     unsigned int line;
 };
 

@@ -4,9 +4,12 @@
 #include <config.h>
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -53,6 +56,11 @@ static const char *disk_check(const struct manifest_disk *d)
         return "a disk's archive size is zero or smaller than its stored bytes";
     if (d->bytes_read > d->virtual_size)
         return "a disk's bytes read exceed its virtual size";
+    if (d->cluster_size != 0 && (d->cluster_size < 512 || d->cluster_size > 2097152 ||
+                                 (d->cluster_size & (d->cluster_size - 1)) != 0))
+        return "a disk's cluster size is not a power of two from 512 to 2 MiB";
+    if (d->compat && strcmp(d->compat, "0.10") != 0 && strcmp(d->compat, "1.1") != 0)
+        return "a disk's compat level is not 0.10 or 1.1";
     return NULL;
 }
 
@@ -137,6 +145,10 @@ static struct json_object *disk_to_json(const struct manifest_disk *d)
     json_object_object_add(o, "archive_sha256", json_object_new_string(hex));
     json_object_object_add(o, "bytes_read", json_object_new_int64((int64_t)d->bytes_read));
     json_object_object_add(o, "bytes_stored", json_object_new_int64((int64_t)d->bytes_stored));
+    json_object_object_add(o, "cluster_size",
+                           d->cluster_size ? json_object_new_int64((int64_t)d->cluster_size)
+                                           : NULL);
+    json_object_object_add(o, "compat", str_or_null(d->compat));
     return o;
 }
 
@@ -190,14 +202,33 @@ char *manifest_to_json(const struct manifest *m, unsigned int flags)
 
 /* ---------------------------------------------------------------- parse */
 
-static int disk_from_json(struct json_object *o, const char *what, struct manifest_disk *d)
+/* Version 2: cluster_size (integer or null) and compat (string or null). */
+static int disk_qcow2_from_json(struct json_object *o, const char *what, struct manifest_disk *d)
 {
-    static const char *const keys[] = {
+    struct json_object *v;
+
+    if (!json_object_object_get_ex(o, "cluster_size", &v)) {
+        vk_error(VK_ERR_CORRUPT, "%s is corrupt: key 'cluster_size' is missing", what);
+        return -1;
+    }
+    if (v && archive_json_get_u64(o, "cluster_size", what, &d->cluster_size) < 0)
+        return -1;
+    return archive_json_get_str(o, "compat", true, what, &d->compat);
+}
+
+static int disk_from_json(struct json_object *o, int version, const char *what,
+                          struct manifest_disk *d)
+{
+    static const char *const keys1[] = {
         "target",         "virtual_size", "archive_key",  "archive_size",
         "archive_sha256", "bytes_read",   "bytes_stored", NULL};
+    static const char *const keys2[] = {
+        "target",     "virtual_size", "archive_key",  "archive_size", "archive_sha256",
+        "bytes_read", "bytes_stored", "cluster_size", "compat",       NULL};
     CLEANUP_FREE char *hex = NULL;
 
-    if (archive_json_check_object(o, keys, what) < 0 ||
+    if (archive_json_check_object(o, version == 1 ? keys1 : keys2, what) < 0 ||
+        (version >= 2 && disk_qcow2_from_json(o, what, d) < 0) ||
         archive_json_get_str(o, "target", false, what, &d->target) < 0 ||
         archive_json_get_u64(o, "virtual_size", what, &d->virtual_size) < 0 ||
         archive_json_get_str(o, "archive_key", false, what, &d->archive_key) < 0 ||
@@ -214,7 +245,8 @@ static int disk_from_json(struct json_object *o, const char *what, struct manife
     return 0;
 }
 
-static int disks_from_json(struct json_object *root, const char *what, struct manifest *m)
+static int disks_from_json(struct json_object *root, int version, const char *what,
+                           struct manifest *m)
 {
     struct json_object *arr;
     size_t n;
@@ -224,7 +256,7 @@ static int disks_from_json(struct json_object *root, const char *what, struct ma
     n = json_object_array_length(arr);
     for (size_t i = 0; i < n; i++) {
         struct manifest_disk *d = manifest_disk_add(m);
-        if (!d || disk_from_json(json_object_array_get_idx(arr, i), what, d) < 0)
+        if (!d || disk_from_json(json_object_array_get_idx(arr, i), version, what, d) < 0)
             return -1;
     }
     return 0;
@@ -275,20 +307,33 @@ static int times_from_json(struct json_object *root, const char *what, struct ma
     return 0;
 }
 
+/* The version to check the document against: 1 when it says 1 (still
+ * read), else the current one (which refuses any other). */
+static int version_of(struct json_object *root)
+{
+    struct json_object *v;
+
+    if (json_object_object_get_ex(root, "version", &v) && json_object_is_type(v, json_type_int) &&
+        json_object_get_int64(v) == 1)
+        return 1;
+    return MANIFEST_FORMAT_VERSION;
+}
+
 static int manifest_from_json(struct json_object *root, const char *what, struct manifest *m)
 {
+    int version = version_of(root);
     static const char *const keys[] = {"format",    "version", "backup_id",  "level",
                                        "parent_id", "domain",  "checkpoint", "started",
                                        "finished",  "disks",   NULL};
     const char *why;
 
     if (archive_json_check_object(root, keys, what) < 0 ||
-        archive_json_check_format(root, MANIFEST_FORMAT_NAME, MANIFEST_FORMAT_VERSION, what) < 0 ||
+        archive_json_check_format(root, MANIFEST_FORMAT_NAME, version, what) < 0 ||
         archive_json_get_str(root, "backup_id", false, what, &m->backup_id) < 0 ||
         archive_json_get_str(root, "level", false, what, &m->level) < 0 ||
         archive_json_get_str(root, "parent_id", true, what, &m->parent_id) < 0 ||
         domain_from_json(root, what, m) < 0 || checkpoint_from_json(root, what, m) < 0 ||
-        times_from_json(root, what, m) < 0 || disks_from_json(root, what, m) < 0)
+        times_from_json(root, what, m) < 0 || disks_from_json(root, version, what, m) < 0)
         return -1;
     why = manifest_check(m);
     if (why) {
@@ -338,6 +383,7 @@ void manifest_clear(struct manifest *m)
     for (size_t i = 0; i < m->nr_disks; i++) {
         free(m->disks[i].target);
         free(m->disks[i].archive_key);
+        free(m->disks[i].compat);
     }
     free(m->disks);
     free(m->backup_id);
@@ -349,4 +395,31 @@ void manifest_clear(struct manifest *m)
     free(m->checkpoint_xml);
     free(m->domain_xml);
     memset(m, 0, sizeof(*m));
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+int manifest_disk_probe(struct manifest_disk *d, const char *path)
+{
+    CLEANUP_CLOSE int fd = open(path, O_RDONLY | O_CLOEXEC);
+    uint8_t h[24];
+    uint32_t bits;
+    ssize_t n = fd < 0 ? -1 : vk_pread_all(fd, h, sizeof h, 0);
+
+    if (n < 0) {
+        vk_error_errno(errno, "cannot read the header of the image '%s'", path);
+        return -1;
+    }
+    if (n < (ssize_t)sizeof h)
+        return 0;
+    bits = be32(h + 20);
+    if (memcmp(h, "QFI\xfb", 4) != 0 || bits < 9 || bits > 21 || be32(h + 4) < 2 || be32(h + 4) > 3)
+        return 0; /* not qcow2 (raw), or one we do not describe */
+    d->cluster_size = 1ull << bits;
+    free(d->compat);
+    d->compat = vk_strdup(be32(h + 4) == 2 ? "0.10" : "1.1");
+    return d->compat ? 0 : -1;
 }

@@ -14,7 +14,9 @@
 #include "src/archive.h"
 
 #define MANIFEST_FORMAT_NAME "virtkeep-manifest"
-#define MANIFEST_FORMAT_VERSION 1
+/* Version 2 adds each disk's qcow2 cluster size and compat level; version 1
+ * manifests are still read (those fields are then 0 and NULL). */
+#define MANIFEST_FORMAT_VERSION 2
 /* The largest manifest manifest_parse() accepts. */
 #define MANIFEST_MAX_SIZE (16u * 1024 * 1024)
 
@@ -26,6 +28,8 @@ struct manifest_disk {
     uint8_t archive_sha256[ARCHIVE_SHA256_LEN];
     uint64_t bytes_read;   /* read from the disk */
     uint64_t bytes_stored; /* compressed bytes of data chunks */
+    uint64_t cluster_size; /* of the source qcow2 image; 0: unknown or not qcow2 */
+    char *compat;          /* its compat level, "0.10" or "1.1"; NULL: unknown */
 };
 
 struct manifest {
@@ -54,5 +58,9 @@ int manifest_parse(const char *json, size_t len, const char *name, struct manife
 void manifest_clear(struct manifest *m);
 /* Append a zeroed disk to M; returns it or NULL. */
 struct manifest_disk *manifest_disk_add(struct manifest *m);
+/* Fill D's cluster_size and compat from the qcow2 header of the image at
+ * PATH; an image that is not qcow2 leaves them 0 and NULL.  -1 when PATH
+ * cannot be read. */
+int manifest_disk_probe(struct manifest_disk *d, const char *path);
 
 #endif

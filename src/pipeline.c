@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +37,7 @@
 
 #define DEFAULT_INFLIGHT 4
 #define MAX_THREADS 256
+#define MAX_SLOTS 65536               /* bounds the ring whatever ring_bytes says */
 #define POLL_MS 100                   /* how often waits look at the cancel flag */
 #define DRAIN_NS (10ull * 1000000000) /* how long to wait for reads left in flight */
 #define DEFAULT_PROGRESS_MS 250
@@ -76,9 +78,10 @@ struct pipeline {
     struct nbd_handle *nbd;
     const struct nbdread_extent *extents;
     size_t nr;
-    uint64_t grid, bufsize;
+    uint64_t grid, bufsize, ring_bytes;
     uint32_t max_read;
     unsigned int nthreads, inflight, nslots;
+    int worker_nice;
     struct slot *slots;
     struct worker *workers;
     const volatile sig_atomic_t *cancel;
@@ -93,6 +96,7 @@ struct pipeline {
     enum vk_error_code err_code; /* first error of any thread */
     char *err_msg;
     uint64_t zero_chunks;
+    uint64_t worker_idle_ns;
 
     /* Reader thread only. */
     unsigned int reading; /* slots in READING */
@@ -386,17 +390,37 @@ static int slot_process(struct worker *w, struct slot *s)
     return 0;
 }
 
+static void worker_renice(const struct pipeline *p)
+{
+    pid_t tid = gettid();
+    int cur;
+
+    errno = 0;
+    cur = getpriority(PRIO_PROCESS, (id_t)tid);
+    if ((cur == -1 && errno) || setpriority(PRIO_PROCESS, (id_t)tid, cur + p->worker_nice) < 0)
+        vk_debug("cannot change the priority of a compression thread for %s: %s",
+                 nbdread_describe(p->r), strerror(errno));
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct pipeline *p = w->p;
 
+    if (p->worker_nice)
+        worker_renice(p);
+
     for (;;) {
         struct slot *s;
+        uint64_t t0 = 0;
 
         pthread_mutex_lock(&p->lock);
+        if (!p->stop && p->qlen == 0)
+            t0 = vk_now_ns();
         while (!p->stop && p->qlen == 0)
             pthread_cond_wait(&p->work_cond, &p->lock);
+        if (t0)
+            p->worker_idle_ns += vk_now_ns() - t0;
         if (p->stop) {
             pthread_mutex_unlock(&p->lock);
             return NULL;
@@ -463,11 +487,14 @@ static int check_cancel(struct pipeline *p)
 }
 
 /* Wait for slot S to be DONE; false on stop or cancel. */
-static bool slot_wait(struct pipeline *p, struct slot *s)
+static bool slot_wait(struct pipeline *p, struct slot *s, uint64_t *waited_ns)
 {
+    uint64_t t0 = 0;
     bool ok;
 
     pthread_mutex_lock(&p->lock);
+    if (!p->stop && s->state != SLOT_DONE)
+        t0 = vk_now_ns();
     while (!p->stop && s->state != SLOT_DONE) {
         struct timespec ts;
 
@@ -483,6 +510,8 @@ static bool slot_wait(struct pipeline *p, struct slot *s)
     }
     ok = !p->stop && s->state == SLOT_DONE;
     pthread_mutex_unlock(&p->lock);
+    if (t0)
+        *waited_ns += vk_now_ns() - t0;
     return ok;
 }
 
@@ -538,7 +567,7 @@ static int deliver_all(struct pipeline *p, struct delivery *d)
                 goto failed;
             continue;
         }
-        if (!slot_wait(p, s)) {
+        if (!slot_wait(p, s, &d->st->deliver_wait_ns)) {
             if (check_cancel(p) < 0)
                 goto failed;
             return -1; /* another stage failed */
@@ -598,6 +627,8 @@ static int options_apply(struct pipeline *p, const struct pipeline_options *o)
     if (o->max_read && o->max_read < p->max_read)
         p->max_read = o->max_read;
     p->cancel = o->cancel;
+    p->ring_bytes = o->ring_bytes ? o->ring_bytes : PIPELINE_RING_BYTES_DEFAULT;
+    p->worker_nice = o->worker_nice;
     if (p->grid > ARCHIVE_CHUNK_SIZE_MAX || p->inflight > 1024) {
         vk_error(VK_ERR_INVALID,
                  "the chunk size %" PRIu64 " or %u reads in flight are out of range for %s",
@@ -612,7 +643,7 @@ static int options_apply(struct pipeline *p, const struct pipeline_options *o)
 static void ring_size(struct pipeline *p, uint64_t *total)
 {
     struct chunk_iter it;
-    uint64_t off, len, nchunks = 0;
+    uint64_t off, len, nchunks = 0, want;
 
     p->bufsize = 0;
     *total = 0;
@@ -623,9 +654,17 @@ static void ring_size(struct pipeline *p, uint64_t *total)
         if (len > p->bufsize)
             p->bufsize = len;
     }
-    p->nslots = 2 * p->nthreads + p->inflight;
-    if (nchunks < p->nslots)
-        p->nslots = nchunks ? (unsigned int)nchunks : 1;
+    want = 2 * p->nthreads + p->inflight;
+    /* Slack beyond the minimum is read-ahead: it keeps the workers busy
+     * while the ordered callbacks are held up (page-cache write
+     * throttling, a slow network put) or the server answers late. */
+    if (p->bufsize && p->ring_bytes / (2 * p->bufsize) > want)
+        want = p->ring_bytes / (2 * p->bufsize);
+    if (want > MAX_SLOTS)
+        want = MAX_SLOTS;
+    if (nchunks < want)
+        want = nchunks ? nchunks : 1;
+    p->nslots = (unsigned int)want;
     if (p->inflight > p->nslots)
         p->inflight = p->nslots;
 }
@@ -794,7 +833,11 @@ int pipeline_run(struct nbdread *r, const struct nbdread_extent *extents, size_t
 out:
     st.read_bytes = p.read_bytes;
     st.zero_chunks = p.zero_chunks;
+    st.worker_idle_ns = p.worker_idle_ns;
     st.wall_ns = vk_now_ns() - t0;
+    vk_debug("pipeline for %s: %.3f s, workers idle %.3f s (summed), delivery waited %.3f s",
+             nbdread_describe(r), (double)st.wall_ns / 1e9, (double)st.worker_idle_ns / 1e9,
+             (double)st.deliver_wait_ns / 1e9);
     if (stats)
         *stats = st;
     pipeline_free(&p);

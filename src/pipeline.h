@@ -13,7 +13,10 @@
  * chunk is all zeros: no hash, no compression) or a sha256 plus one zstd
  * frame, and the calling thread hands results to the callbacks in offset
  * order, then gives the slot back.  Chunk data is never copied between
- * stages; memory is (2 x threads + inflight) slots whatever the disk size.
+ * stages; memory is max(2 x threads + inflight slots, about 96 MiB of
+ * buffers) whatever the disk size: the slack is read-ahead, so that the
+ * workers keep both (all) cores busy while the ordered callbacks are held
+ * up.
  *
  * The callbacks run on the thread that called pipeline_run.  Consecutive
  * zero results (ZERO extents of the list and all-zero chunks) are merged
@@ -27,6 +30,9 @@
 #include <stdint.h>
 
 #include "src/nbdread.h"
+
+/* 96 MiB: 12 slots of 4 MiB chunks. */
+#define PIPELINE_RING_BYTES_DEFAULT (96ull << 20)
 
 struct pipeline_callbacks {
     /* One data chunk: LENGTH raw bytes at OFFSET, compressed into the zstd
@@ -52,6 +58,15 @@ struct pipeline_options {
     uint32_t max_read;     /* largest read request; 0 = the server's limit (<= 32 MiB) */
     int level;             /* zstd level; 0 = zstd's default */
     unsigned int progress_interval_ms; /* 0 = 250 */
+    /* Bytes of chunk buffers (raw + compressed) the ring may grow to for
+     * read-ahead; the ring never has fewer than 2 x threads + inflight
+     * slots.  0 = PIPELINE_RING_BYTES_DEFAULT. */
+    uint64_t ring_bytes;
+    /* Added to the compression workers' nice value (Linux: per thread), so
+     * that the reader, the NBD server and the ordered callbacks, which
+     * feed the workers and need little CPU, are never kept waiting by
+     * them.  0 = leave the priority alone. */
+    int worker_nice;
     /* Set (from a signal handler, say) to stop the run promptly with
      * VK_ERR_INTERRUPTED.  May be NULL. */
     const volatile sig_atomic_t *cancel;
@@ -65,6 +80,11 @@ struct pipeline_stats {
     uint64_t chunks;       /* on_data calls */
     uint64_t zero_chunks;  /* chunks read that were all zeros */
     uint64_t wall_ns;
+    /* Where the time went, for tuning: nanoseconds the workers (summed)
+     * waited with no chunk to process (after the last one too), and the
+     * calling thread waited for the next chunk in order. */
+    uint64_t worker_idle_ns;
+    uint64_t deliver_wait_ns;
 };
 
 /* Run the extent list EXTENTS (NR of them, in increasing offset order)

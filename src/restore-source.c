@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "src/config.h"
+#include "src/manifest.h"
 #include "src/restore-int.h"
 #include "transport/transport.h"
 
@@ -312,4 +313,55 @@ int restore_archive_read_chunk(struct restore_archive *a, const struct archive_e
         return -1;
     }
     return 0;
+}
+
+int restore_archive_read_frame(struct restore_archive *a, const struct archive_extent *e,
+                               void *frame)
+{
+    if (e->kind == ARCHIVE_EXTENT_DATA && source_pread(a, frame, e->size, e->position) == 0)
+        return 0;
+    if (e->kind != ARCHIVE_EXTENT_DATA)
+        vk_error(VK_ERR_INVALID, "the chunk holds zeros, not a frame");
+    vk_error_prefix("backup '%s', disk '%s', chunk at offset %" PRIu64, a->backup_id, a->disk,
+                    e->offset);
+    return -1;
+}
+
+/* ---------------------------------------------------------------- manifests */
+
+static int manifest_fetch(struct restore_targets *ts, const struct catalog_location *loc,
+                          struct manifest *m)
+{
+    struct transport *t = restore_targets_get(ts, ts->from ? ts->from : loc->target);
+    CLEANUP_FREE void *buf = NULL;
+    size_t len;
+
+    if (!t || transport_get_all(t, loc->key, MANIFEST_MAX_SIZE, &buf, &len) < 0)
+        return -1;
+    return manifest_parse(buf, len, loc->key, m);
+}
+
+void restore_source_qcow2(struct catalog *cat, struct restore_targets *ts, const char *backup_id,
+                          const char *disk, uint64_t *cluster_size, char **compat)
+{
+    struct catalog_locations *locs = NULL;
+    struct manifest m = {0};
+    bool found = false;
+
+    *cluster_size = 0;
+    *compat = NULL;
+    if (catalog_archive_list(cat, backup_id, NULL, &locs) < 0)
+        return;
+    for (size_t i = 0; i < locs->count && !found; i++)
+        found = !locs->items[i].disk && manifest_fetch(ts, &locs->items[i], &m) == 0;
+    for (size_t i = 0; found && i < m.nr_disks; i++) {
+        if (strcmp(m.disks[i].target, disk) == 0 && m.disks[i].cluster_size) {
+            *cluster_size = m.disks[i].cluster_size;
+            *compat = m.disks[i].compat ? vk_strdup(m.disks[i].compat) : NULL;
+        }
+    }
+    if (!found)
+        vk_debug("no manifest of backup '%s' could be read: default qcow2 options", backup_id);
+    manifest_clear(&m);
+    catalog_locations_free(locs);
 }

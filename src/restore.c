@@ -3,8 +3,8 @@
  * For each disk: open the archive of every backup of the chain, merge their
  * extent lists (restore-merge.c) so that each byte comes from the newest
  * backup that holds it, then read each needed chunk once (verified by its
- * sha256) and write its pieces to a fresh qcow2 image through qemu-nbd,
- * with a ring of chunk buffers so that reads overlap the writes in flight.
+ * sha256) and write its pieces to a fresh qcow2 image through qemu-nbd
+ * (restore-write.c: reads, parallel decoding and writes overlap).
  */
 #include <config.h>
 
@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "catalog/catalog.h"
@@ -22,28 +23,31 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "src/plan.h"
 #include "src/restore-int.h"
-
-#define RING_BYTES (64u * 1024 * 1024) /* chunk buffers in flight, at most */
 
 struct ctx {
     struct catalog *cat;
     const struct restore_options *opts;
     const struct catalog_backups *chain;
     struct restore_targets *ts;
+    char *dest; /* opts->dest_dir, absolute */
 };
 
-struct slot {
-    uint8_t *buf;
-    unsigned int refs; /* write requests still using buf */
-};
+static bool cancelled(const struct restore_options *o)
+{
+    return o->cancel && *o->cancel;
+}
 
 void restore_result_clear(struct restore_result *r)
 {
     vk_strv_free(r->chain);
+    vk_strv_free(r->dropped);
+    free(r->defined);
     for (size_t i = 0; i < r->nr_disks; i++) {
         free(r->disks[i].target);
         free(r->disks[i].path);
+        free(r->disks[i].compat);
         restore_map_clear(&r->disks[i].map);
     }
     free(r->disks);
@@ -75,87 +79,11 @@ static struct restore_archive **archives_open(struct ctx *c, const char *disk,
     return a;
 }
 
-/* The largest chunk the map needs. */
-static uint64_t chunk_max(const struct restore_map *m, const struct restore_layer *layers)
+static int interrupted(const struct restore_options *o, const char *disk)
 {
-    uint64_t max = 0;
-
-    for (size_t i = 0; i < m->nr; i++) {
-        const struct restore_piece *p = &m->pieces[i];
-        if (p->kind == RESTORE_PIECE_DATA && layers[p->layer].extents[p->extent].length > max)
-            max = layers[p->layer].extents[p->extent].length;
-    }
-    return max;
-}
-
-static void slots_free(struct slot *s, size_t n)
-{
-    for (size_t i = 0; s && i < n; i++)
-        free(s[i].buf);
-    free(s);
-}
-
-static struct slot *slots_new(uint64_t size, size_t *n)
-{
-    struct slot *s;
-
-    *n = size ? RING_BYTES / size : 1;
-    *n = *n < 2 ? 2 : *n > 16 ? 16 : *n;
-    s = vk_calloc(*n, sizeof *s);
-    for (size_t i = 0; s && size && i < *n; i++) {
-        if (!(s[i].buf = vk_malloc(size))) {
-            slots_free(s, i);
-            return NULL;
-        }
-    }
-    return s;
-}
-
-static int zeros_write(struct restore_image *img, const struct restore_map *m,
-                       struct restore_disk_result *res)
-{
-    for (size_t i = 0; i < m->nr; i++) {
-        if (m->pieces[i].kind != RESTORE_PIECE_ZERO)
-            continue;
-        if (restore_image_zero(img, m->pieces[i].length, m->pieces[i].offset) < 0)
-            return -1;
-        res->zero_bytes += m->pieces[i].length;
-    }
-    return 0;
-}
-
-/* Read each chunk once into a ring slot and queue the writes of its pieces. */
-static int data_write(struct restore_image *img, struct restore_archive **a,
-                      const struct restore_layer *layers, const struct restore_map *m,
-                      struct slot *slots, size_t nr_slots, struct restore_disk_result *res)
-{
-    CLEANUP_FREE size_t *order = NULL;
-    size_t n, k = 0;
-
-    if (restore_map_read_order(m, layers, &order, &n) < 0)
-        return -1;
-    for (size_t i = 0; i < n;) {
-        const struct restore_piece *p = &m->pieces[order[i]];
-        const struct archive_extent *e = &layers[p->layer].extents[p->extent];
-        struct slot *s = &slots[k++ % nr_slots];
-
-        if (restore_image_wait(img, &s->refs) < 0 ||
-            restore_archive_read_chunk(a[p->layer], e, s->buf) < 0)
-            return -1;
-        res->nr_chunks++;
-        res->frame_bytes += e->size;
-        res->raw_bytes += e->length;
-        for (; i < n && m->pieces[order[i]].layer == p->layer &&
-               m->pieces[order[i]].extent == p->extent;
-             i++) {
-            const struct restore_piece *q = &m->pieces[order[i]];
-            if (restore_image_write(img, s->buf + q->extent_offset, q->length, q->offset,
-                                    &s->refs) < 0)
-                return -1;
-            res->bytes_written += q->length;
-        }
-    }
-    return 0;
+    vk_error(VK_ERR_INTERRUPTED, "the restore of disk '%s' of domain '%s' was interrupted", disk,
+             o->domain);
+    return -1;
 }
 
 static int dir_sync(const char *dir)
@@ -194,20 +122,22 @@ static int image_write(struct ctx *c, struct restore_archive **a,
 {
     CLEANUP_FREE char *tmp = tmp_reserve(c->opts->dest_dir, res->target);
     struct restore_image *img = NULL;
-    struct slot *slots = NULL;
-    size_t nr_slots = 0;
+    struct restore_writer *w = NULL;
 
     if (!tmp)
         return -1;
-    img = restore_image_open(tmp, res->virtual_size, c->opts->cluster_size, c->opts->compat,
-                             c->opts->in_flight);
-    if (!img || !(slots = slots_new(chunk_max(m, layers), &nr_slots)) ||
-        zeros_write(img, m, res) < 0 || data_write(img, a, layers, m, slots, nr_slots, res) < 0)
+    img = restore_image_open(tmp, res->virtual_size, res->cluster_size, res->compat,
+                             c->opts->in_flight, c->opts->cancel);
+    if (!img || !(w = restore_writer_new(m, layers)) ||
+        restore_writer_run(w, img, a, c->opts, res) < 0)
         goto fail;
     if (restore_image_close(VK_STEAL(img)) < 0)
         goto fail;
-    slots_free(slots, nr_slots);
-    slots = NULL;
+    restore_writer_free(VK_STEAL(w));
+    if (cancelled(c->opts)) {
+        interrupted(c->opts, res->target);
+        goto fail;
+    }
     if (rename(tmp, res->path) < 0) {
         vk_error_errno(errno, "cannot rename '%s' to '%s'", tmp, res->path);
         goto fail;
@@ -215,9 +145,27 @@ static int image_write(struct ctx *c, struct restore_archive **a,
     return dir_sync(c->opts->dest_dir);
 fail:
     restore_image_abort(img); /* before the buffers its requests point to */
-    slots_free(slots, nr_slots);
+    restore_writer_free(w);
     unlink(tmp);
     return -1;
+}
+
+/* --cluster-size/compat, else the source image's (from the manifest of the
+ * chain's last backup), else 64 KiB and 1.1. */
+static void qcow2_options(struct ctx *c, const char *disk, struct restore_disk_result *res)
+{
+    uint64_t cluster = 0;
+    char *compat = NULL;
+
+    if (!c->opts->cluster_size || !c->opts->compat)
+        restore_source_qcow2(c->cat, c->ts, c->chain->items[c->chain->count - 1].id, disk, &cluster,
+                             &compat);
+    res->cluster_size = c->opts->cluster_size ? c->opts->cluster_size : cluster ? cluster : 65536;
+    if (c->opts->compat) {
+        free(compat);
+        compat = vk_strdup(c->opts->compat);
+    }
+    res->compat = compat ? compat : vk_strdup("1.1");
 }
 
 static int disk_restore(struct ctx *c, const struct catalog_backup_disk *bd,
@@ -229,8 +177,9 @@ static int disk_restore(struct ctx *c, const struct catalog_backup_disk *bd,
     int r = -1;
 
     res->target = vk_strdup(bd->target);
-    res->path = vk_asprintf("%s/%s.qcow2", c->opts->dest_dir, bd->target);
+    res->path = vk_asprintf("%s/%s.qcow2", c->dest, bd->target);
     res->virtual_size = bd->virtual_size;
+    qcow2_options(c, bd->target, res);
     if (!layers || !res->target || !res->path || !(a = archives_open(c, bd->target, layers)))
         goto out;
     if (restore_merge(layers, c->chain->count, res->virtual_size, &res->map) < 0)
@@ -252,47 +201,47 @@ out:
 
 /* ---------------------------------------------------------------- setup */
 
-static int chain_find(struct catalog *cat, const struct restore_options *o,
-                      struct catalog_backups **chain)
+int restore_chain_find(struct catalog *cat, const char *domain, const char *backup_id, int64_t at,
+                       struct catalog_backups **chain)
 {
     struct catalog_backups *all = NULL;
     int r;
 
-    if (catalog_backup_list(cat, o->domain, 0, &all) < 0)
+    if (catalog_backup_list(cat, domain, 0, &all) < 0)
         return -1;
-    if (o->backup_id)
-        r = catalog_chain_resolve(all, o->backup_id, chain);
+    if (backup_id)
+        r = catalog_chain_resolve(all, backup_id, chain);
     else
-        r = catalog_chain_at(all, o->domain, o->at, chain);
+        r = catalog_chain_at(all, domain, at, chain);
     catalog_backups_free(all);
-    if (r == 0 && o->backup_id && (*chain)->count == 0) {
-        vk_error(VK_ERR_INTERNAL, "the chain of backup '%s' is empty", o->backup_id);
+    if (r == 0 && (*chain)->count == 0) {
+        catalog_backups_free(*chain);
+        vk_error(VK_ERR_INTERNAL, "the chain of backup '%s' is empty", backup_id ? backup_id : "");
         return -1;
     }
     return r;
 }
 
-/* The disks of the chain's last backup that OPTS selects. */
-static int disks_select(struct catalog *cat, const struct restore_options *o, const char *tip,
-                        struct catalog_backup_disks **out)
+int restore_disks_select(struct catalog *cat, char *const *disks, const char *tip,
+                         struct catalog_backup_disks **out)
 {
     struct catalog_backup_disks *all;
     size_t n = 0;
 
     if (catalog_backup_disk_list(cat, tip, &all) < 0)
         return -1;
-    for (size_t i = 0; o->disks && o->disks[i]; i++) {
+    for (size_t i = 0; disks && disks[i]; i++) {
         bool found = false;
         for (size_t j = 0; j < all->count && !found; j++)
-            found = strcmp(all->items[j].target, o->disks[i]) == 0;
+            found = strcmp(all->items[j].target, disks[i]) == 0;
         if (!found) {
-            vk_error(VK_ERR_NOT_FOUND, "backup '%s' has no disk '%s'", tip, o->disks[i]);
+            vk_error(VK_ERR_NOT_FOUND, "backup '%s' has no disk '%s'", tip, disks[i]);
             catalog_backup_disks_free(all);
             return -1;
         }
     }
     for (size_t j = 0; j < all->count; j++) {
-        if (o->disks && !vk_strv_contains(o->disks, all->items[j].target)) {
+        if (disks && !vk_strv_contains(disks, all->items[j].target)) {
             free(all->items[j].backup_id);
             free(all->items[j].target);
             free(all->items[j].format);
@@ -309,7 +258,9 @@ static int dest_check(const struct restore_options *o, const struct catalog_back
 {
     struct stat st;
 
-    if (mkdir(o->dest_dir, 0700) < 0 && errno != EEXIST) {
+    /* QEMU (another user under qemu:///system) must reach a defined
+     * domain's images: the directory is searchable then. */
+    if (mkdir(o->dest_dir, o->define || o->start ? 0711 : 0700) < 0 && errno != EEXIST) {
         vk_error_errno(errno, "cannot create the destination directory '%s'", o->dest_dir);
         return -1;
     }
@@ -326,13 +277,14 @@ static int dest_check(const struct restore_options *o, const struct catalog_back
     return 0;
 }
 
-static int64_t job_start(struct ctx *c, const char *tip)
+static int64_t job_start(struct ctx *c, const char *tip, double estimate)
 {
     struct catalog_job job = {.kind = (char *)"restore",
                               .domain = (char *)c->opts->domain,
                               .target = (char *)c->opts->from,
                               .backup_id = (char *)tip,
-                              .state = CATALOG_JOB_RUNNING};
+                              .state = CATALOG_JOB_RUNNING,
+                              .estimate_seconds = estimate};
 
     return catalog_job_insert(c->cat, &job);
 }
@@ -382,40 +334,126 @@ static int options_check(const struct restore_options *o, unsigned int flags)
     return 0;
 }
 
+/* The planner's estimate of this restore (one estimator for plan and job). */
+static double estimate_get(struct catalog *cat, const struct restore_options *o, const char *tip)
+{
+    struct plan_options po = {.domain = o->domain,
+                              .backup_id = tip,
+                              .at = INT64_MAX,
+                              .now = (int64_t)time(NULL),
+                              .disks = o->disks,
+                              .from = o->from,
+                              .config = o->config};
+    struct plan_restore p;
+    double e = 0;
+
+    if (plan_restore(cat, &po, &p, 0) == 0)
+        e = p.estimate_seconds;
+    else
+        vk_debug("no estimate for the restore of '%s': %s", tip, vk_error_message());
+    plan_restore_clear(&p);
+    return e;
+}
+
+static const char *define_name(const struct restore_options *o)
+{
+    return o->new_name ? o->new_name : o->domain;
+}
+
+/* Define (and start) the domain from the saved XML with the new images. */
+static int domain_define(struct ctx *c, struct restore_definer *def, const char *tip,
+                         struct restore_result *out)
+{
+    struct catalog_backup *b = catalog_backup_get(c->cat, tip);
+    CLEANUP_FREE struct restore_define_disk *dd = vk_calloc(out->nr_disks + 1, sizeof *dd);
+    CLEANUP_FREE char *xml = NULL;
+    struct restore_define_options o = {.disks = dd,
+                                       .nr_disks = out->nr_disks,
+                                       .new_name = c->opts->new_name,
+                                       .uuid = restore_definer_uuid(def)};
+    int r = -1;
+
+    if (!b || !dd)
+        goto out;
+    if (!b->domain_xml || !*b->domain_xml) {
+        vk_error(VK_ERR_NOT_FOUND, "backup '%s' has no saved domain XML to define", tip);
+        goto out;
+    }
+    for (size_t i = 0; i < out->nr_disks; i++)
+        dd[i] = (struct restore_define_disk){out->disks[i].target, out->disks[i].path};
+    xml = restore_domain_xml(b->domain_xml, &o, &out->dropped, 0);
+    if (!xml || restore_definer_define(def, xml, c->opts->start) < 0)
+        goto out;
+    out->defined = vk_strdup(define_name(c->opts));
+    out->started = c->opts->start;
+    r = out->defined ? 0 : -1;
+out:
+    catalog_backup_free(b);
+    return r;
+}
+
+/* The destination as an absolute path (libvirt needs one). */
+static char *dest_abs(const struct restore_options *o)
+{
+    char *p = realpath(o->dest_dir, NULL);
+
+    if (!p)
+        vk_error_errno(errno, "cannot resolve the destination directory '%s'", o->dest_dir);
+    return p;
+}
+
+static void job_end(struct ctx *c, struct restore_result *out, int r)
+{
+    CLEANUP_FREE char *why = r < 0 ? vk_strdup(vk_error_message()) : NULL;
+    enum vk_error_code code = vk_error_code();
+    enum catalog_job_state st = r == 0                       ? CATALOG_JOB_SUCCEEDED
+                                : code == VK_ERR_INTERRUPTED ? CATALOG_JOB_CANCELLED
+                                                             : CATALOG_JOB_FAILED;
+
+    if (catalog_job_finish(c->cat, out->job_id, st, why, out->seconds) < 0 && r == 0)
+        vk_warn("%s", vk_error_message());
+    else if (r < 0 && why)
+        vk_error(code, "%s", why); /* the restore's error, not the catalog's */
+}
+
 int restore_run(struct catalog *cat, const struct restore_options *opts, struct restore_result *out,
                 unsigned int flags)
 {
     struct catalog_backups *chain = NULL;
     struct catalog_backup_disks *disks = NULL;
+    struct restore_definer *def = NULL;
     struct ctx c = {.cat = cat, .opts = opts};
     uint64_t t0 = vk_now_ns();
+    const char *tip;
     int r = -1;
 
     memset(out, 0, sizeof *out);
-    if (options_check(opts, flags) < 0 || chain_find(cat, opts, &chain) < 0)
+    if (options_check(opts, flags) < 0 ||
+        restore_chain_find(cat, opts->domain, opts->backup_id, opts->at, &chain) < 0)
         return -1;
     c.chain = chain;
-    if (chain_ids(chain, out) < 0 ||
-        disks_select(cat, opts, chain->items[chain->count - 1].id, &disks) < 0 ||
-        dest_check(opts, disks) < 0 || !(c.ts = restore_targets_new(opts->config, opts->from)) ||
-        (out->job_id = job_start(&c, chain->items[chain->count - 1].id)) < 0)
+    tip = chain->items[chain->count - 1].id;
+    if (chain_ids(chain, out) < 0 || restore_disks_select(cat, opts->disks, tip, &disks) < 0 ||
+        dest_check(opts, disks) < 0 || !(c.dest = dest_abs(opts)))
+        goto out;
+    if ((opts->define || opts->start) &&
+        !(def = restore_definer_open(opts->connect_uri, define_name(opts), opts->force)))
+        goto out;
+    out->estimate_seconds = estimate_get(cat, opts, tip);
+    if (!(c.ts = restore_targets_new(opts->config, opts->from)) ||
+        (out->job_id = job_start(&c, tip, out->estimate_seconds)) < 0)
         goto out;
     r = disks_run(&c, disks, out);
     out->seconds = (double)(vk_now_ns() - t0) / 1e9;
     throughput_record(&c, out->seconds);
-    {
-        CLEANUP_FREE char *why = r < 0 ? vk_strdup(vk_error_message()) : NULL;
-        enum vk_error_code code = vk_error_code();
-        if (catalog_job_finish(cat, out->job_id, r < 0 ? CATALOG_JOB_FAILED : CATALOG_JOB_SUCCEEDED,
-                               why, out->seconds) < 0 &&
-            r == 0)
-            r = -1;
-        else if (r < 0 && why)
-            vk_error(code, "%s", why); /* the restore's error, not the catalog's */
-    }
+    if (r == 0 && def)
+        r = domain_define(&c, def, tip, out);
+    job_end(&c, out, r);
 out:
+    restore_definer_free(def);
     restore_targets_free(c.ts);
     catalog_backup_disks_free(disks);
     catalog_backups_free(chain);
+    free(c.dest);
     return r;
 }

@@ -10,6 +10,8 @@
  *   restore-image.c   the destination image: qemu-img create, a writable
  *                     qemu-nbd, libnbd writes with several requests in flight
  *   restore.c         restore_run: chain, merge, write, rename, catalog job
+ *   restore-define.c  --define: the saved domain XML rewritten for the
+ *                     restored images (and a new name), define, start
  *   restore-verify.c  verify_run: re-read archives and check them
  *
  * A restored disk is written to DIR/.DISK.qcow2.vk-tmp-XXXXXX and renamed to
@@ -20,6 +22,7 @@
 #ifndef VIRTKEEP_RESTORE_H
 #define VIRTKEEP_RESTORE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -97,9 +100,14 @@ struct restore_options {
     const char *from;            /* target name or URL to read from, or NULL */
     const struct config *config; /* for target names; may be NULL */
     bool force;                  /* replace existing destination files */
-    uint64_t cluster_size;       /* qcow2 cluster size, 0: 64 KiB */
-    const char *compat;          /* qcow2 compat level, NULL: "1.1" */
+    uint64_t cluster_size;       /* qcow2 cluster size, 0: the source image's (manifest), */
+    const char *compat;          /* else 64 KiB; compat likewise, else "1.1" */
     unsigned int in_flight;      /* NBD requests in flight, 0: 8 */
+    bool define;                 /* define the domain from the saved XML (persistent) */
+    bool start;                  /* and start it (implies define) */
+    const char *new_name;        /* define it as NEW: no UUID, no MACs (see restore_domain_xml) */
+    const char *connect_uri;     /* libvirt URI for define, NULL: libvirt's default */
+    const volatile sig_atomic_t *cancel; /* set (by a signal): stop, clean up, VK_ERR_INTERRUPTED */
 };
 
 struct restore_disk_result {
@@ -107,13 +115,15 @@ struct restore_disk_result {
     char *path;   /* the restored image */
     uint64_t virtual_size;
     uint64_t bytes_written; /* data written through NBD */
-    uint64_t zero_bytes;    /* zeroed through NBD (write zeroes) */
+    uint64_t zero_bytes;    /* of zero ranges: left unallocated, the fresh image reads zeros */
     uint64_t frame_bytes;   /* compressed chunk bytes fetched from archives */
     uint64_t raw_bytes;     /* raw bytes decompressed */
     uint64_t index_bytes;   /* other archive bytes fetched (trailer, index) */
     size_t nr_chunks;       /* chunks read */
     struct restore_map map; /* what the merge asked for (pieces freed) */
     double seconds;
+    uint64_t cluster_size; /* of the restored image */
+    char *compat;
 };
 
 struct restore_result {
@@ -122,6 +132,10 @@ struct restore_result {
     size_t nr_disks;
     int64_t job_id;
     double seconds;
+    double estimate_seconds; /* the planner's estimate, recorded in the job */
+    char *defined;           /* the domain defined (--define), or NULL */
+    bool started;
+    char **dropped; /* disks of the saved XML left out of the definition */
 };
 
 /* Restore as OPTS say.  Records a "restore" job in CAT and the read
@@ -130,6 +144,30 @@ struct restore_result {
 int restore_run(struct catalog *cat, const struct restore_options *opts, struct restore_result *out,
                 unsigned int flags);
 void restore_result_clear(struct restore_result *r);
+
+/* ---------------------------------------------------------------- define */
+
+struct restore_define_disk {
+    const char *target; /* "vda" */
+    const char *path;   /* the restored image (absolute) */
+};
+
+struct restore_define_options {
+    const struct restore_define_disk *disks;
+    size_t nr_disks;
+    const char *new_name; /* or NULL: keep the name */
+    const char *uuid;     /* set this UUID (replacing a domain with --force), or NULL */
+};
+
+/* The saved domain XML rewritten for a restore: each disk device of DISKS
+ * points at its image (qcow2, no backing chain); other disk devices are
+ * removed and their targets listed in *DROPPED (NULL-terminated, free with
+ * vk_strv_free; NULL when none); cdrom and floppy stay.  The domain id and
+ * dynamic security labels are dropped.  With NEW_NAME: the name changes and
+ * <uuid>, every interface <mac>, fixed graphics ports (autoport) and
+ * <os><nvram> are removed so that libvirt generates fresh ones. */
+char *restore_domain_xml(const char *xml, const struct restore_define_options *o, char ***dropped,
+                         unsigned int flags);
 
 /* ---------------------------------------------------------------- verify */
 

@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pwd.h>
@@ -153,6 +154,19 @@ static int run(char *const argv[], char **out, const char *what)
     free(bo.data);
     free(be.data);
     return status == 0 && (!out || *out) ? 0 : -1;
+}
+
+/* ---------------------------------------------------------------- qemu-img create */
+
+int virt_image_create(const char *image, const char *format, uint64_t size)
+{
+    const char *img = prog("VIRTKEEP_QEMU_IMG", "qemu-img");
+    CLEANUP_FREE char *sz = vk_asprintf("%" PRIu64, size);
+    CLEANUP_FREE char *what = vk_asprintf("cannot create image '%s'", image);
+    char *argv[] = {(char *)img,   "create", "-q", "-f", (char *)(format ? format : "qcow2"),
+                    (char *)image, sz,       NULL};
+
+    return sz && what ? run(argv, NULL, what) : -1;
 }
 
 /* ---------------------------------------------------------------- qemu-img bitmaps */

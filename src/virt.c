@@ -114,6 +114,18 @@ static void lv_error(const char *fmt, ...)
     vk_error(code_from_libvirt(code, last_failure), "%s: %s", what ? what : "libvirt failed", msg);
 }
 
+void virt_error_libvirt(const char *fmt, ...)
+{
+    CLEANUP_FREE char *what = NULL;
+    va_list ap;
+
+    va_start(ap, fmt);
+    if (vasprintf(&what, fmt, ap) < 0)
+        what = NULL;
+    va_end(ap);
+    lv_error("%s", what ? what : "libvirt failed");
+}
+
 /* ---------------------------------------------------------------- connection */
 
 struct virt_conn *virt_conn_open(const char *uri, unsigned int flags)

@@ -206,6 +206,10 @@ enum virt_failure {
     VIRT_FAIL_NO_AGENT,                /* no guest agent for quiesce */
 };
 
+/* Record "WHAT: libvirt's message." from the last libvirt error on this
+ * thread, with the code it maps to (for engine files that call libvirt
+ * directly, such as migrate*.c). */
+void virt_error_libvirt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* What the last virt_* failure on this thread was. */
 enum virt_failure virt_last_failure(void);
 /* Whether that failure is one a full backup (after
@@ -262,6 +266,8 @@ int virt_image_bitmap_add(const char *image, const char *name);
 int virt_image_bitmap_remove(const char *image, const char *name);
 int virt_image_bitmap_state(const char *image, const char *name, enum virt_bitmap_state *state);
 
+/* qemu-img create -f FORMAT (NULL: qcow2) IMAGE SIZE. */
+int virt_image_create(const char *image, const char *format, uint64_t size);
 /* qemu-nbd -r serving one image of a shut-off domain. */
 struct virt_nbd {
     pid_t pid;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -723,6 +724,92 @@ static void trailer_fields(const uint8_t *buf, size_t len, uint64_t *pos, uint64
     }
 }
 
+/* archive_decoder: several threads, each with its own decoder, decode the
+ * frames of one archive buffer at once and get the right bytes; a damaged
+ * frame fails on its thread, naming the archive and the chunk. */
+struct decode_job {
+    const struct archive_extent *ex;
+    size_t n;
+    const uint8_t *buf; /* the archive */
+    int failures;
+};
+
+static void *decode_all(void *arg)
+{
+    struct decode_job *j = arg;
+    struct archive_decoder *d = archive_decoder_new();
+
+    for (size_t i = 0; d && i < j->n; i++) {
+        const struct archive_extent *e = &j->ex[i];
+        if (e->kind == ARCHIVE_EXTENT_ZERO && e->length > 8 * MiB)
+            continue;
+        uint8_t *got = malloc(e->length), *want = malloc(e->length);
+        memset(got, 0xaa, e->length);
+        if (e->kind == ARCHIVE_EXTENT_ZERO)
+            memset(want, 0, e->length);
+        else
+            fill(want, e->length, sample[i].pat, i);
+        if (archive_decoder_decode(d, "web1/b1/vda.tar", e, j->buf + e->position, got) < 0 ||
+            memcmp(got, want, e->length) != 0)
+            j->failures++;
+        free(got);
+        free(want);
+    }
+    bool ok = d != NULL;
+    archive_decoder_free(d);
+    return ok ? NULL : arg;
+}
+
+static void test_decoder_threads(void **state)
+{
+    struct decode_job jobs[4];
+    pthread_t th[4];
+    const struct archive_extent *ex;
+    struct memsrc s;
+    struct archive_reader *r;
+    uint8_t *bad = sample_copy(), *out;
+    struct archive_decoder *d;
+    char offset_text[64];
+    size_t n;
+    void *ret;
+
+    (void)state;
+    r = open_mem(&s, shared->out.buf, shared->out.len);
+    assert_non_null(r);
+    ex = archive_reader_extents(r, &n);
+    for (size_t t = 0; t < 4; t++) {
+        jobs[t] = (struct decode_job){.ex = ex, .n = n, .buf = shared->out.buf};
+        assert_int_equal(pthread_create(&th[t], NULL, decode_all, &jobs[t]), 0);
+    }
+    for (size_t t = 0; t < 4; t++) {
+        assert_int_equal(pthread_join(th[t], &ret), 0);
+        assert_null(ret);
+        assert_int_equal(jobs[t].failures, 0);
+    }
+    /* One flipped byte in the middle of frame 1. */
+    bad[ex[1].position + ex[1].size / 2] ^= 0x55;
+    assert_non_null((d = archive_decoder_new()));
+    out = malloc(ex[1].length);
+    assert_int_equal(
+        archive_decoder_decode(d, "web1/b1/vda.tar", &ex[1], bad + ex[1].position, out), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_CORRUPT);
+    snprintf(offset_text, sizeof(offset_text), "offset %" PRIu64, ex[1].offset);
+    assert_non_null(strstr(vk_error_message(), "archive 'web1/b1/vda.tar'"));
+    assert_non_null(strstr(vk_error_message(), offset_text));
+    /* The decoder is still usable after a failure. */
+    assert_int_equal(
+        archive_decoder_decode(d, "web1/b1/vda.tar", &ex[1], shared->out.buf + ex[1].position, out),
+        0);
+    uint8_t sha[ARCHIVE_SHA256_LEN];
+    assert_int_equal(archive_sha256(out, ex[1].length, sha), 0);
+    assert_memory_equal(sha, ex[1].sha256, ARCHIVE_SHA256_LEN);
+    archive_decoder_free(d);
+    archive_decoder_free(NULL);
+    archive_reader_free(r);
+    free(out);
+    free(bad);
+}
+
 static void test_corrupt_index(void **state)
 {
     uint8_t *buf = sample_copy();
@@ -1128,7 +1215,7 @@ static void test_manifest_malformed(void **state)
     static const struct {
         const char *spec, *why;
     } sets[] = {
-        {"version=2", "format version 2"},
+        {"version=3", "format version 3"},
         {"format=\"virtkeep-archive\"", "format"},
         {"extra=1", "unknown key 'extra'"},
         {"domain.uuid=\"6f1c3b52-2b4e-4a51-9d0e-3c2b1a0f9e8\"", "UUID"},
@@ -1216,23 +1303,15 @@ static int write_sample_files(const char *archive_path, const char *image_path)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sha256_and_zero),
-        cmocka_unit_test(test_compressor),
-        cmocka_unit_test(test_roundtrip),
-        cmocka_unit_test(test_positions_exact),
-        cmocka_unit_test(test_plain_tar_listing),
-        cmocka_unit_test(test_writer_rejects),
-        cmocka_unit_test(test_writer_bad_header),
-        cmocka_unit_test(test_writer_sink_full),
-        cmocka_unit_test(test_corrupt_frame),
-        cmocka_unit_test(test_corrupt_sha_message),
-        cmocka_unit_test(test_corrupt_index),
-        cmocka_unit_test(test_corrupt_tail),
-        cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_forged_index),
-        cmocka_unit_test(test_index_parse),
-        cmocka_unit_test(test_manifest_roundtrip),
-        cmocka_unit_test(test_manifest_build_invalid),
+        cmocka_unit_test(test_sha256_and_zero),     cmocka_unit_test(test_compressor),
+        cmocka_unit_test(test_roundtrip),           cmocka_unit_test(test_decoder_threads),
+        cmocka_unit_test(test_positions_exact),     cmocka_unit_test(test_plain_tar_listing),
+        cmocka_unit_test(test_writer_rejects),      cmocka_unit_test(test_writer_bad_header),
+        cmocka_unit_test(test_writer_sink_full),    cmocka_unit_test(test_corrupt_frame),
+        cmocka_unit_test(test_corrupt_sha_message), cmocka_unit_test(test_corrupt_index),
+        cmocka_unit_test(test_corrupt_tail),        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_forged_index),        cmocka_unit_test(test_index_parse),
+        cmocka_unit_test(test_manifest_roundtrip),  cmocka_unit_test(test_manifest_build_invalid),
         cmocka_unit_test(test_manifest_malformed),
     };
 

@@ -82,18 +82,18 @@ static void test_size_parse_good(void **state)
         const char *in;
         uint64_t out;
     } cases[] = {
-        { "0", 0 },
-        { "4096", 4096 },
-        { "512K", 512 * 1024 },
-        { "4GiB", 4ULL << 30 },
-        { "4gib", 4ULL << 30 },
-        { "4 GiB", 4ULL << 30 },
-        { "1.5G", 3ULL << 29 },
-        { "10MB", 10000000 },
-        { "1T", 1ULL << 40 },
-        { "100B", 100 },
-        { "15EiB", 15ULL << 60 },
-        { "18446744073709551615", UINT64_MAX },
+        {"0", 0},
+        {"4096", 4096},
+        {"512K", 512 * 1024},
+        {"4GiB", 4ULL << 30},
+        {"4gib", 4ULL << 30},
+        {"4 GiB", 4ULL << 30},
+        {"1.5G", 3ULL << 29},
+        {"10MB", 10000000},
+        {"1T", 1ULL << 40},
+        {"100B", 100},
+        {"15EiB", 15ULL << 60},
+        {"18446744073709551615", UINT64_MAX},
     };
     (void)state;
     for (size_t i = 0; i < VK_ARRAY_SIZE(cases); i++) {
@@ -106,9 +106,24 @@ static void test_size_parse_good(void **state)
 static void test_size_parse_garbage(void **state)
 {
     static const char *const bad[] = {
-        "",     "G",     "-1",   "+1",   "4GG", "4 G B", "4Gx", "1.5", "0x10", "4.G",
-        " 4G",  "4 ",    "16EiB", "18446744073709551616", "99999999999999999999999",
-        "1e9",  "4\tGiB", "nan",
+        "",
+        "G",
+        "-1",
+        "+1",
+        "4GG",
+        "4 G B",
+        "4Gx",
+        "1.5",
+        "0x10",
+        "4.G",
+        " 4G",
+        "4 ",
+        "16EiB",
+        "18446744073709551616",
+        "99999999999999999999999",
+        "1e9",
+        "4\tGiB",
+        "nan",
     };
     (void)state;
     for (size_t i = 0; i < VK_ARRAY_SIZE(bad); i++) {
@@ -120,7 +135,7 @@ static void test_size_parse_garbage(void **state)
         assert_int_equal(vk_error_code(), VK_ERR_INVALID);
         assert_non_null(strstr(vk_error_message(), "invalid size '"));
     }
-    assert_int_equal(vk_size_parse(NULL, &(uint64_t){ 0 }), -1);
+    assert_int_equal(vk_size_parse(NULL, &(uint64_t){0}), -1);
 }
 
 static void test_duration_parse(void **state)
@@ -129,13 +144,24 @@ static void test_duration_parse(void **state)
         const char *in;
         uint64_t out;
     } good[] = {
-        { "0", 0 },      { "90", 90 },         { "90s", 90 },        { "15m", 900 },
-        { "1h30m", 5400 }, { "1h30m15s", 5415 }, { "2d", 172800 },   { "1w", 604800 },
-        { "1w2d", 777600 }, { "1H", 3600 },      { "36h", 129600 },
+        {"0", 0},         {"90", 90},         {"90s", 90},     {"15m", 900},
+        {"1h30m", 5400},  {"1h30m15s", 5415}, {"2d", 172800},  {"1w", 604800},
+        {"1w2d", 777600}, {"1H", 3600},       {"36h", 129600},
     };
     static const char *const bad[] = {
-        "", "m", "1x", "15mm", "30m1h", "1h1h", "-5m", "1.5h", "1h 30m", "h30m", "5ms",
-        "99999999999999999999w", "40000000000000w",
+        "",
+        "m",
+        "1x",
+        "15mm",
+        "30m1h",
+        "1h1h",
+        "-5m",
+        "1.5h",
+        "1h 30m",
+        "h30m",
+        "5ms",
+        "99999999999999999999w",
+        "40000000000000w",
     };
     (void)state;
     for (size_t i = 0; i < VK_ARRAY_SIZE(good); i++) {
@@ -260,16 +286,11 @@ static void test_log_levels(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_error_set_and_prefix),
-        cmocka_unit_test(test_error_errno),
-        cmocka_unit_test(test_error_thread_local),
-        cmocka_unit_test(test_size_parse_good),
-        cmocka_unit_test(test_size_parse_garbage),
-        cmocka_unit_test(test_duration_parse),
-        cmocka_unit_test(test_formatters),
-        cmocka_unit_test(test_strv_split),
-        cmocka_unit_test(test_parse_uint),
-        cmocka_unit_test(test_cleanup_scope),
+        cmocka_unit_test(test_error_set_and_prefix), cmocka_unit_test(test_error_errno),
+        cmocka_unit_test(test_error_thread_local),   cmocka_unit_test(test_size_parse_good),
+        cmocka_unit_test(test_size_parse_garbage),   cmocka_unit_test(test_duration_parse),
+        cmocka_unit_test(test_formatters),           cmocka_unit_test(test_strv_split),
+        cmocka_unit_test(test_parse_uint),           cmocka_unit_test(test_cleanup_scope),
         cmocka_unit_test(test_log_levels),
     };
 

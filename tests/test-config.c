@@ -283,8 +283,8 @@ static void test_key_errors(void **state)
     (void)state;
     expect_error("[policy gold]\nrpo = 1h\ncolour = red\n", 3,
                  "t.conf:3: [policy gold] colour: unknown key: expected one of rpo, rto, "
-                 "keep_last, keep_daily, keep_weekly, keep_monthly, keep_within, full_every, "
-                 "targets");
+                 "keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, "
+                 "keep_within, full_every, targets, priority, max_chain, quiesce, window");
     expect_error("[policy gold]\nrpo = 1h\nrpo = 2h\n", 3,
                  "t.conf:3: [policy gold] rpo: duplicate key: it is already set at line 2");
     expect_error("[policy gold]\nrpo =\n", 2,
@@ -296,6 +296,71 @@ static void test_key_errors(void **state)
     /* An indented line is a key of its own, never a continuation. */
     expect_error("[policy gold]\nrpo = 1h\n    rpo = 2h\n", 3,
                  "t.conf:3: [policy gold] rpo: duplicate key: it is already set at line 2");
+}
+
+/* The scheduling and retention keys of issue 7, in both spellings. */
+static void test_policy_schedule_keys(void **state)
+{
+    struct config *cfg;
+    const struct config_policy *p;
+
+    (void)state;
+    cfg = parse("[target a]\nurl = /srv/a\n[target b]\nurl = /srv/b\n"
+                "[policy gold]\nrpo = 15m\nrto = 30m\npriority = 1\nkeep-last = 3\n"
+                "keep_hourly = 24\nkeep-daily = 7\nkeep-weekly = 4\nkeep-monthly = 12\n"
+                "keep-yearly = 2\ntargets = a, b\nquiesce = try\nwindow = 22:00-06:30\n"
+                "max-chain = 20\n"
+                "[policy silver]\nwindow = 01:05-02:00\n");
+    assert_non_null(cfg);
+    p = config_policy_find(cfg, "gold");
+    assert_int_equal(p->rpo, 900);
+    assert_int_equal(p->rto, 1800);
+    assert_int_equal(p->priority, 1);
+    assert_int_equal(p->keep_last, 3);
+    assert_int_equal(p->keep_hourly, 24);
+    assert_int_equal(p->keep_daily, 7);
+    assert_int_equal(p->keep_weekly, 4);
+    assert_int_equal(p->keep_monthly, 12);
+    assert_int_equal(p->keep_yearly, 2);
+    assert_int_equal(p->max_chain, 20);
+    assert_string_equal(p->quiesce, "try");
+    assert_true(p->window.set);
+    assert_int_equal(p->window.start, 22 * 60);
+    assert_int_equal(p->window.end, 6 * 60 + 30);
+    assert_string_equal(p->targets[0], "a");
+    assert_string_equal(p->targets[1], "b");
+    p = config_policy_find(cfg, "silver");
+    assert_int_equal(p->window.start, 65);
+    assert_int_equal(p->window.end, 120);
+    assert_int_equal(p->priority, 0);
+    assert_int_equal(p->max_chain, 0);
+    assert_null(p->quiesce);
+    config_free(cfg);
+    cfg = parse("[policy p]\nrpo = 1h\n");
+    assert_false(config_policy_find(cfg, "p")->window.set);
+    config_free(cfg);
+
+    /* The same key in both spellings is a duplicate. */
+    expect_error("[policy p]\nkeep_last = 1\nkeep-last = 2\n", 3,
+                 "t.conf:3: [policy p] keep-last: duplicate key: it is already set at line 2");
+    expect_error("[policy p]\nwindow = 22:00\n", 2,
+                 "t.conf:2: [policy p] window: invalid window '22:00': expected a daily window "
+                 "HH:MM-HH:MM in UTC, such as 22:00-06:00 (start and end differ)");
+    expect_error("[policy p]\nwindow = 24:00-01:00\n", 2,
+                 "t.conf:2: [policy p] window: invalid window '24:00-01:00': expected a daily "
+                 "window HH:MM-HH:MM in UTC, such as 22:00-06:00 (start and end differ)");
+    expect_error("[policy p]\nwindow = 03:00-03:00\n", 2,
+                 "t.conf:2: [policy p] window: invalid window '03:00-03:00': expected a daily "
+                 "window HH:MM-HH:MM in UTC, such as 22:00-06:00 (start and end differ)");
+    expect_error("[policy p]\nwindow = 3:00-04:00\n", 2,
+                 "t.conf:2: [policy p] window: invalid window '3:00-04:00': expected a daily "
+                 "window HH:MM-HH:MM in UTC, such as 22:00-06:00 (start and end differ)");
+    expect_error("[policy p]\nquiesce = maybe\n", 2,
+                 "t.conf:2: [policy p] quiesce: invalid value 'maybe': expected required, try or "
+                 "no");
+    expect_error("[policy p]\npriority = high\n", 2,
+                 "t.conf:2: [policy p] priority: invalid count 'high': expected a whole number "
+                 "from 0 to 1000000 (1 is the most important; 0 or unset, the least)");
 }
 
 static void test_value_errors(void **state)
@@ -585,6 +650,7 @@ int main(void)
         cmocka_unit_test(test_section_errors),
         cmocka_unit_test(test_key_errors),
         cmocka_unit_test(test_value_errors),
+        cmocka_unit_test(test_policy_schedule_keys),
         cmocka_unit_test(test_url_errors),
         cmocka_unit_test(test_reference_errors),
         cmocka_unit_test(test_inline_secrets),

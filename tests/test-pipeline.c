@@ -5,6 +5,7 @@
  * checks for leaks). */
 #include <config.h>
 
+#include <errno.h>
 #include <inttypes.h>
 #include <openssl/sha.h>
 #include <setjmp.h>
@@ -14,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <zstd.h>
 
 #include <cmocka.h>
@@ -46,6 +48,8 @@ struct collect {
     /* Misbehaviour on demand. */
     size_t fail_data_at, fail_zero_at; /* 1-based call numbers; 0 = never */
     size_t cancel_at, kill_at;         /* on the Nth on_data call */
+    size_t stall_at;                   /* sleep stall_ms first on the Nth on_data call */
+    unsigned int stall_ms;
     size_t data_calls, zero_calls;
     volatile sig_atomic_t cancel;
     struct nbdtest_server *srv;
@@ -81,6 +85,8 @@ static int on_data(void *opaque, uint64_t offset, uint64_t length, const void *z
         vk_error(VK_ERR_NO_SPACE, "target 'test' is full");
         return -1;
     }
+    if (c->data_calls == c->stall_at)
+        usleep(c->stall_ms * 1000u);
     if (c->data_calls == c->cancel_at)
         c->cancel = 1;
     if (c->data_calls == c->kill_at)
@@ -485,11 +491,13 @@ static void test_cancel_before(void **state)
 }
 
 /* qemu-nbd killed while the run goes on: a clear error naming the export,
- * promptly (alarm() in main catches a hang). */
+ * promptly (alarm() in main catches a hang).  The smallest ring, so that
+ * reads are still to come when it dies. */
 static void test_server_dies(void **state)
 {
     struct fixture *f = *state;
-    const struct pipeline_options o = {.threads = 1, .inflight = 2, .chunk_size = MiB};
+    const struct pipeline_options o = {
+        .threads = 1, .inflight = 2, .chunk_size = MiB, .ring_bytes = 1};
     uint64_t t0;
 
     open_and_list(f, MiB);
@@ -502,6 +510,59 @@ static void test_server_dies(void **state)
     assert_non_null(strstr(vk_error_message(), "export 'vda'"));
     assert_non_null(strstr(vk_error_message(), f->srv.sock));
     assert_true(f->c.data_calls < 10);
+}
+
+/* The ordered callback stalls for a second on its first chunk, then the
+ * server dies.  The default ring (96 MiB) holds the whole 40 MiB disk: the
+ * reader and the workers went on during the stall, so every chunk is
+ * already read and the run succeeds, and the idle workers show in the
+ * stats.  The smallest ring (2 x threads + inflight slots) still needs the
+ * server after the stall and fails. */
+static void test_readahead_during_stall(void **state)
+{
+    struct fixture *f = *state;
+    struct pipeline_options o = {.threads = 2, .inflight = 4, .chunk_size = MiB};
+    struct pipeline_stats st;
+
+    open_and_list(f, MiB);
+    assert_true(f->n > 2 * o.threads + o.inflight);
+    f->c.stall_at = f->c.kill_at = 1;
+    f->c.stall_ms = 1000;
+    if (run(f, &o, &st) < 0)
+        fail_msg("pipeline_run: %s", vk_error_message());
+    check_run(f, &st, MiB);
+    assert_true(st.worker_idle_ns >= 200ull * 1000000);
+    assert_true(st.worker_idle_ns <= o.threads * st.wall_ns);
+    assert_true(st.deliver_wait_ns < st.wall_ns);
+}
+
+static void test_small_ring_needs_server(void **state)
+{
+    struct fixture *f = *state;
+    struct pipeline_options o = {.threads = 2, .inflight = 4, .chunk_size = MiB, .ring_bytes = 1};
+
+    open_and_list(f, MiB);
+    f->c.stall_at = f->c.kill_at = 1;
+    f->c.stall_ms = 1000;
+    assert_int_equal(run(f, &o, NULL), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_NETWORK);
+    assert_true(f->c.data_calls < f->n);
+}
+
+/* Workers at a lower priority: same results, and only the workers are
+ * reniced (the calling thread keeps its priority). */
+static void test_worker_nice(void **state)
+{
+    const struct pipeline_options o = {.threads = 2, .chunk_size = MiB, .worker_nice = 5};
+    int before, after;
+
+    errno = 0;
+    before = getpriority(PRIO_PROCESS, (id_t)gettid());
+    assert_int_equal(errno, 0);
+    run_and_check(state, &o, MiB);
+    after = getpriority(PRIO_PROCESS, (id_t)gettid());
+    assert_int_equal(after, before);
+    assert_int_equal(getpriority(PRIO_PROCESS, 0), before);
 }
 
 static void test_bad_lists(void **state)
@@ -546,6 +607,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel_midway, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_cancel_before, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_server_dies, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_readahead_during_stall, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_small_ring_needs_server, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_worker_nice, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_bad_lists, fixture_setup, fixture_teardown),
     };
     int ret = 1;

@@ -1,0 +1,210 @@
+/* virtkeep - live and offline migration, and host evacuation.
+ *
+ *   migrate-check.c  the pre-checks, all run and reported together before
+ *                    anything moves: reachability, CPU, memory, storage,
+ *                    name/UUID collision (the report is plain data)
+ *   migrate.c        the migration itself (virDomainMigrate3 with typed
+ *                    parameters), the job-stats monitor thread (progress,
+ *                    post-copy switch, timeout, SIGINT abort), post-checks
+ *                    and the catalog job (kind "migrate", with downtime)
+ *   evacuate.c       every domain off one host: placement on the
+ *                    destination with the most free memory that passes the
+ *                    domain's pre-checks, N migrations in parallel
+ */
+#ifndef VIRTKEEP_MIGRATE_H
+#define VIRTKEEP_MIGRATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libvirt/libvirt.h>
+
+struct catalog;
+
+/* ---------------------------------------------------------------- options */
+
+enum migrate_mode {
+    MIGRATE_MODE_AUTO = 0, /* live when running, offline when shut off */
+    MIGRATE_MODE_LIVE,
+    MIGRATE_MODE_OFFLINE, /* shut off: define only; running: paused copy */
+};
+
+struct migrate_options {
+    const char *domain;      /* name or UUID on the source */
+    const char *from;        /* source libvirt URI (NULL: libvirt's default) */
+    const char *to;          /* destination libvirt URI */
+    const char *migrate_uri; /* QEMU's stream (VIR_MIGRATE_PARAM_URI), or NULL */
+    enum migrate_mode mode;
+    bool copy_storage;           /* VIR_MIGRATE_NON_SHARED_DISK */
+    const char *dest_dir;        /* with copy_storage: images go to DIR/BASENAME */
+    bool unsafe;                 /* VIR_MIGRATE_UNSAFE (shared path on one host) */
+    bool auto_converge;          /* VIR_MIGRATE_AUTO_CONVERGE */
+    uint64_t max_downtime_ms;    /* 0: QEMU's default */
+    uint64_t bandwidth_mib;      /* MiB/s, 0: unlimited */
+    unsigned int postcopy_after; /* seconds before switching to post-copy, 0: never */
+    unsigned int parallel;       /* parallel connections, 0 or 1: one */
+    unsigned int timeout;        /* seconds before the job is aborted, 0: none */
+};
+
+/* Command-line options shared by `migrate` and `evacuate` (getopt_long
+ * values).  migrate_option_set() applies one to O, validating its value:
+ * VK_ERR_INVALID with a sentence naming the option. */
+enum migrate_opt {
+    MIGRATE_OPT_TO = 256,
+    MIGRATE_OPT_LIVE,
+    MIGRATE_OPT_OFFLINE,
+    MIGRATE_OPT_COPY_STORAGE,
+    MIGRATE_OPT_DEST_DIR,
+    MIGRATE_OPT_MAX_DOWNTIME,
+    MIGRATE_OPT_BANDWIDTH,
+    MIGRATE_OPT_AUTO_CONVERGE,
+    MIGRATE_OPT_POSTCOPY_AFTER,
+    MIGRATE_OPT_PARALLEL_CONNECTIONS,
+    MIGRATE_OPT_UNSAFE,
+    MIGRATE_OPT_MIGRATE_URI,
+    MIGRATE_OPT_TIMEOUT,
+};
+int migrate_option_set(struct migrate_options *o, int opt, const char *arg);
+
+/* Check option combinations (offline with copy-storage or post-copy, ...).
+ * RUNNING says whether the domain runs.  VK_ERR_INVALID with a sentence. */
+int migrate_options_check(const struct migrate_options *o, bool running);
+/* The virDomainMigrateFlags for O and a domain that runs or not. */
+unsigned long migrate_flags(const struct migrate_options *o, bool running);
+/* The typed parameters of the migration (free with virTypedParamsFree);
+ * DEST_XML and PERSIST_XML (the live and the persistent definition on the
+ * destination) may be NULL. */
+int migrate_params_build(const struct migrate_options *o, const char *dest_xml,
+                         const char *persist_xml, virTypedParameterPtr *params, int *nparams);
+
+/* ---------------------------------------------------------------- pre-checks */
+
+enum migrate_check_status {
+    MIGRATE_CHECK_PASS = 0,
+    MIGRATE_CHECK_FAIL,
+    MIGRATE_CHECK_SKIP, /* could not run because an earlier check failed */
+};
+
+struct migrate_check {
+    char *name; /* "reachable", "cpu", "memory", "storage vda", "name", "uuid" */
+    enum migrate_check_status status;
+    char *detail; /* one sentence */
+};
+
+struct migrate_report {
+    struct migrate_check *items;
+    size_t nr;
+    size_t failed;
+    uint64_t dest_free_bytes; /* free memory on the destination, 0 if unknown */
+    uint64_t domain_bytes;    /* the domain's memory */
+    char **created;           /* destination images the checks created (NULL-terminated) */
+};
+
+int migrate_report_add(struct migrate_report *r, const char *name, enum migrate_check_status status,
+                       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Remember an image the checks created (removed again if the migration
+ * fails). */
+int migrate_report_created(struct migrate_report *r, const char *path);
+/* Remove the images the checks created. */
+void migrate_report_remove_created(struct migrate_report *r);
+/* "memory, storage vda" (malloc'd), or NULL with nothing failed. */
+char *migrate_report_failures(const struct migrate_report *r);
+/* "name: a domain named 'x' already exists ...; memory: ..." (malloc'd),
+ * or NULL with nothing failed. */
+char *migrate_report_describe(const struct migrate_report *r);
+const char *migrate_check_status_name(enum migrate_check_status status);
+void migrate_report_clear(struct migrate_report *r);
+
+/* Run every pre-check of domain DOM against the destination connection
+ * DCONN (NULL when it could not be opened: CONNECT_ERROR says why).  With
+ * MIGRATE_DRY_RUN nothing is created; otherwise missing destination images
+ * for --copy-storage are created (qemu-img, same format and size).  The
+ * destination XML (disk paths moved to --dest-dir) is returned in
+ * *DEST_XML when DEST_XML is not NULL.  Returns 0 (look at R->failed) or -1
+ * when the checks themselves could not run. */
+#define MIGRATE_DRY_RUN 1u
+#define MIGRATE_PROGRESS 2u /* print job progress on stderr */
+int migrate_check_run(virDomainPtr dom, virConnectPtr dconn, const char *connect_error,
+                      const struct migrate_options *o, unsigned int flags, struct migrate_report *r,
+                      char **dest_xml);
+/* Pure helpers (unit tests): whether a destination with FREE bytes takes
+ * NEED bytes; where a source image goes with --dest-dir. */
+bool migrate_memory_fits(uint64_t free_bytes, uint64_t need_bytes);
+char *migrate_dest_path(const char *source, const char *dest_dir);
+/* Replace each disk <source file='...'/> of XML by its place under
+ * DEST_DIR (malloc'd XML), or return a copy when DEST_DIR is NULL. */
+char *migrate_xml_move_disks(const char *xml, const char *dest_dir);
+
+/* ---------------------------------------------------------------- migration */
+
+struct migrate_result {
+    char *domain;
+    char *to;
+    bool ok;
+    bool dry_run;
+    bool live;
+    bool postcopy;       /* switched to post-copy */
+    bool aborted;        /* SIGINT or timeout */
+    bool source_running; /* after a failure: still running on the source */
+    char *error;         /* what failed, or NULL */
+    double seconds;      /* wall-clock duration of the migration */
+    int64_t downtime_ms; /* measured (VIR_DOMAIN_JOB_DOWNTIME), -1: unknown */
+    uint64_t data_total; /* bytes, from the last job stats */
+    int64_t job_id;      /* catalog job, 0 when none */
+    struct migrate_report report;
+};
+
+/* Migrate O->domain from O->from to O->to.  The job goes into CAT (which
+ * may be NULL).  Returns 0 when the domain moved (or, with
+ * MIGRATE_DRY_RUN, when every pre-check passed), -1 otherwise; RES is
+ * filled either way (migrate_result_clear() it). */
+int migrate_run(struct catalog *cat, const struct migrate_options *o, unsigned int flags,
+                struct migrate_result *res);
+void migrate_result_clear(struct migrate_result *res);
+
+/* SIGINT/SIGTERM: abort the running migration jobs (installs handlers that
+ * only set a flag; the monitor threads abort the jobs). */
+void migrate_signals_install(void);
+bool migrate_interrupted(void);
+
+/* ---------------------------------------------------------------- evacuation */
+
+struct evacuate_options {
+    const char *from;
+    char **to; /* NULL-terminated destination URIs */
+    unsigned int parallel;
+    bool include_stopped;
+    const char *catalog_path;    /* each worker opens its own handle; NULL: none */
+    struct migrate_options base; /* bandwidth, unsafe, migrate_uri, ... */
+};
+
+struct evacuate_item {
+    char *domain;
+    char *dest; /* NULL when no destination passed the pre-checks */
+    bool was_running;
+    struct migrate_result res;
+};
+
+struct evacuate_result {
+    struct evacuate_item *items;
+    size_t nr;
+    size_t failed;
+};
+
+/* One destination seen by the placement. */
+struct evacuate_dest {
+    const char *uri;
+    uint64_t free_bytes; /* decreases as domains are placed on it */
+};
+
+/* Pick the destination for a domain of NEED bytes: among DESTS whose
+ * PASSES[i] is true and which still fit, the one with the most free memory
+ * (the first on ties).  Its free memory is reduced by NEED.  Returns the
+ * index, or -1 when none fits. */
+int evacuate_place(struct evacuate_dest *dests, size_t n, const bool *passes, uint64_t need);
+
+int evacuate_run(const struct evacuate_options *o, unsigned int flags, struct evacuate_result *res);
+void evacuate_result_clear(struct evacuate_result *res);
+
+#endif
