@@ -16,25 +16,6 @@
 #include "src/cli.h"
 #include "src/progress.h"
 
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
-
-static void signals_set(void (*handler)(int))
-{
-    struct sigaction sa;
-
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = handler;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
 struct ui {
     struct progress *progress;
 };
@@ -78,16 +59,15 @@ static int backup_exec(struct cli *cli, struct backup_options *o)
     o->connect_uri = cli->connect_uri;
     o->catalog_path = cli_catalog_path(cli);
     o->config = cli->config;
-    o->cancel = &interrupted;
+    o->cancel = &cli_interrupted;
     o->notice = ui_notice;
     o->progress = ui_progress;
     o->opaque = &ui;
     if (!o->catalog_path)
         return cli_error_last();
-    interrupted = 0;
-    signals_set(on_signal);
+    cli_signals_catch();
     r = backup_run(o, &res);
-    signals_set(SIG_DFL);
+    cli_signals_default();
     progress_free(ui.progress);
     if (r == 0)
         result_print(cli, o, &res);

@@ -35,25 +35,6 @@ enum {
     OPT_START
 };
 
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
-
-static void signals_set(void (*handler)(int))
-{
-    struct sigaction sa;
-
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = handler;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
 struct restore_args {
     struct restore_options o;
     const char *at;
@@ -226,14 +207,13 @@ int cli_cmd_restore(struct cli *cli, int argc, char **argv)
         goto out;
     a.o.config = cli->config;
     a.o.connect_uri = cli->connect_uri;
-    a.o.cancel = &interrupted;
+    a.o.cancel = &cli_interrupted;
     cat = catalog_open(cli_catalog_path(cli), CATALOG_OPEN_EXISTING);
     if (!cat)
         goto fail;
-    interrupted = 0;
-    signals_set(on_signal);
+    cli_signals_catch();
     r = restore_run(cat, &a.o, &res, 0);
-    signals_set(SIG_DFL);
+    cli_signals_default();
     if (r < 0)
         goto fail;
     if (a.json)
@@ -244,7 +224,7 @@ int cli_cmd_restore(struct cli *cli, int argc, char **argv)
     goto out;
 fail:
     r = cli_error_last();
-    if (interrupted)
+    if (cli_interrupted)
         r = CLI_EXIT_INTERRUPTED; /* whatever the signal broke on the way */
 out:
     restore_result_clear(&res);

@@ -4,6 +4,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -643,4 +644,34 @@ int main(int argc, char **argv)
         r = CLI_EXIT_FAILED;
     }
     return r;
+}
+
+volatile sig_atomic_t cli_interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    cli_interrupted = 1;
+}
+
+static void signals_set(void (*handler)(int))
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+void cli_signals_catch(void)
+{
+    cli_interrupted = 0;
+    signals_set(on_signal);
+}
+
+void cli_signals_default(void)
+{
+    signals_set(SIG_DFL);
 }

@@ -7,6 +7,7 @@
 #ifndef VIRTKEEP_CLI_H
 #define VIRTKEEP_CLI_H
 
+#include <signal.h>
 #include <stdbool.h>
 
 #include "common/error.h"
@@ -42,6 +43,14 @@ struct cli_command {
     const char *help;     /* the rest of `virtkeep help NAME` */
     int (*run)(struct cli *cli, int argc, char **argv);
 };
+
+/* Long commands (backup, restore) catch SIGINT and SIGTERM while they run:
+ * the handler only sets cli_interrupted, which the engine polls as its
+ * cancel flag and then cleans up.  cli_signals_catch clears the flag and
+ * installs the handler; cli_signals_default puts the default back. */
+extern volatile sig_atomic_t cli_interrupted;
+void cli_signals_catch(void);
+void cli_signals_default(void);
 
 /* Print "virtkeep: MESSAGE" on stderr, once. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

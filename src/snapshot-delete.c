@@ -102,13 +102,13 @@ static int commit_offline(struct virt_domain *d, const char *target, const struc
     char *commit[] = {"commit", "-q", "-d", "-f", top->format, top->path, NULL};
     CLEANUP_FREE char *what = vk_asprintf("cannot merge '%s' into '%s'", top->path, base->path);
 
-    if (!what || snapshot_qemu_img(commit, NULL, what) < 0)
+    if (!what || virt_qemu_img(commit, NULL, what) < 0)
         return -1;
     if (idx == 0)
         return snapshot_define_source(d, target, base->path, base->format);
     char *rebase[] = {"rebase",     "-u", "-f",       c->items[idx - 1].format, "-F",
                       base->format, "-b", base->path, c->items[idx - 1].path,   NULL};
-    return snapshot_qemu_img(rebase, NULL, what);
+    return virt_qemu_img(rebase, NULL, what);
 }
 
 /* Merge the overlay of one disk; *MERGED tells whether it was in the chain. */

@@ -14,10 +14,6 @@
  * VK_ERR_UNSUPPORTED, a missing snapshot VK_ERR_NOT_FOUND). */
 void snapshot_lv_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Run qemu-img ARGS... (VIRTKEEP_QEMU_IMG overrides the program); *OUT gets
- * its stdout when OUT is not NULL.  WHAT starts the error message. */
-int snapshot_qemu_img(char *const args[], char **out, const char *what);
-
 /* One image of a backing chain, as qemu-img info --backing-chain sees it. */
 struct snapshot_image {
     char *path;

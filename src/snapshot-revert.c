@@ -113,7 +113,7 @@ static int disk_reset(struct virt_domain *d, const struct snapshot_disk *sd, cha
                           "-b",        sd->base, "-F", c.items[idx].format,
                           sd->overlay, NULL};
         CLEANUP_FREE char *what = vk_asprintf("cannot create the overlay '%s'", sd->overlay);
-        r = what ? snapshot_qemu_img(create, NULL, what) : -1;
+        r = what ? virt_qemu_img(create, NULL, what) : -1;
     }
     if (r == 0)
         r = snapshot_define_source(d, sd->target, sd->overlay, "qcow2");

@@ -5,13 +5,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,10 +22,6 @@
 #include "common/util.h"
 #include "src/snapshot-int.h"
 #include "src/snapshot.h"
-
-extern char **environ;
-
-#define OUTPUT_MAX (4u * 1024 * 1024)
 
 /* ---------------------------------------------------------------- errors */
 
@@ -51,104 +45,6 @@ void snapshot_lv_error(const char *fmt, ...)
     else if (code == VIR_ERR_OPERATION_INVALID || code == VIR_ERR_CONFIG_UNSUPPORTED)
         vk = VK_ERR_INVALID;
     vk_error(vk, "%s: %s", what ? what : "libvirt failed", msg);
-}
-
-/* ---------------------------------------------------------------- qemu-img */
-
-/* Read FD to EOF into a string (capped). */
-static char *read_all(int fd)
-{
-    char *buf = NULL, tmp[4096];
-    size_t len = 0;
-    ssize_t n;
-
-    for (;;) {
-        n = read(fd, tmp, sizeof tmp);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        if (len + (size_t)n > OUTPUT_MAX)
-            continue;
-        char *p = realloc(buf, len + (size_t)n + 1);
-        if (!p)
-            continue;
-        buf = p;
-        memcpy(buf + len, tmp, (size_t)n);
-        len += (size_t)n;
-        buf[len] = '\0';
-    }
-    return buf ? buf : strdup("");
-}
-
-static int spawn(char *const argv[], int out[2], int err[2], pid_t *pid)
-{
-    posix_spawn_file_actions_t fa;
-    int r;
-
-    if (pipe2(out, O_CLOEXEC) < 0)
-        return errno;
-    if (pipe2(err, O_CLOEXEC) < 0) {
-        r = errno;
-        close(out[0]), close(out[1]);
-        return r;
-    }
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-    r = posix_spawnp(pid, argv[0], &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(out[1]);
-    close(err[1]);
-    if (r != 0)
-        close(out[0]), close(err[0]);
-    return r;
-}
-
-static int reap(pid_t pid)
-{
-    int status;
-
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-int snapshot_qemu_img(char *const args[], char **out, const char *what)
-{
-    const char *prog = getenv("VIRTKEEP_QEMU_IMG");
-    char *argv[16];
-    int po[2], pe[2], r, status;
-    CLEANUP_FREE char *o = NULL, *e = NULL;
-    size_t n = 0;
-    pid_t pid;
-
-    argv[n++] = (char *)(prog && *prog ? prog : "qemu-img");
-    for (; args[n - 1] && n < VK_ARRAY_SIZE(argv) - 1; n++)
-        argv[n] = args[n - 1];
-    argv[n] = NULL;
-    vk_debug("running %s %s %s", argv[0], argv[1], argv[n - 1]);
-    r = spawn(argv, po, pe, &pid);
-    if (r != 0) {
-        vk_error_errno(r, "%s: cannot run '%s'", what, argv[0]);
-        return -1;
-    }
-    /* qemu-img writes little on stderr: reading it after stdout is safe. */
-    o = read_all(po[0]);
-    e = read_all(pe[0]);
-    close(po[0]);
-    close(pe[0]);
-    status = reap(pid);
-    if (status != 0) {
-        vk_error(VK_ERR_IO, "%s: %s exited with status %d: %s", what, argv[0], status,
-                 e && *e ? vk_trim(e) : "no message.");
-        return -1;
-    }
-    if (out)
-        *out = VK_STEAL(o);
-    return 0;
 }
 
 /* ---------------------------------------------------------------- backing chains */
@@ -198,7 +94,7 @@ int snapshot_chain_read(const char *top, struct snapshot_chain *out)
     int r;
 
     memset(out, 0, sizeof(*out));
-    if (!what || snapshot_qemu_img(args, &json, what) < 0)
+    if (!what || virt_qemu_img(args, &json, what) < 0)
         return -1;
     arr = json_tokener_parse(json);
     if (!arr || !json_object_is_type(arr, json_type_array)) {

@@ -156,6 +156,19 @@ static int run(char *const argv[], char **out, const char *what)
     return status == 0 && (!out || *out) ? 0 : -1;
 }
 
+int virt_qemu_img(char *const args[], char **out, const char *what)
+{
+    char *argv[16];
+    size_t n = 0;
+
+    argv[n++] = (char *)prog("VIRTKEEP_QEMU_IMG", "qemu-img");
+    for (; args[n - 1] && n < VK_ARRAY_SIZE(argv) - 1; n++)
+        argv[n] = args[n - 1];
+    argv[n] = NULL;
+    vk_debug("running %s %s %s", argv[0], argv[1], argv[n - 1]);
+    return run(argv, out, what);
+}
+
 /* ---------------------------------------------------------------- qemu-img create */
 
 int virt_image_create(const char *image, const char *format, uint64_t size)

@@ -261,6 +261,11 @@ enum virt_bitmap_state {
     VIRT_BITMAP_IN_USE, /* left in-use by a crashed QEMU: inconsistent */
 };
 
+/* Run qemu-img (VIRTKEEP_QEMU_IMG names another program) with ARGS, a NULL-
+ * terminated list without the program name.  *OUT (may be NULL) gets its
+ * stdout.  On failure the error is "WHAT: qemu-img exited with status N:
+ * its stderr". */
+int virt_qemu_img(char *const args[], char **out, const char *what);
 int virt_image_bitmap_add(const char *image, const char *name);
 /* A missing bitmap is not an error. */
 int virt_image_bitmap_remove(const char *image, const char *name);

@@ -28,7 +28,7 @@
 #include "common/util.h"
 #include "transport/transport-int.h"
 
-#define TMP_MARK ".vk-tmp-"
+#define TMP_MARK TRANSPORT_TMP_MARK
 
 struct local {
     char *root;
@@ -392,79 +392,17 @@ static int local_remove(struct transport *t, const char *key)
 
 /* Listing: walk the tree, keep what matches, sort, then call back. */
 
-struct entry {
-    char *key;
-    struct transport_stat st;
-};
-
-struct entries {
-    struct entry *v;
-    size_t n, cap;
-};
-
-static void entries_free(struct entries *e)
-{
-    for (size_t i = 0; i < e->n; i++)
-        free(e->v[i].key);
-    free(e->v);
-}
-
-static int entries_add(struct entries *e, const char *key, const struct stat *st)
-{
-    if (e->n == e->cap) {
-        size_t cap = e->cap ? e->cap * 2 : 64;
-        struct entry *v = vk_realloc_array(e->v, cap, sizeof *v);
-        if (!v)
-            return -1;
-        e->v = v;
-        e->cap = cap;
-    }
-    if (!(e->v[e->n].key = vk_strdup(key)))
-        return -1;
-    e->v[e->n].st.size = (uint64_t)st->st_size;
-    e->v[e->n].st.mtime = (int64_t)st->st_mtime;
-    e->n++;
-    return 0;
-}
-
-static int entry_cmp(const void *a, const void *b)
-{
-    return strcmp(((const struct entry *)a)->key, ((const struct entry *)b)->key);
-}
-
-/* Can keys under directory REL ("" for the root) start with PREFIX? */
-static bool dir_may_match(const char *rel, const char *prefix)
-{
-    size_t rlen = strlen(rel), plen = strlen(prefix);
-
-    if (rlen == 0)
-        return true;
-    if (plen <= rlen)
-        return strncmp(rel, prefix, plen) == 0;
-    return strncmp(rel, prefix, rlen) == 0 && prefix[rlen] == '/';
-}
-
-/* Names that cannot be keys: temp files, control characters. */
-static bool name_listable(const char *name)
-{
-    if (strstr(name, TMP_MARK))
-        return false;
-    for (const char *c = name; *c; c++)
-        if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f)
-            return false;
-    return true;
-}
-
-static int walk(const char *dir, const char *rel, const char *prefix, struct entries *out);
+static int walk(const char *dir, const char *rel, const char *prefix,
+                struct transport_entries *out);
 
 static int walk_entry(DIR *d, const char *dir, const char *rel, const char *name,
-                      const char *prefix, struct entries *out)
+                      const char *prefix, struct transport_entries *out)
 {
     CLEANUP_FREE char *key = NULL;
     CLEANUP_FREE char *sub = NULL;
     struct stat st;
 
-    if (!name_listable(name))
+    if (!transport_name_listable(name))
         return 0;
     if (!(key = *rel ? vk_asprintf("%s/%s", rel, name) : vk_strdup(name)))
         return -1;
@@ -473,18 +411,19 @@ static int walk_entry(DIR *d, const char *dir, const char *rel, const char *name
     if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) < 0)
         return errno == ENOENT ? 0 : fail_errno(errno, "list", key);
     if (S_ISDIR(st.st_mode)) {
-        if (!dir_may_match(key, prefix))
+        if (!transport_dir_may_match(key, prefix))
             return 0;
         if (!(sub = vk_asprintf("%s/%s", dir, name)))
             return -1;
         return walk(sub, key, prefix, out);
     }
     if (S_ISREG(st.st_mode) && strncmp(key, prefix, strlen(prefix)) == 0)
-        return entries_add(out, key, &st);
+        return transport_entries_add(out, VK_STEAL(key), (uint64_t)st.st_size,
+                                     (int64_t)st.st_mtime);
     return 0;
 }
 
-static int walk(const char *dir, const char *rel, const char *prefix, struct entries *out)
+static int walk(const char *dir, const char *rel, const char *prefix, struct transport_entries *out)
 {
     DIR *d = opendir(dir);
     struct dirent *de;
@@ -519,19 +458,15 @@ static int walk(const char *dir, const char *rel, const char *prefix, struct ent
 static int local_list(struct transport *t, const char *prefix, transport_list_cb cb, void *opaque)
 {
     struct local *l = t->priv;
-    struct entries e = {0};
+    struct transport_entries e = {0};
     int r;
 
     if (root_check(l) < 0)
         return -1;
     r = walk(l->root, "", prefix, &e);
-    if (r == 0) {
-        if (e.n > 1)
-            qsort(e.v, e.n, sizeof *e.v, entry_cmp);
-        for (size_t i = 0; i < e.n && r == 0; i++)
-            r = cb(opaque, e.v[i].key, &e.v[i].st);
-    }
-    entries_free(&e);
+    if (r == 0)
+        r = transport_entries_deliver(&e, cb, opaque);
+    transport_entries_clear(&e);
     return r;
 }
 

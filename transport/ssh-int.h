@@ -17,7 +17,7 @@
 
 #include "transport/transport-int.h"
 
-#define SSH_TMP_MARK ".vk-tmp-"
+#define SSH_TMP_MARK TRANSPORT_TMP_MARK
 #define SSH_ATTEMPTS 5 /* connection attempts of an idempotent operation */
 
 struct ssh {

@@ -764,70 +764,9 @@ static int ssh_remove(struct transport *t, const char *key)
 /* ------------------------------------------------------------------ */
 /* Listing: walk the directories the prefix can reach, sort, call back. */
 
-struct entry {
-    char *key;
-    struct transport_stat st;
-};
-
-struct entries {
-    struct entry *v;
-    size_t n, cap;
-};
-
-static void entries_clear(struct entries *e)
-{
-    for (size_t i = 0; i < e->n; i++)
-        free(e->v[i].key);
-    free(e->v);
-    memset(e, 0, sizeof *e);
-}
-
-static int entries_add(struct entries *e, char *key, const LIBSSH2_SFTP_ATTRIBUTES *at)
-{
-    if (e->n == e->cap) {
-        size_t cap = e->cap ? e->cap * 2 : 64;
-        struct entry *v = vk_realloc_array(e->v, cap, sizeof *v);
-        if (!v)
-            return -1;
-        e->v = v;
-        e->cap = cap;
-    }
-    e->v[e->n].key = key;
-    e->v[e->n].st.size = at->flags & LIBSSH2_SFTP_ATTR_SIZE ? at->filesize : 0;
-    e->v[e->n].st.mtime = at->flags & LIBSSH2_SFTP_ATTR_ACMODTIME ? (int64_t)at->mtime : 0;
-    e->n++;
-    return 0;
-}
-
-static int entry_cmp(const void *a, const void *b)
-{
-    return strcmp(((const struct entry *)a)->key, ((const struct entry *)b)->key);
-}
-
-/* Can keys under directory REL ("" for the root) start with PREFIX? */
-static bool dir_may_match(const char *rel, const char *prefix)
-{
-    size_t rlen = strlen(rel), plen = strlen(prefix);
-
-    if (plen <= rlen)
-        return strncmp(rel, prefix, plen) == 0;
-    return strncmp(rel, prefix, rlen) == 0 && prefix[rlen] == '/';
-}
-
-/* Names that cannot be keys: temp files, control characters. */
-static bool name_listable(const char *name)
-{
-    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strstr(name, SSH_TMP_MARK))
-        return false;
-    for (const char *c = name; *c; c++)
-        if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f)
-            return false;
-    return true;
-}
-
 struct walk {
     const char *prefix;
-    struct entries e;
+    struct transport_entries e;
 };
 
 /* One directory entry: a matching object is kept, a directory that may hold
@@ -837,12 +776,12 @@ static int walk_entry(struct walk *w, const char *rel, const char *name,
 {
     char *key;
 
-    if (!name_listable(name) || !(at->flags & LIBSSH2_SFTP_ATTR_PERMISSIONS))
+    if (!transport_name_listable(name) || !(at->flags & LIBSSH2_SFTP_ATTR_PERMISSIONS))
         return 0;
     if (!(key = *rel ? vk_asprintf("%s/%s", rel, name) : vk_strdup(name)))
         return -1;
     if (strlen(key) <= TRANSPORT_KEY_MAX && LIBSSH2_SFTP_S_ISDIR(at->permissions) &&
-        dir_may_match(key, w->prefix)) {
+        transport_dir_may_match(key, w->prefix)) {
         char **v = vk_realloc_array(*subdirs, *nsub + 2, sizeof *v);
         if (!v) {
             free(key);
@@ -855,7 +794,9 @@ static int walk_entry(struct walk *w, const char *rel, const char *name,
     }
     if (strlen(key) <= TRANSPORT_KEY_MAX && LIBSSH2_SFTP_S_ISREG(at->permissions) &&
         strncmp(key, w->prefix, strlen(w->prefix)) == 0)
-        return entries_add(&w->e, key, at) < 0 ? (free(key), -1) : 0;
+        return transport_entries_add(
+            &w->e, key, at->flags & LIBSSH2_SFTP_ATTR_SIZE ? at->filesize : 0,
+            at->flags & LIBSSH2_SFTP_ATTR_ACMODTIME ? (int64_t)at->mtime : 0);
     free(key);
     return 0;
 }
@@ -912,7 +853,7 @@ static int op_list(struct ssh *s, unsigned int attempt, void *arg)
     const char *slash = strrchr(w->prefix, '/');
 
     (void)attempt;
-    entries_clear(&w->e);
+    transport_entries_clear(&w->e);
     if (root_check(s) < 0)
         return -1;
     /* Start at the deepest directory the prefix names. */
@@ -931,13 +872,9 @@ static int ssh_list(struct transport *t, const char *prefix, transport_list_cb c
     r = retry(s, "list", prefix, op_list, &w);
     pthread_mutex_unlock(&s->lock);
     /* Callbacks run unlocked: they may use the target. */
-    if (r == 0) {
-        if (w.e.n > 1)
-            qsort(w.e.v, w.e.n, sizeof *w.e.v, entry_cmp);
-        for (size_t i = 0; i < w.e.n && r == 0; i++)
-            r = cb(opaque, w.e.v[i].key, &w.e.v[i].st);
-    }
-    entries_clear(&w.e);
+    if (r == 0)
+        r = transport_entries_deliver(&w.e, cb, opaque);
+    transport_entries_clear(&w.e);
     return r;
 }
 

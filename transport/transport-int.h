@@ -51,6 +51,34 @@ struct transport {
  * the scheme and the missing method when not.  The registry calls it. */
 int transport_ops_validate(const struct transport_ops *ops);
 
+/* Listing helpers for backends that walk a directory tree (file, ssh):
+ * collect keys with their stat, then sort them by key and hand them to the
+ * callback. */
+#define TRANSPORT_TMP_MARK ".vk-tmp-" /* in the names of puts in flight */
+
+struct transport_entry {
+    char *key;
+    struct transport_stat st;
+};
+
+struct transport_entries {
+    struct transport_entry *v;
+    size_t n, cap;
+};
+
+/* Add KEY (taken over: freed by the list, or here on failure). */
+int transport_entries_add(struct transport_entries *e, char *key, uint64_t size, int64_t mtime);
+/* Sort by key (byte order) and call CB on each until it returns non-zero;
+ * returns 0 or that value. */
+int transport_entries_deliver(struct transport_entries *e, transport_list_cb cb, void *opaque);
+/* Free the keys and the array; E may be used again. */
+void transport_entries_clear(struct transport_entries *e);
+/* Can keys under directory REL ("" for the root) start with PREFIX? */
+bool transport_dir_may_match(const char *rel, const char *prefix);
+/* Can a directory entry called NAME be part of a key?  Not ".", "..", a
+ * put in flight, or a name with control characters. */
+bool transport_name_listable(const char *name);
+
 extern const struct transport_ops transport_file;
 extern const struct transport_ops transport_ssh;
 extern const struct transport_ops transport_s3;

@@ -920,3 +920,70 @@ int transport_delete(struct transport *t, const char *key)
     vk_debug("target '%s': deleted '%s'", t->name, key);
     return 0;
 }
+
+/* ---- listing helpers for tree-walking backends ------------------------ */
+
+int transport_entries_add(struct transport_entries *e, char *key, uint64_t size, int64_t mtime)
+{
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 64;
+        struct transport_entry *v = vk_realloc_array(e->v, cap, sizeof *v);
+        if (!v) {
+            free(key);
+            return -1;
+        }
+        e->v = v;
+        e->cap = cap;
+    }
+    e->v[e->n].key = key;
+    e->v[e->n].st.size = size;
+    e->v[e->n].st.mtime = mtime;
+    e->n++;
+    return 0;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct transport_entry *)a)->key,
+                  ((const struct transport_entry *)b)->key);
+}
+
+int transport_entries_deliver(struct transport_entries *e, transport_list_cb cb, void *opaque)
+{
+    int r = 0;
+
+    if (e->n > 1)
+        qsort(e->v, e->n, sizeof *e->v, entry_cmp);
+    for (size_t i = 0; i < e->n && r == 0; i++)
+        r = cb(opaque, e->v[i].key, &e->v[i].st);
+    return r;
+}
+
+void transport_entries_clear(struct transport_entries *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        free(e->v[i].key);
+    free(e->v);
+    memset(e, 0, sizeof *e);
+}
+
+bool transport_dir_may_match(const char *rel, const char *prefix)
+{
+    size_t rlen = strlen(rel), plen = strlen(prefix);
+
+    if (rlen == 0)
+        return true;
+    if (plen <= rlen)
+        return strncmp(rel, prefix, plen) == 0;
+    return strncmp(rel, prefix, rlen) == 0 && prefix[rlen] == '/';
+}
+
+bool transport_name_listable(const char *name)
+{
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strstr(name, TRANSPORT_TMP_MARK))
+        return false;
+    for (const char *c = name; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f)
+            return false;
+    return true;
+}
