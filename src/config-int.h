@@ -14,6 +14,7 @@ enum config_section {
     SEC_TARGET,
     SEC_POLICY,
     SEC_DOMAIN,
+    SEC_DAEMON,
 };
 
 /* A reference to a section, checked once the whole file is read. */
@@ -38,6 +39,7 @@ struct config_parser {
     enum config_section kind;
     unsigned int key_lines[CONFIG_MAX_KEYS]; /* where each key of the section was set */
     unsigned int catalog_line;
+    unsigned int daemon_line;
     struct config_ref *refs;
     size_t n_refs;
 };

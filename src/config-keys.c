@@ -96,6 +96,30 @@ static int set_quiesce(struct config_parser *p, const struct key_spec *k, void *
     return store_string(p, k, base, value);
 }
 
+static int set_log(struct config_parser *p, const struct key_spec *k, void *base, const char *value)
+{
+    if (strcmp(value, "stderr") != 0 && strcmp(value, "syslog") != 0)
+        return config_fail(p, k->name, "invalid value '%s': expected %s", value, k->expect);
+    return store_string(p, k, base, value);
+}
+
+/* "HOST:PORT" with HOST 127.0.0.1, localhost or [::1]: the daemon's HTTP API
+ * is for this host only (a token is not enough to expose it further). */
+static int set_listen(struct config_parser *p, const struct key_spec *k, void *base,
+                      const char *value)
+{
+    static const char *const hosts[] = {"127.0.0.1:", "localhost:", "[::1]:"};
+    unsigned long long port;
+
+    for (size_t i = 0; i < VK_ARRAY_SIZE(hosts); i++) {
+        size_t n = strlen(hosts[i]);
+        if (strncmp(value, hosts[i], n) == 0 && vk_parse_uint(value + n, 65535, &port) == 0 &&
+            port > 0)
+            return store_string(p, k, base, value);
+    }
+    return config_fail(p, k->name, "invalid address '%s': expected %s", value, k->expect);
+}
+
 static int set_region(struct config_parser *p, const struct key_spec *k, void *base,
                       const char *value)
 {
@@ -327,6 +351,10 @@ static int set_url(struct config_parser *p, const struct key_spec *k, void *base
     {                                                                                              \
         SEC_POLICY, #key, fn, offsetof(struct config_policy, key), expect, NULL                    \
     }
+#define M_(key, fn, expect)                                                                        \
+    {                                                                                              \
+        SEC_DAEMON, #key, fn, offsetof(struct config, daemon.key), expect, NULL                    \
+    }
 #define D_(key, fn, expect, other)                                                                 \
     {                                                                                              \
         SEC_DOMAIN, #key, fn, offsetof(struct config_domain, key), expect, other                   \
@@ -370,6 +398,14 @@ static const struct key_spec keys[] = {
     P_(quiesce, set_quiesce, "required, try or no"),
     P_(window, set_window,
        "a daily window HH:MM-HH:MM in UTC, such as 22:00-06:00 (start and end differ)"),
+    P_(drill_every, set_duration, DURATION_),
+    M_(socket, set_path, PATH_),
+    M_(listen, set_listen, "a loopback address and port such as 127.0.0.1:8750 or [::1]:8750"),
+    M_(token_file, set_secret_path, SECRET_),
+    M_(log, set_log, "stderr or syslog"),
+    M_(max_jobs, set_count, COUNT_ " (jobs at a time on this host)"),
+    M_(max_target_jobs, set_count, COUNT_ " (jobs at a time per target)"),
+    M_(tick, set_duration, DURATION_),
     D_(policy, set_policy_ref, "the name of a [policy NAME] section", NULL),
     D_(disks, set_list, "a comma-separated list of disk targets such as vda, vdb", "exclude"),
     D_(exclude, set_list, "a comma-separated list of disk targets such as vda, vdb", "disks"),
@@ -429,6 +465,7 @@ static void *section_base(struct config_parser *p)
 
     switch (p->kind) {
     case SEC_CATALOG:
+    case SEC_DAEMON:
         return cfg;
     case SEC_TARGET:
         return &cfg->targets[cfg->n_targets - 1];

@@ -36,7 +36,7 @@
 
 static const char *const section_names[] = {
     [SEC_NONE] = "",         [SEC_CATALOG] = "catalog", [SEC_TARGET] = "target",
-    [SEC_POLICY] = "policy", [SEC_DOMAIN] = "domain",
+    [SEC_POLICY] = "policy", [SEC_DOMAIN] = "domain",   [SEC_DAEMON] = "daemon",
 };
 
 static __thread unsigned int last_error_line;
@@ -138,6 +138,8 @@ static unsigned int section_find(struct config_parser *p, enum config_section ki
 
     if (kind == SEC_CATALOG)
         return p->catalog_line;
+    if (kind == SEC_DAEMON)
+        return p->daemon_line;
     for (size_t i = 0; kind == SEC_TARGET && i < cfg->n_targets; i++)
         if (strcmp(cfg->targets[i].name, name) == 0)
             return cfg->targets[i].line;
@@ -158,6 +160,10 @@ static int section_add(struct config_parser *p, enum config_section kind, const 
 
     if (kind == SEC_CATALOG) {
         p->catalog_line = p->line;
+        return 0;
+    }
+    if (kind == SEC_DAEMON) {
+        p->daemon_line = cfg->daemon.line = p->line;
         return 0;
     }
     if (kind == SEC_TARGET) {
@@ -191,9 +197,9 @@ static int section_check_name(struct config_parser *p, enum config_section kind,
 {
     const char *type = section_names[kind];
 
-    if (kind == SEC_CATALOG) {
+    if (kind == SEC_CATALOG || kind == SEC_DAEMON) {
         if (*name)
-            return config_fail(p, NULL, "unexpected name '%s': expected [catalog] alone", name);
+            return config_fail(p, NULL, "unexpected name '%s': expected [%s] alone", name, type);
         return 0;
     }
     if (!*name)
@@ -228,14 +234,15 @@ static int section_open(struct config_parser *p, const char *text)
     *sp = '\0';
     if (!*type)
         return config_fail(p, NULL,
-                           "empty section header: expected [catalog], [target NAME], "
+                           "empty section header: expected [catalog], [daemon], [target NAME], "
                            "[policy NAME] or [domain NAME]");
     kind = section_kind(type);
     if (kind == SEC_NONE)
-        return config_fail(p, NULL,
-                           "unknown section type '%s': expected [catalog], [target NAME], "
-                           "[policy NAME] or [domain NAME]",
-                           type);
+        return config_fail(
+            p, NULL,
+            "unknown section type '%s': expected [catalog], [daemon], [target NAME], "
+            "[policy NAME] or [domain NAME]",
+            type);
     if (section_check_name(p, kind, name) < 0)
         return -1;
     prev = section_find(p, kind, name);
@@ -516,6 +523,10 @@ void config_free(struct config *cfg)
     free(cfg->policies);
     free(cfg->domains);
     free(cfg->catalog_path);
+    free(cfg->daemon.socket);
+    free(cfg->daemon.listen);
+    free(cfg->daemon.token_file);
+    free(cfg->daemon.log);
     free(cfg->file);
     free(cfg);
 }

@@ -79,6 +79,7 @@ struct config_policy {
     unsigned int keep_yearly;
     unsigned int priority;  /* 1 runs (and is restored) first, then 2...; 0 (unset) last */
     unsigned int max_chain; /* most backups in a chain, the full included; 0: no limit */
+    uint64_t drill_every;   /* seconds between DR drills run by the daemon; 0: none */
     char *quiesce;          /* as [domain] quiesce; the domain's own key wins; or NULL */
     struct config_window window;
     char **targets; /* names of defined targets, or NULL: the first is the primary, the
@@ -95,9 +96,23 @@ struct config_domain {
     unsigned int line;
 };
 
+/* [daemon]: how virtkeepd runs and how the CLI reaches it.  Every field
+ * is optional: NULL or 0 when not given (the daemon has defaults). */
+struct config_daemon {
+    char *socket;                 /* unix socket path (default /run/virtkeep/virtkeepd.sock) */
+    char *listen;                 /* "127.0.0.1:PORT" or "[::1]:PORT": HTTP with a token, or NULL */
+    char *token_file;             /* the HTTP bearer token, a 0600 file */
+    char *log;                    /* "stderr" or "syslog" */
+    unsigned int max_jobs;        /* jobs at a time on this host (0: default) */
+    unsigned int max_target_jobs; /* jobs at a time per target (0: default) */
+    uint64_t tick;                /* seconds between scheduler passes (0: default) */
+    unsigned int line;            /* 0: no [daemon] section */
+};
+
 struct config {
     char *file;         /* the name used in messages */
     char *catalog_path; /* [catalog] path, or NULL */
+    struct config_daemon daemon;
     struct config_target *targets;
     size_t n_targets;
     struct config_policy *policies;

@@ -258,11 +258,11 @@ static void test_section_errors(void **state)
 {
     (void)state;
     expect_error("[policy p]\n[frob x]\n", 2,
-                 "t.conf:2: [frob x]: unknown section type 'frob': expected [catalog], [target "
-                 "NAME], [policy NAME] or [domain NAME]");
+                 "t.conf:2: [frob x]: unknown section type 'frob': expected [catalog], "
+                 "[daemon], [target NAME], [policy NAME] or [domain NAME]");
     expect_error("[]\n", 1,
-                 "t.conf:1: []: empty section header: expected [catalog], [target NAME], "
-                 "[policy NAME] or [domain NAME]");
+                 "t.conf:1: []: empty section header: expected [catalog], [daemon], [target "
+                 "NAME], [policy NAME] or [domain NAME]");
     expect_error("[target]\n", 1, "t.conf:1: [target]: missing name: expected [target NAME]");
     expect_error("[catalog main]\n", 1,
                  "t.conf:1: [catalog main]: unexpected name 'main': expected [catalog] alone");
@@ -284,7 +284,8 @@ static void test_key_errors(void **state)
     expect_error("[policy gold]\nrpo = 1h\ncolour = red\n", 3,
                  "t.conf:3: [policy gold] colour: unknown key: expected one of rpo, rto, "
                  "keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, "
-                 "keep_within, full_every, targets, priority, max_chain, quiesce, window");
+                 "keep_within, full_every, targets, priority, max_chain, quiesce, window, "
+                 "drill_every");
     expect_error("[policy gold]\nrpo = 1h\nrpo = 2h\n", 3,
                  "t.conf:3: [policy gold] rpo: duplicate key: it is already set at line 2");
     expect_error("[policy gold]\nrpo =\n", 2,
@@ -296,6 +297,45 @@ static void test_key_errors(void **state)
     /* An indented line is a key of its own, never a continuation. */
     expect_error("[policy gold]\nrpo = 1h\n    rpo = 2h\n", 3,
                  "t.conf:3: [policy gold] rpo: duplicate key: it is already set at line 2");
+}
+
+/* [daemon]: the daemon's socket, HTTP address, limits and logging. */
+static void test_daemon_section(void **state)
+{
+    struct config *cfg;
+
+    (void)state;
+    cfg = parse("[daemon]\nsocket = /run/vk.sock\nlisten = 127.0.0.1:8750\nlog = syslog\n"
+                "max-jobs = 3\nmax_target_jobs = 2\ntick = 5s\n"
+                "[policy p]\ndrill-every = 7d\n");
+    assert_non_null(cfg);
+    assert_int_equal(cfg->daemon.line, 1);
+    assert_string_equal(cfg->daemon.socket, "/run/vk.sock");
+    assert_string_equal(cfg->daemon.listen, "127.0.0.1:8750");
+    assert_string_equal(cfg->daemon.log, "syslog");
+    assert_int_equal(cfg->daemon.max_jobs, 3);
+    assert_int_equal(cfg->daemon.max_target_jobs, 2);
+    assert_int_equal(cfg->daemon.tick, 5);
+    assert_null(cfg->daemon.token_file);
+    assert_int_equal(config_policy_find(cfg, "p")->drill_every, 7 * 86400);
+    config_free(cfg);
+    cfg = parse("[policy p]\nrpo = 1h\n");
+    assert_int_equal(cfg->daemon.line, 0);
+    assert_null(cfg->daemon.socket);
+    config_free(cfg);
+
+    expect_error("[daemon]\nlisten = 0.0.0.0:8750\n", 2,
+                 "t.conf:2: [daemon] listen: invalid address '0.0.0.0:8750': expected a loopback "
+                 "address and port such as 127.0.0.1:8750 or [::1]:8750");
+    expect_error("[daemon]\nlisten = 127.0.0.1:0\n", 2,
+                 "t.conf:2: [daemon] listen: invalid address '127.0.0.1:0': expected a loopback "
+                 "address and port such as 127.0.0.1:8750 or [::1]:8750");
+    expect_error("[daemon]\nlog = journal\n", 2,
+                 "t.conf:2: [daemon] log: invalid value 'journal': expected stderr or syslog");
+    expect_error("[daemon main]\n", 1,
+                 "t.conf:1: [daemon main]: unexpected name 'main': expected [daemon] alone");
+    expect_error("[daemon]\n[daemon]\n", 2,
+                 "t.conf:2: [daemon]: duplicate section: it is already defined at line 1");
 }
 
 /* The scheduling and retention keys of issue 7, in both spellings. */
@@ -659,6 +699,7 @@ int main(void)
         cmocka_unit_test(test_garbage_never_crashes),
         cmocka_unit_test(test_parse_file),
         cmocka_unit_test(test_default_paths),
+        cmocka_unit_test(test_daemon_section),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
