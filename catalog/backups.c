@@ -147,6 +147,17 @@ int catalog_backup_set_status(struct catalog *cat, const char *id, enum catalog_
     return n == 0 ? status_refused(cat, id) : 0;
 }
 
+int catalog_backup_set_error(struct catalog *cat, const char *id, const char *error)
+{
+    int n = catalog_sql_run(
+        cat, "UPDATE backups SET error = ?2 WHERE id = ?1 AND status = 'failed'", "tt", id, error);
+
+    if (n == 0)
+        vk_error(VK_ERR_INVALID, "backup '%s' is not a failed backup of catalog '%s'", id,
+                 cat->path);
+    return n == 1 ? 0 : -1;
+}
+
 int catalog_backup_update(struct catalog *cat, const struct catalog_backup *b)
 {
     int n = catalog_sql_run(cat,
@@ -232,7 +243,7 @@ int catalog_backup_fail_orphans(struct catalog *cat, unsigned int flags, unsigne
         if (!catalog_pid_gone(pid))
             continue;
         free(why);
-        why = vk_asprintf("interrupted: the process that ran it (pid %" PRId64 ") is gone", pid);
+        why = vk_asprintf(CATALOG_ORPHAN_ERROR " (pid %" PRId64 ") is gone", pid);
         n = why ? catalog_sql_run(cat,
                                   "UPDATE backups SET status = 'failed', error = ?2, "
                                   "finished = ?3 WHERE id = ?1 AND status = 'running'",

@@ -37,6 +37,12 @@
  *   prune_intents    backups a prune has decided to delete (backup, reason,
  *                    when marked): marked before any object is deleted, gone
  *                    with the backup row (see src/prune.h).
+ *   drills           DR drills (src/drill.h): domain, backup restored,
+ *                    targets read (comma-separated), state
+ *                    running|ok|failed|cancelled, pid, times, the estimate
+ *                    made before it started and its source, the measured
+ *                    restore time, bytes read and written, error.  The
+ *                    restore estimator learns from the ok rows.
  *   throughput       measured transfer rates per target and direction
  *                    (read|write): bytes, seconds, when measured.  The
  *                    planner's estimates come from the recent samples.
@@ -57,7 +63,7 @@
 
 /* The newest schema this code knows.  An older file is migrated on open; a
  * newer one is refused (VK_ERR_UNSUPPORTED). */
-#define CATALOG_SCHEMA_VERSION 4
+#define CATALOG_SCHEMA_VERSION 5
 
 struct catalog;
 
@@ -250,6 +256,9 @@ int catalog_backup_insert(struct catalog *cat, const struct catalog_backup *back
  * cannot change: VK_ERR_INVALID. */
 int catalog_backup_set_status(struct catalog *cat, const char *id, enum catalog_status status,
                               const char *error);
+/* Replace the error of a failed backup (recovery notes); VK_ERR_INVALID
+ * when ID is not a failed backup. */
+int catalog_backup_set_error(struct catalog *cat, const char *id, const char *error);
 /* Update the mutable fields of a backup: checkpoint, bytes, XMLs. */
 int catalog_backup_update(struct catalog *cat, const struct catalog_backup *backup);
 /* NULL with VK_ERR_NOT_FOUND when unknown.  Includes the XML. */
@@ -264,6 +273,9 @@ int catalog_backup_list(struct catalog *cat, const char *domain, unsigned int fl
  * backup names as its parent cannot be deleted (VK_ERR_INVALID): delete
  * the newest first. */
 int catalog_backup_delete(struct catalog *cat, const char *id, unsigned int flags);
+/* The error of a backup marked failed by catalog_backup_fail_orphans()
+ * starts with this; backup_recover() (src/backup.h) appends "; recovered". */
+#define CATALOG_ORPHAN_ERROR "interrupted: the process that ran it"
 /* Mark failed every running backup whose process is gone (startup
  * recovery).  *MARKED (may be NULL) gets how many were marked. */
 int catalog_backup_fail_orphans(struct catalog *cat, unsigned int flags, unsigned int *marked);
@@ -322,6 +334,63 @@ int catalog_throughput_record(struct catalog *cat, const char *target, enum cata
  * DIR.  No history is not an error: OUT->samples is 0. */
 int catalog_throughput_estimate(struct catalog *cat, const char *target, enum catalog_direction dir,
                                 struct catalog_rate *out);
+
+/* ---- DR drills (src/drill.h) ------------------------------------------ */
+
+enum catalog_drill_state {
+    CATALOG_DRILL_RUNNING,
+    CATALOG_DRILL_OK,
+    CATALOG_DRILL_FAILED,
+    CATALOG_DRILL_CANCELLED,
+};
+
+struct catalog_drill {
+    int64_t id;     /* assigned by catalog_drill_insert */
+    int64_t job_id; /* its row in jobs, 0 if none */
+    char *domain;
+    char *backup_id;
+    char *targets; /* names of the targets read, comma-separated; may be NULL */
+    enum catalog_drill_state state;
+    int64_t pid;      /* 0 on insert means this process */
+    int64_t started;  /* 0 on insert means now */
+    int64_t finished; /* 0 until finished */
+    double estimate_seconds; /* predicted before it started */
+    char *estimate_source;   /* "drill", "throughput", "guess"; may be NULL */
+    double actual_seconds;   /* measured restore (+ verify) time */
+    uint64_t bytes_read;     /* bytes read from the targets */
+    uint64_t disk_bytes;     /* bytes written to the scratch images */
+    char *error;             /* why it failed, or NULL */
+};
+
+struct catalog_drills {
+    size_t count;
+    struct catalog_drill *items;
+};
+
+const char *catalog_drill_state_name(enum catalog_drill_state state);
+int catalog_drill_state_parse(const char *str, enum catalog_drill_state *state);
+void catalog_drill_free(struct catalog_drill *drill);
+void catalog_drills_free(struct catalog_drills *list);
+
+/* Insert a drill (normally state running); returns its id (> 0) or -1. */
+int64_t catalog_drill_insert(struct catalog *cat, const struct catalog_drill *drill);
+/* End a running drill: STATE ok, failed or cancelled, with the measured
+ * time, bytes and ERROR (may be NULL).  A drill that is not running cannot
+ * change: VK_ERR_INVALID; an unknown one: VK_ERR_NOT_FOUND. */
+int catalog_drill_finish(struct catalog *cat, int64_t id, enum catalog_drill_state state,
+                         double actual_seconds, uint64_t bytes_read, uint64_t disk_bytes,
+                         const char *error);
+/* NULL with VK_ERR_NOT_FOUND when unknown. */
+struct catalog_drill *catalog_drill_get(struct catalog *cat, int64_t id);
+
+#define CATALOG_DRILL_LIST_OK 0x1 /* only drills that finished ok */
+/* Drills of DOMAIN (every domain when NULL) that read TARGET (any when
+ * NULL; a drill matches when TARGET is one of its targets), newest first,
+ * at most LIMIT (0: all). */
+int catalog_drill_list(struct catalog *cat, const char *domain, const char *target,
+                       unsigned int flags, size_t limit, struct catalog_drills **out);
+/* Mark failed every running drill whose process is gone. */
+int catalog_drill_fail_orphans(struct catalog *cat, unsigned int flags, unsigned int *marked);
 
 /* ---- chains: pure functions over a list of backups -------------------- *
  *

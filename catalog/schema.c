@@ -112,11 +112,36 @@ static const char schema_v4[] =
     "  reason TEXT,"
     "  marked INTEGER NOT NULL);";
 
+/* Version 5: DR drills (src/drill.h).  One row per drill: the backup it
+ * restored, the targets it read (comma-separated names), the estimate made
+ * before it started and where that estimate came from, the measured restore
+ * time and bytes read, and whether the restored images verified.  The
+ * restore estimator learns from the successful rows (src/plan.h). */
+static const char schema_v5[] =
+    "CREATE TABLE drills ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  job_id INTEGER NOT NULL DEFAULT 0,"
+    "  domain TEXT NOT NULL CHECK (domain <> ''),"
+    "  backup_id TEXT,"
+    "  targets TEXT,"
+    "  state TEXT NOT NULL CHECK (state IN ('running','ok','failed','cancelled')),"
+    "  pid INTEGER NOT NULL DEFAULT 0,"
+    "  started INTEGER NOT NULL,"
+    "  finished INTEGER NOT NULL DEFAULT 0,"
+    "  estimate_seconds REAL NOT NULL DEFAULT 0,"
+    "  estimate_source TEXT,"
+    "  actual_seconds REAL NOT NULL DEFAULT 0,"
+    "  bytes_read INTEGER NOT NULL DEFAULT 0 CHECK (bytes_read >= 0),"
+    "  disk_bytes INTEGER NOT NULL DEFAULT 0 CHECK (disk_bytes >= 0),"
+    "  error TEXT);"
+    "CREATE INDEX drills_domain ON drills(domain, started);";
+
 static const char *const migrations[] = {
     schema_v1,
     schema_v2,
     schema_v3,
     schema_v4,
+    schema_v5,
 };
 
 _Static_assert(VK_ARRAY_SIZE(migrations) == CATALOG_SCHEMA_VERSION,

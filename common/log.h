@@ -10,11 +10,16 @@
  *   VIRTKEEP_DEBUG=data   control-path and data-path debug
  *
  * Messages go to stderr, one line each, prefixed with "virtkeep: LEVEL: ".
+ * A daemon may switch the sink: to syslog (openlog with LOG_DAEMON), or to
+ * stderr read by systemd-journald, where each line starts with the
+ * sd-daemon priority prefix "<N>" (vk_log_sink_auto picks that when
+ * $JOURNAL_STREAM is set).
  */
 #ifndef VIRTKEEP_LOG_H
 #define VIRTKEEP_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum vk_log_level {
     VK_LOG_QUIET = 0, /* errors only */
@@ -29,6 +34,21 @@ extern bool vk_log_data;
 /* Read VIRTKEEP_DEBUG and set the default level (INFO, or DEBUG). */
 void vk_log_init(const char *progname);
 void vk_log_set_level(enum vk_log_level level);
+
+enum vk_log_sink {
+    VK_LOG_SINK_STDERR,  /* "prog: level: message" */
+    VK_LOG_SINK_JOURNAL, /* "<N>prog: level: message", N the syslog priority */
+    VK_LOG_SINK_SYSLOG,  /* syslog(3), facility LOG_DAEMON, ident the program name */
+};
+/* Switch the sink (syslog: openlog once; leaving syslog: closelog). */
+void vk_log_set_sink(enum vk_log_sink sink);
+/* STDERR, or JOURNAL when $JOURNAL_STREAM is set. */
+enum vk_log_sink vk_log_sink_auto(void);
+/* The syslog priority of a level (LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG). */
+int vk_log_priority(enum vk_log_level level);
+/* The start of a line for SINK and LEVEL into BUF ("<3>virtkeepd: error: ");
+ * syslog lines have no program name (the ident says it).  Returns BUF. */
+char *vk_log_prefix(enum vk_log_sink sink, enum vk_log_level level, char *buf, size_t len);
 
 void vk_log_emit(enum vk_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

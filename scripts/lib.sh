@@ -14,7 +14,7 @@ VK_CACHE=${VIRTKEEP_TEST_CACHE:-/var/cache/virtkeep-test}
 VK_DEB_PACKAGES=(
     build-essential autoconf automake libtool pkg-config clang libclang-rt-14-dev
     libvirt-dev libnbd-dev libzstd-dev libarchive-dev libcurl4-openssl-dev libssh2-1-dev
-    libsqlite3-dev libjson-c-dev libinih-dev libxml2-dev libcmocka-dev libssl-dev
+    libsqlite3-dev libjson-c-dev libinih-dev libxml2-dev libcmocka-dev libssl-dev libmicrohttpd-dev
     libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
     qemu-system-x86 qemu-utils libnbd-bin
     openssh-server openssh-client

@@ -27,9 +27,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/error.h"
 #include "src/sched.h"
 
 struct config;
+struct catalog_job;
+struct catalog_jobs;
+struct json_object;
+
+/* Where virtkeepd listens, and `virtkeep status` looks, by default. */
+#define API_DEFAULT_SOCKET "/run/virtkeep/virtkeepd.sock"
 
 /* A job the daemon runs now (or has queued). */
 struct api_job {
@@ -62,9 +69,29 @@ struct api_server_options {
     const struct config *config; /* borrowed; valid until api_server_stop */
 };
 
+/* Start listening (both listeners when both are set).  A socket file
+ * nothing answers on is replaced; one a server answers on fails with
+ * VK_ERR_BUSY, and so does a path that is not a socket.  The socket gets
+ * mode 0660.  LISTEN must be a loopback address; the token file must be a
+ * regular file of mode 0600 (else VK_ERR_PERMISSION).  OPS may be NULL
+ * (no daemon behind: no jobs).  Returns NULL with the error recorded. */
 struct api_server;
 struct api_server *api_server_start(const struct api_server_options *opts,
                                     const struct api_ops *ops, unsigned int flags);
+/* The TCP port listened on (useful with port 0), or -1 without LISTEN. */
+int api_server_port(const struct api_server *srv);
+/* Stop serving and remove the socket file. */
 void api_server_stop(struct api_server *srv);
+
+/* The JSON forms the server sends, shared with the CLI.  GET /v1/jobs is
+ * {"active": [api_job_json...], "recent": [api_catalog_job_json...]};
+ * errors are {"error": MESSAGE, "code": HTTP_STATUS}. */
+struct json_object *api_job_json(const struct api_job *job);
+struct json_object *api_catalog_job_json(const struct catalog_job *job);
+struct json_object *api_jobs_json(const struct api_job *active, size_t n,
+                                  const struct catalog_jobs *recent);
+/* The HTTP status for an error code: 400 invalid, 404 not found, 409 busy,
+ * 401 auth, 500 anything else. */
+unsigned int api_http_status(enum vk_error_code code);
 
 #endif

@@ -1,6 +1,7 @@
 /* virtkeep - one backup of one domain: the run and its cleanup.
  *
- * Order: target, libvirt domain, lock, catalog (orphans failed), disks,
+ * Order: target, libvirt domain, lock, catalog (orphans failed and killed
+ * backups of the domain recovered: backup_recover), disks,
  * level, catalog row 'running', checkpoint (+ pull job, or offline bitmaps),
  * one archive per disk, end of the job, manifest (last), row 'committed'.
  * Any failure or interruption goes through bk_fail(), which undoes what was
@@ -679,7 +680,9 @@ static int setup(struct bk *b)
     if (target_open(b) < 0 || domain_open(b) < 0 || lock_take(b) < 0)
         return -1;
     b->cat = catalog_open(b->o->catalog_path, 0);
-    if (!b->cat || catalog_backup_fail_orphans(b->cat, 0, NULL) < 0)
+    /* A backup of this domain killed earlier is cleaned up first (we hold
+     * the lock), so that this one builds on a correct chain. */
+    if (!b->cat || backup_recover(b->cat, b->dom, b->o->config, b->t, 0, NULL) < 0)
         return -1;
     if (disks_select(b) < 0 || level_choose(b) < 0 || result_init(b) < 0)
         return -1;

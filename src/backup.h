@@ -121,4 +121,36 @@ struct backup_lock *backup_lock_acquire(const char *dir, const char *domain, uns
 /* Release and free (NULL is fine). */
 void backup_lock_release(struct backup_lock *l);
 
+/* ---- recovery of killed backups ------------------------------------ */
+
+struct catalog;
+struct config;
+struct transport;
+struct virt_domain;
+
+/* Recover the backups of domain DOM that a killed process left behind
+ * (kill -9, a crashed host), so that the next backup of the chain is
+ * correct.  The caller holds the domain's backup lock (nothing of ours
+ * runs on the domain).  Order:
+ *   1. catalog_backup_fail_orphans(): every running row whose process is
+ *      gone becomes failed, its error starting with CATALOG_ORPHAN_ERROR;
+ *   2. for each failed backup of DOM with that error, not yet recovered:
+ *      a. abort the libvirt backup job of the domain, if one is active;
+ *      b. delete the checkpoint it created unless a committed backup uses
+ *         it (running domain: libvirt merges its bitmap into the parent's,
+ *         so the next incremental still covers the period; shut off: the
+ *         bitmaps are removed from the images);
+ *      c. on every target it may have written to (T, the targets of its
+ *         recorded locations, the targets of the domain's policy in CFG):
+ *         delete the objects under DOMAIN/ID/, then the temp files of puts
+ *         in flight (transport_purge_temps);
+ *      d. drop its locations from the catalog and append "; recovered" to
+ *         its error, so that it is done once.
+ * T and CFG may be NULL.  A target that cannot be opened is skipped with a
+ * warning (the next recovery tries again only if the step before it
+ * failed).  *RECOVERED (may be NULL) gets how many backups were recovered.
+ * Called by backup_run() after taking the lock, and by virtkeepd at start. */
+int backup_recover(struct catalog *cat, struct virt_domain *dom, const struct config *cfg,
+                   struct transport *t, unsigned int flags, unsigned int *recovered);
+
 #endif

@@ -1,5 +1,6 @@
 /* virtkeep - `virtkeep copy BACKUP|DOMAIN --to TARGET [--from TARGET]
- * [--json]`: replicate backups to another target. */
+ * [--json]`: replicate backups to another target.  SIGINT/SIGTERM stop the
+ * copy (the object being put is aborted, the job is cancelled, exit 130). */
 #include <config.h>
 
 #include <getopt.h>
@@ -121,10 +122,13 @@ int cli_cmd_copy(struct cli *cli, int argc, char **argv)
         (r = cli_config_load(cli)) != CLI_EXIT_OK)
         return r;
     o.config = cli->config;
+    o.cancel = &cli_interrupted;
     cat = catalog_open(cli_catalog_path(cli), CATALOG_OPEN_EXISTING);
     if (!cat)
         return cli_error_last();
+    cli_signals_catch();
     r = copy_run(cat, &o, 0, &res);
+    cli_signals_default();
     if (json)
         result_print_json(&res, r < 0 ? vk_error_message() : NULL);
     else if (r == 0 && !cli->quiet)

@@ -1,5 +1,7 @@
-/* virtkeep - `virtkeep migrate DOMAIN --to URI [OPTIONS]` and
- * `virtkeep evacuate --to URI[,URI...] [OPTIONS]`. */
+/* virtkeep - `virtkeep migrate DOMAIN --to URI [OPTIONS]` (live, offline,
+ * or --planned through backups) and `virtkeep evacuate --to URI[,URI...]
+ * [OPTIONS]`.  SIGINT/SIGTERM set cli_interrupted, the migration's cancel
+ * flag. */
 #include <config.h>
 
 #include <getopt.h>
@@ -53,6 +55,15 @@ static struct json_object *checks_json(const struct migrate_report *r)
     return a;
 }
 
+static struct json_object *strv_json(char *const *v)
+{
+    struct json_object *a = json_object_new_array();
+
+    for (size_t i = 0; v && v[i]; i++)
+        json_object_array_add(a, json_object_new_string(v[i]));
+    return a;
+}
+
 static struct json_object *result_json(const struct migrate_result *res)
 {
     struct json_object *o = json_object_new_object();
@@ -72,6 +83,12 @@ static struct json_object *result_json(const struct migrate_result *res)
     json_object_object_add(o, "job", res->job_id ? json_object_new_int64(res->job_id) : NULL);
     json_object_object_add(o, "error", str_or_null(res->error));
     json_object_object_add(o, "checks", checks_json(&res->report));
+    if (res->planned) {
+        json_object_object_add(o, "planned", json_object_new_boolean(true));
+        json_object_object_add(o, "failed_step", str_or_null(res->failed_step));
+        json_object_object_add(o, "backups", strv_json(res->backups));
+        json_object_object_add(o, "volumes", strv_json(res->volumes));
+    }
     return o;
 }
 
@@ -101,7 +118,8 @@ static void result_print(const struct migrate_result *res, bool quiet)
         printf("%s: %zu pre-check%s failed\n", res->ok ? "dry run passed" : "dry run failed",
                res->report.failed, res->report.failed == 1 ? "" : "s");
     else if (res->ok && !quiet) {
-        printf("migrated '%s' to '%s' in %.1f s", res->domain, res->to, res->seconds);
+        printf("%s '%s' to '%s' in %.1f s", res->planned ? "moved (planned)" : "migrated",
+               res->domain, res->to, res->seconds);
         if (res->downtime_ms >= 0)
             printf(", downtime %lld ms", (long long)res->downtime_ms);
         printf("%s\n", res->postcopy ? " (post-copy)" : "");
@@ -111,7 +129,7 @@ static void result_print(const struct migrate_result *res, bool quiet)
 /* The exit status of a failed run. */
 static int failure_exit(const struct migrate_result *res)
 {
-    if (res->aborted && migrate_interrupted())
+    if (cli_interrupted && (res->aborted || vk_error_code() == VK_ERR_INTERRUPTED))
         return CLI_EXIT_INTERRUPTED;
     if (res->dry_run || res->report.failed)
         return CLI_EXIT_FAILED;
@@ -126,6 +144,11 @@ int cli_cmd_migrate(struct cli *cli, int argc, char **argv)
         {"offline", no_argument, NULL, MIGRATE_OPT_OFFLINE},
         {"copy-storage", no_argument, NULL, MIGRATE_OPT_COPY_STORAGE},
         {"dest-dir", required_argument, NULL, MIGRATE_OPT_DEST_DIR},
+        {"planned", no_argument, NULL, MIGRATE_OPT_PLANNED},
+        {"via", required_argument, NULL, MIGRATE_OPT_VIA},
+        {"shutdown-timeout", required_argument, NULL, MIGRATE_OPT_SHUTDOWN_TIMEOUT},
+        {"force", no_argument, NULL, MIGRATE_OPT_FORCE},
+        {"dest-pool", required_argument, NULL, MIGRATE_OPT_DEST_POOL},
         TUNING_OPTIONS,
         {NULL, 0, NULL, 0},
     };
@@ -146,7 +169,7 @@ int cli_cmd_migrate(struct cli *cli, int argc, char **argv)
             flags |= MIGRATE_DRY_RUN;
         else if (c == OPT_JSON)
             json = true;
-        else if (c < MIGRATE_OPT_TO || c > MIGRATE_OPT_TIMEOUT)
+        else if (c < MIGRATE_OPT_TO || c > MIGRATE_OPT_LAST)
             return cli_option_error(cmd);
         else if (migrate_option_set(&mo, c, optarg) < 0)
             return cli_usage_error("migrate", "%s", vk_error_message());
@@ -163,17 +186,23 @@ int cli_cmd_migrate(struct cli *cli, int argc, char **argv)
         return cli_error_last();
     if (isatty(STDERR_FILENO) && !cli->quiet)
         flags |= MIGRATE_PROGRESS;
-    migrate_signals_install();
+    if (!cli->quiet)
+        flags |= MIGRATE_STEPS;
+    mo.config = cli->config;
+    mo.catalog_path = cli_catalog_path(cli);
+    mo.cancel = &cli_interrupted;
+    cli_signals_catch();
     r = migrate_run(cat, &mo, flags, &res) == 0 ? CLI_EXIT_OK : failure_exit(&res);
+    cli_signals_default();
     if (json)
         json_print(result_json(&res));
     else
         result_print(&res, cli->quiet);
     if (!res.ok && res.error)
         cli_error("%s%s", res.error,
-                  res.dry_run || res.report.failed ? ""
-                  : res.source_running             ? " The domain still runs on the source."
-                                                   : "");
+                  res.dry_run || res.report.failed || res.planned ? ""
+                  : res.source_running ? " The domain still runs on the source."
+                                       : "");
     migrate_result_clear(&res);
     catalog_close(cat);
     return r;
@@ -258,7 +287,7 @@ int cli_cmd_evacuate(struct cli *cli, int argc, char **argv)
                 return cli_usage_error("evacuate", "--parallel takes a number from 1 to 64");
             eo.parallel = (unsigned int)n;
         } else if (c < MIGRATE_OPT_TO || c > MIGRATE_OPT_TIMEOUT)
-            return cli_option_error(cmd);
+            return cli_option_error(cmd); /* no --planned options here */
         else if (migrate_option_set(&eo.base, c, optarg) < 0)
             return cli_usage_error("evacuate", "%s", vk_error_message());
     }
@@ -279,14 +308,17 @@ int cli_cmd_evacuate(struct cli *cli, int argc, char **argv)
         catalog_close(cat);
         eo.catalog_path = catalog = vk_strdup(cli_catalog_path(cli));
     }
-    migrate_signals_install();
-    if (evacuate_run(&eo, flags, &res) < 0)
+    eo.base.cancel = &cli_interrupted;
+    cli_signals_catch();
+    r = evacuate_run(&eo, flags, &res);
+    cli_signals_default();
+    if (r < 0)
         return cli_error_last();
     if (json)
         evacuate_print_json(&res);
     else
         evacuate_print(&res);
-    r = migrate_interrupted() ? CLI_EXIT_INTERRUPTED : res.failed ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+    r = cli_interrupted ? CLI_EXIT_INTERRUPTED : res.failed ? CLI_EXIT_FAILED : CLI_EXIT_OK;
     evacuate_result_clear(&res);
     return r;
 }

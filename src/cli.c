@@ -183,14 +183,15 @@ const struct cli_command cli_commands[] = {
      "Exit status: 0 done, 1 some manifests were unreadable or in conflict (the rest is\n"
      "recorded) or the target could not be read, 2 usage error, 3 unknown target.\n",
      cli_cmd_catalog},
-    {"plan", "restore DOMAIN [--at TIME|--backup ID] [--target NAME] [--json]",
-     "Show what a restore would read, lose and take.",
-     "Resolves the chain a restore would use (as restore does), reads only the indexes of\n"
-     "its archives, merges them and shows the bytes to read per archive and per target,\n"
-     "the data lost (RPO: TIME, or now, minus the time of the chosen backup) and an\n"
-     "estimated duration: bytes / the read throughput measured on earlier jobs against\n"
-     "each target.  A target without history is estimated at 100 MiB/s and marked as a\n"
-     "guess.\n"
+    {"plan", "restore DOMAIN [--at TIME|--backup ID] [--target NAME] [--json] | dr [OPTIONS]",
+     "Show what a restore (or a disaster recovery) would read, lose and take.",
+     "plan restore DOMAIN: resolves the chain a restore would use (as restore does), reads\n"
+     "only the indexes of its archives, merges them and shows the bytes to read per archive\n"
+     "and per target, the data lost (RPO: TIME, or now, minus the time of the chosen\n"
+     "backup) and an estimated duration.  The estimate of a target comes from the recent\n"
+     "DR drills that read it (source drill: seconds = overhead + bytes / rate fitted to\n"
+     "them), else from the read throughput measured on earlier jobs (source throughput),\n"
+     "else 100 MiB/s (source guess).\n"
      "\n"
      "  --at TIME        as for restore (RFC 3339, 'now', '2h ago')\n"
      "  --backup ID      plan the restore of exactly this backup\n"
@@ -198,12 +199,23 @@ const struct cli_command cli_commands[] = {
      "  --disks LIST     only these disks\n"
      "  --json           print {domain, backup, chain, backup_time, at, rpo_seconds,\n"
      "                   archives: [{backup, disk, target, key, read_bytes, index_bytes,\n"
-     "                   chunks}], targets: [{target, bytes, rate, samples, guess,\n"
-     "                   seconds}], read_bytes, disk_bytes, virtual_bytes,\n"
-     "                   estimate_seconds, guess} on stdout\n"
+     "                   chunks}], targets: [{target, bytes, rate, overhead, samples,\n"
+     "                   source, guess, seconds}], read_bytes, disk_bytes,\n"
+     "                   virtual_bytes, estimate_seconds, estimate_source, guess,\n"
+     "                   drill: {id, time, actual_seconds, estimate_seconds, bytes_read,\n"
+     "                   samples} (when learned from drills)} on stdout\n"
+     "\n"
+     "plan dr [--target NAME] [--parallel N] [--at TIME] [--json]: the disaster recovery\n"
+     "plan of every domain of the configuration and the catalog: the restore of each\n"
+     "one's latest backup (at or before TIME), estimated as above, ordered by policy\n"
+     "priority (1 first, unset last; ties: the least RTO slack first, then the name) and\n"
+     "scheduled on N parallel restore slots (default 1; a domain starts on the first slot\n"
+     "free).  Each domain's RTO is judged by its finish offset, waiting in the queue\n"
+     "included; its RPO by the age of its latest backup.  Reasons are given for every\n"
+     "objective missed.\n"
      "\n"
      "Exit status: 0, 1 an archive cannot be read, 2 usage error, 3 no such domain or\n"
-     "backup.\n",
+     "backup; plan dr: 6 when some RTO or RPO objective would be missed.\n",
      cli_cmd_plan},
     {"snapshot", "create|list|revert|delete DOMAIN [NAME]",
      "Create, list, revert or delete external snapshots.",
@@ -287,6 +299,21 @@ const struct cli_command cli_commands[] = {
      "on the source.  The job (kind migrate), its outcome and the measured downtime go\n"
      "into the catalog.\n"
      "\n"
+     "--planned moves the domain cold, through backups, to a host that cannot take a live\n"
+     "migration: checks (reachable, memory, name/UUID, backup target, disks, destination\n"
+     "pool), a backup while it runs, a graceful shutdown, a final incremental, a restore\n"
+     "uploaded into the destination's storage pool (sparse streams, any libvirt URI), a\n"
+     "read-back of each volume (SHA-256), define and start there, undefine on the source\n"
+     "(its disk files stay).  The downtime runs from the shutdown request to the domain\n"
+     "running on the destination (job kind migrate-planned).  A failure after the\n"
+     "shutdown removes what was made on the destination and starts the domain again on\n"
+     "the source.\n"
+     "  --planned                a planned (cold) move through backups\n"
+     "  --via TARGET             the backup target (default: the policy's first target)\n"
+     "  --shutdown-timeout SECS  wait that long for the guest to shut down (default 120)\n"
+     "  --force                  destroy the domain when it does not shut down in time\n"
+     "  --dest-pool POOL         the destination storage pool (default \"default\")\n"
+     "\n"
      "Exit status: 0 migrated (or all pre-checks passed), 1 failed or a pre-check failed,\n"
      "2 usage error, 3 unknown domain, 130 interrupted.\n",
      cli_cmd_migrate},
@@ -337,6 +364,69 @@ const struct cli_command cli_commands[] = {
      "DOMAIN has no retention policy, 3 a target is unknown or its directory, bucket or\n"
      "host is missing.  After a failure the rest stays marked for the next prune.\n",
      cli_cmd_prune},
+    {"drill", "DOMAIN [--backup ID] [--from TARGET] [--scratch DIR] [--keep] [--json]",
+     "Run a DR drill: restore to scratch, verify, measure and record.",
+     "Restores the latest committed backup of DOMAIN (or backup ID) into a fresh scratch\n"
+     "directory (mkdtemp under /var/tmp, or DIR, which must be missing or empty), then\n"
+     "verifies it: every chunk restored is checked against its sha256 while restoring,\n"
+     "every archive of the chain is re-read in full as verify does, and each restored\n"
+     "image must pass 'qemu-img check' with the disk's virtual size.  The measured\n"
+     "restore time is recorded in the catalog next to the estimate made before starting\n"
+     "(with the bytes read and the outcome), and later restore estimates learn from it.\n"
+     "The scratch directory is removed afterwards, also on failure or interruption.\n"
+     "\n"
+     "  --backup ID      drill this backup instead of the latest\n"
+     "  --from TARGET    read from this target (name or URL)\n"
+     "  --scratch DIR    restore into DIR (missing or empty)\n"
+     "  --keep           leave the restored images in the scratch directory\n"
+     "  --json           print {domain, backup, chain, scratch, kept, targets,\n"
+     "                   estimate_seconds, estimate_source, actual_seconds,\n"
+     "                   verify_seconds, bytes_read, disk_bytes, chunks_verified, disks,\n"
+     "                   drill_id, job_id, ok, error} on stdout\n"
+     "\n"
+     "Exit status: 0 the drill verified ok, 1 the restore or the verification failed (the\n"
+     "message names the disk and the chunk), 2 usage error or a non-empty --scratch,\n"
+     "3 no such domain or backup, 130 interrupted.\n",
+     cli_cmd_drill},
+    {"status", "[DOMAIN] [--socket PATH] [--json]",
+     "Show each domain against its RPO and RTO objectives.",
+     "For each [domain] with a policy (or DOMAIN only): the latest good backup, the RPO\n"
+     "exposure now (time since that backup) against the objective, the estimated restore\n"
+     "time of the current chain against the RTO, the chain length, consecutive failed\n"
+     "backups, the next job the scheduler has, and the objectives that are violated, with\n"
+     "the reason.  The answer comes from virtkeepd over its unix socket (--socket PATH,\n"
+     "else [daemon] socket, else /run/virtkeep/virtkeepd.sock), or over [daemon] listen\n"
+     "with the token of [daemon] token_file.  When no daemon answers, the same status is\n"
+     "computed from the catalog and the configuration, and \"virtkeepd is not running\" is\n"
+     "printed on stderr.\n"
+     "\n"
+     "  --socket PATH  the daemon's unix socket\n"
+     "  --json         print {now, daemon, violations, domains: [{domain, policy,\n"
+     "                 last_backup, last_success, rpo_exposure, rpo, rpo_violated,\n"
+     "                 rpo_reason, rto_estimate, rto, rto_violated, rto_reason,\n"
+     "                 chain_length, failures, next_job: {kind, due, target, reason}}]}\n"
+     "                 (times in Unix seconds, durations in seconds, null when unknown)\n"
+     "\n"
+     "Exit status: 0 every objective is met, 6 an RPO or RTO objective is violated (for\n"
+     "monitoring scripts), 1 failed, 2 usage or configuration error, 3 unknown domain.\n",
+     cli_cmd_status},
+    {"jobs", "[--all] [--json] | cancel ID", "List the daemon's jobs, or cancel one.",
+     "Lists the jobs virtkeepd runs or has queued, then the recent jobs of the catalog\n"
+     "(the last 20; --all for every one).  When no daemon answers, only the catalog's jobs\n"
+     "are listed and \"virtkeepd is not running\" is printed on stderr.\n"
+     "'jobs cancel ID' asks virtkeepd to cancel job ID: the job cleans up and is recorded\n"
+     "as cancelled.\n"
+     "\n"
+     "  --all          every job of the catalog, not only the recent ones\n"
+     "  --socket PATH  the daemon's unix socket (default as for status)\n"
+     "  --json         print {daemon, active: [{id, kind, domain, target, backup_id,\n"
+     "                 level, state, pid, started}], recent: [{id, kind, domain, target,\n"
+     "                 backup_id, state, pid, started, finished, progress_done,\n"
+     "                 progress_total, estimate_seconds, elapsed_seconds, error}]}\n"
+     "\n"
+     "Exit status: 0 done, 1 failed (cancel: virtkeepd is not running), 2 usage error,\n"
+     "3 cancel: the daemon runs no job ID.\n",
+     cli_cmd_jobs},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -372,6 +462,7 @@ static const char usage_tail[] =
     "  3    not found (unknown domain, backup or target)\n"
     "  4    busy or locked by another job\n"
     "  5    some targets are unreachable (targets)\n"
+    "  6    an RPO or RTO objective is violated (status)\n"
     "  130  interrupted\n"
     "\n"
     "Environment:\n"

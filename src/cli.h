@@ -21,6 +21,7 @@ enum cli_exit {
     CLI_EXIT_NOT_FOUND = 3,   /* unknown domain, backup or target */
     CLI_EXIT_BUSY = 4,        /* busy or locked */
     CLI_EXIT_UNREACHABLE = 5, /* some targets unreachable (targets) */
+    CLI_EXIT_VIOLATED = 6,    /* an RPO or RTO objective is not met (status, plan dr) */
     CLI_EXIT_INTERRUPTED = 130,
 };
 
@@ -87,6 +88,9 @@ int cli_cmd_copy(struct cli *cli, int argc, char **argv);
 int cli_cmd_migrate(struct cli *cli, int argc, char **argv);
 int cli_cmd_evacuate(struct cli *cli, int argc, char **argv);
 int cli_cmd_prune(struct cli *cli, int argc, char **argv);
+int cli_cmd_drill(struct cli *cli, int argc, char **argv);
+int cli_cmd_status(struct cli *cli, int argc, char **argv);
+int cli_cmd_jobs(struct cli *cli, int argc, char **argv);
 
 extern const struct cli_command cli_commands[];
 const struct cli_command *cli_command_find(const char *name);

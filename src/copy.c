@@ -136,6 +136,15 @@ static int hasher_final(struct hasher *h, char hex[ARCHIVE_SHA256_HEX_LEN + 1])
     return 0;
 }
 
+/* Stop when the caller's cancel flag is set (SIGINT, SIGTERM). */
+static int cancel_check(const struct cp *c)
+{
+    if (!c->o->cancel || !*c->o->cancel)
+        return 0;
+    vk_error(VK_ERR_INTERRUPTED, "the copy to target '%s' was interrupted", c->o->to);
+    return -1;
+}
+
 /* Read SIZE bytes of KEY on T, block by block, into the hash and (when W is
  * not NULL) the writer.  Read and write times go into X. */
 static int stream(struct cp *c, struct transport *t, const char *key, uint64_t size,
@@ -163,6 +172,8 @@ static int stream(struct cp *c, struct transport *t, const char *key, uint64_t s
             return -1;
         x->write_seconds += (double)(vk_now_ns() - t1) / 1e9;
         off += (uint64_t)n;
+        if (off < size && cancel_check(c) < 0)
+            return -1; /* the caller aborts the writer: nothing under the key */
     }
     return 0;
 }
@@ -386,7 +397,7 @@ static int object_copy(struct cp *c, const struct obj *ob, const struct catalog_
     CLEANUP_FREE struct cand *cs = NULL;
     bool source_fault;
     size_t n;
-    int r = already_there(c, ob, locs);
+    int r = cancel_check(c) < 0 ? -1 : already_there(c, ob, locs);
 
     if (r != 0)
         return r < 0 ? -1 : item_add(c, ob, NULL, 0);
@@ -403,7 +414,7 @@ static int object_copy(struct cp *c, const struct obj *ob, const struct catalog_
     for (size_t i = 0; i < n; i++) {
         if (copy_from(c, cs[i].loc->target, ob, &source_fault) == 0)
             return 0;
-        if (!source_fault || i + 1 == n)
+        if (!source_fault || i + 1 == n || vk_error_code() == VK_ERR_INTERRUPTED)
             return -1;
         vk_warn("%s; trying the copy on target '%s'", vk_error_message(), cs[i + 1].loc->target);
     }
@@ -545,11 +556,11 @@ static int job_end(struct cp *c, int r)
 {
     CLEANUP_FREE char *why = r < 0 ? vk_strdup(vk_error_message()) : NULL;
     enum vk_error_code code = vk_error_code();
+    enum catalog_job_state st = r == 0                       ? CATALOG_JOB_SUCCEEDED
+                                : code == VK_ERR_INTERRUPTED ? CATALOG_JOB_CANCELLED
+                                                             : CATALOG_JOB_FAILED;
 
-    if (catalog_job_finish(c->cat, c->res->job_id,
-                           r < 0 ? CATALOG_JOB_FAILED : CATALOG_JOB_SUCCEEDED, why,
-                           c->res->seconds) < 0 &&
-        r == 0)
+    if (catalog_job_finish(c->cat, c->res->job_id, st, why, c->res->seconds) < 0 && r == 0)
         return -1;
     if (r < 0 && why)
         vk_error(code, "%s", why); /* the copy's error, not the catalog's */

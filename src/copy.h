@@ -23,6 +23,7 @@
 #ifndef VIRTKEEP_COPY_H
 #define VIRTKEEP_COPY_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -38,6 +39,10 @@ struct copy_options {
     const char *to;              /* destination: target name or URL */
     const char *from;            /* source: target name or URL, or NULL for the fastest */
     const struct config *config; /* for target names; may be NULL */
+    /* Set (by a signal handler): stop between objects or blocks, abort the
+     * object being put (nothing under its key), job cancelled,
+     * VK_ERR_INTERRUPTED.  May be NULL. */
+    const volatile sig_atomic_t *cancel;
 };
 
 /* One object (an archive, or a manifest when disk is NULL). */

@@ -244,7 +244,7 @@ static void *worker_main(void *arg)
             return NULL;
         if (!pl->res->items[i].dest)
             continue;
-        if (migrate_interrupted())
+        if (migrate_cancelled(&pl->o->base))
             pl->res->items[i].res.error = vk_strdup("not started: the evacuation was interrupted");
         else
             migrate_item(pl, &pl->res->items[i]);

@@ -628,12 +628,14 @@ static int check_storage(struct storage_ctx *sc, struct migrate_report *r, const
 
 /* ---------------------------------------------------------------- all checks */
 
-static int skip_all(struct migrate_report *r, const char *why)
+static int skip_all(struct migrate_report *r, const char *why, unsigned int flags)
 {
     static const char *const names[] = {"cpu", "memory", "storage", "name", "uuid"};
 
     for (size_t i = 0; i < VK_ARRAY_SIZE(names); i++)
-        if (migrate_report_add(r, names[i], MIGRATE_CHECK_SKIP, "not checked: %s", why) < 0)
+        if (((flags & MIGRATE_PLANNED) && (i == 0 || i == 2)))
+            continue;
+        else if (migrate_report_add(r, names[i], MIGRATE_CHECK_SKIP, "not checked: %s", why) < 0)
             return -1;
     return 0;
 }
@@ -653,10 +655,14 @@ int migrate_check_run(virDomainPtr dom, virConnectPtr dconn, const char *connect
         if (migrate_report_add(r, "reachable", MIGRATE_CHECK_FAIL, "%s",
                                connect_error ? connect_error : "cannot connect.") < 0)
             return -1;
-        return skip_all(r, "the destination is unreachable.");
+        return skip_all(r, "the destination is unreachable.", flags);
     }
     if (migrate_report_add(r, "reachable", MIGRATE_CHECK_PASS, "connected to '%s'.", o->to) < 0)
         return -1;
+    /* A planned move copies the disks through backups and boots the guest
+     * afresh: no CPU compatibility, no storage paths to share. */
+    if (flags & MIGRATE_PLANNED)
+        return check_memory(r, dom, dconn) < 0 || check_collision(r, dom, dconn) < 0 ? -1 : 0;
     sc.local = uri_is_local(o->to);
     sc.uid_known = uri_socket_owner(o->to, &sc.dest_uid);
     if (check_cpu(r, dom, dconn) < 0 || check_memory(r, dom, dconn) < 0 ||

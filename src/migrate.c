@@ -72,6 +72,32 @@ static int seconds_option(const char *name, const char *arg, unsigned int *out)
     return 0;
 }
 
+static int planned_option_set(struct migrate_options *o, int opt, const char *arg)
+{
+    switch (opt) {
+    case MIGRATE_OPT_PLANNED:
+        o->planned = true;
+        return 0;
+    case MIGRATE_OPT_VIA:
+        o->via = arg;
+        return 0;
+    case MIGRATE_OPT_SHUTDOWN_TIMEOUT:
+        return seconds_option("shutdown-timeout", arg, &o->shutdown_timeout);
+    case MIGRATE_OPT_FORCE:
+        o->force = true;
+        return 0;
+    case MIGRATE_OPT_DEST_POOL:
+        if (!arg || !*arg) {
+            vk_error(VK_ERR_INVALID, "--dest-pool needs a storage pool name.");
+            return -1;
+        }
+        o->dest_pool = arg;
+        return 0;
+    }
+    vk_error(VK_ERR_INTERNAL, "unknown migration option %d.", opt);
+    return -1;
+}
+
 int migrate_option_set(struct migrate_options *o, int opt, const char *arg)
 {
     unsigned long long v;
@@ -123,9 +149,32 @@ int migrate_option_set(struct migrate_options *o, int opt, const char *arg)
         return 0;
     case MIGRATE_OPT_TIMEOUT:
         return seconds_option("timeout", arg, &o->timeout);
+    default:
+        return planned_option_set(o, opt, arg);
     }
-    vk_error(VK_ERR_INTERNAL, "unknown migration option %d.", opt);
-    return -1;
+}
+
+static int planned_options_check(const struct migrate_options *o)
+{
+    if (!o->planned) {
+        if (o->via || o->shutdown_timeout || o->force || o->dest_pool) {
+            vk_error(VK_ERR_INVALID,
+                     "--via, --shutdown-timeout, --force and --dest-pool need --planned.");
+            return -1;
+        }
+        return 0;
+    }
+    if (o->mode != MIGRATE_MODE_AUTO || o->copy_storage || o->dest_dir || o->unsafe ||
+        o->auto_converge || o->max_downtime_ms || o->bandwidth_mib || o->postcopy_after ||
+        o->parallel || o->migrate_uri || o->timeout) {
+        vk_error(VK_ERR_INVALID,
+                 "--planned moves the domain through backups: the live-migration options "
+                 "(--live, --offline, --copy-storage, --dest-dir, --unsafe, --auto-converge, "
+                 "--max-downtime, --bandwidth, --postcopy-after, --parallel-connections, "
+                 "--migrate-uri, --timeout) do not apply to it.");
+        return -1;
+    }
+    return 0;
 }
 
 int migrate_options_check(const struct migrate_options *o, bool running)
@@ -134,6 +183,8 @@ int migrate_options_check(const struct migrate_options *o, bool running)
         vk_error(VK_ERR_INVALID, "a migration needs a destination URI (--to).");
         return -1;
     }
+    if (planned_options_check(o) < 0)
+        return -1;
     if (o->dest_dir && !o->copy_storage) {
         vk_error(VK_ERR_INVALID, "--dest-dir only makes sense with --copy-storage.");
         return -1;
@@ -216,31 +267,13 @@ int migrate_params_build(const struct migrate_options *o, const char *dest_xml,
     return 0;
 }
 
-/* ---------------------------------------------------------------- signals */
+/* ---------------------------------------------------------------- cancel */
 
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
+/* The front end's signal handler sets *o->cancel (cli_signals_catch); the
+ * monitor thread sees it and aborts the job. */
+bool migrate_cancelled(const struct migrate_options *o)
 {
-    (void)sig;
-    interrupted = 1;
-}
-
-void migrate_signals_install(void)
-{
-    struct sigaction sa;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
-bool migrate_interrupted(void)
-{
-    return interrupted != 0;
+    return o->cancel && *o->cancel;
 }
 
 /* ---------------------------------------------------------------- monitor */
@@ -315,7 +348,7 @@ static void monitor_tick(struct monitor *m)
     struct job_stats s;
     int type = VIR_DOMAIN_JOB_NONE, n = 0;
 
-    if (migrate_interrupted())
+    if (migrate_cancelled(m->o))
         monitor_abort(m, "interrupted");
     else if (m->o->timeout && elapsed >= m->o->timeout)
         monitor_abort(m, "timed out");
@@ -386,6 +419,8 @@ void migrate_result_clear(struct migrate_result *res)
     free(res->domain);
     free(res->to);
     free(res->error);
+    vk_strv_free(res->backups);
+    vk_strv_free(res->volumes);
     migrate_report_clear(&res->report);
     memset(res, 0, sizeof(*res));
 }
@@ -530,7 +565,7 @@ static int migrate_call(struct run_ctx *c, const struct migrate_options *o, unsi
     res->data_total = m.data_total;
     if (!ddom) {
         if (m.aborted)
-            vk_error(migrate_interrupted() ? VK_ERR_INTERRUPTED : VK_ERR_LIBVIRT,
+            vk_error(migrate_cancelled(o) ? VK_ERR_INTERRUPTED : VK_ERR_LIBVIRT,
                      "migration of domain '%s' to '%s' was aborted (%s) after %.1f s.", o->domain,
                      o->to, m.abort_reason, res->seconds);
         ret = fail(res);
@@ -558,14 +593,15 @@ static int64_t job_begin(struct catalog *cat, const struct migrate_options *o)
     return id > 0 ? id : -1;
 }
 
-static void job_end(struct catalog *cat, struct migrate_result *res, int ret)
+static void job_end(struct catalog *cat, const struct migrate_options *o,
+                    struct migrate_result *res, int ret)
 {
     enum catalog_job_state st = CATALOG_JOB_SUCCEEDED;
 
     if (!cat || res->job_id <= 0)
         return;
     if (ret < 0)
-        st = res->aborted && migrate_interrupted() ? CATALOG_JOB_CANCELLED : CATALOG_JOB_FAILED;
+        st = res->aborted && migrate_cancelled(o) ? CATALOG_JOB_CANCELLED : CATALOG_JOB_FAILED;
     if (res->downtime_ms >= 0)
         catalog_job_set_downtime(cat, res->job_id, res->downtime_ms);
     if (catalog_job_finish(cat, res->job_id, st, ret < 0 ? res->error : NULL, res->seconds) < 0)
@@ -603,7 +639,7 @@ static int run_moves(struct run_ctx *c, const struct migrate_options *o, unsigne
         if (res->source_running)
             migrate_report_remove_created(&res->report);
     }
-    job_end(c->cat, res, ret);
+    job_end(c->cat, o, res, ret);
     return ret;
 }
 
@@ -613,6 +649,8 @@ int migrate_run(struct catalog *cat, const struct migrate_options *o, unsigned i
     struct run_ctx c = {.cat = cat};
     int ret;
 
+    if (o->planned)
+        return migrate_planned_run(cat, o, flags, res);
     memset(res, 0, sizeof(*res));
     res->downtime_ms = -1;
     res->dry_run = flags & MIGRATE_DRY_RUN;

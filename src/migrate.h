@@ -10,6 +10,10 @@
  *   evacuate.c       every domain off one host: placement on the
  *                    destination with the most free memory that passes the
  *                    domain's pre-checks, N migrations in parallel
+ *   migrate-planned.c  --planned: a cold move through backups for hosts
+ *                    that cannot live-migrate (backup while running,
+ *                    shutdown, final incremental, restore into the
+ *                    destination's storage pool, define, start, verify)
  */
 #ifndef VIRTKEEP_MIGRATE_H
 #define VIRTKEEP_MIGRATE_H
@@ -18,9 +22,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <signal.h>
+
 #include <libvirt/libvirt.h>
 
 struct catalog;
+struct config;
 
 /* ---------------------------------------------------------------- options */
 
@@ -45,6 +52,18 @@ struct migrate_options {
     unsigned int postcopy_after; /* seconds before switching to post-copy, 0: never */
     unsigned int parallel;       /* parallel connections, 0 or 1: one */
     unsigned int timeout;        /* seconds before the job is aborted, 0: none */
+    /* Set (by a signal handler): abort the job, the domain stays on the
+     * source (VK_ERR_INTERRUPTED).  May be NULL. */
+    const volatile sig_atomic_t *cancel;
+
+    /* --planned (migrate_planned_run) */
+    bool planned;
+    const char *via;               /* backup target (name or URL), NULL: the policy's primary */
+    unsigned int shutdown_timeout; /* seconds to wait for a guest shutdown, 0: 120 */
+    bool force;                    /* destroy the domain when it does not shut down in time */
+    const char *dest_pool;         /* destination storage pool, NULL: "default" */
+    const char *catalog_path;      /* set by the caller: the backups open their own handle */
+    const struct config *config;   /* set by the caller: target names, policies; may be NULL */
 };
 
 /* Command-line options shared by `migrate` and `evacuate` (getopt_long
@@ -64,6 +83,12 @@ enum migrate_opt {
     MIGRATE_OPT_UNSAFE,
     MIGRATE_OPT_MIGRATE_URI,
     MIGRATE_OPT_TIMEOUT,
+    MIGRATE_OPT_PLANNED,
+    MIGRATE_OPT_VIA,
+    MIGRATE_OPT_SHUTDOWN_TIMEOUT,
+    MIGRATE_OPT_FORCE,
+    MIGRATE_OPT_DEST_POOL,
+    MIGRATE_OPT_LAST = MIGRATE_OPT_DEST_POOL,
 };
 int migrate_option_set(struct migrate_options *o, int opt, const char *arg);
 
@@ -125,6 +150,8 @@ void migrate_report_clear(struct migrate_report *r);
  * when the checks themselves could not run. */
 #define MIGRATE_DRY_RUN 1u
 #define MIGRATE_PROGRESS 2u /* print job progress on stderr */
+#define MIGRATE_PLANNED 4u  /* the checks of a planned move: no CPU, no storage paths */
+#define MIGRATE_STEPS 8u    /* planned moves: one line per step on stderr */
 int migrate_check_run(virDomainPtr dom, virConnectPtr dconn, const char *connect_error,
                       const struct migrate_options *o, unsigned int flags, struct migrate_report *r,
                       char **dest_xml);
@@ -153,6 +180,11 @@ struct migrate_result {
     uint64_t data_total; /* bytes, from the last job stats */
     int64_t job_id;      /* catalog job, 0 when none */
     struct migrate_report report;
+    /* planned moves */
+    bool planned;
+    const char *failed_step; /* static: "backup", "shutdown", "restore", ...; or NULL */
+    char **backups;          /* ids of the backups taken (NULL-terminated), or NULL */
+    char **volumes;          /* paths of the volumes on the destination, or NULL */
 };
 
 /* Migrate O->domain from O->from to O->to.  The job goes into CAT (which
@@ -163,10 +195,36 @@ int migrate_run(struct catalog *cat, const struct migrate_options *o, unsigned i
                 struct migrate_result *res);
 void migrate_result_clear(struct migrate_result *res);
 
-/* SIGINT/SIGTERM: abort the running migration jobs (installs handlers that
- * only set a flag; the monitor threads abort the jobs). */
-void migrate_signals_install(void);
-bool migrate_interrupted(void);
+/* Whether O->cancel is set (SIGINT/SIGTERM while the job runs). */
+bool migrate_cancelled(const struct migrate_options *o);
+
+/* ---------------------------------------------------------------- planned moves */
+
+/* The steps of a planned move, in order (names as in migrate_result's
+ * failed_step and in VIRTKEEP_TEST_FAIL_STEP). */
+enum migrate_planned_step {
+    MIGRATE_STEP_CHECKS = 0,
+    MIGRATE_STEP_BACKUP,   /* incremental while the domain runs */
+    MIGRATE_STEP_SHUTDOWN, /* graceful, destroy only with --force */
+    MIGRATE_STEP_FINAL,    /* final incremental of the shut-off domain */
+    MIGRATE_STEP_RESTORE,  /* restore into a local staging directory */
+    MIGRATE_STEP_UPLOAD,   /* volumes in the destination pool, sparse upload */
+    MIGRATE_STEP_VERIFY,   /* the volumes read back equal the restored images */
+    MIGRATE_STEP_DEFINE,   /* define and start there: running and persistent */
+    MIGRATE_STEP_UNDEFINE, /* undefine on the source (its disk files stay) */
+    MIGRATE_STEP_COUNT,
+};
+const char *migrate_planned_step_name(enum migrate_planned_step step);
+
+/* Move O->domain (O->planned) from O->from to O->to through backups on
+ * O->via, recording a "migrate-planned" job with the downtime (from the
+ * shutdown request to the domain running on the destination) in CAT.  On a
+ * failure after the shutdown everything made on the destination is removed
+ * and the domain is started again on the source.  Returns 0 when the
+ * domain moved (with MIGRATE_DRY_RUN: when every check passed), -1
+ * otherwise; RES is filled either way. */
+int migrate_planned_run(struct catalog *cat, const struct migrate_options *o, unsigned int flags,
+                        struct migrate_result *res);
 
 /* ---------------------------------------------------------------- evacuation */
 

@@ -25,43 +25,159 @@ void plan_restore_clear(struct plan_restore *p)
         free(p->archives[i].key);
     }
     free(p->archives);
-    for (size_t i = 0; i < p->nr_targets; i++)
-        free(p->targets[i].name);
-    free(p->targets);
+    plan_targets_free(p->targets, p->nr_targets);
     memset(p, 0, sizeof *p);
+}
+
+static const char *const source_names[] = {"guess", "throughput", "drill"};
+
+const char *plan_source_name(enum plan_source source)
+{
+    return (unsigned int)source < VK_ARRAY_SIZE(source_names) ? source_names[source] : "unknown";
+}
+
+int plan_drill_fit(const struct plan_drill_sample *s, size_t n, double *rate, double *overhead)
+{
+    double sx = 0, sy = 0, sxx = 0, sxy = 0, mx, my, slope;
+
+    for (size_t i = 0; i < n; i++) {
+        sx += (double)s[i].bytes;
+        sy += s[i].seconds;
+    }
+    if (n == 0 || !(sx > 0) || !(sy > 0))
+        return -1;
+    mx = sx / (double)n;
+    my = sy / (double)n;
+    for (size_t i = 0; i < n; i++) {
+        double dx = (double)s[i].bytes - mx;
+        sxx += dx * dx;
+        sxy += dx * (s[i].seconds - my);
+    }
+    slope = sxx > 0 ? sxy / sxx : 0; /* seconds per byte */
+    /* One size (or a fit that makes no physical sense: time falling with
+     * size, or a negative fixed cost): the overall rate, no overhead. */
+    if (!(sxx > 0) || !(slope > 0) || my - slope * mx < 0) {
+        *rate = sx / sy;
+        *overhead = 0;
+        return 0;
+    }
+    *rate = 1 / slope;
+    *overhead = my - slope * mx;
+    return 0;
+}
+
+/* The model from the recent ok drills of DOMAIN (any when NULL) that read
+ * TARGET; 0 when there are none, 1 when OUT was filled. */
+static int drill_model(struct catalog *cat, const char *domain, const char *target,
+                       struct plan_target *out)
+{
+    struct catalog_drills *d = NULL;
+    struct plan_drill_sample s[PLAN_DRILL_HISTORY];
+    size_t n = 0;
+    int r = 0;
+
+    if (catalog_drill_list(cat, domain, target, CATALOG_DRILL_LIST_OK, PLAN_DRILL_HISTORY, &d) < 0)
+        return -1;
+    for (size_t i = 0; i < d->count && n < PLAN_DRILL_HISTORY; i++)
+        if (d->items[i].actual_seconds > 0)
+            s[n++] = (struct plan_drill_sample){d->items[i].bytes_read, d->items[i].actual_seconds};
+    if (n > 0 && plan_drill_fit(s, n, &out->rate, &out->overhead) == 0) {
+        const struct catalog_drill *x = &d->items[0];
+        out->source = PLAN_SOURCE_DRILL;
+        out->drill = (struct plan_drill_ref){.id = x->id,
+                                             .time = x->started,
+                                             .actual_seconds = x->actual_seconds,
+                                             .estimate_seconds = x->estimate_seconds,
+                                             .bytes_read = x->bytes_read,
+                                             .samples = (unsigned int)n};
+        r = 1;
+    }
+    catalog_drills_free(d);
+    return r;
+}
+
+int plan_target_estimate(struct catalog *cat, const char *domain, const char *target,
+                         uint64_t bytes, struct plan_target *out)
+{
+    struct catalog_rate rate = {0};
+    int r = 0;
+
+    memset(&out->drill, 0, sizeof out->drill);
+    out->overhead = 0;
+    if (catalog_throughput_estimate(cat, target, CATALOG_DIR_READ, &rate) < 0)
+        return -1;
+    out->samples = rate.samples;
+    if (domain)
+        r = drill_model(cat, domain, target, out);
+    if (r == 0)
+        r = drill_model(cat, NULL, target, out);
+    if (r < 0)
+        return -1;
+    if (r == 0) {
+        bool guess = rate.samples == 0 || rate.bytes_per_second <= 0;
+        out->source = guess ? PLAN_SOURCE_GUESS : PLAN_SOURCE_THROUGHPUT;
+        out->rate = guess ? PLAN_DEFAULT_READ_RATE : rate.bytes_per_second;
+    }
+    out->guess = out->source == PLAN_SOURCE_GUESS;
+    out->seconds = out->overhead + (double)bytes / out->rate;
+    return 0;
 }
 
 int plan_read_estimate(struct catalog *cat, const char *target, uint64_t bytes,
                        struct plan_target *out)
 {
-    struct catalog_rate rate = {0};
+    return plan_target_estimate(cat, NULL, target, bytes, out);
+}
 
-    if (catalog_throughput_estimate(cat, target, CATALOG_DIR_READ, &rate) < 0)
-        return -1;
-    out->samples = rate.samples;
-    out->guess = rate.samples == 0 || rate.bytes_per_second <= 0;
-    out->rate = out->guess ? PLAN_DEFAULT_READ_RATE : rate.bytes_per_second;
-    out->seconds = (double)bytes / out->rate;
+int plan_targets_estimate(struct catalog *cat, const char *domain, struct plan_target *t, size_t n,
+                          double *seconds, enum plan_source *source, struct plan_drill_ref *drill)
+{
+    struct plan_drill_ref newest = {0};
+
+    *seconds = 0;
+    *source = n ? PLAN_SOURCE_DRILL : PLAN_SOURCE_GUESS;
+    for (size_t i = 0; i < n; i++) {
+        if (plan_target_estimate(cat, domain, t[i].name, t[i].bytes, &t[i]) < 0)
+            return -1;
+        *seconds += t[i].seconds;
+        if (t[i].source < *source)
+            *source = t[i].source;
+        if (t[i].source == PLAN_SOURCE_DRILL && t[i].drill.time >= newest.time)
+            newest = t[i].drill;
+    }
+    if (drill)
+        *drill = newest;
     return 0;
 }
 
-static struct plan_target *target_slot(struct plan_restore *p, const char *name)
+int plan_targets_add(struct plan_target **t, size_t *n, const char *name, uint64_t bytes)
 {
-    struct plan_target *t;
+    struct plan_target *x;
 
-    for (size_t i = 0; i < p->nr_targets; i++)
-        if (strcmp(p->targets[i].name, name) == 0)
-            return &p->targets[i];
-    t = vk_realloc_array(p->targets, p->nr_targets + 1, sizeof *t);
-    if (!t)
-        return NULL;
-    p->targets = t;
-    t = &p->targets[p->nr_targets];
-    memset(t, 0, sizeof *t);
-    if (!(t->name = vk_strdup(name)))
-        return NULL;
-    p->nr_targets++;
-    return t;
+    for (size_t i = 0; i < *n; i++) {
+        if (strcmp((*t)[i].name, name) == 0) {
+            (*t)[i].bytes += bytes;
+            return 0;
+        }
+    }
+    x = vk_realloc_array(*t, *n + 1, sizeof *x);
+    if (!x)
+        return -1;
+    *t = x;
+    x = &x[*n];
+    memset(x, 0, sizeof *x);
+    if (!(x->name = vk_strdup(name)))
+        return -1;
+    x->bytes = bytes;
+    (*n)++;
+    return 0;
+}
+
+void plan_targets_free(struct plan_target *t, size_t n)
+{
+    for (size_t i = 0; t && i < n; i++)
+        free(t[i].name);
+    free(t);
 }
 
 /* Append A to P's archives; *INDEX gets its position (the array moves). */
@@ -83,10 +199,8 @@ static int archive_add(struct plan_restore *p, const struct restore_archive *a, 
     return x->backup_id && x->disk && x->target && x->key ? 0 : -1;
 }
 
-/* Count, per layer, the distinct chunks the merged map reads and their
- * frame bytes: exactly what restore_run fetches. */
-static int layers_count(const struct restore_map *m, const struct restore_layer *layers,
-                        struct plan_archive *archives, const size_t *px)
+int plan_map_bytes(const struct restore_map *m, const struct restore_layer *layers,
+                   size_t nr_layers, uint64_t *bytes, size_t *chunks)
 {
     CLEANUP_FREE size_t *order = NULL;
     size_t n;
@@ -98,8 +212,30 @@ static int layers_count(const struct restore_map *m, const struct restore_layer 
         const struct restore_piece *prev = i ? &m->pieces[order[i - 1]] : NULL;
         if (prev && prev->layer == p->layer && prev->extent == p->extent)
             continue;
-        archives[px[p->layer]].read_bytes += layers[p->layer].extents[p->extent].size;
-        archives[px[p->layer]].chunks++;
+        if (p->layer >= nr_layers) {
+            vk_error(VK_ERR_INTERNAL, "a restore piece names layer %zu of %zu", p->layer,
+                     nr_layers);
+            return -1;
+        }
+        bytes[p->layer] += layers[p->layer].extents[p->extent].size;
+        if (chunks)
+            chunks[p->layer]++;
+    }
+    return 0;
+}
+
+/* The plan's archives get what the map reads from their layer. */
+static int layers_count(const struct restore_map *m, const struct restore_layer *layers, size_t nr,
+                        struct plan_archive *archives, const size_t *px)
+{
+    CLEANUP_FREE uint64_t *bytes = vk_calloc(nr, sizeof *bytes);
+    CLEANUP_FREE size_t *chunks = vk_calloc(nr, sizeof *chunks);
+
+    if (!bytes || !chunks || plan_map_bytes(m, layers, nr, bytes, chunks) < 0)
+        return -1;
+    for (size_t i = 0; i < nr; i++) {
+        archives[px[i]].read_bytes += bytes[i];
+        archives[px[i]].chunks += chunks[i];
     }
     return 0;
 }
@@ -132,7 +268,7 @@ static int disk_plan(struct disk_ctx *x, const struct catalog_backup_disk *bd,
     for (size_t i = 0; i < n; i++)
         if (archive_add(p, a[i], &px[i]) < 0)
             goto out;
-    if (layers_count(&m, layers, p->archives, px) < 0)
+    if (layers_count(&m, layers, n, p->archives, px) < 0)
         goto out;
     p->disk_bytes += m.data_bytes;
     p->virtual_bytes += bd->virtual_size;
@@ -145,21 +281,19 @@ out:
     return r;
 }
 
-static int targets_estimate(struct catalog *cat, struct plan_restore *p)
+static int targets_estimate(struct catalog *cat, const char *domain, struct plan_restore *p)
 {
     for (size_t i = 0; i < p->nr_archives; i++) {
-        struct plan_target *t = target_slot(p, p->archives[i].target);
-        if (!t)
+        uint64_t bytes = p->archives[i].read_bytes + p->archives[i].index_bytes;
+        if (plan_targets_add(&p->targets, &p->nr_targets, p->archives[i].target, bytes) < 0)
             return -1;
-        t->bytes += p->archives[i].read_bytes + p->archives[i].index_bytes;
-        p->read_bytes += p->archives[i].read_bytes + p->archives[i].index_bytes;
+        p->read_bytes += bytes;
     }
-    for (size_t i = 0; i < p->nr_targets; i++) {
-        if (plan_read_estimate(cat, p->targets[i].name, p->targets[i].bytes, &p->targets[i]) < 0)
-            return -1;
-        p->estimate_seconds += p->targets[i].seconds;
+    if (plan_targets_estimate(cat, domain, p->targets, p->nr_targets, &p->estimate_seconds,
+                              &p->source, &p->drill) < 0)
+        return -1;
+    for (size_t i = 0; i < p->nr_targets; i++)
         p->guess |= p->targets[i].guess;
-    }
     return 0;
 }
 
@@ -202,7 +336,7 @@ int plan_restore(struct catalog *cat, const struct plan_options *o, struct plan_
             goto out;
     out->at = o->backup_id || o->at == INT64_MAX ? o->now : o->at;
     out->rpo_seconds = out->at > out->backup_time ? out->at - out->backup_time : 0;
-    r = targets_estimate(cat, out);
+    r = targets_estimate(cat, o->domain, out);
 out:
     restore_targets_free(x.ts);
     catalog_backup_disks_free(disks);

@@ -168,35 +168,85 @@ static void qcow2_options(struct ctx *c, const char *disk, struct restore_disk_r
     res->compat = compat ? compat : vk_strdup("1.1");
 }
 
-static int disk_restore(struct ctx *c, const struct catalog_backup_disk *bd,
-                        struct restore_disk_result *res)
-{
-    CLEANUP_FREE struct restore_layer *layers = vk_calloc(c->chain->count, sizeof *layers);
-    struct restore_archive **a = NULL;
-    uint64_t t0 = vk_now_ns();
-    int r = -1;
+/* A disk between its merge and its write: the chain's archives stay open
+ * so that the estimate can be made from the very maps that are written. */
+struct disk_work {
+    struct restore_layer *layers;
+    struct restore_archive **a;
+    uint64_t t0;
+};
 
+static void work_clear(struct ctx *c, struct disk_work *w, struct restore_disk_result *res)
+{
+    if (!w->t0)
+        return; /* never prepared, or already cleared */
+    for (size_t i = 0; w->a && i < c->chain->count; i++)
+        res->index_bytes += w->a[i]->bytes_fetched;
+    res->index_bytes -= res->index_bytes >= res->frame_bytes ? res->frame_bytes : 0;
+    archives_free(w->a, c->chain->count);
+    free(w->layers);
+    /* Keep the statistics, not the pieces. */
+    free(res->map.pieces);
+    res->map.pieces = NULL;
+    res->seconds = (double)(vk_now_ns() - w->t0) / 1e9;
+    memset(w, 0, sizeof *w);
+}
+
+/* Open the chain's archives of one disk and merge their extent lists. */
+static int disk_prepare(struct ctx *c, const struct catalog_backup_disk *bd,
+                        struct restore_disk_result *res, struct disk_work *w)
+{
+    w->t0 = vk_now_ns();
+    w->layers = vk_calloc(c->chain->count, sizeof *w->layers);
     res->target = vk_strdup(bd->target);
     res->path = vk_asprintf("%s/%s.qcow2", c->dest, bd->target);
     res->virtual_size = bd->virtual_size;
     qcow2_options(c, bd->target, res);
-    if (!layers || !res->target || !res->path || !(a = archives_open(c, bd->target, layers)))
-        goto out;
-    if (restore_merge(layers, c->chain->count, res->virtual_size, &res->map) < 0)
-        goto out;
+    if (!w->layers || !res->target || !res->path ||
+        !(w->a = archives_open(c, bd->target, w->layers)))
+        return -1;
+    if (restore_merge(w->layers, c->chain->count, res->virtual_size, &res->map) < 0)
+        return -1;
     vk_debug("disk '%s': %zu pieces, %" PRIu64 " data and %" PRIu64 " zero bytes from %zu chunks",
              bd->target, res->map.nr, res->map.data_bytes, res->map.zero_bytes, res->map.nr_chunks);
-    r = image_write(c, a, layers, &res->map, res);
-out:
-    for (size_t i = 0; a && i < c->chain->count; i++)
-        res->index_bytes += a[i]->bytes_fetched;
-    res->index_bytes -= res->index_bytes >= res->frame_bytes ? res->frame_bytes : 0;
-    archives_free(a, c->chain->count);
-    /* Keep the statistics, not the pieces. */
-    free(res->map.pieces);
-    res->map.pieces = NULL;
-    res->seconds = (double)(vk_now_ns() - t0) / 1e9;
-    return r;
+    return 0;
+}
+
+/* What each target must deliver for the prepared disks: the frames the
+ * merged maps read plus the indexes already fetched. */
+static int work_targets(struct ctx *c, const struct restore_result *out, const struct disk_work *w,
+                        struct plan_target **t, size_t *nt)
+{
+    size_t n = c->chain->count;
+    CLEANUP_FREE uint64_t *bytes = vk_calloc(n, sizeof *bytes);
+
+    for (size_t d = 0; bytes && d < out->nr_disks; d++) {
+        memset(bytes, 0, n * sizeof *bytes);
+        if (plan_map_bytes(&out->disks[d].map, w[d].layers, n, bytes, NULL) < 0)
+            return -1;
+        for (size_t i = 0; i < n; i++)
+            if (plan_targets_add(t, nt, w[d].a[i]->target, bytes[i] + w[d].a[i]->bytes_fetched) < 0)
+                return -1;
+    }
+    return bytes ? 0 : -1;
+}
+
+/* The shared estimator over this restore's own merged maps. */
+static double estimate_get(struct ctx *c, const struct restore_result *out,
+                           const struct disk_work *w)
+{
+    struct plan_target *t = NULL;
+    size_t nt = 0;
+    enum plan_source source;
+    double e = 0;
+
+    if (work_targets(c, out, w, &t, &nt) < 0 ||
+        plan_targets_estimate(c->cat, c->opts->domain, t, nt, &e, &source, NULL) < 0) {
+        vk_debug("no estimate for the restore of '%s': %s", c->opts->domain, vk_error_message());
+        e = 0;
+    }
+    plan_targets_free(t, nt);
+    return e;
 }
 
 /* ---------------------------------------------------------------- setup */
@@ -311,18 +361,36 @@ static int chain_ids(const struct catalog_backups *chain, struct restore_result 
     return 0;
 }
 
-static int disks_run(struct ctx *c, const struct catalog_backup_disks *disks,
-                     struct restore_result *out)
+static int disks_prepare(struct ctx *c, const struct catalog_backup_disks *disks,
+                         struct restore_result *out, struct disk_work *w)
 {
     out->disks = vk_calloc(disks->count + 1, sizeof *out->disks);
     if (!out->disks)
         return -1;
     for (size_t i = 0; i < disks->count; i++) {
         out->nr_disks++;
-        if (disk_restore(c, &disks->items[i], &out->disks[i]) < 0)
+        if (disk_prepare(c, &disks->items[i], &out->disks[i], &w[i]) < 0)
             return -1;
     }
     return 0;
+}
+
+static int disks_write(struct ctx *c, struct restore_result *out, struct disk_work *w)
+{
+    for (size_t i = 0; i < out->nr_disks; i++) {
+        int r = image_write(c, w[i].a, w[i].layers, &out->disks[i].map, &out->disks[i]);
+        work_clear(c, &w[i], &out->disks[i]);
+        if (r < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void works_free(struct ctx *c, struct restore_result *out, struct disk_work *w)
+{
+    for (size_t i = 0; w && i < out->nr_disks; i++)
+        work_clear(c, &w[i], &out->disks[i]);
+    free(w);
 }
 
 static int options_check(const struct restore_options *o, unsigned int flags)
@@ -332,27 +400,6 @@ static int options_check(const struct restore_options *o, unsigned int flags)
         return -1;
     }
     return 0;
-}
-
-/* The planner's estimate of this restore (one estimator for plan and job). */
-static double estimate_get(struct catalog *cat, const struct restore_options *o, const char *tip)
-{
-    struct plan_options po = {.domain = o->domain,
-                              .backup_id = tip,
-                              .at = INT64_MAX,
-                              .now = (int64_t)time(NULL),
-                              .disks = o->disks,
-                              .from = o->from,
-                              .config = o->config};
-    struct plan_restore p;
-    double e = 0;
-
-    if (plan_restore(cat, &po, &p, 0) == 0)
-        e = p.estimate_seconds;
-    else
-        vk_debug("no estimate for the restore of '%s': %s", tip, vk_error_message());
-    plan_restore_clear(&p);
-    return e;
 }
 
 static const char *define_name(const struct restore_options *o)
@@ -422,6 +469,7 @@ int restore_run(struct catalog *cat, const struct restore_options *opts, struct 
     struct catalog_backups *chain = NULL;
     struct catalog_backup_disks *disks = NULL;
     struct restore_definer *def = NULL;
+    struct disk_work *w = NULL;
     struct ctx c = {.cat = cat, .opts = opts};
     uint64_t t0 = vk_now_ns();
     const char *tip;
@@ -439,17 +487,26 @@ int restore_run(struct catalog *cat, const struct restore_options *opts, struct 
     if ((opts->define || opts->start) &&
         !(def = restore_definer_open(opts->connect_uri, define_name(opts), opts->force)))
         goto out;
-    out->estimate_seconds = estimate_get(cat, opts, tip);
     if (!(c.ts = restore_targets_new(opts->config, opts->from)) ||
-        (out->job_id = job_start(&c, tip, out->estimate_seconds)) < 0)
+        !(w = vk_calloc(disks->count + 1, sizeof *w)))
         goto out;
-    r = disks_run(&c, disks, out);
+    /* A disk that cannot be prepared still fails inside a recorded job. */
+    r = disks_prepare(&c, disks, out, w);
+    if (r == 0)
+        out->estimate_seconds = estimate_get(&c, out, w);
+    if ((out->job_id = job_start(&c, tip, out->estimate_seconds)) < 0) {
+        r = -1;
+        goto out;
+    }
+    if (r == 0)
+        r = disks_write(&c, out, w);
     out->seconds = (double)(vk_now_ns() - t0) / 1e9;
     throughput_record(&c, out->seconds);
     if (r == 0 && def)
         r = domain_define(&c, def, tip, out);
     job_end(&c, out, r);
 out:
+    works_free(&c, out, w);
     restore_definer_free(def);
     restore_targets_free(c.ts);
     catalog_backup_disks_free(disks);

@@ -44,8 +44,8 @@ static int job_wait(struct virt_domain *d, const char *target, bool ready)
     while (vk_now_ns() < deadline) {
         r = virDomainGetBlockJobInfo(d->dom, target, &info, 0);
         if (r < 0) {
-            snapshot_lv_error("cannot follow the block job on disk '%s' of domain '%s'", target,
-                              d->name);
+            virt_error_libvirt("cannot follow the block job on disk '%s' of domain '%s'", target,
+                               d->name);
             return -1;
         }
         if (r == 0 && ready) {
@@ -68,8 +68,8 @@ static int commit_active(struct virt_domain *d, const char *target, const char *
                          const char *top)
 {
     if (virDomainBlockCommit(d->dom, target, base, top, 0, VIR_DOMAIN_BLOCK_COMMIT_ACTIVE) < 0) {
-        snapshot_lv_error("cannot merge '%s' into '%s' (disk '%s' of domain '%s')", top, base,
-                          target, d->name);
+        virt_error_libvirt("cannot merge '%s' into '%s' (disk '%s' of domain '%s')", top, base,
+                           target, d->name);
         return -1;
     }
     if (job_wait(d, target, true) < 0) {
@@ -77,7 +77,7 @@ static int commit_active(struct virt_domain *d, const char *target, const char *
         return -1;
     }
     if (virDomainBlockJobAbort(d->dom, target, VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT) < 0) {
-        snapshot_lv_error("cannot pivot disk '%s' of domain '%s' to '%s'", target, d->name, base);
+        virt_error_libvirt("cannot pivot disk '%s' of domain '%s' to '%s'", target, d->name, base);
         (void)virDomainBlockJobAbort(d->dom, target, 0);
         return -1;
     }
@@ -88,8 +88,8 @@ static int commit_inner(struct virt_domain *d, const char *target, const char *b
                         const char *top)
 {
     if (virDomainBlockCommit(d->dom, target, base, top, 0, 0) < 0) {
-        snapshot_lv_error("cannot merge '%s' into '%s' (disk '%s' of domain '%s')", top, base,
-                          target, d->name);
+        virt_error_libvirt("cannot merge '%s' into '%s' (disk '%s' of domain '%s')", top, base,
+                           target, d->name);
         return -1;
     }
     return job_wait(d, target, false);
@@ -158,8 +158,8 @@ static int children_rebase(struct virt_domain *d, virDomainSnapshotPtr *kids, in
             return -1;
         s = virDomainSnapshotCreateXML(d->dom, nxml, VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE);
         if (!s) {
-            snapshot_lv_error("cannot update snapshot '%s' of domain '%s'",
-                              virDomainSnapshotGetName(kids[i]), d->name);
+            virt_error_libvirt("cannot update snapshot '%s' of domain '%s'",
+                               virDomainSnapshotGetName(kids[i]), d->name);
             return -1;
         }
         virDomainSnapshotFree(s);
@@ -174,11 +174,11 @@ static int metadata_drop(struct virt_domain *d, virDomainSnapshotPtr s,
     int n = virDomainSnapshotListAllChildren(s, &kids, 0), r = 0;
 
     if (n < 0) {
-        snapshot_lv_error("cannot list the children of snapshot '%s'", info->name);
+        virt_error_libvirt("cannot list the children of snapshot '%s'", info->name);
         return -1;
     }
     if (virDomainSnapshotDelete(s, VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY) < 0) {
-        snapshot_lv_error("cannot delete snapshot '%s' of domain '%s'", info->name, d->name);
+        virt_error_libvirt("cannot delete snapshot '%s' of domain '%s'", info->name, d->name);
         r = -1;
     }
     for (size_t i = 0; r == 0 && i < info->nr_disks; i++)
@@ -203,7 +203,7 @@ int snapshot_delete(struct virt_domain *d, const char *name, unsigned int flags)
     if (!info.external) {
         /* An internal snapshot: libvirt deletes those itself. */
         if (virDomainSnapshotDelete(s, 0) < 0) {
-            snapshot_lv_error("cannot delete snapshot '%s' of domain '%s'", name, d->name);
+            virt_error_libvirt("cannot delete snapshot '%s' of domain '%s'", name, d->name);
             r = -1;
         }
         goto out;

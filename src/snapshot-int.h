@@ -10,10 +10,6 @@
 #include "src/snapshot.h"
 #include "src/virt.h"
 
-/* Record "WHAT: libvirt's message." (a missing guest agent is
- * VK_ERR_UNSUPPORTED, a missing snapshot VK_ERR_NOT_FOUND). */
-void snapshot_lv_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
 /* One image of a backing chain, as qemu-img info --backing-chain sees it. */
 struct snapshot_image {
     char *path;

@@ -33,14 +33,15 @@ static int descendants_drop(struct virt_domain *d, virDomainSnapshotPtr s)
     int r = n < 0 ? -1 : 0;
 
     if (n < 0)
-        snapshot_lv_error("cannot list the snapshots of domain '%s'", d->name);
+        virt_error_libvirt("cannot list the snapshots of domain '%s'", d->name);
     for (int i = 0; i < n; i++) {
         struct snapshot_info info;
         if (r == 0 && snapshot_info_get(d, kids[i], &info) == 0) {
             vk_info("domain '%s': dropping snapshot '%s', taken after the one reverted to", d->name,
                     info.name);
             if (virDomainSnapshotDelete(kids[i], VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY) < 0) {
-                snapshot_lv_error("cannot delete snapshot '%s' of domain '%s'", info.name, d->name);
+                virt_error_libvirt("cannot delete snapshot '%s' of domain '%s'", info.name,
+                                   d->name);
                 r = -1;
             } else {
                 r = snapshot_unlink(info.memory_file, "memory state file");
@@ -142,7 +143,7 @@ static int memory_restore(struct virt_domain *d, const struct snapshot_info *inf
     CLEANUP_FREE char *xml = virDomainSaveImageGetXMLDesc(d->conn->conn, info->memory_file, 0);
 
     if (!xml) {
-        snapshot_lv_error("cannot read the memory state file '%s'", info->memory_file);
+        virt_error_libvirt("cannot read the memory state file '%s'", info->memory_file);
         return -1;
     }
     for (size_t i = 0; i < info->nr_disks; i++) {
@@ -154,7 +155,7 @@ static int memory_restore(struct virt_domain *d, const struct snapshot_info *inf
         xml = n;
     }
     if (virDomainRestoreFlags(d->conn->conn, info->memory_file, xml, 0) < 0) {
-        snapshot_lv_error("cannot restore domain '%s' from '%s'", d->name, info->memory_file);
+        virt_error_libvirt("cannot restore domain '%s' from '%s'", d->name, info->memory_file);
         return -1;
     }
     return 0;
@@ -217,7 +218,7 @@ int snapshot_revert(struct virt_domain *d, const char *name, unsigned int flags)
     if (revert_check(d, &info, flags) < 0 || snapshot_domain_active(d, &active) < 0)
         goto out;
     if (active && virDomainDestroy(d->dom) < 0) {
-        snapshot_lv_error("cannot stop domain '%s'", d->name);
+        virt_error_libvirt("cannot stop domain '%s'", d->name);
         goto out;
     }
     if (revert_disks(d, s, &info) < 0)
@@ -225,7 +226,7 @@ int snapshot_revert(struct virt_domain *d, const char *name, unsigned int flags)
     if (flags & SNAPSHOT_REVERT_MEMORY)
         r = memory_restore(d, &info);
     else if (active && virDomainCreate(d->dom) < 0)
-        snapshot_lv_error("cannot start domain '%s' again", d->name);
+        virt_error_libvirt("cannot start domain '%s' again", d->name);
     else
         r = 0;
 out:

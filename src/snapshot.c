@@ -23,30 +23,6 @@
 #include "src/snapshot-int.h"
 #include "src/snapshot.h"
 
-/* ---------------------------------------------------------------- errors */
-
-void snapshot_lv_error(const char *fmt, ...)
-{
-    CLEANUP_FREE char *what = NULL;
-    virErrorPtr e = virGetLastError();
-    int code = e ? e->code : VIR_ERR_INTERNAL_ERROR;
-    const char *msg = e && e->message ? e->message : "unknown libvirt error";
-    enum vk_error_code vk = VK_ERR_LIBVIRT;
-    va_list ap;
-
-    va_start(ap, fmt);
-    if (vasprintf(&what, fmt, ap) < 0)
-        what = NULL;
-    va_end(ap);
-    if (virt_failure_classify(code, msg) == VIRT_FAIL_NO_AGENT)
-        vk = VK_ERR_UNSUPPORTED;
-    else if (code == VIR_ERR_NO_DOMAIN_SNAPSHOT || code == VIR_ERR_NO_DOMAIN)
-        vk = VK_ERR_NOT_FOUND;
-    else if (code == VIR_ERR_OPERATION_INVALID || code == VIR_ERR_CONFIG_UNSUPPORTED)
-        vk = VK_ERR_INVALID;
-    vk_error(vk, "%s: %s", what ? what : "libvirt failed", msg);
-}
-
 /* ---------------------------------------------------------------- backing chains */
 
 void snapshot_chain_clear(struct snapshot_chain *c)
@@ -145,7 +121,7 @@ int snapshot_domain_active(struct virt_domain *d, bool *active)
     int r = virDomainIsActive(d->dom);
 
     if (r < 0) {
-        snapshot_lv_error("cannot get the state of domain '%s'", d->name);
+        virt_error_libvirt("cannot get the state of domain '%s'", d->name);
         return -1;
     }
     *active = r == 1;
@@ -184,7 +160,7 @@ int snapshot_define_source(struct virt_domain *d, const char *target, const char
         return -1;
     dom = virDomainDefineXML(d->conn->conn, nxml);
     if (!dom) {
-        snapshot_lv_error("cannot point disk '%s' of domain '%s' at '%s'", target, d->name, path);
+        virt_error_libvirt("cannot point disk '%s' of domain '%s' at '%s'", target, d->name, path);
         return -1;
     }
     virDomainFree(dom);
@@ -198,7 +174,7 @@ int snapshot_info_get(struct virt_domain *d, virDomainSnapshotPtr s, struct snap
     const char *name = virDomainSnapshotGetName(s);
 
     if (!xml) {
-        snapshot_lv_error("cannot get the XML of snapshot '%s' of domain '%s'", name, d->name);
+        virt_error_libvirt("cannot get the XML of snapshot '%s' of domain '%s'", name, d->name);
         return -1;
     }
     if (snapshot_xml_parse(xml, info) < 0) {
@@ -219,7 +195,7 @@ virDomainSnapshotPtr snapshot_lookup(struct virt_domain *d, const char *name,
         if (!e || e->code == VIR_ERR_NO_DOMAIN_SNAPSHOT)
             vk_error(VK_ERR_NOT_FOUND, "domain '%s' has no snapshot '%s'.", d->name, name);
         else
-            snapshot_lv_error("cannot look up snapshot '%s' of domain '%s'", name, d->name);
+            virt_error_libvirt("cannot look up snapshot '%s' of domain '%s'", name, d->name);
         return NULL;
     }
     if (info && snapshot_info_get(d, s, info) < 0) {
@@ -327,7 +303,7 @@ static void create_error(struct virt_domain *d, const char *name, unsigned int f
                  d->name, name, msg);
         return;
     }
-    snapshot_lv_error("cannot create snapshot '%s' of domain '%s'", name, d->name);
+    virt_error_libvirt("cannot create snapshot '%s' of domain '%s'", name, d->name);
 }
 
 int snapshot_create(struct virt_domain *d, const struct snapshot_create_options *o,
@@ -384,7 +360,7 @@ int snapshot_list(struct virt_domain *d, struct snapshot_list *out, unsigned int
     (void)flags;
     memset(out, 0, sizeof(*out));
     if (n < 0) {
-        snapshot_lv_error("cannot list the snapshots of domain '%s'", d->name);
+        virt_error_libvirt("cannot list the snapshots of domain '%s'", d->name);
         return -1;
     }
     out->items = vk_calloc(n ? (size_t)n : 1, sizeof(*out->items));

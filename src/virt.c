@@ -81,7 +81,11 @@ static enum vk_error_code code_from_libvirt(int code, enum virt_failure f)
     switch (code) {
     case VIR_ERR_NO_DOMAIN:
     case VIR_ERR_NO_DOMAIN_CHECKPOINT:
+    case VIR_ERR_NO_DOMAIN_SNAPSHOT:
         return VK_ERR_NOT_FOUND;
+    case VIR_ERR_OPERATION_INVALID:  /* e.g. reverting a snapshot of a running domain */
+    case VIR_ERR_CONFIG_UNSUPPORTED: /* e.g. a snapshot XML libvirt cannot take */
+        return VK_ERR_INVALID;
     case VIR_ERR_SYSTEM_ERROR:
         return VK_ERR_IO;
     case VIR_ERR_AUTH_FAILED:

@@ -283,6 +283,40 @@ static void test_log_levels(void **state)
     vk_log_set_level(VK_LOG_INFO);
 }
 
+/* The sinks of a daemon: the sd-daemon "<N>" prefix for the journal, the
+ * syslog priorities, no program name in syslog lines. */
+static void test_log_prefix(void **state)
+{
+    char buf[64];
+
+    (void)state;
+    vk_log_init("virtkeepd");
+    assert_string_equal(vk_log_prefix(VK_LOG_SINK_JOURNAL, VK_LOG_QUIET, buf, sizeof buf),
+                        "<3>virtkeepd: error: ");
+    assert_string_equal(vk_log_prefix(VK_LOG_SINK_JOURNAL, VK_LOG_WARN, buf, sizeof buf),
+                        "<4>virtkeepd: warning: ");
+    assert_string_equal(vk_log_prefix(VK_LOG_SINK_JOURNAL, VK_LOG_INFO, buf, sizeof buf),
+                        "<6>virtkeepd: ");
+    assert_string_equal(vk_log_prefix(VK_LOG_SINK_JOURNAL, VK_LOG_DEBUG, buf, sizeof buf),
+                        "<7>virtkeepd: debug: ");
+    assert_string_equal(vk_log_prefix(VK_LOG_SINK_STDERR, VK_LOG_WARN, buf, sizeof buf),
+                        "virtkeepd: warning: ");
+    assert_string_equal(vk_log_prefix(VK_LOG_SINK_STDERR, VK_LOG_INFO, buf, sizeof buf),
+                        "virtkeepd: ");
+    assert_string_equal(vk_log_prefix(VK_LOG_SINK_SYSLOG, VK_LOG_QUIET, buf, sizeof buf),
+                        "error: ");
+    assert_string_equal(vk_log_prefix(VK_LOG_SINK_SYSLOG, VK_LOG_INFO, buf, sizeof buf), "");
+    /* A short buffer is cut, never overrun. */
+    assert_string_equal(vk_log_prefix(VK_LOG_SINK_JOURNAL, VK_LOG_QUIET, buf, 6), "<3>vi");
+    assert_int_equal(setenv("JOURNAL_STREAM", "8:12345", 1), 0);
+    assert_int_equal(vk_log_sink_auto(), VK_LOG_SINK_JOURNAL);
+    assert_int_equal(setenv("JOURNAL_STREAM", "", 1), 0);
+    assert_int_equal(vk_log_sink_auto(), VK_LOG_SINK_STDERR);
+    assert_int_equal(unsetenv("JOURNAL_STREAM"), 0);
+    assert_int_equal(vk_log_sink_auto(), VK_LOG_SINK_STDERR);
+    vk_log_init("virtkeep");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -291,7 +325,7 @@ int main(void)
         cmocka_unit_test(test_size_parse_garbage),   cmocka_unit_test(test_duration_parse),
         cmocka_unit_test(test_formatters),           cmocka_unit_test(test_strv_split),
         cmocka_unit_test(test_parse_uint),           cmocka_unit_test(test_cleanup_scope),
-        cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_log_levels),           cmocka_unit_test(test_log_prefix),
     };
 
     unsetenv("VIRTKEEP_DEBUG");

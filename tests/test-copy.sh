@@ -261,4 +261,52 @@ for t in offsite cloud; do
     vk_expect_eq "$(jq -r .failed "$VK_SCRATCH/v-$t.json")" 1 "failed items of verify --from $t"
     vk_expect_grep "$VK_SCRATCH/v-$t.err" "$full.*vda.*chunk at offset" "verify error on $t"
 done
+
+# SIGINT in the middle of a put: the copy to an SSH target behind a slow link
+# (tests/tcp-fault-proxy.py at 4 MB/s before the harness sshd) is interrupted
+# once bytes flow: exit 130, nothing under the archive's key (nor a temp
+# file), no location recorded, the copy job cancelled.
+pf=$VK_SCRATCH/proxy.ports
+python3 "$abs_top_srcdir/tests/tcp-fault-proxy.py" "$pf" 127.0.0.1 "$VK_SSH_PORT" \
+    >>"$VK_SCRATCH/proxy.log" 2>&1 &
+vk_on_exit "vk_kill $!"
+vk_wait_for 20 test -s "$pf" || vk_fail "the fault proxy did not start: $(cat "$VK_SCRATCH/proxy.log")"
+read -r pport pctl <"$pf"
+echo "[127.0.0.1]:$pport $(cut -d' ' -f1,2 "$VK_SSH_DIR/host_key.pub")" >>"$VK_SSH_KNOWN_HOSTS"
+slowdir=$VK_SCRATCH/slow-target
+mkdir -p "$slowdir"
+printf '\n[target slow]\nurl = ssh://%s@127.0.0.1:%s%s\nkey_file = %s\nknown_hosts = %s\n' \
+    "$VK_SSH_USER" "$pport" "$slowdir" "$VK_SSH_KEY" "$VK_SSH_KNOWN_HOSTS" >>"$VK_BK_CONFIG"
+proxy() { # COMMAND: one command on the proxy's control port, its answer
+    python3 -c 'import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall((sys.argv[2] + "\n").encode())
+print(s.makefile().readline().strip())' "$pctl" "$1"
+}
+bytes_up() { # N: more than N bytes went from virtkeep to sshd
+    [ "$(proxy stats | awk '{print $6}')" -gt "$1" ]
+}
+[ "$(proxy 'slow 4000000 5')" = ok ] || vk_fail "cannot slow the proxy down"
+# virtkeep itself in the background (a shell function would run in a
+# subshell, which is who would get the signal).
+"$VK_BIN" --config "$VK_BK_CONFIG" --catalog "$VK_BK_CATALOG" copy "$full" --to slow --from main \
+    --json >"$VK_SCRATCH/int.json" 2>"$VK_SCRATCH/int.err" &
+pid=$!
+vk_on_exit "kill $pid 2>/dev/null || true"
+vk_wait_for 30 bytes_up 1000000 ||
+    vk_fail "the copy to the slow target sent nothing: $(cat "$VK_SCRATCH/int.err")"
+kill -INT "$pid"
+rc=0
+wait "$pid" || rc=$?
+vk_expect_eq "$rc" 130 "exit status of an interrupted copy"
+vk_expect_grep "$VK_SCRATCH/int.err" "copy to target 'slow' was interrupted" \
+    "error of an interrupted copy"
+jq -e '.error | test("interrupted")' "$VK_SCRATCH/int.json" >/dev/null ||
+    vk_fail "the JSON of the interrupted copy has no error"
+[ "$(proxy pass)" = ok ] || vk_fail "cannot reset the proxy"
+[ -z "$(vk_files "$slowdir")" ] || vk_fail "an interrupted copy left: $(vk_files "$slowdir")"
+vk_expect_eq "$(sql "SELECT count(*) FROM archive_locations WHERE target = 'slow'")" 0 \
+    "locations recorded on the slow target"
+vk_expect_eq "$(sql "SELECT state FROM jobs WHERE kind = 'copy' ORDER BY id DESC LIMIT 1")" \
+    cancelled "state of the interrupted copy job"
 vk_log "PASS"

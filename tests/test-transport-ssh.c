@@ -172,12 +172,17 @@ static int temp_cb(const char *path, const struct stat *st, int type, struct FTW
     return 0;
 }
 
-/* Temp files under the target directory, seen on the server's disk. */
-static int temp_files(void)
+/* Temp files under ROOT, seen on the server's disk. */
+static int temp_files_in(const char *root)
 {
     temp_found = 0;
-    nftw(specific_root, temp_cb, 16, FTW_PHYS);
+    nftw(root, temp_cb, 16, FTW_PHYS);
     return temp_found;
+}
+
+static int temp_files(void)
+{
+    return temp_files_in(specific_root);
 }
 
 /* Kill every process below PID (not PID itself). */
@@ -401,11 +406,31 @@ static enum vk_error_code write_until_failure(struct transport_writer *w, uint8_
     return VK_ERR_NONE;
 }
 
+/* Is KEY on T exactly MIBS mebibytes of pattern(i) for each mebibyte i? */
+static void assert_object_mibs(struct transport *t, const char *key, int mibs)
+{
+    uint8_t *buf = malloc(MiB), *back = malloc(MiB);
+    struct transport_stat st;
+
+    assert_non_null(buf);
+    assert_non_null(back);
+    assert_int_equal(transport_stat(t, key, &st), 0);
+    assert_int_equal(st.size, (uint64_t)mibs * MiB);
+    for (int i = 0; i < mibs; i++) {
+        pattern(buf, MiB, (unsigned int)i);
+        assert_int_equal(transport_get_range(t, key, (uint64_t)i * MiB, back, MiB), MiB);
+        assert_memory_equal(back, buf, MiB);
+    }
+    free(buf);
+    free(back);
+}
+
+/* The session dies mid-upload: the put resumes on a new one, from the
+ * bytes the server acknowledged, and the object is whole. */
 static void test_killed_mid_upload(void **state)
 {
     struct transport *t = *state;
     struct transport_writer *w;
-    struct transport_stat st;
     uint8_t *buf = malloc(MiB), back[64];
 
     assert_non_null(buf);
@@ -413,19 +438,18 @@ static void test_killed_mid_upload(void **state)
     assert_int_equal(transport_put(t, "kill/old", buf, 1000), 0);
     w = transport_put_begin(t, "kill/new", 0);
     assert_non_null(w);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 8; i++) {
+        pattern(buf, MiB, (unsigned int)i);
+        if (i == 4) {
+            assert_int_equal(temp_files(), 1);
+            kill_session();
+        }
         assert_int_equal(transport_writer_write(w, buf, MiB), 0);
-    assert_int_equal(temp_files(), 1);
-    kill_session();
-    assert_int_equal(write_until_failure(w, buf), VK_ERR_NETWORK);
-    print_message("the put failed as expected: %s\n", vk_error_message());
-    assert_non_null(strstr(vk_error_message(), "kill/new"));
-    transport_writer_abort(w);
-    /* The server is back (the listener lives): nothing visible, the temp
-     * file removed, the old object whole. */
-    assert_int_equal(transport_stat(t, "kill/new", &st), -1);
-    assert_int_equal(vk_error_code(), VK_ERR_NOT_FOUND);
+    }
+    assert_int_equal(transport_writer_commit(w), 0);
+    assert_object_mibs(t, "kill/new", 8);
     assert_int_equal(temp_files(), 0);
+    pattern(buf, MiB, 1);
     assert_int_equal(transport_get_range(t, "kill/old", 0, back, sizeof back), sizeof back);
     assert_memory_equal(back, buf, sizeof back);
     free(buf);
@@ -436,25 +460,25 @@ static void test_killed_before_commit(void **state)
     struct transport *t = *state;
     struct transport_writer *w;
     struct transport_stat st;
-    uint8_t buf[4096];
+    uint8_t buf[4096], back[4096];
 
     pattern(buf, sizeof buf, 2);
     assert_int_equal(transport_put(t, "commit/obj", buf, 100), 0);
     w = transport_put_begin(t, "commit/obj", 0);
     assert_non_null(w);
     assert_int_equal(transport_writer_write(w, buf, sizeof buf), 0);
+    /* The old version stands until the commit, which resumes on a new
+     * session and replaces it whole. */
     kill_session();
-    assert_int_equal(transport_writer_commit(w), -1);
-    assert_int_equal(vk_error_code(), VK_ERR_NETWORK);
-    assert_non_null(strstr(vk_error_message(), "commit/obj"));
-    /* The old version stands; the new one's temp file goes on reconnect. */
     assert_int_equal(transport_stat(t, "commit/obj", &st), 0);
     assert_int_equal(st.size, 100);
-    assert_int_equal(temp_files(), 0);
-    /* A new put of the same key now works. */
-    assert_int_equal(transport_put(t, "commit/obj", buf, sizeof buf), 0);
+    kill_session();
+    assert_int_equal(transport_writer_commit(w), 0);
     assert_int_equal(transport_stat(t, "commit/obj", &st), 0);
     assert_int_equal(st.size, sizeof buf);
+    assert_int_equal(transport_get_range(t, "commit/obj", 0, back, sizeof back), sizeof back);
+    assert_memory_equal(back, buf, sizeof back);
+    assert_int_equal(temp_files(), 0);
 }
 
 static int count_cb(void *opaque, const char *key, const struct transport_stat *st)
@@ -523,13 +547,29 @@ static void test_missing_root(void **state)
 static void test_server_gone(void **state)
 {
     struct transport *t = *state;
+    struct transport_writer *w;
     struct transport_stat st;
     char where[64];
     uint64_t start;
+    uint8_t *buf = malloc(MiB);
 
+    assert_non_null(buf);
+    pattern(buf, MiB, 5);
     assert_int_equal(transport_put(t, "gone/obj", "x", 1), 0);
+    w = transport_put_begin(t, "gone/inflight", 0);
+    assert_non_null(w);
+    assert_int_equal(transport_writer_write(w, buf, MiB), 0);
     kill_children_of(sshd_pid);
     assert_int_equal(kill(sshd_pid, SIGKILL), 0);
+    /* The put in flight tries to resume, a bounded number of times. */
+    start = vk_now_ns();
+    assert_int_equal(write_until_failure(w, buf), VK_ERR_NETWORK);
+    print_message("the put failed as expected: %s\n", vk_error_message());
+    assert_non_null(strstr(vk_error_message(), "gone/inflight"));
+    assert_non_null(strstr(vk_error_message(), "giving up after 5 attempts"));
+    assert_true(vk_now_ns() - start < 20ULL * 1000000000);
+    transport_writer_abort(w);
+    free(buf);
     start = vk_now_ns();
     assert_int_equal(transport_stat(t, "gone/obj", &st), -1);
     assert_int_equal(vk_error_code(), VK_ERR_NETWORK);
@@ -540,6 +580,196 @@ static void test_server_gone(void **state)
     assert_true(vk_now_ns() - start < 20ULL * 1000000000);
     assert_null(transport_put_begin(t, "gone/new", 0));
     assert_int_equal(vk_error_code(), VK_ERR_NETWORK);
+}
+
+/* ------------------------------------------------------------------ */
+/* Through tests/tcp-fault-proxy.py (test-transport-ssh-slow.sh)       */
+
+static const char *proxy_port, *proxy_ctl;
+static char slow_root[512], slow_url[1024];
+
+/* Send one command to the proxy; returns its answer (static). */
+static const char *proxy(const char *cmd)
+{
+    static char reply[256];
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    unsigned long long n;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ssize_t got, len = 0;
+
+    assert_true(fd >= 0);
+    assert_int_equal(vk_parse_uint(proxy_ctl, 65535, &n), 0);
+    sa.sin_port = htons((uint16_t)n);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(vk_write_all(fd, cmd, strlen(cmd)), 0);
+    assert_int_equal(vk_write_all(fd, "\n", 1), 0);
+    while (len < (ssize_t)sizeof reply - 1 &&
+           (got = read(fd, reply + len, sizeof reply - 1 - (size_t)len)) > 0)
+        len += got;
+    close(fd);
+    reply[len] = '\0';
+    return reply;
+}
+
+static void proxy_ok(const char *cmd)
+{
+    const char *r = proxy(cmd);
+
+    if (strcmp(r, "ok\n") != 0)
+        fail_msg("the proxy answered '%s' to '%s'", r, cmd);
+}
+
+/* A counter from the proxy's stats. */
+static unsigned long proxy_stat(const char *name)
+{
+    const char *r = proxy("stats"), *p = strstr(r, name);
+    unsigned long v = 0;
+
+    if (!p || sscanf(p + strlen(name), " %lu", &v) != 1)
+        fail_msg("no '%s' in the proxy's stats: %s", name, r);
+    return v;
+}
+
+static struct transport *slow_open(unsigned int timeout_seconds)
+{
+    struct transport_options o = base_opts();
+    struct transport *t;
+
+    o.timeout_seconds = timeout_seconds;
+    t = transport_open("slow", slow_url, &o);
+    if (!t)
+        fail_msg("cannot open %s: %s", slow_url, vk_error_message());
+    return t;
+}
+
+/* Put MIBS mebibytes of pattern(i) per mebibyte i, 256 KiB per write;
+ * run CMD at the proxy once AT_MIB mebibytes are written (at_mib < 0:
+ * never).  Returns what the commit returned. */
+static int put_mibs(struct transport *t, const char *key, int mibs, int at_mib, const char *cmd)
+{
+    struct transport_writer *w = transport_put_begin(t, key, 0);
+    uint8_t *buf = malloc(MiB);
+    int r = 0;
+
+    assert_non_null(w);
+    assert_non_null(buf);
+    for (int i = 0; i < mibs && r == 0; i++) {
+        if (i == at_mib)
+            proxy_ok(cmd);
+        pattern(buf, MiB, (unsigned int)i);
+        for (int q = 0; q < 4 && r == 0; q++)
+            r = transport_writer_write(w, buf + q * (MiB / 4), MiB / 4);
+    }
+    free(buf);
+    if (r < 0) {
+        transport_writer_abort(w);
+        return -1;
+    }
+    return transport_writer_commit(w);
+}
+
+/* (a) 2 MB/s, 50 ms each way: a 16 MiB put completes and reads back
+ * whole, sequentially and at scattered offsets. */
+static void test_slow_link(void **state)
+{
+    struct transport *t = slow_open(10);
+    uint8_t *buf = malloc(2 * MiB), back[5000];
+    static const uint64_t offsets[] = {15 * MiB + 12345, 3 * MiB - 100, 7 * MiB, 1};
+    uint64_t start = vk_now_ns();
+
+    (void)state;
+    assert_non_null(buf);
+    proxy_ok("slow 2000000 50");
+    assert_int_equal(put_mibs(t, "slow/obj", 16, -1, NULL), 0);
+    print_message("16 MiB up in %.1f s\n", (double)(vk_now_ns() - start) / 1e9);
+    assert_object_mibs(t, "slow/obj", 16);
+    for (size_t i = 0; i < VK_ARRAY_SIZE(offsets); i++) {
+        uint64_t off = offsets[i];
+        pattern(buf, MiB, (unsigned int)(off / MiB));
+        pattern(buf + MiB, MiB, (unsigned int)(off / MiB + 1)); /* a read may cross into it */
+        assert_int_equal(transport_get_range(t, "slow/obj", off, back, sizeof back), sizeof back);
+        assert_memory_equal(back, buf + off % MiB, sizeof back);
+    }
+    print_message("up and down in %.1f s\n", (double)(vk_now_ns() - start) / 1e9);
+    assert_true(vk_now_ns() - start < 45ULL * 1000000000);
+    proxy_ok("pass");
+    assert_int_equal(transport_delete(t, "slow/obj"), 0);
+    transport_close(t);
+    free(buf);
+}
+
+/* (b) The link stalls mid-upload for longer than the I/O timeout: the put
+ * fails after its attempts, naming the target and the timeout, and leaves
+ * no object; its temp file goes with the next connection. */
+static void test_stall(void **state)
+{
+    struct transport *t = slow_open(2);
+    struct transport_stat st;
+    unsigned long conns = proxy_stat("connections");
+    uint64_t start = vk_now_ns();
+    const char *msg;
+
+    (void)state;
+    proxy_ok("pass");
+    assert_int_equal(put_mibs(t, "stall/obj", 12, 4, "stall"), -1);
+    msg = vk_error_message();
+    print_message("the put failed as expected after %.1f s: %s\n",
+                  (double)(vk_now_ns() - start) / 1e9, msg);
+    assert_int_equal(vk_error_code(), VK_ERR_NETWORK);
+    assert_non_null(strstr(msg, "target 'slow'"));
+    assert_non_null(strstr(msg, "stall/obj"));
+    assert_non_null(strstr(msg, "I/O timeout of 2 s"));
+    assert_non_null(strstr(msg, "giving up after 5 attempts"));
+    assert_true(proxy_stat("connections") >= conns + 4); /* it did try again */
+    assert_true(vk_now_ns() - start < 30ULL * 1000000000);
+    proxy_ok("pass");
+    assert_int_equal(transport_stat(t, "stall/obj", &st), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_NOT_FOUND);
+    assert_int_equal(temp_files_in(slow_root), 0);
+    /* And the next put of the key works. */
+    assert_int_equal(put_mibs(t, "stall/obj", 2, -1, NULL), 0);
+    assert_object_mibs(t, "stall/obj", 2);
+    assert_int_equal(transport_delete(t, "stall/obj"), 0);
+    transport_close(t);
+}
+
+/* (c) The connection is reset mid-upload: the put resumes on a new one and
+ * the object is whole. */
+static void test_reset(void **state)
+{
+    struct transport *t = slow_open(10);
+    unsigned long resets = proxy_stat("resets");
+
+    (void)state;
+    proxy_ok("pass");
+    assert_int_equal(put_mibs(t, "reset/obj", 16, 3, "reset 3000000"), 0);
+    assert_int_equal(proxy_stat("resets"), resets + 1);
+    assert_object_mibs(t, "reset/obj", 16);
+    assert_int_equal(temp_files_in(slow_root), 0);
+    /* A reset during reads: the read is tried again. */
+    proxy_ok("reset 100");
+    assert_object_mibs(t, "reset/obj", 16);
+    assert_int_equal(proxy_stat("resets"), resets + 2);
+    transport_close(t);
+}
+
+static int slow_run(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_slow_link),
+        cmocka_unit_test(test_stall),
+        cmocka_unit_test(test_reset),
+    };
+
+    proxy_port = getenv("VK_PROXY_PORT");
+    proxy_ctl = getenv("VK_PROXY_CTL");
+    if (!proxy_port || !proxy_ctl) {
+        fprintf(stderr, "test-transport-ssh slow: run it through test-transport-ssh-slow.sh\n");
+        return 77;
+    }
+    snprintf(slow_root, sizeof slow_root, "%s/slow", scratch);
+    snprintf(slow_url, sizeof slow_url, "ssh://%s@%s:%s%s", user, host, proxy_port, slow_root);
+    return cmocka_run_group_tests_name("transport-ssh-slow", tests, NULL, NULL) ? 1 : 0;
 }
 
 static int specific_run(void)
@@ -558,7 +788,7 @@ static int specific_run(void)
     return cmocka_run_group_tests_name("transport-ssh", tests, NULL, NULL);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     static struct mounts m;
     static struct transport_options opts;
@@ -585,6 +815,9 @@ int main(void)
     host_fp = getenv("VK_SSH_HOST_FP");
     scratch = getenv("VK_SCRATCH");
     pid = getenv("VK_SSHD_PID");
+    if (argc > 1 && strcmp(argv[1], "slow") == 0 && host && port && user && user_key &&
+        known_hosts && scratch)
+        return slow_run();
     if (!host || !port || !user || !user_key || !known_hosts || !fixtures || !host_fp || !scratch ||
         !pid) {
         fprintf(stderr, "test-transport-ssh: run it through test-transport-ssh.sh\n");

@@ -309,9 +309,14 @@ static void req_options(const struct s3 *s3, CURL *h, struct s3_req *r, struct u
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 20L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, s3->timeout);
-    /* A stalled transfer fails within a minute even when the timeout is long. */
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+    /* A stalled transfer fails within a minute even when the timeout is long;
+     * except where the server works before it says anything (a complete of a
+     * large multipart upload: s3rver concatenates the parts first, and S3
+     * may take minutes), where only the timeout applies. */
+    if (!r->slow_answer) {
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+    }
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");

@@ -234,7 +234,8 @@ static int upload_complete(struct s3_put *p, unsigned int nparts)
     CLEANUP_FREE char *enc = s3_uri_encode(p->upload_id, false);
     CLEANUP_FREE char *query = enc ? vk_asprintf("uploadId=%s", enc) : NULL;
     CLEANUP_FREE char *xml = complete_body(p, nparts);
-    struct s3_req r = {.method = "POST", .key = p->key, .query = query, .body = xml};
+    struct s3_req r = {
+        .method = "POST", .key = p->key, .query = query, .body = xml, .slow_answer = true};
     int ret = -1;
 
     if (!what || !query || !xml)
@@ -327,6 +328,7 @@ static int part_enqueue(struct s3_put *p)
     pt->number = p->number++;
     pt->data = VK_STEAL(p->data);
     pt->len = p->len;
+    vk_debug("s3: put '%s': part %u of %zu bytes", p->key, pt->number, pt->len);
     p->len = p->cap = 0;
     pthread_mutex_lock(&p->lock);
     while (p->pending >= p->s3->parallel && !p->err_msg)

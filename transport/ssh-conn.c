@@ -33,9 +33,18 @@
 #include "common/util.h"
 #include "transport/ssh-int.h"
 
-#define DEFAULT_TIMEOUT_MS 60000
 #define KEEPALIVE_SECONDS 30
 #define SECRET_MAX 4096
+#define TIMEOUT_ENV "VIRTKEEP_SSH_TIMEOUT"
+#define TIMEOUT_MAX_S 86400
+/* The SFTP channel's receive window: enough data in flight for a fast link
+ * with some latency (libssh2's default is 2 MiB). */
+#define SFTP_WINDOW (16u * 1024 * 1024)
+
+/* Ciphers fast with AES-NI first; libssh2 drops the names it does not
+ * implement (1.10 has no GCM), and the server picks from what is left. */
+static const char cipher_pref[] = "aes128-gcm@openssh.com,aes128-ctr,aes256-gcm@openssh.com,"
+                                  "aes256-ctr,aes192-ctr,chacha20-poly1305@openssh.com";
 
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 static int lib_rc;
@@ -91,12 +100,30 @@ static int dup_opt(char **out, const char *value)
     return !value || (*out = vk_strdup(value)) ? 0 : -1;
 }
 
+/* The I/O timeout: the option, else $VIRTKEEP_SSH_TIMEOUT, else the default. */
+static int timeout_init(struct ssh *s, const struct transport_options *opts)
+{
+    const char *env = getenv(TIMEOUT_ENV);
+    unsigned long long secs = SSH_DEFAULT_TIMEOUT_S;
+
+    if (opts->timeout_seconds)
+        secs = opts->timeout_seconds;
+    else if (env && *env && (vk_parse_uint(env, TIMEOUT_MAX_S, &secs) < 0 || secs == 0)) {
+        vk_error(VK_ERR_INVALID, "%s='%s' is not a timeout in seconds (1 to %d)", TIMEOUT_ENV, env,
+                 TIMEOUT_MAX_S);
+        return -1;
+    }
+    s->timeout_ms = (long)secs * 1000;
+    return 0;
+}
+
 int ssh_conf_init(struct ssh *s, const struct transport_url *url,
                   const struct transport_options *opts)
 {
     s->sock = -1;
     s->port = url->port ? url->port : 22;
-    s->timeout_ms = opts->timeout_seconds ? (long)opts->timeout_seconds * 1000 : DEFAULT_TIMEOUT_MS;
+    if (timeout_init(s, opts) < 0)
+        return -1;
     if (!(s->host = vk_strdup(url->host)) || !(s->root = vk_strdup(url->path)))
         return -1;
     s->hostport = strchr(s->host, ':') ? vk_asprintf("[%s]:%d", s->host, s->port)
@@ -134,6 +161,8 @@ void ssh_conf_free(struct ssh *s)
     for (size_t i = 0; i < s->n_orphans; i++)
         free(s->orphans[i]);
     free(s->orphans);
+    free(s->rd.key);
+    s->rd.key = NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -275,7 +304,10 @@ static int tcp_connect(struct ssh *s)
     for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next)
         fd = tcp_try(ai, s->timeout_ms, &err);
     freeaddrinfo(res);
-    if (fd < 0)
+    if (fd < 0 && err == ETIMEDOUT)
+        vk_error(VK_ERR_NETWORK, "cannot connect to %s: no answer within the I/O timeout of %ld s",
+                 s->hostport, s->timeout_ms / 1000);
+    else if (fd < 0)
         vk_error(VK_ERR_NETWORK, "cannot connect to %s: %s", s->hostport, strerror(err));
     return fd;
 }
@@ -622,8 +654,40 @@ void ssh_orphan_add(struct ssh *s, const char *path)
     s->orphans[s->n_orphans++] = p;
 }
 
+const char *ssh_lost_reason(struct ssh *s, char *buf, size_t len)
+{
+    int rc = s->session ? libssh2_session_last_errno(s->session) : 0;
+
+    if (rc == LIBSSH2_ERROR_TIMEOUT || rc == LIBSSH2_ERROR_SOCKET_TIMEOUT) {
+        snprintf(buf, len, "no answer within the I/O timeout of %ld s", s->timeout_ms / 1000);
+        return buf;
+    }
+    return session_msg(s->session);
+}
+
+/* Fast ciphers first, a large receive window, keepalives well within the
+ * I/O timeout.  Preferences are hints: a failure only costs speed. */
+static void session_tune(struct ssh *s)
+{
+    LIBSSH2_CHANNEL *ch = libssh2_sftp_get_channel(s->sftp);
+    long keepalive = s->timeout_ms / 2000;
+    unsigned int window = 0;
+
+    if (ch && libssh2_channel_window_read_ex(ch, NULL, NULL) < SFTP_WINDOW)
+        libssh2_channel_receive_window_adjust2(
+            ch, SFTP_WINDOW - (unsigned long)libssh2_channel_window_read_ex(ch, NULL, NULL), 1,
+            &window);
+    if (keepalive > KEEPALIVE_SECONDS)
+        keepalive = KEEPALIVE_SECONDS;
+    libssh2_keepalive_config(s->session, 1, keepalive > 1 ? (unsigned int)keepalive : 1);
+    vk_debug("%s: cipher %s, MAC %s, SFTP window %u", s->hostport,
+             libssh2_session_methods(s->session, LIBSSH2_METHOD_CRYPT_CS),
+             libssh2_session_methods(s->session, LIBSSH2_METHOD_MAC_CS), window);
+}
+
 static int session_start(struct ssh *s)
 {
+    char why[96];
     int rc;
 
     if (!(s->session = libssh2_session_init())) {
@@ -632,10 +696,14 @@ static int session_start(struct ssh *s)
     }
     libssh2_session_set_blocking(s->session, 1);
     libssh2_session_set_timeout(s->session, s->timeout_ms);
+    if (libssh2_session_method_pref(s->session, LIBSSH2_METHOD_CRYPT_CS, cipher_pref) != 0 ||
+        libssh2_session_method_pref(s->session, LIBSSH2_METHOD_CRYPT_SC, cipher_pref) != 0)
+        vk_debug("%s: the cipher preference was not taken: %s", s->hostport,
+                 session_msg(s->session));
     rc = libssh2_session_handshake(s->session, s->sock);
     if (rc != 0) {
         vk_error(VK_ERR_NETWORK, "the SSH handshake with %s failed: %s", s->hostport,
-                 session_msg(s->session));
+                 ssh_lost_reason(s, why, sizeof why));
         return -1;
     }
     if (hostkey_check(s) < 0 || authenticate(s) < 0)
@@ -647,7 +715,7 @@ static int session_start(struct ssh *s)
                  session_msg(s->session));
         return -1;
     }
-    libssh2_keepalive_config(s->session, 1, KEEPALIVE_SECONDS);
+    session_tune(s);
     return 0;
 }
 
@@ -690,6 +758,7 @@ void ssh_disconnect(struct ssh *s)
     s->sftp = NULL;
     s->session = NULL;
     s->sock = -1;
+    s->rd.h = NULL; /* it went with the session */
 }
 
 int ssh_ensure(struct ssh *s)

@@ -3,9 +3,14 @@
  *
  * One SSH session with one SFTP channel per target, used under a mutex: every
  * operation locks it.  A connection found dead marks the session broken;
- * idempotent operations then reconnect with backoff and retry, and a put in
- * flight on the dead session fails (its temp file is removed on the next
- * reconnect).
+ * idempotent operations then reconnect with backoff and retry.  A put in
+ * flight resumes on the new connection: the bytes the server acknowledged
+ * are in its temp file, the rest are still in the put's buffer.  A put that
+ * gives up leaves its temp file to be removed on the next connect.
+ *
+ * Every blocking wait on the server is bounded by the I/O timeout: the
+ * target's timeout_seconds, else the environment variable
+ * VIRTKEEP_SSH_TIMEOUT (seconds), else SSH_DEFAULT_TIMEOUT_S.
  */
 #ifndef VIRTKEEP_TRANSPORT_SSH_INT_H
 #define VIRTKEEP_TRANSPORT_SSH_INT_H
@@ -14,11 +19,22 @@
 #include <libssh2_sftp.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "transport/transport-int.h"
 
 #define SSH_TMP_MARK TRANSPORT_TMP_MARK
-#define SSH_ATTEMPTS 5 /* connection attempts of an idempotent operation */
+#define SSH_ATTEMPTS 5           /* connection attempts of an operation */
+#define SSH_DEFAULT_TIMEOUT_S 60 /* the I/O timeout when none is configured */
+
+/* The read handle kept open between ranged reads of one object. */
+struct ssh_reader {
+    LIBSSH2_SFTP_HANDLE *h; /* NULL when none */
+    char *key;
+    uint64_t pos;            /* where the next read continues */
+    unsigned int generation; /* of the session that opened it */
+    uint64_t used_ns;        /* when it was last used */
+};
 
 struct ssh {
     pthread_mutex_t lock;
@@ -42,6 +58,7 @@ struct ssh {
     bool no_fsync;           /* the server lacks fsync@openssh.com */
     char **orphans;          /* temp files to remove once connected again */
     size_t n_orphans;
+    struct ssh_reader rd;
 };
 
 /* ssh-conn.c */
@@ -57,5 +74,8 @@ int ssh_ensure(struct ssh *s);
 void ssh_backoff(unsigned int attempt);
 /* Remember a temp file left by a put whose connection died. */
 void ssh_orphan_add(struct ssh *s, const char *path);
+/* Why the connection failed, for messages: "no answer within the I/O
+ * timeout of N s" or the library's message. */
+const char *ssh_lost_reason(struct ssh *s, char *buf, size_t len);
 
 #endif

@@ -17,9 +17,16 @@
  * "Failure"), so a generic failure is explained with statvfs@openssh.com.
  *
  * Idempotent operations (stat, get_range, list, delete, check) that find the
- * connection dead reconnect with exponential backoff and try again; a put
- * in flight on a dead connection fails, and its temp file is removed on the
- * next connect.
+ * connection dead reconnect with exponential backoff and try again.  A put
+ * in flight on a dead connection resumes: it reconnects, reopens its temp
+ * file and sends again what the server had not acknowledged (still in its
+ * buffer), up to SSH_ATTEMPTS times in a row; when it gives up, its temp
+ * file is removed on the next connect.  A stalled link shows as the I/O
+ * timeout (ssh-int.h) and counts as a lost connection.
+ *
+ * Throughput: puts keep up to PUT_INFLIGHT bytes of SFTP writes in flight
+ * (libssh2 pipelines what it is given); reads keep the object's handle open
+ * from one range to the next so that libssh2's read-ahead carries over.
  */
 #include <config.h>
 
@@ -39,13 +46,25 @@
 #define NOT_STATUS ULONG_MAX
 #define FULL_BYTES (1024 * 1024) /* less free space than this after a failure: full */
 
+/* A put: bytes go through BUF, PUT_BUF_SIZE long.  [START, END) have been
+ * handed to libssh2 but not yet acknowledged by the server (libssh2 wants
+ * them passed again until it reports them written); ACKED bytes before them
+ * are in the temp file.  Keeping up to PUT_INFLIGHT bytes unacknowledged
+ * keeps the pipe full; they are also what a resumed put sends again. */
+#define PUT_INFLIGHT (1u * 1024 * 1024)
+#define PUT_BUF_SIZE (2 * PUT_INFLIGHT)
+
 struct ssh_put {
     LIBSSH2_SFTP_HANDLE *h; /* NULL once closed or lost with its session */
     unsigned int generation;
-    bool orphaned; /* tmp is in the orphan list */
+    unsigned int failures; /* connection losses in a row */
+    bool orphaned;         /* tmp is in the orphan list */
     char *key;
     char *tmp;
     char *final;
+    char *buf;
+    size_t start, end;
+    uint64_t acked;
 };
 
 /* ------------------------------------------------------------------ */
@@ -95,19 +114,12 @@ static unsigned long sftp_status(struct ssh *s)
     return libssh2_sftp_last_error(s->sftp);
 }
 
-static const char *session_msg(struct ssh *s)
-{
-    char *msg = NULL;
-
-    if (s->session)
-        libssh2_session_last_error(s->session, &msg, NULL, 0);
-    return msg && *msg ? msg : "unknown error";
-}
-
 static int fail_lost(struct ssh *s, const char *op, const char *key)
 {
+    char why[96];
+
     vk_error(VK_ERR_NETWORK, "cannot %s '%s': the connection to %s was lost (%s)", op, key,
-             s->hostport, session_msg(s));
+             s->hostport, ssh_lost_reason(s, why, sizeof why));
     s->broken = true;
     return -1;
 }
@@ -258,6 +270,20 @@ static void error_restore(struct saved_error *e)
 }
 
 /* ------------------------------------------------------------------ */
+/* The kept read handle                                                */
+
+/* Forget the kept read handle; close it when its session is alive. */
+static void reader_drop(struct ssh *s)
+{
+    if (s->rd.h && s->rd.generation == s->generation && !s->broken &&
+        libssh2_sftp_close_handle(s->rd.h) != 0 && sftp_status(s) == NOT_STATUS)
+        s->broken = true;
+    s->rd.h = NULL;
+    free(s->rd.key);
+    s->rd.key = NULL;
+}
+
+/* ------------------------------------------------------------------ */
 /* Retries                                                             */
 
 /* Run OP on a live connection; when the connection turns out dead,
@@ -313,6 +339,7 @@ static void ssh_close(struct transport *t)
 
     if (!s)
         return;
+    reader_drop(s);
     ssh_disconnect(s);
     ssh_conf_free(s);
     pthread_mutex_destroy(&s->lock);
@@ -410,6 +437,7 @@ static void put_free(struct ssh_put *p)
     free(p->key);
     free(p->tmp);
     free(p->final);
+    free(p->buf);
     free(p);
 }
 
@@ -426,27 +454,13 @@ static void put_orphan(struct ssh *s, struct ssh_put *p)
     p->orphaned = true;
 }
 
-static int fail_stale(struct ssh *s, struct ssh_put *p)
+/* The put gives up: its temp file goes on the next connect. */
+static int put_give_up(struct ssh *s, struct ssh_put *p)
 {
+    vk_error_prefix("cannot put '%s': giving up after %u attempts, nothing was stored under "
+                    "that key",
+                    p->key, p->failures);
     put_orphan(s, p);
-    vk_error(VK_ERR_NETWORK,
-             "cannot put '%s': the connection to %s was lost during the put; nothing was "
-             "stored under that key",
-             p->key, s->hostport);
-    return -1;
-}
-
-/* A write-side failure: explain it; a lost connection orphans the temp. */
-static int put_fail(struct ssh *s, struct ssh_put *p)
-{
-    sftp_fail(s, "put", p->key);
-    if (s->broken) {
-        vk_error(VK_ERR_NETWORK,
-                 "cannot put '%s': the connection to %s was lost during the put (%s); nothing "
-                 "was stored under that key",
-                 p->key, s->hostport, session_msg(s));
-        put_orphan(s, p);
-    }
     return -1;
 }
 
@@ -491,7 +505,8 @@ static void *ssh_put_begin(struct transport *t, const char *key, unsigned int fl
     (void)flags;
     if (!p)
         return NULL;
-    if ((p->key = vk_strdup(key)) && (p->final = path_of(s, key))) {
+    if ((p->key = vk_strdup(key)) && (p->final = path_of(s, key)) &&
+        (p->buf = vk_malloc(PUT_BUF_SIZE))) {
         pthread_mutex_lock(&s->lock);
         r = retry(s, "put", key, op_put_open, p);
         pthread_mutex_unlock(&s->lock);
@@ -503,15 +518,116 @@ static void *ssh_put_begin(struct transport *t, const char *key, unsigned int fl
     return p;
 }
 
+/* Open the temp file again on a new session, where the acknowledged bytes
+ * end.  Fails without marking the session broken when the put cannot go
+ * on (the temp file is gone or shorter than what the server acknowledged). */
+static int put_reopen(struct ssh *s, struct ssh_put *p)
+{
+    LIBSSH2_SFTP_ATTRIBUTES a;
+
+    p->h = libssh2_sftp_open_ex(s->sftp, p->tmp, (unsigned int)strlen(p->tmp), LIBSSH2_FXF_WRITE, 0,
+                                LIBSSH2_SFTP_OPENFILE);
+    if (!p->h) {
+        if (sftp_status(s) == NOT_STATUS)
+            return fail_lost(s, "put", p->key);
+        vk_error(VK_ERR_IO, "cannot resume the put of '%s' on %s: its temp file '%s' is gone",
+                 p->key, s->hostport, p->tmp);
+        return -1;
+    }
+    p->generation = s->generation;
+    if (libssh2_sftp_fstat(p->h, &a) != 0)
+        return sftp_fail(s, "put", p->key);
+    if (!(a.flags & LIBSSH2_SFTP_ATTR_SIZE) || a.filesize < p->acked) {
+        vk_error(VK_ERR_IO,
+                 "cannot resume the put of '%s' on %s: its temp file holds %llu bytes, not the "
+                 "%llu the server acknowledged",
+                 p->key, s->hostport, (unsigned long long)a.filesize, (unsigned long long)p->acked);
+        return -1;
+    }
+    libssh2_sftp_seek64(p->h, p->acked);
+    vk_debug("%s: the put of '%s' resumes at %llu", s->hostport, p->key,
+             (unsigned long long)p->acked);
+    return 0;
+}
+
+/* A session on which the put's handle is usable: after a lost connection,
+ * reconnect with backoff and reopen the temp file, up to SSH_ATTEMPTS
+ * times in a row. */
+static int put_live(struct ssh *s, struct ssh_put *p)
+{
+    while (put_stale(s, p)) {
+        p->h = NULL; /* a stale handle went with its session */
+        if (p->failures >= SSH_ATTEMPTS)
+            return put_give_up(s, p);
+        if (p->failures > 0)
+            ssh_backoff(p->failures);
+        if (ssh_ensure(s) < 0) {
+            p->failures++;
+            if (vk_error_code() != VK_ERR_NETWORK)
+                return put_give_up(s, p);
+            continue;
+        }
+        if (put_reopen(s, p) == 0)
+            return 0;
+        p->failures++;
+        if (!s->broken)
+            return put_give_up(s, p);
+    }
+    return 0;
+}
+
+/* A libssh2 call on the put failed: a lost connection counts as one
+ * failure and returns 1 (go on, put_live resumes); otherwise records why
+ * and returns -1. */
+static int put_failed(struct ssh *s, struct ssh_put *p)
+{
+    sftp_fail(s, "put", p->key);
+    if (!s->broken)
+        return -1;
+    vk_debug("%s: %s", s->hostport, vk_error_message());
+    p->h = NULL;
+    p->failures++;
+    return 1;
+}
+
+/* Hand the buffer to libssh2 until at most KEEP bytes are unacknowledged. */
+static int put_send(struct ssh *s, struct ssh_put *p, size_t keep)
+{
+    while (p->end - p->start > keep) {
+        ssize_t n;
+        if (put_live(s, p) < 0)
+            return -1;
+        n = libssh2_sftp_write(p->h, p->buf + p->start, p->end - p->start);
+        if (n <= 0) {
+            if (put_failed(s, p) < 0)
+                return -1;
+            continue;
+        }
+        p->failures = 0;
+        p->start += (size_t)n;
+        p->acked += (uint64_t)n;
+        if (p->start == p->end)
+            p->start = p->end = 0;
+    }
+    return 0;
+}
+
 static int put_write_locked(struct ssh *s, struct ssh_put *p, const char *buf, size_t len)
 {
-    if (put_stale(s, p))
-        return fail_stale(s, p);
-    for (size_t done = 0; done < len;) {
-        ssize_t n = libssh2_sftp_write(p->h, buf + done, len - done);
-        if (n <= 0)
-            return put_fail(s, p);
-        done += (size_t)n;
+    while (len > 0) {
+        size_t n;
+        if (p->end == PUT_BUF_SIZE) {
+            memmove(p->buf, p->buf + p->start, p->end - p->start);
+            p->end -= p->start;
+            p->start = 0;
+        }
+        n = PUT_BUF_SIZE - p->end < len ? PUT_BUF_SIZE - p->end : len;
+        memcpy(p->buf + p->end, buf, n);
+        p->end += n;
+        buf += n;
+        len -= n;
+        if (put_send(s, p, PUT_INFLIGHT - 1) < 0)
+            return -1;
     }
     return 0;
 }
@@ -572,26 +688,57 @@ static int rename_into_place(struct ssh *s, struct ssh_put *p)
     return rename_swap(s, p, st);
 }
 
+/* Every byte acknowledged, synced (fsync@openssh.com when the server has
+ * it) and the temp file closed; a lost connection resumes. */
+static int put_finish_data(struct ssh *s, struct ssh_put *p)
+{
+    for (;;) {
+        int rc;
+        if (put_send(s, p, 0) < 0 || put_live(s, p) < 0)
+            return -1;
+        if (!s->no_fsync && libssh2_sftp_fsync(p->h) != 0) {
+            if (sftp_status(s) == LIBSSH2_FX_OP_UNSUPPORTED) {
+                vk_debug("%s has no fsync@openssh.com: puts are not synced", s->hostport);
+                s->no_fsync = true;
+            } else if (put_failed(s, p) < 0) {
+                return -1;
+            }
+            continue;
+        }
+        rc = libssh2_sftp_close_handle(p->h);
+        p->h = NULL; /* freed, unless the connection died (then it goes with it) */
+        if (rc == 0)
+            return 0;
+        if (put_failed(s, p) < 0) {
+            libssh2_sftp_unlink_ex(s->sftp, p->tmp, (unsigned int)strlen(p->tmp));
+            return -1;
+        }
+    }
+}
+
+/* The commit failed before the rename: drop the temp file now, or on the
+ * next connect when the connection is gone. */
+static void put_discard(struct ssh *s, struct ssh_put *p)
+{
+    if (put_stale(s, p)) {
+        put_orphan(s, p);
+        return;
+    }
+    libssh2_sftp_close_handle(p->h);
+    p->h = NULL;
+    libssh2_sftp_unlink_ex(s->sftp, p->tmp, (unsigned int)strlen(p->tmp));
+    prune_parents(s, p->key);
+}
+
 static int put_commit_locked(struct ssh *s, struct ssh_put *p)
 {
-    int rc;
-
-    if (put_stale(s, p))
-        return fail_stale(s, p);
-    if (!s->no_fsync && libssh2_sftp_fsync(p->h) != 0) {
-        if (sftp_status(s) != LIBSSH2_FX_OP_UNSUPPORTED)
-            return put_fail(s, p);
-        vk_debug("%s has no fsync@openssh.com: puts are not synced", s->hostport);
-        s->no_fsync = true;
-    }
-    rc = libssh2_sftp_close_handle(p->h);
-    p->h = NULL; /* freed, unless the connection died (then it goes with it) */
-    if (rc != 0) {
-        put_fail(s, p);
-        if (!s->broken)
-            libssh2_sftp_unlink_ex(s->sftp, p->tmp, (unsigned int)strlen(p->tmp));
+    if (put_finish_data(s, p) < 0) {
+        if (p->h || s->broken)
+            put_discard(s, p);
         return -1;
     }
+    if (s->rd.key && strcmp(s->rd.key, p->key) == 0)
+        reader_drop(s); /* it reads the version being replaced */
     if (rename_into_place(s, p) < 0) {
         if (s->broken) {
             put_orphan(s, p);
@@ -641,6 +788,19 @@ static void ssh_put_abort(struct transport *t, void *handle)
 /* ------------------------------------------------------------------ */
 /* Reads                                                               */
 
+/* The handle of the object read last stays open (struct ssh_reader), so
+ * that reading an archive range by range costs no open and close per
+ * range, and libssh2's read-ahead (four times the buffer it is given) runs
+ * on from one range into the next.  A read at a new place asks for about
+ * its range only (a quarter of what is left per call); a read that
+ * continues the last one asks for up to READ_CHUNK per call, which keeps
+ * the pipe full.  The handle is dropped when another object is read, the
+ * object is replaced or deleted through this target, it reaches the end,
+ * or it was left unused for READER_IDLE_NS. */
+#define READ_CHUNK (1024u * 1024)
+#define READ_MIN (32u * 1024)
+#define READER_IDLE_NS (2ULL * 1000000000)
+
 struct get_arg {
     const char *key;
     uint64_t offset;
@@ -649,34 +809,73 @@ struct get_arg {
     size_t got;
 };
 
+static size_t read_chunk(size_t left, bool sequential)
+{
+    size_t c = sequential ? left : (left + 3) / 4;
+
+    if (c < READ_MIN)
+        c = READ_MIN;
+    if (c > READ_CHUNK)
+        c = READ_CHUNK;
+    return c < left ? c : left;
+}
+
+/* The kept handle, on KEY at OFFSET; *SEQ tells whether this read carries
+ * on where the last one ended. */
+static int reader_at(struct ssh *s, const char *key, uint64_t offset, bool *seq)
+{
+    *seq = false;
+    if (s->rd.h && (s->rd.generation != s->generation || strcmp(s->rd.key, key) != 0 ||
+                    vk_now_ns() - s->rd.used_ns > READER_IDLE_NS))
+        reader_drop(s);
+    if (s->broken)
+        return fail_lost(s, "read", key);
+    if (!s->rd.h) {
+        CLEANUP_FREE char *path = path_of(s, key);
+        if (!path || !(s->rd.key = vk_strdup(key)))
+            return -1;
+        s->rd.h = libssh2_sftp_open_ex(s->sftp, path, (unsigned int)strlen(path), LIBSSH2_FXF_READ,
+                                       0, LIBSSH2_SFTP_OPENFILE);
+        if (!s->rd.h) {
+            reader_drop(s);
+            return sftp_fail(s, "read", key);
+        }
+        s->rd.generation = s->generation;
+        s->rd.pos = 0;
+    } else if (offset == s->rd.pos) {
+        *seq = true;
+    }
+    /* Only a real move: a seek drops the read-ahead. */
+    if (offset != s->rd.pos)
+        libssh2_sftp_seek64(s->rd.h, offset);
+    s->rd.pos = offset;
+    return 0;
+}
+
 static int op_get(struct ssh *s, unsigned int attempt, void *arg)
 {
     struct get_arg *a = arg;
-    CLEANUP_FREE char *path = path_of(s, a->key);
-    LIBSSH2_SFTP_HANDLE *h;
     ssize_t n = 0;
+    bool seq;
 
     (void)attempt;
-    if (!path)
+    if (reader_at(s, a->key, a->offset, &seq) < 0)
         return -1;
-    h = libssh2_sftp_open_ex(s->sftp, path, (unsigned int)strlen(path), LIBSSH2_FXF_READ, 0,
-                             LIBSSH2_SFTP_OPENFILE);
-    if (!h)
-        return sftp_fail(s, "read", a->key);
-    libssh2_sftp_seek64(h, a->offset);
     for (a->got = 0; a->got < a->len; a->got += (size_t)n) {
-        n = libssh2_sftp_read(h, a->buf + a->got, a->len - a->got);
+        n = libssh2_sftp_read(s->rd.h, a->buf + a->got, read_chunk(a->len - a->got, seq));
         if (n <= 0)
             break;
     }
     if (n < 0) {
-        int r = fail_object(s, "read", a->key, path);
-        if (!s->broken)
-            libssh2_sftp_close_handle(h);
+        CLEANUP_FREE char *path = path_of(s, a->key);
+        int r = path ? fail_object(s, "read", a->key, path) : -1;
+        reader_drop(s);
         return r;
     }
-    if (libssh2_sftp_close_handle(h) != 0 && sftp_status(s) == NOT_STATUS)
-        s->broken = true; /* the data is whole; the next operation reconnects */
+    s->rd.pos = a->offset + a->got;
+    s->rd.used_ns = vk_now_ns();
+    if (a->got < a->len)
+        reader_drop(s); /* the end: nothing to read ahead */
     return 0;
 }
 
@@ -739,6 +938,8 @@ static int op_remove(struct ssh *s, unsigned int attempt, void *arg)
 
     if (!path)
         return -1;
+    if (s->rd.key && strcmp(s->rd.key, key) == 0)
+        reader_drop(s);
     if (libssh2_sftp_unlink_ex(s->sftp, path, (unsigned int)strlen(path)) != 0) {
         unsigned long st = sftp_status(s);
         /* Gone after a retry: the attempt whose answer was lost removed it. */

@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/error.h"
@@ -918,6 +920,48 @@ int transport_delete(struct transport *t, const char *key)
     if (t->ops->remove(t, key) < 0)
         return target_fail(t);
     vk_debug("target '%s': deleted '%s'", t->name, key);
+    return 0;
+}
+
+int transport_purge_temps(struct transport *t, const char *dir_key, unsigned int *removed)
+{
+    CLEANUP_FREE char *dir = NULL;
+    unsigned int n = 0;
+    DIR *d;
+    struct dirent *e;
+
+    if (removed)
+        *removed = 0;
+    if (key_check(t, dir_key) < 0)
+        return -1;
+    if (strcmp(t->ops->scheme, "file") != 0)
+        return 0;
+    if (!(dir = vk_asprintf("%s/%s", t->parsed.path, dir_key)))
+        return -1;
+    if (!(d = opendir(dir))) {
+        if (errno == ENOENT)
+            return 0;
+        vk_error_errno(errno, "target '%s': cannot open directory '%s'", t->name, dir_key);
+        return -1;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (!strstr(e->d_name, TRANSPORT_TMP_MARK))
+            continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) < 0 && errno != ENOENT) {
+            vk_error_errno(errno, "target '%s': cannot remove '%s/%s'", t->name, dir_key,
+                           e->d_name);
+            closedir(d);
+            return -1;
+        }
+        vk_debug("target '%s': removed leftover '%s/%s'", t->name, dir_key, e->d_name);
+        n++;
+    }
+    closedir(d);
+    if (rmdir(dir) < 0 && errno != ENOTEMPTY && errno != EEXIST && errno != ENOENT)
+        vk_debug("target '%s': cannot remove directory '%s': %s", t->name, dir_key,
+                 strerror(errno));
+    if (removed)
+        *removed = n;
     return 0;
 }
 

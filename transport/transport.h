@@ -142,4 +142,13 @@ int transport_delete(struct transport *t, const char *key);
 /* Check that a key is well formed (see above); records the error. */
 int transport_key_valid(const char *key);
 
+/* Remove the leftovers of puts in flight that a killed process left in the
+ * directory DIR_KEY ("web1/web1-20261128T010203Z"): the hidden temp files
+ * of file:// targets, and then the directory itself when it is empty.
+ * Committed objects are not touched.  Targets whose puts leave nothing
+ * visible behind (s3://: an unfinished multipart upload is not an object)
+ * and ssh:// (not yet) do nothing.  *REMOVED (may be NULL) gets how many
+ * temp files were removed. */
+int transport_purge_temps(struct transport *t, const char *dir_key, unsigned int *removed);
+
 #endif

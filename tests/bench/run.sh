@@ -13,6 +13,8 @@
 #   restore  a full restore against qemu-img convert raw -> qcow2 of the same
 #            data, then a point-in-time restore from a 10-deep incremental
 #            chain against the full alone (when `virtkeep restore` exists)
+#   remote   S3 and SSH upload/download vs curl, scp and sftp, and peak RSS
+#            during a 20 GiB multipart stream (tests/bench/remote.sh)
 #
 # It prints a table against the targets of issues 3 and 4 and writes
 # tests/bench/results-latest.json.  Each measurement is the median of
@@ -22,7 +24,8 @@
 #   VIRTKEEP_BENCH_RUNS     runs per measurement (default 3)
 #   VIRTKEEP_BENCH_LEVEL    zstd level for virtkeep and the baseline (default 1)
 #   VIRTKEEP_BENCH_THREADS  threads for virtkeep and the baseline (default 2)
-#   VIRTKEEP_BENCH_PARTS    which parts to run (default "full peer zstd inc64 restore")
+#   VIRTKEEP_BENCH_PARTS    which parts to run (default "full peer zstd inc64 restore
+#                           remote")
 #   VIRTKEEP_BENCH_CACHE    image cache (default /var/cache/virtkeep-bench)
 #   VIRTKEEP_BENCH_PAUSE    1 (default): pause the vCPUs of the benchmark domains
 #                           (QEMU keeps serving the backup jobs) so that the idle
@@ -55,7 +58,7 @@ vk_start_libvirtd
 RUNS=${VIRTKEEP_BENCH_RUNS:-3}
 LEVEL=${VIRTKEEP_BENCH_LEVEL:-1}
 THREADS=${VIRTKEEP_BENCH_THREADS:-2}
-PARTS=" ${VIRTKEEP_BENCH_PARTS:-full peer zstd inc64 restore} "
+PARTS=" ${VIRTKEEP_BENCH_PARTS:-full peer zstd inc64 restore remote} "
 CACHE=${VIRTKEEP_BENCH_CACHE:-/var/cache/virtkeep-bench}
 BUILD=$abs_top_builddir/tests/bench
 LOGS=$BUILD/logs
@@ -71,6 +74,7 @@ mkdir -p "$LOGS"
 . "$BENCH_SRC/lib-bench.sh"
 . "$BENCH_SRC/image.sh"
 . "$BENCH_SRC/parts.sh"
+. "$BENCH_SRC/remote.sh"
 
 bench_part() {
     case "$PARTS" in
@@ -80,7 +84,9 @@ bench_part() {
 }
 
 bench_build_gendisk
-bench_image_prepare
+IMG_VERSION=none
+# (The remote part alone needs no image.)
+if [ "$PARTS" != " remote " ]; then bench_image_prepare; fi
 bench_env_record
 
 # (if, not &&: set -e must stay in force inside the parts.)
@@ -92,5 +98,7 @@ if bench_part full; then bench_run_full vkbench; fi
 if bench_part zstd; then bench_run_zstd; fi
 if bench_part inc64; then bench_run_inc64; fi
 if bench_part restore; then bench_run_restore vkbench; fi
+if bench_part remote; then bench_run_remote; fi
 
+if bench_part remote; then bench_report_remote; fi
 bench_report
