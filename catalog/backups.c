@@ -31,8 +31,9 @@ char *catalog_backup_id_make(const char *domain, int64_t when)
     return vk_asprintf("%s-%s", domain, stamp);
 }
 
-static int read_backup(sqlite3_stmt *stmt, struct catalog_backup *b)
+static int read_backup(sqlite3_stmt *stmt, void *item)
 {
+    struct catalog_backup *b = item;
     bool ok = true;
 
     b->id = catalog_sql_text(stmt, 0, &ok);
@@ -178,8 +179,6 @@ int catalog_backup_list(struct catalog *cat, const char *domain, unsigned int fl
 {
     CLEANUP_STMT sqlite3_stmt *stmt = NULL;
     struct catalog_backups *list;
-    struct catalog_backup *b;
-    int r = -1;
 
     *out = NULL;
     stmt = catalog_sql_prepare(cat,
@@ -191,15 +190,9 @@ int catalog_backup_list(struct catalog *cat, const char *domain, unsigned int fl
                                "tii", domain, (int64_t)(flags & CATALOG_LIST_COMMITTED),
                                (int64_t)((flags & CATALOG_LIST_WITH_XML) != 0));
     list = stmt ? vk_calloc(1, sizeof *list) : NULL;
-    if (!list)
-        return -1;
-    while ((r = catalog_sql_step(cat, stmt)) == 1) {
-        b = catalog_array_push((void **)&list->items, &list->count, sizeof *b);
-        if (!b || read_backup(stmt, b) == -1)
-            break;
-    }
-    if (r != 0) {
-        catalog_backups_free(list);
+    if (!list || catalog_sql_list(cat, stmt, sizeof *list->items, read_backup, catalog_backup_clear,
+                                  (void **)&list->items, &list->count) == -1) {
+        free(list);
         return -1;
     }
     *out = list;
@@ -228,35 +221,11 @@ int catalog_backup_delete(struct catalog *cat, const char *id, unsigned int flag
 
 int catalog_backup_fail_orphans(struct catalog *cat, unsigned int flags, unsigned int *marked)
 {
-    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
-    CLEANUP_FREE char *why = NULL;
-    unsigned int count = 0;
-    int r, n;
-
     (void)flags;
-    stmt = catalog_sql_prepare(cat, "SELECT id, pid FROM backups WHERE status = 'running'", NULL);
-    if (!stmt)
-        return -1;
-    while ((r = catalog_sql_step(cat, stmt)) == 1) {
-        int64_t pid = catalog_sql_int(stmt, 1);
-
-        if (!catalog_pid_gone(pid))
-            continue;
-        free(why);
-        why = vk_asprintf(CATALOG_ORPHAN_ERROR " (pid %" PRId64 ") is gone", pid);
-        n = why ? catalog_sql_run(cat,
-                                  "UPDATE backups SET status = 'failed', error = ?2, "
-                                  "finished = ?3 WHERE id = ?1 AND status = 'running'",
-                                  "tti", (const char *)sqlite3_column_text(stmt, 0), why,
-                                  (int64_t)time(NULL))
-                : -1;
-        if (n == -1)
-            return -1;
-        count += (unsigned int)n;
-    }
-    if (marked)
-        *marked = count;
-    return r == 0 ? 0 : -1;
+    return catalog_sql_fail_orphans(cat, "SELECT id, pid FROM backups WHERE status = 'running'",
+                                    "UPDATE backups SET status = 'failed', error = ?2, "
+                                    "finished = ?3 WHERE id = ?1 AND status = 'running'",
+                                    marked);
 }
 
 int catalog_backup_disk_add(struct catalog *cat, const struct catalog_backup_disk *d)
@@ -283,14 +252,25 @@ int catalog_backup_disk_add(struct catalog *cat, const struct catalog_backup_dis
     return 0;
 }
 
+static int read_backup_disk(sqlite3_stmt *stmt, void *item)
+{
+    struct catalog_backup_disk *d = item;
+    bool ok = true;
+
+    d->backup_id = catalog_sql_text(stmt, 0, &ok);
+    d->target = catalog_sql_text(stmt, 1, &ok);
+    d->format = catalog_sql_text(stmt, 2, &ok);
+    d->virtual_size = (uint64_t)catalog_sql_int(stmt, 3);
+    d->bytes_read = (uint64_t)catalog_sql_int(stmt, 4);
+    d->bytes_stored = (uint64_t)catalog_sql_int(stmt, 5);
+    return ok ? 0 : -1;
+}
+
 int catalog_backup_disk_list(struct catalog *cat, const char *backup_id,
                              struct catalog_backup_disks **out)
 {
     CLEANUP_STMT sqlite3_stmt *stmt = NULL;
     struct catalog_backup_disks *list;
-    struct catalog_backup_disk *d;
-    bool ok = true;
-    int r = -1;
 
     *out = NULL;
     stmt = catalog_sql_prepare(cat,
@@ -299,21 +279,10 @@ int catalog_backup_disk_list(struct catalog *cat, const char *backup_id,
                                "ORDER BY target",
                                "t", backup_id);
     list = stmt ? vk_calloc(1, sizeof *list) : NULL;
-    if (!list)
-        return -1;
-    while (ok && (r = catalog_sql_step(cat, stmt)) == 1) {
-        d = catalog_array_push((void **)&list->items, &list->count, sizeof *d);
-        if (!d)
-            break;
-        d->backup_id = catalog_sql_text(stmt, 0, &ok);
-        d->target = catalog_sql_text(stmt, 1, &ok);
-        d->format = catalog_sql_text(stmt, 2, &ok);
-        d->virtual_size = (uint64_t)catalog_sql_int(stmt, 3);
-        d->bytes_read = (uint64_t)catalog_sql_int(stmt, 4);
-        d->bytes_stored = (uint64_t)catalog_sql_int(stmt, 5);
-    }
-    if (!ok || r != 0) {
-        catalog_backup_disks_free(list);
+    if (!list ||
+        catalog_sql_list(cat, stmt, sizeof *list->items, read_backup_disk,
+                         catalog_backup_disk_clear, (void **)&list->items, &list->count) == -1) {
+        free(list);
         return -1;
     }
     *out = list;

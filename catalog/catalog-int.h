@@ -26,6 +26,7 @@ int catalog_sql_error_rc(struct catalog *cat, int rc);
  *   i  int64_t
  *   u  uint64_t (must fit in int64_t)
  *   d  double
+ *   v  const sqlite3_value * (a column of another statement, type kept)
  * Returns NULL with the error recorded. */
 sqlite3_stmt *catalog_sql_prepare(struct catalog *cat, const char *sql, const char *types, ...);
 /* Prepare, bind, and step to the end.  Returns the number of rows changed,
@@ -44,6 +45,25 @@ int64_t catalog_sql_int(sqlite3_stmt *stmt, int col);
 
 /* Grow an array by one zeroed element; returns it or NULL (recorded). */
 void *catalog_array_push(void **items, size_t *count, size_t size);
+/* Free an array of COUNT elements of SIZE bytes, CLEAR freeing the fields
+ * of each. */
+void catalog_array_free(void *items, size_t count, size_t size, void (*clear)(void *));
+
+/* Step STMT to its end, appending one element of SIZE bytes to *ITEMS per
+ * row, filled by READ_ROW (which returns -1 on failure, the error recorded).
+ * On failure every element is cleared with CLEAR, the array freed, *ITEMS
+ * and *COUNT reset, and -1 returned.  STMT stays the caller's. */
+int catalog_sql_list(struct catalog *cat, sqlite3_stmt *stmt, size_t size,
+                     int (*read_row)(sqlite3_stmt *, void *), void (*clear)(void *), void **items,
+                     size_t *count);
+
+/* Fail the orphans of one table: SELECT_SQL returns (id, pid) of the rows still
+ * queued or running; each whose process is gone is updated by UPDATE_SQL
+ * (?1 the id, ?2 the error, starting with CATALOG_ORPHAN_ERROR, ?3 the time),
+ * which must only change a row still queued or running.  *MARKED (if not
+ * NULL) gets the number of rows changed. */
+int catalog_sql_fail_orphans(struct catalog *cat, const char *select_sql, const char *update_sql,
+                             unsigned int *marked);
 
 /* Migrations (schema.c): bring the open database to CATALOG_SCHEMA_VERSION. */
 int catalog_schema_migrate(struct catalog *cat);
@@ -54,8 +74,16 @@ bool catalog_pid_gone(int64_t pid);
 /* Make sure domain NAME has a row (domains.c). */
 int catalog_domain_ensure(struct catalog *cat, const char *name);
 
-/* Record field helpers (records.c). */
-void catalog_backup_clear(struct catalog_backup *backup);
+/* Record field helpers (records.c).  The clear functions free the fields
+ * of one element (a struct catalog_domain, _disk, _backup, _backup_disk,
+ * _location or _job), in the shape catalog_sql_list and catalog_array_free
+ * take. */
+void catalog_domain_clear(void *domain);
+void catalog_disk_clear(void *disk);
+void catalog_backup_clear(void *backup);
+void catalog_backup_disk_clear(void *disk);
+void catalog_location_clear(void *location);
+void catalog_job_clear(void *job);
 int catalog_backup_copy(struct catalog_backup *dst, const struct catalog_backup *src);
 
 #endif

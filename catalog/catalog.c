@@ -23,6 +23,7 @@ static const char *const status_names[] = {"running", "committed", "failed"};
 static const char *const job_state_names[] = {"queued", "running", "succeeded", "failed",
                                               "cancelled"};
 static const char *const direction_names[] = {"read", "write"};
+static const char *const drill_state_names[] = {"running", "ok", "failed", "cancelled"};
 
 static const char *name_of(const char *const *names, size_t n, unsigned int v)
 {
@@ -90,6 +91,21 @@ int catalog_job_state_parse(const char *str, enum catalog_job_state *state)
 const char *catalog_direction_name(enum catalog_direction dir)
 {
     return name_of(direction_names, VK_ARRAY_SIZE(direction_names), dir);
+}
+
+const char *catalog_drill_state_name(enum catalog_drill_state state)
+{
+    return name_of(drill_state_names, VK_ARRAY_SIZE(drill_state_names), state);
+}
+
+int catalog_drill_state_parse(const char *str, enum catalog_drill_state *state)
+{
+    unsigned int v;
+
+    if (parse_name(drill_state_names, VK_ARRAY_SIZE(drill_state_names), "drill state", str, &v) < 0)
+        return -1;
+    *state = (enum catalog_drill_state)v;
+    return 0;
 }
 
 /* mkdir -p of the directory part of PATH, new directories 0700. */

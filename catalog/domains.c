@@ -31,11 +31,20 @@ int catalog_domain_set(struct catalog *cat, const char *name, const char *uuid)
     return 0;
 }
 
+static int read_domain(sqlite3_stmt *stmt, void *item)
+{
+    struct catalog_domain *d = item;
+    bool ok = true;
+
+    d->name = catalog_sql_text(stmt, 0, &ok);
+    d->uuid = catalog_sql_text(stmt, 1, &ok);
+    return ok ? 0 : -1;
+}
+
 struct catalog_domain *catalog_domain_get(struct catalog *cat, const char *name)
 {
     CLEANUP_STMT sqlite3_stmt *stmt = NULL;
     struct catalog_domain *dom;
-    bool ok = true;
     int r = -1;
 
     stmt = catalog_sql_prepare(cat, "SELECT name, uuid FROM domains WHERE name = ?1", "t", name);
@@ -46,11 +55,7 @@ struct catalog_domain *catalog_domain_get(struct catalog *cat, const char *name)
         return NULL;
     }
     dom = vk_calloc(1, sizeof *dom);
-    if (!dom)
-        return NULL;
-    dom->name = catalog_sql_text(stmt, 0, &ok);
-    dom->uuid = catalog_sql_text(stmt, 1, &ok);
-    if (!ok) {
+    if (dom && read_domain(stmt, dom) == -1) {
         catalog_domain_free(dom);
         return NULL;
     }
@@ -61,24 +66,13 @@ int catalog_domain_list(struct catalog *cat, struct catalog_domains **out)
 {
     CLEANUP_STMT sqlite3_stmt *stmt = NULL;
     struct catalog_domains *list;
-    struct catalog_domain *d;
-    bool ok = true;
-    int r = -1;
 
     *out = NULL;
     stmt = catalog_sql_prepare(cat, "SELECT name, uuid FROM domains ORDER BY name", NULL);
     list = stmt ? vk_calloc(1, sizeof *list) : NULL;
-    if (!list)
-        return -1;
-    while (ok && (r = catalog_sql_step(cat, stmt)) == 1) {
-        d = catalog_array_push((void **)&list->items, &list->count, sizeof *d);
-        if (!d)
-            break;
-        d->name = catalog_sql_text(stmt, 0, &ok);
-        d->uuid = catalog_sql_text(stmt, 1, &ok);
-    }
-    if (!ok || r != 0) {
-        catalog_domains_free(list);
+    if (!list || catalog_sql_list(cat, stmt, sizeof *list->items, read_domain, catalog_domain_clear,
+                                  (void **)&list->items, &list->count) == -1) {
+        free(list);
         return -1;
     }
     *out = list;
@@ -117,13 +111,22 @@ int catalog_disk_set(struct catalog *cat, const struct catalog_disk *disk)
     return 0;
 }
 
+static int read_disk(sqlite3_stmt *stmt, void *item)
+{
+    struct catalog_disk *d = item;
+    bool ok = true;
+
+    d->domain = catalog_sql_text(stmt, 0, &ok);
+    d->target = catalog_sql_text(stmt, 1, &ok);
+    d->format = catalog_sql_text(stmt, 2, &ok);
+    d->virtual_size = (uint64_t)catalog_sql_int(stmt, 3);
+    return ok ? 0 : -1;
+}
+
 int catalog_disk_list(struct catalog *cat, const char *domain, struct catalog_disks **out)
 {
     CLEANUP_STMT sqlite3_stmt *stmt = NULL;
     struct catalog_disks *list;
-    struct catalog_disk *d;
-    bool ok = true;
-    int r = -1;
 
     *out = NULL;
     stmt = catalog_sql_prepare(cat,
@@ -132,19 +135,9 @@ int catalog_disk_list(struct catalog *cat, const char *domain, struct catalog_di
                                "WHERE d.name = ?1 ORDER BY k.target",
                                "t", domain);
     list = stmt ? vk_calloc(1, sizeof *list) : NULL;
-    if (!list)
-        return -1;
-    while (ok && (r = catalog_sql_step(cat, stmt)) == 1) {
-        d = catalog_array_push((void **)&list->items, &list->count, sizeof *d);
-        if (!d)
-            break;
-        d->domain = catalog_sql_text(stmt, 0, &ok);
-        d->target = catalog_sql_text(stmt, 1, &ok);
-        d->format = catalog_sql_text(stmt, 2, &ok);
-        d->virtual_size = (uint64_t)catalog_sql_int(stmt, 3);
-    }
-    if (!ok || r != 0) {
-        catalog_disks_free(list);
+    if (!list || catalog_sql_list(cat, stmt, sizeof *list->items, read_disk, catalog_disk_clear,
+                                  (void **)&list->items, &list->count) == -1) {
+        free(list);
         return -1;
     }
     *out = list;

@@ -14,33 +14,15 @@
 #include "common/error.h"
 #include "common/util.h"
 
-static const char *const drill_state_names[] = {"running", "ok", "failed", "cancelled"};
-
 #define DRILL_SELECT                                                                               \
     "SELECT id, job_id, domain, backup_id, targets, state, pid, started, finished, "               \
     "estimate_seconds, estimate_source, actual_seconds, bytes_read, disk_bytes, error "            \
     "FROM drills "
 
-const char *catalog_drill_state_name(enum catalog_drill_state state)
+static void drill_clear(void *item)
 {
-    return (unsigned int)state < VK_ARRAY_SIZE(drill_state_names) ? drill_state_names[state]
-                                                                  : "unknown";
-}
+    struct catalog_drill *d = item;
 
-int catalog_drill_state_parse(const char *str, enum catalog_drill_state *state)
-{
-    for (size_t i = 0; str && i < VK_ARRAY_SIZE(drill_state_names); i++) {
-        if (strcmp(drill_state_names[i], str) == 0) {
-            *state = (enum catalog_drill_state)i;
-            return 0;
-        }
-    }
-    vk_error(VK_ERR_INVALID, "unknown drill state '%s'", str ? str : "");
-    return -1;
-}
-
-static void drill_clear(struct catalog_drill *d)
-{
     free(d->domain);
     free(d->backup_id);
     free(d->targets);
@@ -58,16 +40,14 @@ void catalog_drill_free(struct catalog_drill *drill)
 
 void catalog_drills_free(struct catalog_drills *list)
 {
-    if (!list)
-        return;
-    for (size_t i = 0; i < list->count; i++)
-        drill_clear(&list->items[i]);
-    free(list->items);
+    if (list)
+        catalog_array_free(list->items, list->count, sizeof *list->items, drill_clear);
     free(list);
 }
 
-static int read_drill(sqlite3_stmt *stmt, struct catalog_drill *d)
+static int read_drill(sqlite3_stmt *stmt, void *item)
 {
+    struct catalog_drill *d = item;
     bool ok = true;
 
     d->id = catalog_sql_int(stmt, 0);
@@ -177,8 +157,6 @@ int catalog_drill_list(struct catalog *cat, const char *domain, const char *targ
 {
     CLEANUP_STMT sqlite3_stmt *stmt = NULL;
     struct catalog_drills *list;
-    struct catalog_drill *d;
-    int r = -1;
 
     *out = NULL;
     /* TARGET matches one whole name of the comma-separated list. */
@@ -192,15 +170,9 @@ int catalog_drill_list(struct catalog *cat, const char *domain, const char *targ
                                "ttii", domain, target, (int64_t)(flags & CATALOG_DRILL_LIST_OK),
                                limit && limit < INT64_MAX ? (int64_t)limit : (int64_t)-1);
     list = stmt ? vk_calloc(1, sizeof *list) : NULL;
-    if (!list)
-        return -1;
-    while ((r = catalog_sql_step(cat, stmt)) == 1) {
-        d = catalog_array_push((void **)&list->items, &list->count, sizeof *d);
-        if (!d || read_drill(stmt, d) == -1)
-            break;
-    }
-    if (r != 0) {
-        catalog_drills_free(list);
+    if (!list || catalog_sql_list(cat, stmt, sizeof *list->items, read_drill, drill_clear,
+                                  (void **)&list->items, &list->count) == -1) {
+        free(list);
         return -1;
     }
     *out = list;
@@ -209,32 +181,9 @@ int catalog_drill_list(struct catalog *cat, const char *domain, const char *targ
 
 int catalog_drill_fail_orphans(struct catalog *cat, unsigned int flags, unsigned int *marked)
 {
-    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
-    CLEANUP_FREE char *why = NULL;
-    unsigned int count = 0;
-    int r, n;
-
     (void)flags;
-    stmt = catalog_sql_prepare(cat, "SELECT id, pid FROM drills WHERE state = 'running'", NULL);
-    if (!stmt)
-        return -1;
-    while ((r = catalog_sql_step(cat, stmt)) == 1) {
-        int64_t pid = catalog_sql_int(stmt, 1);
-
-        if (!catalog_pid_gone(pid))
-            continue;
-        free(why);
-        why = vk_asprintf("interrupted: the process that ran it (pid %" PRId64 ") is gone", pid);
-        n = why ? catalog_sql_run(cat,
-                                  "UPDATE drills SET state = 'failed', error = ?2, finished = ?3 "
-                                  "WHERE id = ?1 AND state = 'running'",
-                                  "iti", catalog_sql_int(stmt, 0), why, (int64_t)time(NULL))
-                : -1;
-        if (n == -1)
-            return -1;
-        count += (unsigned int)n;
-    }
-    if (marked)
-        *marked = count;
-    return r == 0 ? 0 : -1;
+    return catalog_sql_fail_orphans(cat, "SELECT id, pid FROM drills WHERE state = 'running'",
+                                    "UPDATE drills SET state = 'failed', error = ?2, finished = ?3 "
+                                    "WHERE id = ?1 AND state = 'running'",
+                                    marked);
 }

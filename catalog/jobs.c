@@ -20,8 +20,9 @@
     "progress_done, progress_total, estimate_seconds, elapsed_seconds, error, downtime_ms "        \
     "FROM jobs "
 
-static int read_job(sqlite3_stmt *stmt, struct catalog_job *job)
+static int read_job(sqlite3_stmt *stmt, void *item)
 {
+    struct catalog_job *job = item;
     bool ok = true;
 
     job->id = catalog_sql_int(stmt, 0);
@@ -157,8 +158,6 @@ int catalog_job_list(struct catalog *cat, const char *domain, unsigned int flags
 {
     CLEANUP_STMT sqlite3_stmt *stmt = NULL;
     struct catalog_jobs *list;
-    struct catalog_job *job;
-    int r = -1;
 
     *out = NULL;
     stmt = catalog_sql_prepare(cat,
@@ -168,15 +167,9 @@ int catalog_job_list(struct catalog *cat, const char *domain, unsigned int flags
                                "tii", domain, (int64_t)(flags & CATALOG_JOB_LIST_ACTIVE),
                                limit && limit < INT64_MAX ? (int64_t)limit : (int64_t)-1);
     list = stmt ? vk_calloc(1, sizeof *list) : NULL;
-    if (!list)
-        return -1;
-    while ((r = catalog_sql_step(cat, stmt)) == 1) {
-        job = catalog_array_push((void **)&list->items, &list->count, sizeof *job);
-        if (!job || read_job(stmt, job) == -1)
-            break;
-    }
-    if (r != 0) {
-        catalog_jobs_free(list);
+    if (!list || catalog_sql_list(cat, stmt, sizeof *list->items, read_job, catalog_job_clear,
+                                  (void **)&list->items, &list->count) == -1) {
+        free(list);
         return -1;
     }
     *out = list;
@@ -185,35 +178,12 @@ int catalog_job_list(struct catalog *cat, const char *domain, unsigned int flags
 
 int catalog_job_fail_orphans(struct catalog *cat, unsigned int flags, unsigned int *marked)
 {
-    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
-    CLEANUP_FREE char *why = NULL;
-    unsigned int count = 0;
-    int r, n;
-
     (void)flags;
-    stmt = catalog_sql_prepare(cat, "SELECT id, pid FROM jobs WHERE state IN ('queued', 'running')",
-                               NULL);
-    if (!stmt)
-        return -1;
-    while ((r = catalog_sql_step(cat, stmt)) == 1) {
-        int64_t pid = catalog_sql_int(stmt, 1);
-
-        if (!catalog_pid_gone(pid))
-            continue;
-        free(why);
-        why = vk_asprintf("interrupted: the process that ran it (pid %" PRId64 ") is gone", pid);
-        n = why ? catalog_sql_run(cat,
-                                  "UPDATE jobs SET state = 'failed', error = ?2, finished = ?3 "
-                                  "WHERE id = ?1 AND state IN ('queued', 'running')",
-                                  "iti", catalog_sql_int(stmt, 0), why, (int64_t)time(NULL))
-                : -1;
-        if (n == -1)
-            return -1;
-        count += (unsigned int)n;
-    }
-    if (marked)
-        *marked = count;
-    return r == 0 ? 0 : -1;
+    return catalog_sql_fail_orphans(cat,
+                                    "SELECT id, pid FROM jobs WHERE state IN ('queued', 'running')",
+                                    "UPDATE jobs SET state = 'failed', error = ?2, finished = ?3 "
+                                    "WHERE id = ?1 AND state IN ('queued', 'running')",
+                                    marked);
 }
 
 int catalog_throughput_record(struct catalog *cat, const char *target, enum catalog_direction dir,

@@ -72,14 +72,26 @@ int catalog_archive_remove_location(struct catalog *cat, const char *backup_id, 
     return n >= 1 ? 0 : -1;
 }
 
+static int read_location(sqlite3_stmt *stmt, void *item)
+{
+    struct catalog_location *l = item;
+    bool ok = true;
+
+    l->backup_id = catalog_sql_text(stmt, 0, &ok);
+    l->disk = catalog_sql_text(stmt, 1, &ok);
+    l->target = catalog_sql_text(stmt, 2, &ok);
+    l->key = catalog_sql_text(stmt, 3, &ok);
+    l->size = (uint64_t)catalog_sql_int(stmt, 4);
+    l->sha256 = catalog_sql_text(stmt, 5, &ok);
+    l->created = catalog_sql_int(stmt, 6);
+    return ok ? 0 : -1;
+}
+
 int catalog_archive_list(struct catalog *cat, const char *backup_id, const char *target,
                          struct catalog_locations **out)
 {
     CLEANUP_STMT sqlite3_stmt *stmt = NULL;
     struct catalog_locations *list;
-    struct catalog_location *l;
-    bool ok = true;
-    int r = -1;
 
     *out = NULL;
     stmt = catalog_sql_prepare(cat,
@@ -89,22 +101,10 @@ int catalog_archive_list(struct catalog *cat, const char *backup_id, const char 
                                "ORDER BY backup_id, disk, target, object_key",
                                "tt", backup_id, target);
     list = stmt ? vk_calloc(1, sizeof *list) : NULL;
-    if (!list)
-        return -1;
-    while (ok && (r = catalog_sql_step(cat, stmt)) == 1) {
-        l = catalog_array_push((void **)&list->items, &list->count, sizeof *l);
-        if (!l)
-            break;
-        l->backup_id = catalog_sql_text(stmt, 0, &ok);
-        l->disk = catalog_sql_text(stmt, 1, &ok);
-        l->target = catalog_sql_text(stmt, 2, &ok);
-        l->key = catalog_sql_text(stmt, 3, &ok);
-        l->size = (uint64_t)catalog_sql_int(stmt, 4);
-        l->sha256 = catalog_sql_text(stmt, 5, &ok);
-        l->created = catalog_sql_int(stmt, 6);
-    }
-    if (!ok || r != 0) {
-        catalog_locations_free(list);
+    if (!list ||
+        catalog_sql_list(cat, stmt, sizeof *list->items, read_location, catalog_location_clear,
+                         (void **)&list->items, &list->count) == -1) {
+        free(list);
         return -1;
     }
     *out = list;

@@ -7,17 +7,55 @@
 #include "catalog/catalog-int.h"
 #include "common/util.h"
 
+void catalog_domain_clear(void *domain)
+{
+    struct catalog_domain *d = domain;
+
+    free(d->name);
+    free(d->uuid);
+}
+
 void catalog_domain_free(struct catalog_domain *domain)
 {
     if (!domain)
         return;
-    free(domain->name);
-    free(domain->uuid);
+    catalog_domain_clear(domain);
     free(domain);
 }
 
-void catalog_backup_clear(struct catalog_backup *b)
+void catalog_disk_clear(void *disk)
 {
+    struct catalog_disk *d = disk;
+
+    free(d->domain);
+    free(d->target);
+    free(d->format);
+}
+
+void catalog_backup_disk_clear(void *disk)
+{
+    struct catalog_backup_disk *d = disk;
+
+    free(d->backup_id);
+    free(d->target);
+    free(d->format);
+}
+
+void catalog_location_clear(void *location)
+{
+    struct catalog_location *l = location;
+
+    free(l->backup_id);
+    free(l->disk);
+    free(l->target);
+    free(l->key);
+    free(l->sha256);
+}
+
+void catalog_backup_clear(void *backup)
+{
+    struct catalog_backup *b = backup;
+
     free(b->id);
     free(b->domain);
     free(b->checkpoint);
@@ -68,8 +106,10 @@ int catalog_backup_copy(struct catalog_backup *dst, const struct catalog_backup 
     return 0;
 }
 
-static void job_clear(struct catalog_job *job)
+void catalog_job_clear(void *item)
 {
+    struct catalog_job *job = item;
+
     free(job->kind);
     free(job->domain);
     free(job->target);
@@ -81,79 +121,49 @@ void catalog_job_free(struct catalog_job *job)
 {
     if (!job)
         return;
-    job_clear(job);
+    catalog_job_clear(job);
     free(job);
 }
 
 void catalog_domains_free(struct catalog_domains *list)
 {
-    if (!list)
-        return;
-    for (size_t i = 0; i < list->count; i++) {
-        free(list->items[i].name);
-        free(list->items[i].uuid);
-    }
-    free(list->items);
+    if (list)
+        catalog_array_free(list->items, list->count, sizeof *list->items, catalog_domain_clear);
     free(list);
 }
 
 void catalog_disks_free(struct catalog_disks *list)
 {
-    if (!list)
-        return;
-    for (size_t i = 0; i < list->count; i++) {
-        free(list->items[i].domain);
-        free(list->items[i].target);
-        free(list->items[i].format);
-    }
-    free(list->items);
+    if (list)
+        catalog_array_free(list->items, list->count, sizeof *list->items, catalog_disk_clear);
     free(list);
 }
 
 void catalog_backups_free(struct catalog_backups *list)
 {
-    if (!list)
-        return;
-    for (size_t i = 0; i < list->count; i++)
-        catalog_backup_clear(&list->items[i]);
-    free(list->items);
+    if (list)
+        catalog_array_free(list->items, list->count, sizeof *list->items, catalog_backup_clear);
     free(list);
 }
 
 void catalog_backup_disks_free(struct catalog_backup_disks *list)
 {
-    if (!list)
-        return;
-    for (size_t i = 0; i < list->count; i++) {
-        free(list->items[i].backup_id);
-        free(list->items[i].target);
-        free(list->items[i].format);
-    }
-    free(list->items);
+    if (list)
+        catalog_array_free(list->items, list->count, sizeof *list->items,
+                           catalog_backup_disk_clear);
     free(list);
 }
 
 void catalog_locations_free(struct catalog_locations *list)
 {
-    if (!list)
-        return;
-    for (size_t i = 0; i < list->count; i++) {
-        free(list->items[i].backup_id);
-        free(list->items[i].disk);
-        free(list->items[i].target);
-        free(list->items[i].key);
-        free(list->items[i].sha256);
-    }
-    free(list->items);
+    if (list)
+        catalog_array_free(list->items, list->count, sizeof *list->items, catalog_location_clear);
     free(list);
 }
 
 void catalog_jobs_free(struct catalog_jobs *list)
 {
-    if (!list)
-        return;
-    for (size_t i = 0; i < list->count; i++)
-        job_clear(&list->items[i]);
-    free(list->items);
+    if (list)
+        catalog_array_free(list->items, list->count, sizeof *list->items, catalog_job_clear);
     free(list);
 }

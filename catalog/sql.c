@@ -2,12 +2,15 @@
 #include <config.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "catalog/catalog-int.h"
+#include "common/cleanup.h"
 #include "common/error.h"
 #include "common/util.h"
 
@@ -74,6 +77,8 @@ static int bind_one(sqlite3_stmt *stmt, int idx, char type, va_list *ap)
         return sqlite3_bind_int64(stmt, idx, (sqlite3_int64)u);
     case 'd':
         return sqlite3_bind_double(stmt, idx, va_arg(*ap, double));
+    case 'v':
+        return sqlite3_bind_value(stmt, idx, va_arg(*ap, const sqlite3_value *));
     default:
         return SQLITE_MISUSE;
     }
@@ -176,6 +181,63 @@ void *catalog_array_push(void **items, size_t *count, size_t size)
     *items = grown;
     memset(grown + *count * size, 0, size);
     return grown + (*count)++ * size;
+}
+
+void catalog_array_free(void *items, size_t count, size_t size, void (*clear)(void *))
+{
+    for (size_t i = 0; i < count; i++)
+        clear((char *)items + i * size);
+    free(items);
+}
+
+int catalog_sql_list(struct catalog *cat, sqlite3_stmt *stmt, size_t size,
+                     int (*read_row)(sqlite3_stmt *, void *), void (*clear)(void *), void **items,
+                     size_t *count)
+{
+    void *item;
+    int r;
+
+    while ((r = catalog_sql_step(cat, stmt)) == 1) {
+        item = catalog_array_push(items, count, size);
+        if (!item || read_row(stmt, item) == -1)
+            break;
+    }
+    if (r != 0) {
+        catalog_array_free(*items, *count, size, clear);
+        *items = NULL;
+        *count = 0;
+        return -1;
+    }
+    return 0;
+}
+
+int catalog_sql_fail_orphans(struct catalog *cat, const char *select_sql, const char *update_sql,
+                             unsigned int *marked)
+{
+    CLEANUP_STMT sqlite3_stmt *stmt = catalog_sql_prepare(cat, select_sql, NULL);
+    CLEANUP_FREE char *why = NULL;
+    unsigned int count = 0;
+    int r, n;
+
+    if (!stmt)
+        return -1;
+    while ((r = catalog_sql_step(cat, stmt)) == 1) {
+        int64_t pid = catalog_sql_int(stmt, 1);
+
+        if (!catalog_pid_gone(pid))
+            continue;
+        free(why);
+        why = vk_asprintf(CATALOG_ORPHAN_ERROR " (pid %" PRId64 ") is gone", pid);
+        n = why ? catalog_sql_run(cat, update_sql, "vti", sqlite3_column_value(stmt, 0), why,
+                                  (int64_t)time(NULL))
+                : -1;
+        if (n == -1)
+            return -1;
+        count += (unsigned int)n;
+    }
+    if (marked)
+        *marked = count;
+    return r == 0 ? 0 : -1;
 }
 
 bool catalog_pid_gone(int64_t pid)

@@ -39,10 +39,7 @@ static void result_print(const struct cli *cli, const struct backup_options *o,
                          const struct backup_result *r)
 {
     if (o->json) {
-        struct json_object *j = backup_result_to_json(r);
-        puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY |
-                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
-        json_object_put(j);
+        cli_json_print(backup_result_to_json(r));
     } else if (!cli->quiet) {
         CLEANUP_FREE char *line = backup_result_summary(r);
         if (line)

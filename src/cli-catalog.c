@@ -38,9 +38,7 @@ static void result_print_json(const struct rebuild_result *r)
     json_object_object_add(o, "incomplete", strv_json(r->incomplete));
     json_object_object_add(o, "unreadable", strv_json(r->unreadable));
     json_object_object_add(o, "conflicts", strv_json(r->conflicts));
-    puts(json_object_to_json_string_ext(o,
-                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(o);
+    cli_json_print(o);
 }
 
 static void result_print(const struct rebuild_result *r)
@@ -76,16 +74,12 @@ static int rebuild(struct cli *cli, const struct cli_command *cmd, int argc, cha
     int c, r;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            cli_command_help(cmd);
-            return CLI_EXIT_OK;
-        }
         if (c == OPT_TARGET)
             ro.target = optarg;
         else if (c == OPT_JSON)
             json = true;
         else
-            return cli_option_error(cmd);
+            return cli_option_default(cmd, c);
     }
     if (optind != argc || !ro.target)
         return cli_usage_error("catalog", "catalog rebuild takes --target NAME|URL only");

@@ -16,13 +16,6 @@
 #include "src/cli.h"
 #include "src/config.h"
 
-static void json_print(struct json_object *obj)
-{
-    puts(json_object_to_json_string_ext(obj,
-                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(obj);
-}
-
 static int check_report_json(const char *path, const struct config *cfg)
 {
     struct json_object *obj = json_object_new_object();
@@ -42,7 +35,7 @@ static int check_report_json(const char *path, const struct config *cfg)
         json_object_object_add(err, "line", json_object_new_int64(config_error_line()));
         json_object_object_add(obj, "error", err);
     }
-    json_print(obj);
+    cli_json_print(obj);
     return cfg ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 }
 
@@ -80,24 +73,12 @@ static int config_check(struct cli *cli, const char *file, bool json)
 
 int cli_cmd_config(struct cli *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     const struct cli_command *cmd = cli_command_find("config");
     bool json = false;
-    int c;
+    int r;
 
-    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            cli_command_help(cmd);
-            return CLI_EXIT_OK;
-        }
-        if (c != 'j')
-            return cli_option_error(cmd);
-        json = true;
-    }
+    if ((r = cli_json_options_parse(cmd, argc, argv, "+h", &json)) >= 0)
+        return r;
     if (optind >= argc)
         return cli_usage_error("config", "config needs a subcommand: check");
     if (strcmp(argv[optind], "check") != 0)
@@ -107,15 +88,8 @@ int cli_cmd_config(struct cli *cli, int argc, char **argv)
     argc -= optind;
     argv += optind;
     optind = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            cli_command_help(cmd);
-            return CLI_EXIT_OK;
-        }
-        if (c != 'j')
-            return cli_option_error(cmd);
-        json = true;
-    }
+    if ((r = cli_json_options_parse(cmd, argc, argv, "h", &json)) >= 0)
+        return r;
     if (argc - optind > 1)
         return cli_usage_error("config", "config check takes at most one FILE");
     return config_check(cli, optind < argc ? argv[optind] : NULL, json);

@@ -19,22 +19,17 @@
 
 enum { OPT_TO = 256, OPT_FROM, OPT_JSON };
 
-static struct json_object *str_or_null(const char *s)
-{
-    return s ? json_object_new_string(s) : NULL;
-}
-
 static struct json_object *item_json(const struct copy_item *it)
 {
     struct json_object *j = json_object_new_object();
 
-    json_object_object_add(j, "backup", str_or_null(it->backup_id));
-    json_object_object_add(j, "disk", str_or_null(it->disk));
-    json_object_object_add(j, "key", str_or_null(it->key));
+    json_object_object_add(j, "backup", cli_json_string(it->backup_id));
+    json_object_object_add(j, "disk", cli_json_string(it->disk));
+    json_object_object_add(j, "key", cli_json_string(it->key));
     json_object_object_add(j, "action", json_object_new_string(it->copied ? "copied" : "skipped"));
-    json_object_object_add(j, "source", str_or_null(it->source));
+    json_object_object_add(j, "source", cli_json_string(it->source));
     json_object_object_add(j, "size", json_object_new_int64((int64_t)it->size));
-    json_object_object_add(j, "sha256", str_or_null(it->sha256));
+    json_object_object_add(j, "sha256", cli_json_string(it->sha256));
     json_object_object_add(j, "seconds", json_object_new_double(it->seconds));
     return j;
 }
@@ -45,7 +40,7 @@ static void result_print_json(const struct copy_result *r, const char *error)
 
     for (size_t i = 0; i < r->nr; i++)
         json_object_array_add(items, item_json(&r->items[i]));
-    json_object_object_add(o, "target", str_or_null(r->target));
+    json_object_object_add(o, "target", cli_json_string(r->target));
     json_object_object_add(o, "items", items);
     json_object_object_add(o, "backups_copied", json_object_new_int64((int64_t)r->backups_copied));
     json_object_object_add(o, "backups_skipped",
@@ -54,10 +49,8 @@ static void result_print_json(const struct copy_result *r, const char *error)
     json_object_object_add(o, "bytes_copied", json_object_new_int64((int64_t)r->bytes_copied));
     json_object_object_add(o, "job", json_object_new_int64(r->job_id));
     json_object_object_add(o, "seconds", json_object_new_double(r->seconds));
-    json_object_object_add(o, "error", str_or_null(error));
-    puts(json_object_to_json_string_ext(o,
-                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(o);
+    json_object_object_add(o, "error", cli_json_string(error));
+    cli_json_print(o);
 }
 
 static void result_print(const struct copy_result *r)
@@ -88,10 +81,6 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
     int c;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            cli_command_help(cmd);
-            return CLI_EXIT_OK;
-        }
         if (c == OPT_TO)
             o->to = optarg;
         else if (c == OPT_FROM)
@@ -99,7 +88,7 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
         else if (c == OPT_JSON)
             *json = true;
         else
-            return cli_option_error(cmd);
+            return cli_option_default(cmd, c);
     }
     if (optind + 1 != argc)
         return cli_usage_error("copy", "copy takes one backup id or domain name");

@@ -25,11 +25,6 @@ struct drill_args {
     bool quiet;
 };
 
-static struct json_object *str_or_null(const char *s)
-{
-    return s ? json_object_new_string(s) : NULL;
-}
-
 static struct json_object *disks_json(const struct drill_result *r)
 {
     struct json_object *a = json_object_new_array();
@@ -51,12 +46,12 @@ static void print_json(const struct drill_result *r)
 
     for (size_t i = 0; r->chain && r->chain[i]; i++)
         json_object_array_add(chain, json_object_new_string(r->chain[i]));
-    json_object_object_add(o, "domain", str_or_null(r->domain));
-    json_object_object_add(o, "backup", str_or_null(r->backup_id));
+    json_object_object_add(o, "domain", cli_json_string(r->domain));
+    json_object_object_add(o, "backup", cli_json_string(r->backup_id));
     json_object_object_add(o, "chain", chain);
-    json_object_object_add(o, "scratch", str_or_null(r->scratch));
+    json_object_object_add(o, "scratch", cli_json_string(r->scratch));
     json_object_object_add(o, "kept", json_object_new_boolean(r->kept));
-    json_object_object_add(o, "targets", str_or_null(r->targets));
+    json_object_object_add(o, "targets", cli_json_string(r->targets));
     json_object_object_add(o, "estimate_seconds", json_object_new_double(r->estimate_seconds));
     json_object_object_add(o, "estimate_source",
                            json_object_new_string(plan_source_name(r->estimate_source)));
@@ -70,10 +65,8 @@ static void print_json(const struct drill_result *r)
     json_object_object_add(o, "drill_id", json_object_new_int64(r->drill_id));
     json_object_object_add(o, "job_id", json_object_new_int64(r->job_id));
     json_object_object_add(o, "ok", json_object_new_boolean(r->ok));
-    json_object_object_add(o, "error", str_or_null(r->error));
-    puts(json_object_to_json_string_ext(o,
-                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(o);
+    json_object_object_add(o, "error", cli_json_string(r->error));
+    cli_json_print(o);
 }
 
 static void print_human(const struct drill_result *r)
@@ -112,10 +105,7 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
     int c;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            cli_command_help(cmd);
-            return CLI_EXIT_OK;
-        } else if (c == OPT_BACKUP) {
+        if (c == OPT_BACKUP) {
             a->o.backup_id = optarg;
         } else if (c == OPT_FROM) {
             a->o.from = optarg;
@@ -126,7 +116,7 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
         } else if (c == OPT_JSON) {
             a->json = true;
         } else {
-            return cli_option_error(cmd);
+            return cli_option_default(cmd, c);
         }
     }
     if (optind + 1 != argc)

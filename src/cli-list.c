@@ -76,13 +76,6 @@ static struct json_object *backup_json(const struct catalog_backup *b)
     return o;
 }
 
-static void json_print(struct json_object *o)
-{
-    puts(json_object_to_json_string_ext(o,
-                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(o);
-}
-
 /* Open the catalog; *CAT stays NULL when it does not exist yet. */
 static int catalog_get(struct cli *cli, struct catalog **cat)
 {
@@ -99,30 +92,6 @@ static int catalog_get(struct cli *cli, struct catalog **cat)
     if (*cat || vk_error_code() == VK_ERR_NOT_FOUND)
         return CLI_EXIT_OK;
     return cli_error_last();
-}
-
-/* Parse [--json] and the operands; returns -1 to go on, else an exit code. */
-static int options_parse(const char *name, int argc, char **argv, bool *json)
-{
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const struct cli_command *cmd = cli_command_find(name);
-    int c;
-
-    *json = false;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            cli_command_help(cmd);
-            return CLI_EXIT_OK;
-        }
-        if (c != 'j')
-            return cli_option_error(cmd);
-        *json = true;
-    }
-    return -1;
 }
 
 /* ---- list ------------------------------------------------------------- */
@@ -160,7 +129,7 @@ static int list_json(struct catalog *cat, const struct catalog_backups *bs)
         json_object_array_add(arr, o);
     }
     json_object_object_add(top, "backups", arr);
-    json_print(top);
+    cli_json_print(top);
     catalog_locations_free(locs);
     return CLI_EXIT_OK;
 }
@@ -169,8 +138,8 @@ int cli_cmd_list(struct cli *cli, int argc, char **argv)
 {
     struct catalog_backups *bs = NULL;
     struct catalog *cat = NULL;
-    bool json;
-    int r = options_parse("list", argc, argv, &json);
+    bool json = false;
+    int r = cli_json_options_parse(cli_command_find("list"), argc, argv, "h", &json);
 
     if (r >= 0)
         return r;
@@ -247,7 +216,7 @@ static void show_json(const struct shown *s)
         json_object_array_add(chain, jstr(s->chain->items[i].id));
     json_object_object_add(o, "chain", chain);
     json_object_object_add(o, "chain_error", jstr(s->chain_error));
-    json_print(o);
+    cli_json_print(o);
 }
 
 static void show_text(const struct shown *s)
@@ -283,8 +252,8 @@ int cli_cmd_show(struct cli *cli, int argc, char **argv)
 {
     struct shown s = {0};
     struct catalog *cat = NULL;
-    bool json;
-    int r = options_parse("show", argc, argv, &json);
+    bool json = false;
+    int r = cli_json_options_parse(cli_command_find("show"), argc, argv, "h", &json);
 
     if (r >= 0)
         return r;

@@ -35,11 +35,6 @@ enum { OPT_DRY_RUN = 512, OPT_JSON, OPT_FROM, OPT_PARALLEL, OPT_INCLUDE_STOPPED 
         "help", no_argument, NULL, 'h'                                                             \
     }
 
-static struct json_object *str_or_null(const char *s)
-{
-    return s ? json_object_new_string(s) : NULL;
-}
-
 static struct json_object *checks_json(const struct migrate_report *r)
 {
     struct json_object *a = json_object_new_array();
@@ -68,8 +63,8 @@ static struct json_object *result_json(const struct migrate_result *res)
 {
     struct json_object *o = json_object_new_object();
 
-    json_object_object_add(o, "domain", str_or_null(res->domain));
-    json_object_object_add(o, "to", str_or_null(res->to));
+    json_object_object_add(o, "domain", cli_json_string(res->domain));
+    json_object_object_add(o, "to", cli_json_string(res->to));
     json_object_object_add(o, "ok", json_object_new_boolean(res->ok));
     json_object_object_add(o, "dry_run", json_object_new_boolean(res->dry_run));
     json_object_object_add(o, "live", json_object_new_boolean(res->live));
@@ -81,22 +76,15 @@ static struct json_object *result_json(const struct migrate_result *res)
                            res->downtime_ms >= 0 ? json_object_new_int64(res->downtime_ms) : NULL);
     json_object_object_add(o, "data_total", json_object_new_int64((int64_t)res->data_total));
     json_object_object_add(o, "job", res->job_id ? json_object_new_int64(res->job_id) : NULL);
-    json_object_object_add(o, "error", str_or_null(res->error));
+    json_object_object_add(o, "error", cli_json_string(res->error));
     json_object_object_add(o, "checks", checks_json(&res->report));
     if (res->planned) {
         json_object_object_add(o, "planned", json_object_new_boolean(true));
-        json_object_object_add(o, "failed_step", str_or_null(res->failed_step));
+        json_object_object_add(o, "failed_step", cli_json_string(res->failed_step));
         json_object_object_add(o, "backups", strv_json(res->backups));
         json_object_object_add(o, "volumes", strv_json(res->volumes));
     }
     return o;
-}
-
-static void json_print(struct json_object *o)
-{
-    puts(json_object_to_json_string_ext(o,
-                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(o);
 }
 
 static void checks_print(const struct migrate_report *r)
@@ -161,16 +149,12 @@ int cli_cmd_migrate(struct cli *cli, int argc, char **argv)
     int c, r;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            cli_command_help(cmd);
-            return CLI_EXIT_OK;
-        }
         if (c == OPT_DRY_RUN)
             flags |= MIGRATE_DRY_RUN;
         else if (c == OPT_JSON)
             json = true;
         else if (c < MIGRATE_OPT_TO || c > MIGRATE_OPT_LAST)
-            return cli_option_error(cmd);
+            return cli_option_default(cmd, c);
         else if (migrate_option_set(&mo, c, optarg) < 0)
             return cli_usage_error("migrate", "%s", vk_error_message());
     }
@@ -195,7 +179,7 @@ int cli_cmd_migrate(struct cli *cli, int argc, char **argv)
     r = migrate_run(cat, &mo, flags, &res) == 0 ? CLI_EXIT_OK : failure_exit(&res);
     cli_signals_default();
     if (json)
-        json_print(result_json(&res));
+        cli_json_print(result_json(&res));
     else
         result_print(&res, cli->quiet);
     if (!res.ok && res.error)
@@ -224,15 +208,15 @@ static void evacuate_print_json(const struct evacuate_result *res)
     for (size_t i = 0; i < res->nr; i++) {
         const struct evacuate_item *it = &res->items[i];
         struct json_object *j = result_json(&it->res);
-        json_object_object_add(j, "domain", str_or_null(it->domain));
-        json_object_object_add(j, "destination", str_or_null(it->dest));
+        json_object_object_add(j, "domain", cli_json_string(it->domain));
+        json_object_object_add(j, "destination", cli_json_string(it->dest));
         json_object_object_add(j, "was_running", json_object_new_boolean(it->was_running));
         json_object_object_add(j, "outcome", json_object_new_string(outcome_name(it)));
         json_object_array_add(a, j);
     }
     json_object_object_add(o, "domains", a);
     json_object_object_add(o, "failed", json_object_new_int64((int64_t)res->failed));
-    json_print(o);
+    cli_json_print(o);
 }
 
 static void evacuate_print(const struct evacuate_result *res)
@@ -271,10 +255,7 @@ int cli_cmd_evacuate(struct cli *cli, int argc, char **argv)
     int c, r;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            cli_command_help(cmd);
-            return CLI_EXIT_OK;
-        } else if (c == OPT_DRY_RUN)
+        if (c == OPT_DRY_RUN)
             flags |= MIGRATE_DRY_RUN;
         else if (c == OPT_JSON)
             json = true;
@@ -287,7 +268,7 @@ int cli_cmd_evacuate(struct cli *cli, int argc, char **argv)
                 return cli_usage_error("evacuate", "--parallel takes a number from 1 to 64");
             eo.parallel = (unsigned int)n;
         } else if (c < MIGRATE_OPT_TO || c > MIGRATE_OPT_TIMEOUT)
-            return cli_option_error(cmd); /* no --planned options here */
+            return cli_option_default(cmd, c); /* no --planned options here */
         else if (migrate_option_set(&eo.base, c, optarg) < 0)
             return cli_usage_error("evacuate", "%s", vk_error_message());
     }

@@ -111,9 +111,7 @@ static void plan_print_json(const char *domain, const struct plan_restore *p)
                            json_object_new_string(plan_source_name(p->source)));
     if (p->drill.id > 0)
         json_object_object_add(o, "drill", drill_json(&p->drill));
-    puts(json_object_to_json_string_ext(o,
-                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(o);
+    cli_json_print(o);
 }
 
 static void plan_print(const struct plan_restore *p)
@@ -158,10 +156,7 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
     int c;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            cli_command_help(cmd);
-            return CLI_EXIT_OK;
-        } else if (c == OPT_AT) {
+        if (c == OPT_AT) {
             a->at = optarg;
         } else if (c == OPT_BACKUP) {
             a->o.backup_id = optarg;
@@ -174,7 +169,7 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
         } else if (c == OPT_JSON) {
             a->json = true;
         } else {
-            return cli_option_error(cmd);
+            return cli_option_default(cmd, c);
         }
     }
     if (optind + 1 != argc)
@@ -236,9 +231,7 @@ static void dr_print_json(const struct dr_plan *p)
     json_object_object_add(o, "makespan_seconds", json_object_new_double(p->makespan));
     json_object_object_add(o, "missed", i64(p->missed));
     json_object_object_add(o, "domains", a);
-    puts(json_object_to_json_string_ext(o,
-                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(o);
+    cli_json_print(o);
 }
 
 static const char *secs(double s, char *buf, size_t len)
@@ -292,10 +285,7 @@ static int dr_args(const struct cli_command *cmd, int argc, char **argv, struct 
 
     o->parallel = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            cli_command_help(cmd);
-            return CLI_EXIT_OK;
-        } else if (c == OPT_TARGET) {
+        if (c == OPT_TARGET) {
             o->target = optarg;
         } else if (c == OPT_PARALLEL) {
             if (vk_parse_uint(optarg, 1024, &n) < 0 || n == 0)
@@ -307,7 +297,7 @@ static int dr_args(const struct cli_command *cmd, int argc, char **argv, struct 
         } else if (c == OPT_JSON) {
             *json = true;
         } else {
-            return cli_option_error(cmd);
+            return cli_option_default(cmd, c);
         }
     }
     if (optind != argc)

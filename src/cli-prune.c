@@ -18,11 +18,6 @@
 
 enum { OPT_DRY_RUN = 256, OPT_JSON };
 
-static struct json_object *str_or_null(const char *s)
-{
-    return s ? json_object_new_string(s) : NULL;
-}
-
 static struct json_object *item_json(const struct prune_item *it, bool dry_run)
 {
     struct json_object *j = json_object_new_object();
@@ -31,10 +26,10 @@ static struct json_object *item_json(const struct prune_item *it, bool dry_run)
                          : dry_run     ? "delete"
                                        : "marked";
 
-    json_object_object_add(j, "backup", str_or_null(it->backup_id));
-    json_object_object_add(j, "domain", str_or_null(it->domain));
+    json_object_object_add(j, "backup", cli_json_string(it->backup_id));
+    json_object_object_add(j, "domain", cli_json_string(it->domain));
     json_object_object_add(j, "action", json_object_new_string(action));
-    json_object_object_add(j, "reason", str_or_null(it->reason));
+    json_object_object_add(j, "reason", cli_json_string(it->reason));
     json_object_object_add(j, "resumed", json_object_new_boolean(it->resumed));
     json_object_object_add(j, "objects_deleted", json_object_new_int64((int64_t)it->objects));
     json_object_object_add(j, "bytes_deleted", json_object_new_int64((int64_t)it->bytes));
@@ -53,10 +48,8 @@ static void result_print_json(const struct prune_result *r, bool dry_run, const 
     json_object_object_add(o, "deleted", json_object_new_int64((int64_t)r->deleted));
     json_object_object_add(o, "objects_deleted", json_object_new_int64((int64_t)r->objects));
     json_object_object_add(o, "bytes_deleted", json_object_new_int64((int64_t)r->bytes));
-    json_object_object_add(o, "error", str_or_null(error));
-    puts(json_object_to_json_string_ext(o,
-                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(o);
+    json_object_object_add(o, "error", cli_json_string(error));
+    cli_json_print(o);
 }
 
 static void result_print(const struct prune_result *r, bool dry_run)
@@ -88,16 +81,12 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
     int c;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            cli_command_help(cmd);
-            return CLI_EXIT_OK;
-        }
         if (c == OPT_DRY_RUN)
             o->dry_run = true;
         else if (c == OPT_JSON)
             *json = true;
         else
-            return cli_option_error(cmd);
+            return cli_option_default(cmd, c);
     }
     if (optind + 1 < argc)
         return cli_usage_error("prune", "prune takes at most one domain name");

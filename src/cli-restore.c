@@ -87,9 +87,7 @@ static void result_print_json(const struct restore_result *r)
     json_object_object_add(o, "defined", r->defined ? json_object_new_string(r->defined) : NULL);
     json_object_object_add(o, "started", json_object_new_boolean(r->started));
     json_object_object_add(o, "dropped_disks", dropped);
-    puts(json_object_to_json_string_ext(o,
-                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(o);
+    cli_json_print(o);
 }
 
 static void result_print(const struct restore_result *r)
@@ -130,9 +128,6 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'h':
-            cli_command_help(cmd);
-            return CLI_EXIT_OK;
         case OPT_AT:
             a->at = optarg;
             break;
@@ -166,7 +161,7 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
             a->o.start = a->o.define = true;
             break;
         default:
-            return cli_option_error(cmd);
+            return cli_option_default(cmd, c);
         }
     }
     return -1;

@@ -25,13 +25,6 @@ struct snap_args {
     bool json, quiesce, memory;
 };
 
-static void json_print(struct json_object *o)
-{
-    puts(json_object_to_json_string_ext(o,
-                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(o);
-}
-
 /* Which options each subcommand accepts, and how many positional args. */
 static int args_check(const struct snap_args *a, int npos)
 {
@@ -80,11 +73,8 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
         case OPT_JSON:
             a->json = true;
             break;
-        case 'h':
-            cli_command_help(cmd);
-            return CLI_EXIT_OK;
         default:
-            return cli_option_error(cmd);
+            return cli_option_default(cmd, c);
         }
     }
     if (optind >= argc)
@@ -108,7 +98,7 @@ static int do_create(const struct cli *cli, struct virt_domain *d, const struct 
     if (a->json) {
         struct json_object *j = snapshot_info_to_json(&info);
         json_object_object_add(j, "domain", json_object_new_string(d->name));
-        json_print(j);
+        cli_json_print(j);
     } else if (!cli->quiet) {
         printf("Created snapshot '%s' of domain '%s'", info.name, d->name);
         for (size_t i = 0; i < info.nr_disks; i++)
@@ -150,7 +140,7 @@ static int do_list(struct virt_domain *d, const struct snap_args *a)
             json_object_array_add(arr, snapshot_info_to_json(&l.items[i]));
         json_object_object_add(o, "domain", json_object_new_string(d->name));
         json_object_object_add(o, "snapshots", arr);
-        json_print(o);
+        cli_json_print(o);
     } else {
         list_print_text(&l);
     }

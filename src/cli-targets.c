@@ -147,9 +147,7 @@ static void rows_print_json(const struct target_row *rows, size_t n, size_t unre
     }
     json_object_object_add(obj, "targets", list);
     json_object_object_add(obj, "unreachable", json_object_new_int64((int64_t)unreachable));
-    puts(json_object_to_json_string_ext(obj,
-                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(obj);
+    cli_json_print(obj);
 }
 
 static int targets_run(struct cli *cli, int argc, char **argv, bool json)
@@ -179,24 +177,11 @@ static int targets_run(struct cli *cli, int argc, char **argv, bool json)
 
 int cli_cmd_targets(struct cli *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const struct cli_command *cmd = cli_command_find("targets");
     bool json = false;
-    int c, r;
+    int r = cli_json_options_parse(cli_command_find("targets"), argc, argv, "h", &json);
 
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            cli_command_help(cmd);
-            return CLI_EXIT_OK;
-        }
-        if (c != 'j')
-            return cli_option_error(cmd);
-        json = true;
-    }
+    if (r >= 0)
+        return r;
     r = cli_config_load(cli);
     if (r != CLI_EXIT_OK)
         return r;

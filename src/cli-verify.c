@@ -16,11 +16,6 @@
 
 enum { OPT_QUICK = 256, OPT_FROM, OPT_JSON };
 
-static struct json_object *str_or_null(const char *s)
-{
-    return s ? json_object_new_string(s) : NULL;
-}
-
 static void result_print_json(const struct verify_result *r)
 {
     struct json_object *o = json_object_new_object(), *items = json_object_new_array();
@@ -28,21 +23,19 @@ static void result_print_json(const struct verify_result *r)
     for (size_t i = 0; i < r->nr; i++) {
         const struct verify_item *it = &r->items[i];
         struct json_object *j = json_object_new_object();
-        json_object_object_add(j, "backup", str_or_null(it->backup_id));
-        json_object_object_add(j, "disk", str_or_null(it->disk));
-        json_object_object_add(j, "target", str_or_null(it->target));
-        json_object_object_add(j, "key", str_or_null(it->key));
+        json_object_object_add(j, "backup", cli_json_string(it->backup_id));
+        json_object_object_add(j, "disk", cli_json_string(it->disk));
+        json_object_object_add(j, "target", cli_json_string(it->target));
+        json_object_object_add(j, "key", cli_json_string(it->key));
         json_object_object_add(j, "ok", json_object_new_boolean(it->ok));
         json_object_object_add(j, "chunks", json_object_new_int64((int64_t)it->chunks));
         json_object_object_add(j, "bytes", json_object_new_int64((int64_t)it->bytes));
-        json_object_object_add(j, "error", str_or_null(it->error));
+        json_object_object_add(j, "error", cli_json_string(it->error));
         json_object_array_add(items, j);
     }
     json_object_object_add(o, "items", items);
     json_object_object_add(o, "failed", json_object_new_int64((int64_t)r->failed));
-    puts(json_object_to_json_string_ext(o,
-                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(o);
+    cli_json_print(o);
 }
 
 static void result_print(const struct verify_result *r, bool quiet)
@@ -77,10 +70,6 @@ int cli_cmd_verify(struct cli *cli, int argc, char **argv)
     int c, r;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            cli_command_help(cmd);
-            return CLI_EXIT_OK;
-        }
         if (c == OPT_QUICK)
             flags |= VERIFY_QUICK;
         else if (c == OPT_FROM)
@@ -88,7 +77,7 @@ int cli_cmd_verify(struct cli *cli, int argc, char **argv)
         else if (c == OPT_JSON)
             json = true;
         else
-            return cli_option_error(cmd);
+            return cli_option_default(cmd, c);
     }
     if (optind + 1 != argc)
         return cli_usage_error("verify", "verify takes one backup id or domain name");

@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -563,6 +565,44 @@ int cli_option_error(const struct cli_command *cmd)
     /* getopt_long has already said what was wrong. */
     fprintf(stderr, "Try 'virtkeep help %s'.\n", cmd->name);
     return CLI_EXIT_USAGE;
+}
+
+void cli_json_print(struct json_object *obj)
+{
+    puts(json_object_to_json_string_ext(obj,
+                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(obj);
+}
+
+struct json_object *cli_json_string(const char *s)
+{
+    return s ? json_object_new_string(s) : NULL;
+}
+
+int cli_option_default(const struct cli_command *cmd, int c)
+{
+    if (c != 'h')
+        return cli_option_error(cmd);
+    cli_command_help(cmd);
+    return CLI_EXIT_OK;
+}
+
+int cli_json_options_parse(const struct cli_command *cmd, int argc, char **argv,
+                           const char *shortopts, bool *json)
+{
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    while ((c = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
+        if (c != 'j')
+            return cli_option_default(cmd, c);
+        *json = true;
+    }
+    return -1;
 }
 
 static int cmd_help(struct cli *cli, int argc, char **argv)

@@ -13,6 +13,8 @@
 #include "common/error.h"
 #include "src/config.h"
 
+struct json_object;
+
 /* Exit codes, documented in --help and virtkeep(1). */
 enum cli_exit {
     CLI_EXIT_OK = 0,
@@ -69,10 +71,25 @@ int cli_config_load(struct cli *cli);
 /* --catalog, else [catalog] path, else the default. */
 const char *cli_catalog_path(struct cli *cli);
 
+/* --json output: print OBJ pretty on stdout and release it. */
+void cli_json_print(struct json_object *obj);
+/* A JSON string of S, or NULL (JSON null) when S is NULL. */
+struct json_object *cli_json_string(const char *s);
+
 /* Print one command's help (cli.c). */
 void cli_command_help(const struct cli_command *cmd);
 /* Common handling of -h/--help and bad options inside commands. */
 int cli_option_error(const struct cli_command *cmd);
+/* The last branch of a command's option loop: -h/--help prints the
+ * command's help and returns CLI_EXIT_OK; any other C is an option that
+ * getopt_long has already complained about: CLI_EXIT_USAGE. */
+int cli_option_default(const struct cli_command *cmd, int c);
+/* The option loop of a command whose only option is --json: parses from
+ * optind with getopt_long SHORTOPTS ("h", or "+h" to stop at the first
+ * operand) and sets *JSON when --json is given.  Returns -1 to go on, else
+ * an exit code. */
+int cli_json_options_parse(const struct cli_command *cmd, int argc, char **argv,
+                           const char *shortopts, bool *json);
 
 int cli_cmd_config(struct cli *cli, int argc, char **argv);
 int cli_cmd_targets(struct cli *cli, int argc, char **argv);

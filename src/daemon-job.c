@@ -163,6 +163,7 @@ fail:
 static int worker_add(struct daemon *d, struct daemon_worker *w, const char *const *args)
 {
     struct daemon_worker **v;
+    char id[24];
     struct catalog_job row = {.kind = w->kind,
                               .domain = w->domain,
                               .target = w->target,
@@ -187,10 +188,13 @@ static int worker_add(struct daemon *d, struct daemon_worker *w, const char *con
     pthread_mutex_lock(&d->lock);
     d->workers[d->n_workers++] = w;
     pthread_mutex_unlock(&d->lock);
-    vk_info("job %" PRId64 ": %s of domain '%s'%s%s%s%s started (pid %d)%s%s", w->job_id, w->kind,
-            w->domain, w->level ? " level " : "", w->level ? w->level : "",
-            w->target ? " to target " : "", w->target ? w->target : "", (int)w->pid,
-            w->reason ? ": " : "", w->reason ? w->reason : "");
+    snprintf(id, sizeof id, "%" PRId64, w->job_id);
+    /* copy and drill record their own row: its id is known once adopted */
+    vk_info("%s%s%s%s of domain '%s'%s%s%s%s started (pid %d)%s%s", w->job_id > 0 ? "job " : "",
+            w->job_id > 0 ? id : "", w->job_id > 0 ? ": " : "", w->kind, w->domain,
+            w->level ? " level " : "", w->level ? w->level : "", w->target ? " to target " : "",
+            w->target ? w->target : "", (int)w->pid, w->reason ? ": " : "",
+            w->reason ? w->reason : "");
     return 0;
 }
 

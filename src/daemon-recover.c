@@ -102,12 +102,14 @@ int daemon_recover(struct daemon *d)
 {
     CLEANUP_STRV char **domains = NULL;
     struct virt_conn *conn = NULL;
-    unsigned int jobs = 0, backups = 0;
+    unsigned int jobs = 0, drills = 0, backups = 0;
 
-    if (catalog_job_fail_orphans(d->cat, 0, &jobs) < 0 || domains_orphaned(d->cat, &domains) < 0)
+    if (catalog_job_fail_orphans(d->cat, 0, &jobs) < 0 ||
+        catalog_drill_fail_orphans(d->cat, 0, &drills) < 0 ||
+        domains_orphaned(d->cat, &domains) < 0)
         return -1;
-    if (jobs)
-        vk_info("marked %u job(s) of killed processes failed", jobs);
+    if (jobs || drills)
+        vk_info("marked %u job(s) and %u drill(s) of killed processes failed", jobs, drills);
     if (domains && domains[0]) {
         if (!(conn = virt_conn_open(d->connect_uri, 0)))
             vk_warn("cannot recover interrupted backups: %s", vk_error_message());

@@ -14,8 +14,9 @@
  * domain is pruned (`prune DOMAIN`), and domains whose policy has
  * drill_every get `drill DOMAIN` runs when the CLI has that command.
  *
- * Start (daemon-recover.c), before any job: jobs whose process is gone are
- * marked failed (catalog_job_fail_orphans); for each domain with a killed
+ * Start (daemon-recover.c), before any job: jobs and drills whose process
+ * is gone are marked failed (catalog_job_fail_orphans,
+ * catalog_drill_fail_orphans); for each domain with a killed
  * backup, under the domain's backup lock, backup_recover() marks it failed,
  * aborts the libvirt job, deletes its checkpoint and its partial objects;
  * then the remaining orphans of domains that no longer exist are failed

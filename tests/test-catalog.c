@@ -932,6 +932,42 @@ static void test_fail_orphans(void **state)
     catalog_close(cat);
 }
 
+/* A row that cannot be read (a state no version writes) fails the whole
+ * list, after good rows were read: nothing is returned and, under the
+ * sanitizers, nothing leaks. */
+static void test_list_unreadable_row(void **state)
+{
+    CLEANUP_FREE char *path = tmp_path("unreadable.db");
+    struct catalog *cat = open_new("unreadable.db");
+    struct catalog_backups no_backups, *backups = &no_backups;
+    struct catalog_jobs no_jobs, *jobs = &no_jobs;
+    struct catalog_job job = {.kind = (char *)"backup", .state = CATALOG_JOB_RUNNING};
+
+    (void)state;
+    insert_backup(cat, "web1-1", "web1", CATALOG_LEVEL_FULL, NULL, 100);
+    insert_backup(cat, "web1-2", "web1", CATALOG_LEVEL_INC, "web1-1", 200);
+    insert_backup(cat, "web1-3", "web1", CATALOG_LEVEL_INC, "web1-2", 300);
+    for (int i = 0; i < 3; i++)
+        assert_true(catalog_job_insert(cat, &job) > 0);
+    raw_exec(path, "PRAGMA ignore_check_constraints = ON;"
+                   "UPDATE backups SET status = 'lost' WHERE id = 'web1-3';"
+                   "UPDATE jobs SET state = 'lost' WHERE id = 1;");
+
+    /* Oldest first: web1-3 is the last row. */
+    assert_int_equal(catalog_backup_list(cat, NULL, 0, &backups), -1);
+    assert_null(backups);
+    assert_error(VK_ERR_INVALID, "'lost'");
+    /* Newest first: job 1 is the last row; without it the list reads. */
+    assert_int_equal(catalog_job_list(cat, NULL, 0, 0, &jobs), -1);
+    assert_null(jobs);
+    assert_error(VK_ERR_INVALID, "'lost'");
+    assert_int_equal(catalog_job_list(cat, NULL, 0, 2, &jobs), 0);
+    assert_int_equal(jobs->count, 2);
+    assert_int_equal(jobs->items[1].id, 2);
+    catalog_jobs_free(jobs);
+    catalog_close(cat);
+}
+
 static void test_transactions(void **state)
 {
     struct catalog *cat = open_new("tx.db");
@@ -1049,6 +1085,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_jobs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throughput, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fail_orphans, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_unreadable_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),

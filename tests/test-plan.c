@@ -1,11 +1,11 @@
 /* The restore plan (src/plan.c), the manifest's qcow2 fields (version 2,
  * version 1 still read) and the domain XML rewrite of restore --define.
  *
- * The plan fixture writes a chain (full, inc, inc) of a 32 MiB disk into a
- * file:// target with the archive writer and records it in a catalog.  The
- * test remembers the zstd frame size of every chunk it writes, so the
- * bytes each archive must deliver are computed here by hand from the
- * layout below, independently of restore_merge. */
+ * The plan fixture (tests/restore-fixture.c) writes a chain (full, inc,
+ * inc) of a 32 MiB disk into a file:// target with the archive writer and
+ * records it in a catalog.  It remembers the zstd frame size of every
+ * chunk it writes, so the bytes each archive must deliver are computed
+ * here by hand from the layout below, independently of restore_merge. */
 #include <config.h>
 
 #include <inttypes.h>
@@ -29,6 +29,7 @@
 #include "src/manifest.h"
 #include "src/plan.h"
 #include "src/restore.h"
+#include "tests/restore-fixture.h"
 #include "transport/transport.h"
 
 #define MiB (1024ull * 1024)
@@ -37,189 +38,43 @@
 #define UUID "0f1c3b2a-0d4e-4f5a-9b8c-7d6e5f4a3b2c"
 #define T0 1795827723
 
-struct ext_spec {
-    uint64_t offset, length;
-    int kind; /* 0 data, 1 zero, -1 end */
-};
-
 /* full: data chunks at 0, 4, 8, 12 MiB (4 MiB each), zero 16-20M;
  * inc1: data at 4M (4 MiB) and 9M (1 MiB, inside the full's chunk 8M);
- * inc2: data at 4M again and a new chunk at 20M. */
-static const struct ext_spec full_spec[] = {{0, 4 * MiB, 0},        {4 * MiB, 4 * MiB, 0},
-                                            {8 * MiB, 4 * MiB, 0},  {12 * MiB, 4 * MiB, 0},
-                                            {16 * MiB, 4 * MiB, 1}, {0, 0, -1}};
-static const struct ext_spec inc1_spec[] = {{4 * MiB, 4 * MiB, 0}, {9 * MiB, MiB, 0}, {0, 0, -1}};
-static const struct ext_spec inc2_spec[] = {
-    {4 * MiB, 4 * MiB, 0}, {20 * MiB, 4 * MiB, 0}, {0, 0, -1}};
+ * inc2: data at 4M again and a new chunk at 20M.
+ * Seeds: 17 per backup plus the extent's place in its spec. */
+static const struct restore_fixture_extent full_spec[] = {
+    {0, 4 * MiB, 0, 0},        {4 * MiB, 4 * MiB, 0, 1},  {8 * MiB, 4 * MiB, 0, 2},
+    {12 * MiB, 4 * MiB, 0, 3}, {16 * MiB, 4 * MiB, 1, 4}, {0, 0, -1, 0}};
+static const struct restore_fixture_extent inc1_spec[] = {
+    {4 * MiB, 4 * MiB, 0, 17}, {9 * MiB, MiB, 0, 18}, {0, 0, -1, 0}};
+static const struct restore_fixture_extent inc2_spec[] = {
+    {4 * MiB, 4 * MiB, 0, 34}, {20 * MiB, 4 * MiB, 0, 35}, {0, 0, -1, 0}};
 
-struct fixture {
-    char dir[256];
-    char target_dir[300];
-    char url[320];
-    char catalog[300];
-    struct catalog *cat;
-    struct transport *t;
-    struct archive_compressor *comp;
-    char *ids[3];
-    uint64_t frame[3][8]; /* zstd frame size per backup, per chunk of its spec */
-    size_t nr;
-};
-
-static struct fixture fx;
-
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
+/* Not too compressible. */
+static void fill(uint8_t *p, uint64_t len, unsigned int seed)
 {
-    char cmd[2048];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return system(cmd);
+    for (uint64_t k = 0; k < len; k++)
+        p[k] = (uint8_t)((k * 2654435761u) >> 13) ^ (uint8_t)seed;
 }
 
-static int sink_write(void *opaque, const void *buf, size_t len)
-{
-    return transport_writer_write(opaque, buf, len);
-}
-
-static void archive_put(const char *id, const char *level, const struct ext_spec *spec,
-                        struct manifest_disk *md)
-{
-    char *key = vk_asprintf("%s/%s/vda.tar", DOM, id);
-    struct transport_writer *tw = transport_put_begin(fx.t, key, 0);
-    struct archive_sink sink = {.write = sink_write, .opaque = tw};
-    struct archive_header h = {.disk = (char *)"vda",
-                               .virtual_size = DISK,
-                               .chunk_size = ARCHIVE_CHUNK_SIZE_DEFAULT,
-                               .backup_id = (char *)id,
-                               .level = (char *)level,
-                               .created = T0};
-    struct archive_writer *w;
-    struct archive_writer_stats st;
-    uint8_t digest[ARCHIVE_SHA256_LEN];
-    size_t cap = archive_compress_bound(4 * MiB);
-    uint8_t *zst = malloc(cap), *raw = malloc(4 * MiB);
-
-    assert_non_null(tw);
-    assert_non_null((w = archive_writer_open(&sink, &h, 0)));
-    for (size_t i = 0; spec[i].kind >= 0; i++) {
-        uint8_t sha[ARCHIVE_SHA256_LEN];
-        size_t zlen;
-        if (spec[i].kind == 1) {
-            assert_int_equal(archive_writer_add_zero(w, spec[i].offset, spec[i].length), 0);
-            continue;
-        }
-        for (uint64_t k = 0; k < spec[i].length; k++) /* not too compressible */
-            raw[k] = (uint8_t)((k * 2654435761u) >> 13) ^ (uint8_t)(fx.nr * 17 + i);
-        assert_int_equal(archive_sha256(raw, spec[i].length, sha), 0);
-        assert_int_equal(archive_compressor_compress(fx.comp, raw, spec[i].length, zst, cap, &zlen),
-                         0);
-        assert_int_equal(
-            archive_writer_add_chunk(w, spec[i].offset, spec[i].length, zst, zlen, sha), 0);
-        fx.frame[fx.nr][i] = zlen;
-    }
-    assert_int_equal(archive_writer_finish(w, digest), 0);
-    archive_writer_stats(w, &st);
-    archive_writer_free(w);
-    assert_int_equal(transport_writer_commit(tw), 0);
-    free(zst);
-    free(raw);
-    md->target = strdup("vda");
-    md->virtual_size = DISK;
-    md->archive_key = key;
-    md->archive_size = st.archive_bytes;
-    memcpy(md->archive_sha256, digest, sizeof digest);
-    md->bytes_read = st.data_bytes;
-    md->bytes_stored = st.stored_bytes;
-}
-
-static void location_add(const char *id, const char *disk, const char *key, uint64_t size)
-{
-    struct catalog_location loc = {.backup_id = (char *)id,
-                                   .disk = (char *)disk,
-                                   .target = fx.url,
-                                   .key = (char *)key,
-                                   .size = size};
-    assert_int_equal(catalog_archive_add_location(fx.cat, &loc), 0);
-}
-
-static void backup_add(const char *level, const char *parent, int64_t started,
-                       const struct ext_spec *spec)
-{
-    char *id = catalog_backup_id_make(DOM, started);
-    char *mkey = vk_asprintf("%s/%s/manifest.json", DOM, id);
-    struct manifest m = {0};
-    struct manifest_disk *md;
-    char *json;
-
-    m.backup_id = strdup(id);
-    m.domain_name = strdup(DOM);
-    m.domain_uuid = strdup(UUID);
-    m.level = strdup(level);
-    m.parent_id = parent ? strdup(parent) : NULL;
-    m.checkpoint_name = vk_asprintf("virtkeep-%s", id);
-    m.checkpoint_xml = strdup("<domaincheckpoint/>");
-    m.domain_xml = strdup("<domain type='kvm'><name>db1</name></domain>");
-    m.started = started;
-    m.finished = started + 5;
-    assert_non_null((md = manifest_disk_add(&m)));
-    archive_put(id, level, spec, md);
-    assert_non_null((json = manifest_to_json(&m, 0)));
-    assert_int_equal(transport_put(fx.t, mkey, json, strlen(json)), 0);
-
-    struct catalog_backup b = {.id = id,
-                               .domain = (char *)DOM,
-                               .status = CATALOG_STATUS_COMMITTED,
-                               .checkpoint = m.checkpoint_name,
-                               .parent = (char *)parent,
-                               .started = started,
-                               .finished = started + 5,
-                               .domain_xml = m.domain_xml};
-    assert_int_equal(catalog_level_parse(level, &b.level), 0);
-    assert_int_equal(catalog_backup_insert(fx.cat, &b), 0);
-    struct catalog_backup_disk bd = {
-        .backup_id = id, .target = (char *)"vda", .format = (char *)"qcow2", .virtual_size = DISK};
-    assert_int_equal(catalog_backup_disk_add(fx.cat, &bd), 0);
-    location_add(id, "vda", md->archive_key, md->archive_size);
-    location_add(id, NULL, mkey, strlen(json));
-    fx.ids[fx.nr++] = id;
-    manifest_clear(&m);
-    free(json);
-    free(mkey);
-}
+static struct restore_fixture fx;
 
 static int setup(void **state)
 {
     (void)state;
-    memset(&fx, 0, sizeof fx);
-    snprintf(fx.dir, sizeof fx.dir, "%s/vk-plan-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    assert_non_null(mkdtemp(fx.dir));
-    snprintf(fx.target_dir, sizeof fx.target_dir, "%s/target", fx.dir);
-    snprintf(fx.url, sizeof fx.url, "file://%s", fx.target_dir);
-    snprintf(fx.catalog, sizeof fx.catalog, "%s/catalog.db", fx.dir);
-    assert_int_equal(mkdir(fx.target_dir, 0700), 0);
-    assert_non_null((fx.cat = catalog_open(fx.catalog, 0)));
-    assert_non_null((fx.t = transport_open(NULL, fx.url, NULL)));
-    assert_non_null((fx.comp = archive_compressor_new(1)));
-    backup_add("full", NULL, T0, full_spec);
-    backup_add("inc", fx.ids[0], T0 + 3600, inc1_spec);
-    backup_add("inc", fx.ids[1], T0 + 7200, inc2_spec);
+    fx = (struct restore_fixture){
+        .domain = DOM, .uuid = UUID, .disk_size = DISK, .compress_level = 1, .fill = fill};
+    restore_fixture_setup(&fx, "plan");
+    restore_fixture_backup_add(&fx, "full", NULL, T0, full_spec);
+    restore_fixture_backup_add(&fx, "inc", fx.ids[0], T0 + 3600, inc1_spec);
+    restore_fixture_backup_add(&fx, "inc", fx.ids[1], T0 + 7200, inc2_spec);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < fx.nr; i++)
-        free(fx.ids[i]);
-    archive_compressor_free(fx.comp);
-    transport_close(fx.t);
-    catalog_close(fx.cat);
-    if (!getenv("VIRTKEEP_TEST_KEEP"))
-        run("rm -rf '%s'", fx.dir);
+    restore_fixture_teardown(&fx);
     return 0;
 }
 
@@ -372,7 +227,8 @@ static void test_restore_records_estimate(void **state)
     char dest[400];
 
     (void)state;
-    if (run("command -v qemu-nbd >/dev/null && command -v qemu-img >/dev/null") != 0) {
+    if (restore_fixture_shell("command -v qemu-nbd >/dev/null && command -v qemu-img >/dev/null") !=
+        0) {
         fprintf(stderr, "SKIP: qemu-nbd or qemu-img is missing\n");
         skip();
     }
@@ -506,18 +362,20 @@ static void test_manifest_probe(void **state)
     char img[400];
 
     (void)state;
-    if (run("command -v qemu-img >/dev/null") != 0)
+    if (restore_fixture_shell("command -v qemu-img >/dev/null") != 0)
         skip();
     memset(&d, 0, sizeof d);
     snprintf(img, sizeof img, "%s/probe.qcow2", fx.dir);
     assert_int_equal(
-        run("qemu-img create -q -f qcow2 -o cluster_size=256k,compat=0.10 '%s' 1M", img), 0);
+        restore_fixture_shell(
+            "qemu-img create -q -f qcow2 -o cluster_size=256k,compat=0.10 '%s' 1M", img),
+        0);
     assert_int_equal(manifest_disk_probe(&d, img), 0);
     assert_int_equal(d.cluster_size, 256 * 1024);
     assert_string_equal(d.compat, "0.10");
     free(d.compat);
     memset(&d, 0, sizeof d);
-    assert_int_equal(run("qemu-img create -q -f raw '%s' 1M", img), 0);
+    assert_int_equal(restore_fixture_shell("qemu-img create -q -f raw '%s' 1M", img), 0);
     assert_int_equal(manifest_disk_probe(&d, img), 0);
     assert_int_equal(d.cluster_size, 0);
     assert_null(d.compat);

@@ -1,11 +1,12 @@
 /* Restore and verify against real archives and a real qemu-nbd.
  *
- * The fixture writes a 3-deep chain (full, inc, inc) of a 64 MiB disk into a
- * file:// target with the archive writer and archive_compressor, records
- * the backups, disks and locations in a catalog (under the target URL, as
- * the backup engine does for a URL target) and stores each manifest beside
- * its archives.  It keeps the expected disk at every point.  Restores are
- * read back with qemu-img convert and compared byte for byte. */
+ * The fixture (tests/restore-fixture.c) writes a 3-deep chain (full, inc,
+ * inc) of a 64 MiB disk into a file:// target with the archive writer and
+ * archive_compressor, records the backups, disks and locations in a
+ * catalog (under the target URL, as the backup engine does for a URL
+ * target) and stores each manifest beside its archives.  It keeps the
+ * expected disk at every point.  Restores are read back with qemu-img
+ * convert and compared byte for byte. */
 #include <config.h>
 
 #include <dirent.h>
@@ -30,6 +31,7 @@
 #include "src/archive.h"
 #include "src/manifest.h"
 #include "src/restore.h"
+#include "tests/restore-fixture.h"
 #include "transport/transport.h"
 
 #define MiB (1024ull * 1024)
@@ -37,228 +39,55 @@
 #define DOM "web1"
 #define UUID "6f1c3b2a-0d4e-4f5a-9b8c-7d6e5f4a3b2c"
 
-struct ext_spec {
-    uint64_t offset, length;
-    int kind; /* 0 data, 1 zero, -1 end */
-    unsigned int seed;
-};
-
-struct fixture {
-    char dir[256];
-    char target_dir[300];
-    char url[320];
-    char catalog[300];
-    struct catalog *cat;
-    struct transport *t;
-    uint8_t *disk;      /* the disk now */
-    uint8_t *points[8]; /* the disk at each backup */
-    char *ids[8];
-    size_t nr;
-    struct archive_compressor *comp;
-};
-
-static struct fixture fx;
-
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return system(cmd);
-}
-
 static void fill(uint8_t *p, uint64_t len, unsigned int seed)
 {
     for (uint64_t i = 0; i < len; i++)
         p[i] = (uint8_t)(seed * 31u + (unsigned)(i / 64) * 7u + (unsigned)(i % 13));
 }
 
-struct put_sink {
-    struct transport_writer *w;
-};
-
-static int sink_write(void *opaque, const void *buf, size_t len)
-{
-    return transport_writer_write(((struct put_sink *)opaque)->w, buf, len);
-}
-
-/* Write the archive of one backup from SPEC, applying it to fx.disk. */
-static void archive_put(const char *id, const char *level, const struct ext_spec *spec,
-                        struct manifest_disk *md)
-{
-    char *key = vk_asprintf("%s/%s/vda.tar", DOM, id);
-    struct put_sink ps = {.w = transport_put_begin(fx.t, key, 0)};
-    struct archive_sink sink = {.write = sink_write, .opaque = &ps};
-    struct archive_header h = {.disk = (char *)"vda",
-                               .virtual_size = DISK,
-                               .chunk_size = ARCHIVE_CHUNK_SIZE_DEFAULT,
-                               .backup_id = (char *)id,
-                               .level = (char *)level,
-                               .created = 1795827723};
-    struct archive_writer *w;
-    struct archive_writer_stats st;
-    uint8_t digest[ARCHIVE_SHA256_LEN];
-    size_t cap = archive_compress_bound(ARCHIVE_CHUNK_SIZE_DEFAULT);
-    uint8_t *zst = malloc(cap);
-
-    assert_non_null(ps.w);
-    assert_non_null((w = archive_writer_open(&sink, &h, 0)));
-    for (const struct ext_spec *s = spec; s->kind >= 0; s++) {
-        if (s->kind == 1) {
-            assert_int_equal(archive_writer_add_zero(w, s->offset, s->length), 0);
-            memset(fx.disk + s->offset, 0, s->length);
-            continue;
-        }
-        uint8_t sha[ARCHIVE_SHA256_LEN];
-        size_t zlen;
-        fill(fx.disk + s->offset, s->length, s->seed);
-        assert_int_equal(archive_sha256(fx.disk + s->offset, s->length, sha), 0);
-        assert_int_equal(
-            archive_compressor_compress(fx.comp, fx.disk + s->offset, s->length, zst, cap, &zlen),
-            0);
-        assert_int_equal(archive_writer_add_chunk(w, s->offset, s->length, zst, zlen, sha), 0);
-    }
-    assert_int_equal(archive_writer_finish(w, digest), 0);
-    archive_writer_stats(w, &st);
-    archive_writer_free(w);
-    assert_int_equal(transport_writer_commit(ps.w), 0);
-    free(zst);
-    md->target = strdup("vda");
-    md->virtual_size = DISK;
-    md->archive_key = key;
-    md->archive_size = st.archive_bytes;
-    memcpy(md->archive_sha256, digest, sizeof digest);
-    md->bytes_read = st.data_bytes;
-    md->bytes_stored = st.stored_bytes;
-}
-
-static void location_add(const char *id, const char *disk, const char *key, uint64_t size,
-                         const uint8_t sha[ARCHIVE_SHA256_LEN])
-{
-    char hex[ARCHIVE_SHA256_HEX_LEN + 1];
-    struct catalog_location loc = {.backup_id = (char *)id,
-                                   .disk = (char *)disk,
-                                   .target = fx.url,
-                                   .key = (char *)key,
-                                   .size = size,
-                                   .sha256 = hex};
-
-    archive_sha256_hex(sha, hex);
-    assert_int_equal(catalog_archive_add_location(fx.cat, &loc), 0);
-}
-
-/* One whole backup: archive, manifest, catalog rows. */
-static void backup_add(const char *level, const char *parent, int64_t started,
-                       const struct ext_spec *spec)
-{
-    char *id = catalog_backup_id_make(DOM, started);
-    char *mkey = vk_asprintf("%s/%s/manifest.json", DOM, id);
-    struct manifest m = {0};
-    struct manifest_disk *md;
-    char *json;
-    uint8_t sha[ARCHIVE_SHA256_LEN];
-
-    m.backup_id = strdup(id);
-    m.domain_name = strdup(DOM);
-    m.domain_uuid = strdup(UUID);
-    m.level = strdup(level);
-    m.parent_id = parent ? strdup(parent) : NULL;
-    m.checkpoint_name = vk_asprintf("virtkeep-%s", id);
-    m.checkpoint_xml = strdup("<domaincheckpoint/>");
-    m.domain_xml = strdup("<domain type='kvm'><name>web1</name></domain>");
-    m.started = started;
-    m.finished = started + 5;
-    assert_non_null((md = manifest_disk_add(&m)));
-    archive_put(id, level, spec, md);
-    assert_non_null((json = manifest_to_json(&m, 0)));
-    assert_int_equal(transport_put(fx.t, mkey, json, strlen(json)), 0);
-
-    struct catalog_backup b = {.id = id,
-                               .domain = (char *)DOM,
-                               .status = CATALOG_STATUS_RUNNING,
-                               .checkpoint = m.checkpoint_name,
-                               .parent = (char *)parent,
-                               .started = started,
-                               .domain_xml = m.domain_xml};
-    assert_int_equal(catalog_level_parse(level, &b.level), 0);
-    assert_int_equal(catalog_backup_insert(fx.cat, &b), 0);
-    struct catalog_backup_disk bd = {
-        .backup_id = id, .target = (char *)"vda", .format = (char *)"qcow2", .virtual_size = DISK};
-    assert_int_equal(catalog_backup_disk_add(fx.cat, &bd), 0);
-    location_add(id, "vda", md->archive_key, md->archive_size, md->archive_sha256);
-    assert_int_equal(archive_sha256(json, strlen(json), sha), 0);
-    location_add(id, NULL, mkey, strlen(json), sha);
-    assert_int_equal(catalog_backup_set_status(fx.cat, id, CATALOG_STATUS_COMMITTED, NULL), 0);
-
-    fx.points[fx.nr] = malloc(DISK);
-    memcpy(fx.points[fx.nr], fx.disk, DISK);
-    fx.ids[fx.nr++] = id;
-    manifest_clear(&m);
-    free(json);
-    free(mkey);
-}
+static struct restore_fixture fx;
 
 /* full: data 0-32M except a hole at 24-28M, an allocated zero range at
  *       40-44M, a 1 MiB tail chunk at 60M;
  * inc1: rewrites 4-8M whole and 9-10M (part of the chunk 8-12M);
  * inc2: rewrites 4-8M again, zeroes 16-20M (data in the full), new data
  *       at 48-52M (never allocated before). */
-static const struct ext_spec full_spec[] = {
+static const struct restore_fixture_extent full_spec[] = {
     {0, 4 * MiB, 0, 1},        {4 * MiB, 4 * MiB, 0, 2},
     {8 * MiB, 4 * MiB, 0, 3},  {12 * MiB, 4 * MiB, 0, 4},
     {16 * MiB, 4 * MiB, 0, 5}, {20 * MiB, 4 * MiB, 0, 6},
     {28 * MiB, 4 * MiB, 0, 7}, {40 * MiB, 4 * MiB, 1, 0},
     {60 * MiB, MiB, 0, 8},     {0, 0, -1, 0},
 };
-static const struct ext_spec inc1_spec[] = {
+static const struct restore_fixture_extent inc1_spec[] = {
     {4 * MiB, 4 * MiB, 0, 11}, {9 * MiB, MiB, 0, 12}, {0, 0, -1, 0}};
-static const struct ext_spec inc2_spec[] = {{4 * MiB, 4 * MiB, 0, 21},
-                                            {16 * MiB, 4 * MiB, 1, 0},
-                                            {48 * MiB, 4 * MiB, 0, 22},
-                                            {0, 0, -1, 0}};
+static const struct restore_fixture_extent inc2_spec[] = {{4 * MiB, 4 * MiB, 0, 21},
+                                                          {16 * MiB, 4 * MiB, 1, 0},
+                                                          {48 * MiB, 4 * MiB, 0, 22},
+                                                          {0, 0, -1, 0}};
 
 static int setup(void **state)
 {
+    static const char tools[] = "command -v qemu-nbd >/dev/null && command -v qemu-img >/dev/null";
+
     (void)state;
-    if (run("command -v qemu-nbd >/dev/null && command -v qemu-img >/dev/null") != 0) {
+    if (restore_fixture_shell("%s", tools) != 0) {
         fprintf(stderr, "SKIP: qemu-nbd or qemu-img is missing\n");
         exit(77);
     }
-    memset(&fx, 0, sizeof fx);
-    snprintf(fx.dir, sizeof fx.dir, "%s/vk-restore-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    assert_non_null(mkdtemp(fx.dir));
-    snprintf(fx.target_dir, sizeof fx.target_dir, "%s/target", fx.dir);
-    snprintf(fx.url, sizeof fx.url, "file://%s", fx.target_dir);
-    snprintf(fx.catalog, sizeof fx.catalog, "%s/catalog.db", fx.dir);
-    assert_int_equal(mkdir(fx.target_dir, 0700), 0);
-    assert_non_null((fx.cat = catalog_open(fx.catalog, 0)));
-    assert_non_null((fx.t = transport_open(NULL, fx.url, NULL)));
-    assert_non_null((fx.comp = archive_compressor_new(3)));
-    assert_non_null((fx.disk = calloc(1, DISK)));
-    backup_add("full", NULL, 1795827723, full_spec);
-    backup_add("inc", fx.ids[0], 1795827723 + 3600, inc1_spec);
-    backup_add("inc", fx.ids[1], 1795827723 + 7200, inc2_spec);
+    fx = (struct restore_fixture){
+        .domain = DOM, .uuid = UUID, .disk_size = DISK, .compress_level = 3, .fill = fill};
+    restore_fixture_setup(&fx, "restore");
+    restore_fixture_backup_add(&fx, "full", NULL, 1795827723, full_spec);
+    restore_fixture_backup_add(&fx, "inc", fx.ids[0], 1795827723 + 3600, inc1_spec);
+    restore_fixture_backup_add(&fx, "inc", fx.ids[1], 1795827723 + 7200, inc2_spec);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < fx.nr; i++) {
-        free(fx.points[i]);
-        free(fx.ids[i]);
-    }
-    free(fx.disk);
-    archive_compressor_free(fx.comp);
-    transport_close(fx.t);
-    catalog_close(fx.cat);
-    if (!getenv("VIRTKEEP_TEST_KEEP"))
-        run("rm -rf '%s'", fx.dir);
+    restore_fixture_teardown(&fx);
     return 0;
 }
 
@@ -280,7 +109,8 @@ static void image_check(const char *qcow2, const uint8_t *expect)
     int fd;
 
     snprintf(raw, sizeof raw, "%s.raw", qcow2);
-    assert_int_equal(run("qemu-img convert -f qcow2 -O raw '%s' '%s'", qcow2, raw), 0);
+    assert_int_equal(
+        restore_fixture_shell("qemu-img convert -f qcow2 -O raw '%s' '%s'", qcow2, raw), 0);
     assert_true((fd = open(raw, O_RDONLY)) >= 0);
     assert_int_equal(vk_pread_all(fd, buf, DISK, 0), (ssize_t)DISK);
     close(fd);
@@ -461,7 +291,7 @@ static void test_zero_clusters_and_counts(void **state)
  * bytes fetched are those of the newest copies alone. */
 static void test_read_once(void **state)
 {
-    static const struct ext_spec same[] = {
+    static const struct restore_fixture_extent same[] = {
         {4 * MiB, 4 * MiB, 0, 31}, {8 * MiB, 4 * MiB, 0, 32}, {0, 0, -1, 0}};
     char *dest = dest_new("once");
     struct restore_options o;
@@ -471,7 +301,8 @@ static void test_read_once(void **state)
     (void)state;
     /* A separate domain's chain would need its own fixture; rewrite on top. */
     for (int k = 0; k < 3; k++)
-        backup_add("inc", fx.ids[fx.nr - 1], 1795827723 + 10800 + 3600 * k, same);
+        restore_fixture_backup_add(&fx, "inc", fx.ids[fx.nr - 1], 1795827723 + 10800 + 3600 * k,
+                                   same);
     /* What must be fetched: the newest copy of every chunk, from the tar
      * headers of the archives, not from the merge. */
     want = frame_size_of(fx.nr - 1, 4 * MiB) + frame_size_of(fx.nr - 1, 8 * MiB) +
@@ -635,13 +466,14 @@ static void test_truncated(void **state)
     (void)state;
     snprintf(path, sizeof path, "%s/%s", fx.target_dir, key);
     snprintf(save, sizeof save, "%s/saved.tar", fx.dir);
-    assert_int_equal(run("cp '%s' '%s' && truncate -s -1536 '%s'", path, save, path), 0);
+    assert_int_equal(
+        restore_fixture_shell("cp '%s' '%s' && truncate -s -1536 '%s'", path, save, path), 0);
     restore_fails(dest, NULL, fx.ids[1], "truncated");
     verify_fails(fx.ids[1], VERIFY_QUICK, fx.ids[1], "truncated");
     /* Read from the URL directly (no size from the catalog): the structure
      * check catches it. */
     restore_fails(dest, fx.url, fx.ids[1], "corrupt");
-    assert_int_equal(run("cp '%s' '%s'", save, path), 0);
+    assert_int_equal(restore_fixture_shell("cp '%s' '%s'", save, path), 0);
     free(key);
     free(dest);
 }
@@ -655,10 +487,12 @@ static void test_index_deleted(void **state)
     (void)state;
     snprintf(path, sizeof path, "%s/%s", fx.target_dir, key);
     snprintf(save, sizeof save, "%s/saved.tar", fx.dir);
-    assert_int_equal(run("cp '%s' '%s' && tar --delete -f '%s' index.json", path, save, path), 0);
+    assert_int_equal(
+        restore_fixture_shell("cp '%s' '%s' && tar --delete -f '%s' index.json", path, save, path),
+        0);
     restore_fails(dest, fx.url, fx.ids[2], "corrupt");
     verify_fails(fx.ids[2], VERIFY_QUICK, fx.ids[2], "vda");
-    assert_int_equal(run("cp '%s' '%s'", save, path), 0);
+    assert_int_equal(restore_fixture_shell("cp '%s' '%s'", save, path), 0);
     verify_ok(fx.ids[2], 0);
     free(key);
     free(dest);

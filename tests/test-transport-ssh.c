@@ -27,6 +27,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -489,6 +490,27 @@ static int count_cb(void *opaque, const char *key, const struct transport_stat *
     return 0;
 }
 
+static int keys_cb(void *opaque, const char *key, const struct transport_stat *st)
+{
+    char *all = opaque;
+    size_t n = strlen(all);
+
+    (void)st;
+    snprintf(all + n, 1024 - n, "%s ", key);
+    return 0;
+}
+
+/* KEY on T is exactly the LEN bytes of BUF. */
+static void assert_object_prefix(struct transport *t, const char *key, const uint8_t *buf,
+                                 size_t len)
+{
+    uint8_t back[4096];
+
+    assert_true(len <= sizeof back);
+    assert_int_equal(transport_get_range(t, key, 0, back, sizeof back), (ssize_t)len);
+    assert_memory_equal(back, buf, len);
+}
+
 static void test_reconnect_idempotent(void **state)
 {
     struct transport *t = *state;
@@ -517,6 +539,134 @@ static void test_reconnect_idempotent(void **state)
     kill_session();
     assert_int_equal(transport_put(t, "idem/c", buf, 5), 0);
     assert_int_equal(transport_delete(t, "idem/c"), 0);
+}
+
+/* Read [OFF, OFF + LEN) of KEY, an object of SIZE bytes whose content is
+ * WHOLE, and compare. */
+static void read_check(struct transport *t, const char *key, const uint8_t *whole, size_t size,
+                       uint64_t off, size_t len, uint8_t *back)
+{
+    size_t want = off >= size ? 0 : (size - off < len ? size - off : len);
+    ssize_t n = transport_get_range(t, key, off, back, len);
+
+    if (n != (ssize_t)want)
+        fail_msg("read of %zu at %llu: %zd bytes, not %zu (%s)", len, (unsigned long long)off, n,
+                 want, n < 0 ? vk_error_message() : "short");
+    if (want && memcmp(back, whole + off, want) != 0)
+        fail_msg("read of %zu at %llu: wrong bytes", len, (unsigned long long)off);
+}
+
+/* Ranged reads in the patterns readers use, checked byte for byte:
+ * streaming in blocks (the read-ahead buffer), small and large gaps
+ * forward (read through, or seek), back, across and past the end. */
+static void test_read_patterns(void **state)
+{
+    struct transport *t = *state;
+    const size_t size = 12 * MiB + 12345;
+    uint8_t *whole = malloc(size), *back = malloc(5 * MiB);
+    uint64_t off = 0, x = 42;
+
+    assert_non_null(whole);
+    assert_non_null(back);
+    pattern(whole, size, 9);
+    assert_int_equal(transport_put(t, "reads/obj", whole, size), 0);
+    for (int i = 0; i < 8; i++, off += 256 * 1024) /* streaming, 256 KiB at a time */
+        read_check(t, "reads/obj", whole, size, off, 256 * 1024, back);
+    read_check(t, "reads/obj", whole, size, off + 1536, 70000, back); /* over a header */
+    off += 1536 + 70000;
+    read_check(t, "reads/obj", whole, size, off, 100, back);                  /* from the buffer */
+    read_check(t, "reads/obj", whole, size, off + 100 + 3 * MiB, 4096, back); /* through */
+    read_check(t, "reads/obj", whole, size, off + 50, 2 * MiB, back);         /* back a bit */
+    read_check(t, "reads/obj", whole, size, 5 * MiB, 5 * MiB, back);          /* big, direct */
+    read_check(t, "reads/obj", whole, size, 10 * MiB, 5 * MiB, back);         /* to the end */
+    read_check(t, "reads/obj", whole, size, 0, 1, back);                      /* again at 0 */
+    read_check(t, "reads/obj", whole, size, size - 10, 64 * 1024, back);      /* across it */
+    read_check(t, "reads/obj", whole, size, size, 100, back);                 /* at the end */
+    read_check(t, "reads/obj", whole, size, size + 5000, 100, back);          /* past it */
+    read_check(t, "reads/obj", whole, size, 12 * MiB - 100, 1000, back);
+    read_check(t, "reads/obj", whole, size, 12 * MiB + 3000, 1000, back); /* gap to the end */
+    for (int i = 0; i < 200; i++) { /* random places and lengths, some in a row */
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        if (i % 3)
+            off = (x >> 20) % (size + 1000);
+        read_check(t, "reads/obj", whole, size, off, (size_t)((x >> 8) % (600 * 1024)) + 1, back);
+        off += (x >> 8) % (600 * 1024) + 1 + (i % 2 ? 0 : (x >> 40) % 5000);
+    }
+    assert_int_equal(transport_delete(t, "reads/obj"), 0);
+    free(whole);
+    free(back);
+}
+
+/* Keys under PREFIX on T, joined by ' ' (static). */
+static const char *keys_under(struct transport *t, const char *prefix)
+{
+    static char all[1024];
+
+    all[0] = '\0';
+    assert_int_equal(transport_list(t, prefix, keys_cb, all), 0);
+    return all;
+}
+
+/* A process killed in the middle of a put leaves its temp file on the
+ * server: it is never listed, and transport_purge_temps removes it (and
+ * nothing else), then the directory once it is empty. */
+static void test_purge_killed_put(void **state)
+{
+    struct transport *t = *state;
+    uint8_t *buf = malloc(MiB);
+    char dir[600], parent[600];
+    struct stat st;
+    unsigned int removed = 99;
+    int status;
+    pid_t pid;
+
+    assert_non_null(buf);
+    pattern(buf, MiB, 5);
+    assert_int_equal(transport_put(t, "purge/b1/manifest.json", buf, 100), 0);
+    assert_int_equal(temp_files(), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct transport_options o = base_opts();
+        struct transport *c = transport_open("child", specific_url, &o);
+        struct transport_writer *w = c ? transport_put_begin(c, "purge/b1/vda.tar", 0) : NULL;
+        for (int i = 0; w && i < 3; i++)
+            if (transport_writer_write(w, buf, MiB) < 0)
+                _exit(2);
+        if (w)
+            raise(SIGKILL); /* killed mid-put: no abort, no cleanup */
+        _exit(3);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_int_equal(temp_files(), 1);
+    assert_string_equal(keys_under(t, "purge/"), "purge/b1/manifest.json ");
+    assert_null(strstr(keys_under(t, ""), ".vk-tmp-"));
+    assert_null(strstr(keys_under(t, ""), "vda.tar"));
+
+    assert_int_equal(transport_purge_temps(t, "purge/b1", &removed), 0);
+    assert_int_equal(removed, 1);
+    assert_int_equal(temp_files(), 0);
+    assert_string_equal(keys_under(t, "purge/"), "purge/b1/manifest.json ");
+    assert_object_prefix(t, "purge/b1/manifest.json", buf, 100);
+    /* Nothing left to remove; the directory stays while it holds objects. */
+    assert_int_equal(transport_purge_temps(t, "purge/b1", &removed), 0);
+    assert_int_equal(removed, 0);
+    snprintf(dir, sizeof dir, "%s/purge/b1", specific_root);
+    assert_int_equal(stat(dir, &st), 0);
+    /* Once empty, the directory goes too; a missing one is no error. */
+    assert_int_equal(transport_delete(t, "purge/b1/manifest.json"), 0);
+    snprintf(parent, sizeof parent, "%s/purge", specific_root);
+    assert_true(mkdir(parent, 0755) == 0 || errno == EEXIST);
+    assert_true(mkdir(dir, 0755) == 0 || errno == EEXIST);
+    assert_int_equal(transport_purge_temps(t, "purge/b1", NULL), 0);
+    assert_int_equal(stat(dir, &st), -1);
+    assert_int_equal(transport_purge_temps(t, "purge/b1", &removed), 0);
+    assert_int_equal(removed, 0);
+    /* A key that is not a directory key is refused as every key is. */
+    assert_int_equal(transport_purge_temps(t, "purge/../x", &removed), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_INVALID);
+    free(buf);
 }
 
 static void test_missing_root(void **state)
@@ -781,7 +931,7 @@ static int specific_run(void)
         T(test_wrong_user_key),    T(test_encrypted_key),        T(test_agent),
         T(test_user_option),       T(test_connection_refused),   T(test_missing_root),
         S(test_killed_mid_upload), S(test_killed_before_commit), S(test_reconnect_idempotent),
-        S(test_server_gone),
+        S(test_read_patterns),     S(test_purge_killed_put),     S(test_server_gone),
     };
 #undef T
 #undef S

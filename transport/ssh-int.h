@@ -26,14 +26,20 @@
 #define SSH_TMP_MARK TRANSPORT_TMP_MARK
 #define SSH_ATTEMPTS 5           /* connection attempts of an operation */
 #define SSH_DEFAULT_TIMEOUT_S 60 /* the I/O timeout when none is configured */
+#define SSH_TIMEOUT_ENV "VIRTKEEP_SSH_TIMEOUT"
+#define SSH_TIMEOUT_MAX_S 86400
 
-/* The read handle kept open between ranged reads of one object. */
+/* The read handle kept open between ranged reads of one object, and what
+ * it read ahead: BUF[OFF, LEN) holds the object's bytes that end at POS. */
 struct ssh_reader {
     LIBSSH2_SFTP_HANDLE *h; /* NULL when none */
     char *key;
-    uint64_t pos;            /* where the next read continues */
+    uint64_t pos;            /* the offset the handle returns next */
     unsigned int generation; /* of the session that opened it */
     uint64_t used_ns;        /* when it was last used */
+    bool deep;               /* the last read asked libssh2 to read far ahead */
+    char *buf;               /* the read-ahead buffer, kept across objects */
+    size_t off, len;
 };
 
 struct ssh {
@@ -62,6 +68,12 @@ struct ssh {
 };
 
 /* ssh-conn.c */
+/* The I/O timeout in *TIMEOUT_MS: OPTION_SECONDS (the target's
+ * timeout_seconds) when not 0, else ENV (the value of $VIRTKEEP_SSH_TIMEOUT,
+ * NULL or "" when unset), else SSH_DEFAULT_TIMEOUT_S.  ENV must be whole
+ * seconds from 1 to SSH_TIMEOUT_MAX_S; anything else fails with
+ * VK_ERR_INVALID naming the variable. */
+int ssh_timeout_parse(const char *env, unsigned int option_seconds, long *timeout_ms);
 int ssh_conf_init(struct ssh *s, const struct transport_url *url,
                   const struct transport_options *opts);
 void ssh_conf_free(struct ssh *s);

@@ -26,7 +26,10 @@
  *
  * Throughput: puts keep up to PUT_INFLIGHT bytes of SFTP writes in flight
  * (libssh2 pipelines what it is given); reads keep the object's handle open
- * from one range to the next so that libssh2's read-ahead carries over.
+ * from one range to the next and read ahead into a buffer of their own so
+ * that libssh2 keeps its read requests deep (see "Reads").  libssh2 1.10
+ * encrypts and decrypts one 16-byte block per OpenSSL call: that, not the
+ * network, bounds the throughput on a fast link (see tests/bench/ssh-bench.sh).
  */
 #include <config.h>
 
@@ -51,8 +54,10 @@
  * them passed again until it reports them written); ACKED bytes before them
  * are in the temp file.  Keeping up to PUT_INFLIGHT bytes unacknowledged
  * keeps the pipe full; they are also what a resumed put sends again. */
+#ifndef PUT_INFLIGHT
 #define PUT_INFLIGHT (1u * 1024 * 1024)
-#define PUT_BUF_SIZE (2 * PUT_INFLIGHT)
+#endif
+#define PUT_BUF_SIZE (4 * PUT_INFLIGHT)
 
 struct ssh_put {
     LIBSSH2_SFTP_HANDLE *h; /* NULL once closed or lost with its session */
@@ -281,6 +286,9 @@ static void reader_drop(struct ssh *s)
     s->rd.h = NULL;
     free(s->rd.key);
     s->rd.key = NULL;
+    s->rd.pos = 0;
+    s->rd.off = s->rd.len = 0;
+    s->rd.deep = false;
 }
 
 /* ------------------------------------------------------------------ */
@@ -790,15 +798,24 @@ static void ssh_put_abort(struct transport *t, void *handle)
 
 /* The handle of the object read last stays open (struct ssh_reader), so
  * that reading an archive range by range costs no open and close per
- * range, and libssh2's read-ahead (four times the buffer it is given) runs
- * on from one range into the next.  A read at a new place asks for about
- * its range only (a quarter of what is left per call); a read that
- * continues the last one asks for up to READ_CHUNK per call, which keeps
- * the pipe full.  The handle is dropped when another object is read, the
+ * range.  libssh2 keeps about four times the size it is asked for in read
+ * requests ahead of what it returns, and only while the caller asks for
+ * that much: reading a range in pieces that shrink towards its end drains
+ * the pipe at the end of every range.  So a read at a new place asks for
+ * about its range only (a quarter of what is left per call), while reads
+ * that go on from where the last one stopped (or skip less than
+ * READ_SKIP_MAX ahead, as an archive reader does over member headers)
+ * always ask for READ_AHEAD bytes: into the caller's buffer when that much
+ * is wanted, else into the reader's own buffer, which later reads are
+ * served from.  The handle is dropped when another object is read, the
  * object is replaced or deleted through this target, it reaches the end,
  * or it was left unused for READER_IDLE_NS. */
+#ifndef READ_AHEAD
+#define READ_AHEAD (1024u * 1024)
+#endif
 #define READ_CHUNK (1024u * 1024)
 #define READ_MIN (32u * 1024)
+#define READ_SKIP_MAX (4u * READ_AHEAD) /* what libssh2 has asked for already */
 #define READER_IDLE_NS (2ULL * 1000000000)
 
 struct get_arg {
@@ -809,9 +826,9 @@ struct get_arg {
     size_t got;
 };
 
-static size_t read_chunk(size_t left, bool sequential)
+static size_t read_chunk(size_t left)
 {
-    size_t c = sequential ? left : (left + 3) / 4;
+    size_t c = (left + 3) / 4;
 
     if (c < READ_MIN)
         c = READ_MIN;
@@ -820,59 +837,140 @@ static size_t read_chunk(size_t left, bool sequential)
     return c < left ? c : left;
 }
 
-/* The kept handle, on KEY at OFFSET; *SEQ tells whether this read carries
- * on where the last one ended. */
-static int reader_at(struct ssh *s, const char *key, uint64_t offset, bool *seq)
+/* A read on the kept handle failed: record why, drop the handle. */
+static int read_failed(struct ssh *s, const char *key)
 {
-    *seq = false;
+    CLEANUP_FREE char *path = path_of(s, key);
+    int r = path ? fail_object(s, "read", key, path) : -1;
+
+    reader_drop(s);
+    return r;
+}
+
+/* Read into the reader's buffer (it is empty): bytes [pos, pos + n). */
+static ssize_t reader_fill(struct ssh *s)
+{
+    ssize_t n = libssh2_sftp_read(s->rd.h, s->rd.buf, READ_AHEAD);
+
+    s->rd.off = 0;
+    s->rd.len = n > 0 ? (size_t)n : 0;
+    if (n > 0)
+        s->rd.pos += (uint64_t)n;
+    return n;
+}
+
+/* Read through (and drop) what lies between the handle's place and
+ * OFFSET, a little ahead: libssh2 has asked for it already, and a seek
+ * would throw those requests away.  0 at the end of the object. */
+static ssize_t reader_skip_to(struct ssh *s, uint64_t offset)
+{
+    while (s->rd.pos <= offset) {
+        ssize_t n = reader_fill(s);
+        if (n <= 0)
+            return n;
+    }
+    s->rd.off = s->rd.len - (size_t)(s->rd.pos - offset);
+    return 1;
+}
+
+/* Open KEY's handle when it is not the kept one. */
+static int reader_open(struct ssh *s, const char *key)
+{
+    CLEANUP_FREE char *path = NULL;
+
     if (s->rd.h && (s->rd.generation != s->generation || strcmp(s->rd.key, key) != 0 ||
                     vk_now_ns() - s->rd.used_ns > READER_IDLE_NS))
         reader_drop(s);
     if (s->broken)
         return fail_lost(s, "read", key);
+    if (s->rd.h)
+        return 0;
+    reader_drop(s); /* the key of a handle that went with its session */
+    if (!s->rd.buf && !(s->rd.buf = vk_malloc(READ_AHEAD)))
+        return -1;
+    if (!(path = path_of(s, key)) || !(s->rd.key = vk_strdup(key)))
+        return -1;
+    s->rd.h = libssh2_sftp_open_ex(s->sftp, path, (unsigned int)strlen(path), LIBSSH2_FXF_READ, 0,
+                                   LIBSSH2_SFTP_OPENFILE);
     if (!s->rd.h) {
-        CLEANUP_FREE char *path = path_of(s, key);
-        if (!path || !(s->rd.key = vk_strdup(key)))
-            return -1;
-        s->rd.h = libssh2_sftp_open_ex(s->sftp, path, (unsigned int)strlen(path), LIBSSH2_FXF_READ,
-                                       0, LIBSSH2_SFTP_OPENFILE);
-        if (!s->rd.h) {
-            reader_drop(s);
-            return sftp_fail(s, "read", key);
-        }
-        s->rd.generation = s->generation;
-        s->rd.pos = 0;
-    } else if (offset == s->rd.pos) {
-        *seq = true;
+        reader_drop(s);
+        return sftp_fail(s, "read", key);
     }
-    /* Only a real move: a seek drops the read-ahead. */
-    if (offset != s->rd.pos)
-        libssh2_sftp_seek64(s->rd.h, offset);
+    s->rd.generation = s->generation;
+    return 0;
+}
+
+/* May a read at OFFSET, past the handle's place, read through the gap? */
+static bool reader_may_skip(const struct ssh *s, uint64_t offset)
+{
+    uint64_t gap = offset - s->rd.pos;
+
+    return s->rd.pos > 0 && (gap <= READ_MIN || (s->rd.deep && gap <= READ_SKIP_MAX));
+}
+
+/* The kept handle on KEY, placed so that the next byte comes from the
+ * buffer or the handle at OFFSET.  Returns 1 when the read goes on from the
+ * last one (read deeply), 0 when it starts at a new place, -1 on failure. */
+static int reader_at(struct ssh *s, const char *key, uint64_t offset)
+{
+    uint64_t buffered;
+
+    if (reader_open(s, key) < 0)
+        return -1;
+    buffered = s->rd.pos - (s->rd.len - s->rd.off);
+    if (offset >= buffered && offset < s->rd.pos) {
+        s->rd.off += (size_t)(offset - buffered);
+        return 1;
+    }
+    s->rd.off = s->rd.len = 0;
+    if (offset == s->rd.pos)
+        return s->rd.pos > 0;
+    if (offset > s->rd.pos && reader_may_skip(s, offset))
+        /* At the end of the object, the read finds the end again. */
+        return reader_skip_to(s, offset) < 0 ? read_failed(s, key) : 1;
+    libssh2_sftp_seek64(s->rd.h, offset); /* drops what libssh2 read ahead */
     s->rd.pos = offset;
     return 0;
+}
+
+/* Fill A's buffer from the kept handle; DEEP as reader_at returned.
+ * Returns the last read's result: 0 at the end, < 0 on failure. */
+static ssize_t get_fill(struct ssh *s, struct get_arg *a, bool deep)
+{
+    ssize_t n = 1;
+
+    while (a->got < a->len && n > 0) {
+        size_t left = a->len - a->got;
+        if (s->rd.off < s->rd.len) {
+            size_t c = s->rd.len - s->rd.off < left ? s->rd.len - s->rd.off : left;
+            memcpy(a->buf + a->got, s->rd.buf + s->rd.off, c);
+            s->rd.off += c;
+            a->got += c;
+        } else if (deep && left < READ_AHEAD) {
+            n = reader_fill(s);
+        } else {
+            n = libssh2_sftp_read(s->rd.h, a->buf + a->got, deep ? READ_AHEAD : read_chunk(left));
+            if (n > 0) {
+                a->got += (size_t)n;
+                s->rd.pos += (uint64_t)n;
+            }
+        }
+    }
+    return n;
 }
 
 static int op_get(struct ssh *s, unsigned int attempt, void *arg)
 {
     struct get_arg *a = arg;
-    ssize_t n = 0;
-    bool seq;
+    int deep;
 
     (void)attempt;
-    if (reader_at(s, a->key, a->offset, &seq) < 0)
+    a->got = 0;
+    if ((deep = reader_at(s, a->key, a->offset)) < 0)
         return -1;
-    for (a->got = 0; a->got < a->len; a->got += (size_t)n) {
-        n = libssh2_sftp_read(s->rd.h, a->buf + a->got, read_chunk(a->len - a->got, seq));
-        if (n <= 0)
-            break;
-    }
-    if (n < 0) {
-        CLEANUP_FREE char *path = path_of(s, a->key);
-        int r = path ? fail_object(s, "read", a->key, path) : -1;
-        reader_drop(s);
-        return r;
-    }
-    s->rd.pos = a->offset + a->got;
+    s->rd.deep = deep;
+    if (get_fill(s, a, deep) < 0)
+        return read_failed(s, a->key);
     s->rd.used_ns = vk_now_ns();
     if (a->got < a->len)
         reader_drop(s); /* the end: nothing to read ahead */
@@ -1079,6 +1177,92 @@ static int ssh_list(struct transport *t, const char *prefix, transport_list_cb c
     return r;
 }
 
+/* ------------------------------------------------------------------ */
+/* Leftovers of killed puts                                            */
+
+struct purge_arg {
+    const char *dir_key;
+    unsigned int removed; /* over every attempt */
+};
+
+/* The names in the open directory H that carry the temp marker. */
+static int purge_names(struct ssh *s, struct purge_arg *a, LIBSSH2_SFTP_HANDLE *h, char ***names)
+{
+    char name[1024];
+    LIBSSH2_SFTP_ATTRIBUTES at;
+    size_t n_names = 0;
+    int n;
+
+    while ((n = libssh2_sftp_readdir_ex(h, name, sizeof name - 1, NULL, 0, &at)) > 0) {
+        char **v;
+        name[n] = '\0';
+        if (!strstr(name, SSH_TMP_MARK))
+            continue;
+        if (!(v = vk_realloc_array(*names, n_names + 2, sizeof *v)))
+            return -1;
+        *names = v;
+        if (!(v[n_names] = vk_strdup(name)))
+            return -1;
+        v[++n_names] = NULL;
+    }
+    return n < 0 ? sftp_fail(s, "list the temp files in", a->dir_key) : 0;
+}
+
+/* Unlink the temp files in DIR (listed first: no unlink while the
+ * server walks the directory), then DIR itself when it is empty. */
+static int op_purge(struct ssh *s, unsigned int attempt, void *arg)
+{
+    struct purge_arg *a = arg;
+    CLEANUP_FREE char *dir = path_of(s, a->dir_key);
+    CLEANUP_STRV char **names = NULL;
+    LIBSSH2_SFTP_HANDLE *h;
+    int r;
+
+    (void)attempt;
+    if (!dir)
+        return -1;
+    h = libssh2_sftp_open_ex(s->sftp, dir, (unsigned int)strlen(dir), 0, 0, LIBSSH2_SFTP_OPENDIR);
+    if (!h) {
+        unsigned long st = sftp_status(s);
+        if (st == LIBSSH2_FX_NO_SUCH_FILE || st == LIBSSH2_FX_NO_SUCH_PATH)
+            return 0; /* nothing there, nothing left behind */
+        return fail_status(s, st, "list the temp files in", a->dir_key);
+    }
+    r = purge_names(s, a, h, &names);
+    if (!s->broken)
+        libssh2_sftp_close_handle(h);
+    for (size_t i = 0; r == 0 && names && names[i]; i++) {
+        CLEANUP_FREE char *path = vk_asprintf("%s/%s", dir, names[i]);
+        unsigned long st;
+        if (!path)
+            return -1;
+        if (libssh2_sftp_unlink_ex(s->sftp, path, (unsigned int)strlen(path)) == 0) {
+            vk_debug("%s: removed the leftover '%s'", s->hostport, path);
+            a->removed++;
+        } else if ((st = sftp_status(s)) != LIBSSH2_FX_NO_SUCH_FILE &&
+                   st != LIBSSH2_FX_NO_SUCH_PATH) {
+            r = fail_status(s, st, "remove the temp files in", a->dir_key);
+        }
+    }
+    if (r == 0 && libssh2_sftp_rmdir_ex(s->sftp, dir, (unsigned int)strlen(dir)) != 0 &&
+        sftp_status(s) == NOT_STATUS)
+        return fail_lost(s, "remove the temp files in", a->dir_key);
+    return r;
+}
+
+static int ssh_purge_temps(struct transport *t, const char *dir_key, unsigned int *removed)
+{
+    struct ssh *s = t->priv;
+    struct purge_arg a = {.dir_key = dir_key};
+    int r;
+
+    pthread_mutex_lock(&s->lock);
+    r = retry(s, "remove the temp files in", dir_key, op_purge, &a);
+    pthread_mutex_unlock(&s->lock);
+    *removed = a.removed;
+    return r;
+}
+
 const struct transport_ops transport_ssh = {
     .scheme = "ssh",
     .open = ssh_open,
@@ -1092,4 +1276,5 @@ const struct transport_ops transport_ssh = {
     .stat = ssh_stat,
     .list = ssh_list,
     .remove = ssh_remove,
+    .purge_temps = ssh_purge_temps,
 };

@@ -36,6 +36,10 @@ struct transport_ops {
     int (*stat)(struct transport *t, const char *key, struct transport_stat *st);
     int (*list)(struct transport *t, const char *prefix, transport_list_cb cb, void *opaque);
     int (*remove)(struct transport *t, const char *key);
+
+    /* Optional: remove the temp files of killed puts in directory DIR_KEY,
+     * then the directory when it is empty (transport_purge_temps). */
+    int (*purge_temps)(struct transport *t, const char *dir_key, unsigned int *removed);
 };
 
 struct transport {

@@ -934,6 +934,13 @@ int transport_purge_temps(struct transport *t, const char *dir_key, unsigned int
         *removed = 0;
     if (key_check(t, dir_key) < 0)
         return -1;
+    if (t->ops->purge_temps) {
+        if (t->ops->purge_temps(t, dir_key, &n) < 0)
+            return target_fail(t);
+        if (removed)
+            *removed = n;
+        return 0;
+    }
     if (strcmp(t->ops->scheme, "file") != 0)
         return 0;
     if (!(dir = vk_asprintf("%s/%s", t->parsed.path, dir_key)))

@@ -144,11 +144,12 @@ int transport_key_valid(const char *key);
 
 /* Remove the leftovers of puts in flight that a killed process left in the
  * directory DIR_KEY ("web1/web1-20261128T010203Z"): the hidden temp files
- * of file:// targets, and then the directory itself when it is empty.
- * Committed objects are not touched.  Targets whose puts leave nothing
- * visible behind (s3://: an unfinished multipart upload is not an object)
- * and ssh:// (not yet) do nothing.  *REMOVED (may be NULL) gets how many
- * temp files were removed. */
+ * of file:// and ssh:// targets, and then the directory itself when it is
+ * empty.  Committed objects are not touched.  Targets whose puts leave
+ * nothing visible behind (s3://: an unfinished multipart upload is not an
+ * object) do nothing.  Only for a directory no live process is writing to:
+ * a put in flight there loses its temp file.  *REMOVED (may be NULL) gets
+ * how many temp files were removed. */
 int transport_purge_temps(struct transport *t, const char *dir_key, unsigned int *removed);
 
 #endif

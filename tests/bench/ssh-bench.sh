@@ -10,9 +10,13 @@
 #
 # Each run uploads FILE with virtkeep (transport put, through
 # tests/bench/ssh-bench.c), scp and `sftp -b`, then downloads it with each
-# into a scratch file next to FILE (scp cannot write to /dev/null); the tools take turns so that a load change hits all of them.
+# into a scratch file next to FILE (scp cannot write to /dev/null); the tools
+# take turns so that a load change hits all of them.
 # It prints JSON lines, one per tool and direction:
 #   {"tool":"virtkeep","dir":"put","bytes":N,"runs":[S,...],"median_s":S,"mb_s":R}
+# then what virtkeep's put commit took (the flush of the last writes, the
+# fsync@openssh.com that scp and sftp do not do, close and rename):
+#   {"tool":"virtkeep","dir":"put-commit","runs":[S,...],"median_s":S,"share_of_put":F}
 # then one per ratio (virtkeep's throughput over the tool's, >= 0.9 is the target):
 #   {"ratio":"put_vs_scp","value":R}
 #
@@ -21,6 +25,8 @@
 #   VK_SSH_KEY, VK_SSH_KNOWN_HOSTS   the key and known_hosts (set by "local")
 #   VIRTKEEP_BENCH_RUNS   runs (default 3; the median is reported)
 #   SSH_BENCH_BLOCK       bytes per virtkeep write and read (default 262144)
+#   SSH_BENCH_BIN         a driver built elsewhere (e.g. from another revision,
+#                         to compare), instead of building tests/bench/ssh-bench.c
 #   SSH_BENCH_DIR         "local": where the target directory goes (default: the
 #                         scratch directory; /dev/shm takes the disk, and the fsync
 #                         virtkeep does at each commit and scp does not, out)
@@ -52,11 +58,12 @@ re='^ssh://([^@/]+)@([^:/]+)(:([0-9]+))?(/.*)$'
 [[ $URL =~ $re ]] || { echo "$0: URL must be ssh://USER@HOST[:PORT]/DIR" >&2; exit 2; }
 USER_=${BASH_REMATCH[1]} HOST=${BASH_REMATCH[2]} PORT=${BASH_REMATCH[4]:-22} DIR=${BASH_REMATCH[5]}
 
-BIN=$B/tests/bench/ssh-bench
-mkdir -p "$B/tests/bench"
-# shellcheck disable=SC2046
-gcc -O2 -g -std=gnu11 -pthread -I"$B" -I"$SRC" -o "$BIN" "$SRC/tests/bench/ssh-bench.c" \
-    "$B/transport/libtransport.a" "$B/common/libcommon.a" -lssh2 -lcurl -lxml2 -lcrypto
+BIN=${SSH_BENCH_BIN:-$B/tests/bench/ssh-bench}
+if [ -z "${SSH_BENCH_BIN:-}" ]; then
+    mkdir -p "$B/tests/bench"
+    gcc -O2 -g -std=gnu11 -pthread -I"$B" -I"$SRC" -o "$BIN" "$SRC/tests/bench/ssh-bench.c" \
+        "$B/transport/libtransport.a" "$B/common/libcommon.a" -lssh2 -lcurl -lxml2 -lcrypto
+fi
 
 SSHOPT=(-o BatchMode=yes -o StrictHostKeyChecking=yes -o "UserKnownHostsFile=$VK_SSH_KNOWN_HOSTS"
     -i "$VK_SSH_KEY")
@@ -67,7 +74,8 @@ timed() { # timed CMD...: prints the seconds CMD took; fails with it
     "$@" >/dev/null || return 1
     echo "$(now) - $t0" | bc
 }
-vk_put() { "$BIN" put "$URL" bench.dat "$FILE" "$BLOCK"; }
+VKOUT=$FILE.ssh-bench-vk
+vk_put() { "$BIN" put "$URL" bench.dat "$FILE" "$BLOCK" >"$VKOUT"; }
 vk_get() { "$BIN" get "$URL" bench.dat "$OUT" "$BLOCK"; }
 scp_put() { scp -q -P "$PORT" "${SSHOPT[@]}" "$FILE" "$USER_@[$HOST]:$DIR/scp.dat"; }
 scp_get() { scp -q -P "$PORT" "${SSHOPT[@]}" "$USER_@[$HOST]:$DIR/scp.dat" "$OUT"; }
@@ -77,9 +85,9 @@ sftp_get() { sftp_b "get $DIR/sftp.dat $OUT"; }
 
 OUT=$FILE.ssh-bench-out
 if declare -F vk_on_exit >/dev/null; then
-    vk_on_exit "rm -f '$OUT'" # the harness owns the EXIT trap
+    vk_on_exit "rm -f '$OUT' '$VKOUT'" # the harness owns the EXIT trap
 else
-    trap 'rm -f "$OUT"' EXIT
+    trap 'rm -f "$OUT" "$VKOUT"' EXIT
 fi
 declare -A T
 cat "$FILE" >/dev/null # from the page cache for everyone
@@ -87,6 +95,9 @@ for ((i = 0; i < RUNS; i++)); do
     for op in put get; do
         for tool in vk scp sftp; do
             T[$tool.$op]+=" $(timed "${tool}_$op")"
+            if [ "$tool.$op" = vk.put ]; then
+                T[vk.commit]+=" $(sed -n 's/.*commit_seconds=\([0-9.]*\).*/\1/p' "$VKOUT")"
+            fi
         done
     done
 done
@@ -107,6 +118,10 @@ for op in put get; do
             "$(echo "$BYTES / ${M[$tool.$op]} / 1000000" | bc -l)"
     done
 done
+M[vk.commit]=$(median <<<"${T[vk.commit]}")
+printf '{"tool":"virtkeep","dir":"put-commit","runs":[%s],"median_s":%s,"share_of_put":%.3f}\n' \
+    "$(echo ${T[vk.commit]} | tr ' ' ',')" "${M[vk.commit]}" \
+    "$(echo "${M[vk.commit]} / ${M[vk.put]}" | bc -l)"
 for op in put get; do
     for tool in scp sftp; do
         printf '{"ratio":"%s_vs_%s","value":%.2f}\n' "$op" "$tool" \
