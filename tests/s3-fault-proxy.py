@@ -21,7 +21,14 @@ contains TEXT, then the proxy passes again):
               bucket policy, which s3rver cannot enforce)
     full      answer 507 XMinioStorageFull to bodies over 64 KiB (a full
               server, as MinIO reports it)
+    corrupt   flip one byte of the body in transit (what the payload checksum
+              must catch)
+
+Like AWS S3 (and unlike s3rver), the proxy checks every body against its
+x-amz-content-sha256 header when that is a hex digest, and answers 400
+XAmzContentSHA256Mismatch on a mismatch (stats: sha_checked, sha_mismatch).
 """
+import hashlib
 import http.client
 import socket
 import struct
@@ -34,7 +41,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 LOCK = threading.Lock()
 STATE = {"mode": "pass", "n": 0, "match": "", "delay_ms": 0}
 STATS = {"requests": 0, "503": 0, "resets": 0, "403": 0, "507": 0, "slowed": 0,
-         "inflight": 0, "inflight_max": 0}
+         "inflight": 0, "inflight_max": 0, "sha_checked": 0, "sha_mismatch": 0,
+         "corrupted": 0}
 LOG = []
 UPSTREAM = None
 
@@ -114,6 +122,16 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(delay)
         return b"".join(chunks)
 
+    def payload_ok(self, body):
+        claimed = self.headers.get("x-amz-content-sha256", "")
+        if len(claimed) != 64 or any(c not in "0123456789abcdef" for c in claimed):
+            return True
+        ok = hashlib.sha256(body).hexdigest() == claimed
+        with LOCK:
+            STATS["sha_checked"] += 1
+            STATS["sha_mismatch"] += 0 if ok else 1
+        return ok
+
     def reset(self, length):
         self.rfile.read(min(length, 65536) // 2)
         STATS["resets"] += 1
@@ -164,7 +182,15 @@ class Handler(BaseHTTPRequestHandler):
             if delay:
                 STATS["slowed"] += 1
             body = self.read_body(length, delay)
-            if fault == "fail503":
+            if fault == "corrupt" and body:
+                body = bytes([body[0] ^ 0xff]) + body[1:]
+                with LOCK:
+                    STATS["corrupted"] += 1
+            if not self.payload_ok(body):
+                status = self.error(400, "XAmzContentSHA256Mismatch",
+                                    "The provided 'x-amz-content-sha256' header does not match "
+                                    "what was computed.")
+            elif fault == "fail503":
                 status = self.error(503, "SlowDown", "Please reduce your request rate.")
             elif fault == "readonly":
                 status = self.error(403, "AccessDenied", "Access Denied")

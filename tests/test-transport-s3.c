@@ -247,10 +247,14 @@ static void test_multipart_parallel(void **state)
 {
     struct transport *t = open_url(proxy_ep, "mp", "part_size=5MiB&parallel=4", &opts);
     size_t mark = log_mark();
+    long checked = proxy_stat("sha_checked"), bad = proxy_stat("sha_mismatch");
 
     (void)state;
     if (put_stream(t, "big/40MiB", 40 * MiB, 1) < 0)
         fail_msg("multipart put: %s", vk_error_message());
+    /* Every part carried its SHA-256 (x-amz-content-sha256), and it matched. */
+    assert_true(proxy_stat("sha_checked") - checked >= 8);
+    assert_int_equal(proxy_stat("sha_mismatch"), bad);
     assert_int_equal(log_count(mark, "POST /", "?uploads="), 1);
     assert_int_equal(log_count(mark, "PUT /", "partNumber="), 8);
     assert_int_equal(log_count(mark, "POST /", "?uploadId="), 1);
@@ -393,6 +397,26 @@ static void test_reset_mid_part(void **state)
     transport_close(t);
 }
 
+/* A part corrupted in transit fails its checksum at the server (as AWS
+ * does; the proxy checks for s3rver): the put fails naming the key, the
+ * upload is aborted and nothing is visible. */
+static void test_part_corrupted(void **state)
+{
+    struct transport *t = open_url(proxy_ep, "bad", "part_size=5MiB&attempts=3", &opts);
+    long bad = proxy_stat("sha_mismatch");
+    size_t mark = log_mark();
+
+    (void)state;
+    proxy_set("mode=corrupt&n=1&match=partNumber=2");
+    assert_int_equal(put_stream(t, "torn", 12 * MiB, 7), -1);
+    assert_non_null(strstr(vk_error_message(), "'torn'"));
+    assert_int_equal(proxy_stat("sha_mismatch") - bad, 1);
+    proxy_set("mode=pass");
+    assert_absent(t, "torn");
+    assert_int_equal(log_count(mark, "DELETE /", "/bad/torn?uploadId="), 1);
+    transport_close(t);
+}
+
 static void test_slow_link(void **state)
 {
     struct transport *t = open_url(proxy_ep, "slow", "part_size=5MiB", &opts);
@@ -481,7 +505,7 @@ static int specific_run(void)
         T(test_multipart_parallel),  T(test_small_is_single_put), T(test_abort),
         T(test_wrong_credentials),   T(test_missing_bucket),      T(test_503_burst),
         T(test_reset_mid_part),      T(test_slow_link),           T(test_pagination),
-        T(test_debug_hides_secrets),
+        T(test_debug_hides_secrets), T(test_part_corrupted),
     };
 #undef T
     return cmocka_run_group_tests_name("transport-s3", tests, NULL, NULL);

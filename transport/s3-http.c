@@ -249,46 +249,32 @@ static char *req_url(const struct s3 *s3, const struct s3_req *r)
                        rest, path, q, qs);
 }
 
-static int body_hashes(const struct s3_req *r, char sha[65], char md5[25])
+/* The hex SHA-256 of the body: signed (x-amz-content-sha256), so the server
+ * checks the bytes it received against it. */
+static int body_hash(const struct s3_req *r, char sha[65])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     const void *body = r->body ? r->body : "";
 
-    if (r->unsigned_payload) {
-        snprintf(sha, 65, "%s", S3_UNSIGNED_PAYLOAD);
-    } else {
-        if (EVP_Digest(body, r->body_len, md, &mdlen, EVP_sha256(), NULL) != 1)
-            return -1;
-        for (unsigned int i = 0; i < mdlen; i++)
-            snprintf(sha + 2 * i, 3, "%02x", md[i]);
-    }
-    md5[0] = '\0';
-    if (r->content_md5) {
-        if (EVP_Digest(body, r->body_len, md, &mdlen, EVP_md5(), NULL) != 1)
-            return -1;
-        EVP_EncodeBlock((unsigned char *)md5, md, (int)mdlen);
-    }
+    if (EVP_Digest(body, r->body_len, md, &mdlen, EVP_sha256(), NULL) != 1)
+        return -1;
+    for (unsigned int i = 0; i < mdlen; i++)
+        snprintf(sha + 2 * i, 3, "%02x", md[i]);
     return 0;
 }
 
 static struct curl_slist *req_headers(const struct s3 *s3, CURL *h, const struct s3_req *r)
 {
     struct curl_slist *hdrs = NULL, *l;
-    char sha[65], md5[25], buf[96];
+    char sha[65], buf[96];
 
-    if (body_hashes(r, sha, md5) < 0 || s3_sign_setup(h, s3->sigv4, &s3->creds, sha, &hdrs) < 0)
+    if (body_hash(r, sha) < 0 || s3_sign_setup(h, s3->sigv4, &s3->creds, sha, &hdrs) < 0)
         goto oom;
     /* No "Expect: 100-continue" round trip before each part. */
     if (!(l = curl_slist_append(hdrs, "Expect:")))
         goto oom;
     hdrs = l;
-    if (md5[0]) {
-        snprintf(buf, sizeof buf, "Content-MD5: %s", md5);
-        if (!(l = curl_slist_append(hdrs, buf)))
-            goto oom;
-        hdrs = l;
-    }
     if (r->range_len > 0) {
         snprintf(buf, sizeof buf, "Range: bytes=%llu-%llu", (unsigned long long)r->range_off,
                  (unsigned long long)(r->range_off + r->range_len - 1));

@@ -57,10 +57,8 @@ struct s3_req {
     const char *query;  /* canonical query ("a=1&b=x%2Fy", sorted), or NULL */
     const void *body;
     size_t body_len;
-    bool unsigned_payload; /* send x-amz-content-sha256: UNSIGNED-PAYLOAD */
-    bool content_md5;      /* send Content-MD5 of the body */
-    bool slow_answer;      /* the server may be silent for minutes before it answers */
-    uint64_t range_off;    /* with range_len > 0: Range: bytes=off-(off+len-1) */
+    bool slow_answer;   /* the server may be silent for minutes before it answers */
+    uint64_t range_off; /* with range_len > 0: Range: bytes=off-(off+len-1) */
     size_t range_len;
 
     /* The answer. */

@@ -3,7 +3,11 @@
  * Data is buffered one part at a time.  A stream that ends within its first
  * part is one PUT.  Otherwise the first full part starts a multipart upload
  * and each full part goes to a small pool of worker threads that upload it
- * (Content-MD5, UNSIGNED-PAYLOAD, retried with the buffered part re-sent).
+ * (retried with the buffered part re-sent).  Every PUT, single or part,
+ * signs its payload: x-amz-content-sha256 carries the body's SHA-256, which
+ * the server checks against the bytes it received (a mismatch is refused),
+ * so it is the part's checksum header.  SHA-256 (SHA-NI) costs less CPU
+ * here than the Content-MD5 it replaces (~1.3 GB/s against ~0.5 GB/s).
  * At most PARALLEL parts are queued or in flight, plus the one being filled,
  * so memory stays bounded.  Part sizes double every 1000 parts so that a
  * 5 TiB stream fits in 10,000 parts.  CompleteMultipartUpload is sent only
@@ -87,13 +91,8 @@ static int part_upload(struct s3_put *p, const struct part *pt)
     CLEANUP_FREE char *query =
         enc ? vk_asprintf("partNumber=%u&uploadId=%s", pt->number, enc) : NULL;
     CLEANUP_FREE char *what = vk_asprintf("cannot put '%s' (part %u)", p->key, pt->number);
-    struct s3_req r = {.method = "PUT",
-                       .key = p->key,
-                       .query = query,
-                       .body = pt->data,
-                       .body_len = pt->len,
-                       .unsigned_payload = true,
-                       .content_md5 = true};
+    struct s3_req r = {
+        .method = "PUT", .key = p->key, .query = query, .body = pt->data, .body_len = pt->len};
     int ret = -1;
 
     if (!query || !what)
@@ -390,8 +389,7 @@ int s3_put_write(struct s3_put *p, const void *buf, size_t len)
 static int put_single(struct s3_put *p)
 {
     CLEANUP_FREE char *what = what_put(p);
-    struct s3_req r = {
-        .method = "PUT", .key = p->key, .body = p->data, .body_len = p->len, .content_md5 = true};
+    struct s3_req r = {.method = "PUT", .key = p->key, .body = p->data, .body_len = p->len};
     int ret = -1;
 
     if (!what || s3_perform(p->s3, &r, what) < 0)
