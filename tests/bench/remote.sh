@@ -58,7 +58,7 @@ remote_data_make() {
 
 remote_s3_setup() {
     if [ "${VIRTKEEP_BENCH_REMOTE_TMPFS:-1}" = 1 ]; then
-        remote_tmpfs "$VK_SCRATCH/s3rver/data" "$((3 * REMOTE_BYTES / MIB + 512))M"
+        remote_tmpfs "$VK_SCRATCH/s3rver/data" "$((5 * REMOTE_BYTES / MIB + 512))M"
     fi
     vk_start_s3rver vkbench
     S3_URL="s3://$VK_S3_BUCKET/bench?endpoint=$VK_S3_ENDPOINT&region=$VK_S3_REGION"
@@ -72,7 +72,7 @@ remote_s3_setup() {
 remote_ssh_setup() {
     local dir=$VK_SCRATCH/sshstore
     if [ "${VIRTKEEP_BENCH_REMOTE_TMPFS:-1}" = 1 ]; then
-        remote_tmpfs "$dir" "$((3 * REMOTE_BYTES / MIB + 512))M"
+        remote_tmpfs "$dir" "$((5 * REMOTE_BYTES / MIB + 512))M"
     fi
     mkdir -p "$dir"
     vk_start_sshd
