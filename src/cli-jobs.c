@@ -42,10 +42,6 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
     int c;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            cli_command_help(cmd);
-            return CLI_EXIT_OK;
-        }
         if (c == OPT_JSON)
             a->json = true;
         else if (c == OPT_ALL)
@@ -53,7 +49,7 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
         else if (c == OPT_SOCKET)
             a->socket = optarg;
         else
-            return cli_option_error(cmd);
+            return cli_option_default(cmd, c);
     }
     if (optind == argc)
         return -1;
