@@ -19,6 +19,8 @@
 #include <config.h>
 
 #include <curl/curl.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -498,14 +500,216 @@ static void test_debug_hides_secrets(void **state)
     transport_close(t);
 }
 
+/* ------------------------------------------------------------------ */
+/* Read-ahead (transport/s3-read.c)                                    */
+
+#define RA_SIZE (64 * MiB + 12345)
+
+/* Read KEY from 0 to its end in BLOCK-byte ranges, checking every byte;
+ * returns the number of GETs the proxy saw for it. */
+static int read_sequential(struct transport *t, const char *key, size_t size, size_t block,
+                           unsigned int seed)
+{
+    uint8_t *buf = malloc(block);
+    size_t mark = log_mark(), off = 0;
+    char path[128];
+
+    assert_non_null(buf);
+    for (;;) {
+        ssize_t r = transport_get_range(t, key, off, buf, block);
+        size_t want = size - off < block ? size - off : block;
+        if (r < 0)
+            fail_msg("read '%s' at %zu: %s", key, off, vk_error_message());
+        assert_int_equal(r, want);
+        for (size_t j = 0; j < want; j++)
+            if (buf[j] != byte_at(off + j, seed))
+                fail_msg("'%s': byte %zu differs", key, off + j);
+        off += want;
+        if (want < block)
+            break;
+    }
+    free(buf);
+    snprintf(path, sizeof path, "/%s ", key);
+    return log_count(mark, "GET /", path);
+}
+
+static void test_readahead_sequential(void **state)
+{
+    struct transport *plain = open_url(proxy_ep, "ra", "readahead=0", &opts);
+    struct transport *t = open_url(proxy_ep, "ra", NULL, &opts);
+    int without, with;
+
+    (void)state;
+    if (put_stream(t, "seq", RA_SIZE, 11) < 0)
+        fail_msg("put: %s", vk_error_message());
+    /* 8 MiB ranges, as copy and the benchmark read: one GET each without
+     * read-ahead; with it, windows of 16, 32 and 64 MiB after two reads. */
+    without = read_sequential(plain, "seq", RA_SIZE, 8 * MiB, 11);
+    assert_int_equal(without, 9);
+    with = read_sequential(t, "seq", RA_SIZE, 8 * MiB, 11);
+    assert_true(with < without);
+    assert_int_equal(with, 5);
+    /* Small reads (restore's frames): a few windows, not 2,000 GETs. */
+    with = read_sequential(t, "seq", RA_SIZE, 32 * 1024 + 7, 11);
+    assert_true(with <= 6);
+    transport_close(plain);
+    transport_close(t);
+}
+
+/* Random reads, jumps back and forth around windows, reads across the end:
+ * every byte as written, every length as the contract says. */
+static void test_readahead_random(void **state)
+{
+    struct transport *t = open_url(proxy_ep, "ra", NULL, &opts);
+    uint8_t *buf = malloc(9 * MiB);
+    unsigned int seed = 12345;
+
+    (void)state;
+    assert_non_null(buf);
+    for (int i = 0; i < 60; i++) {
+        uint64_t off;
+        size_t len;
+        ssize_t r, want;
+        if (i % 3 == 2) { /* a sequential run after a random start */
+            off = (uint64_t)rand_r(&seed) % RA_SIZE;
+            for (int k = 0; k < 4; k++) {
+                len = 1 + (size_t)rand_r(&seed) % (3 * MiB);
+                r = transport_get_range(t, "seq", off, buf, len);
+                want = (ssize_t)(off >= RA_SIZE ? 0 : RA_SIZE - off < len ? RA_SIZE - off : len);
+                assert_int_equal(r, want);
+                for (ssize_t j = 0; j < r; j++)
+                    if (buf[j] != byte_at(off + (uint64_t)j, 11))
+                        fail_msg("byte %llu differs", (unsigned long long)off + (uint64_t)j);
+                off += len;
+            }
+            continue;
+        }
+        off = (uint64_t)rand_r(&seed) % (RA_SIZE + 2 * MiB);
+        len = 1 + (size_t)rand_r(&seed) % (9 * MiB);
+        r = transport_get_range(t, "seq", off, buf, len);
+        want = (ssize_t)(off >= RA_SIZE ? 0 : RA_SIZE - off < len ? RA_SIZE - off : len);
+        assert_int_equal(r, want);
+        for (ssize_t j = 0; j < r; j++)
+            if (buf[j] != byte_at(off + (uint64_t)j, 11))
+                fail_msg("byte %llu differs", (unsigned long long)off + (uint64_t)j);
+    }
+    assert_int_equal(transport_get_range(t, "seq", RA_SIZE, buf, 10), 0);
+    assert_int_equal(transport_get_range(t, "seq", RA_SIZE - 1, buf, 10), 1);
+    free(buf);
+    transport_close(t);
+}
+
+/* Is BUF the LEN bytes at OFF of the object written with SEED? */
+static void assert_bytes(const uint8_t *buf, uint64_t off, size_t len, unsigned int seed)
+{
+    for (size_t j = 0; j < len; j++)
+        if (buf[j] != byte_at(off + j, seed))
+            fail_msg("byte %llu differs (seed %u)", (unsigned long long)(off + j), seed);
+}
+
+/* A put or delete through the transport drops what it buffered. */
+static void test_readahead_invalidate(void **state)
+{
+    struct transport *t = open_url(proxy_ep, "ra", NULL, &opts);
+    uint8_t *buf = malloc(4 * MiB);
+
+    (void)state;
+    assert_non_null(buf);
+    assert_int_equal(put_stream(t, "inv", 24 * MiB, 21), 0);
+    /* The second read is sequential: it fetches [4 MiB, 12 MiB). */
+    assert_int_equal(transport_get_range(t, "inv", 0, buf, 4 * MiB), 4 * MiB);
+    assert_int_equal(transport_get_range(t, "inv", 4 * MiB, buf, 4 * MiB), 4 * MiB);
+    assert_bytes(buf, 4 * MiB, 4 * MiB, 21);
+    assert_int_equal(put_stream(t, "inv", 20 * MiB, 22), 0);
+    for (size_t off = 8 * MiB; off < 20 * MiB; off += 4 * MiB) {
+        assert_int_equal(transport_get_range(t, "inv", off, buf, 4 * MiB), 4 * MiB);
+        assert_bytes(buf, off, 4 * MiB, 22);
+    }
+    assert_int_equal(transport_get_range(t, "inv", 20 * MiB, buf, 4 * MiB), 0);
+    /* Buffer [4 MiB, 12 MiB) again, then delete. */
+    assert_int_equal(transport_get_range(t, "inv", 0, buf, 4 * MiB), 4 * MiB);
+    assert_int_equal(transport_get_range(t, "inv", 4 * MiB, buf, 4 * MiB), 4 * MiB);
+    assert_int_equal(transport_delete(t, "inv"), 0);
+    assert_int_equal(transport_get_range(t, "inv", 8 * MiB, buf, 4 * MiB), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_NOT_FOUND);
+    free(buf);
+    transport_close(t);
+}
+
+struct ra_thread {
+    struct transport *t;
+    const char *key;
+    size_t size, block;
+    unsigned int seed;
+    int bad;
+};
+
+static void *ra_thread_main(void *opaque)
+{
+    struct ra_thread *a = opaque;
+    uint8_t *buf = malloc(a->block);
+
+    for (size_t off = 0; buf && off < a->size; off += a->block) {
+        size_t want = a->size - off < a->block ? a->size - off : a->block;
+        ssize_t r = transport_get_range(a->t, a->key, off, buf, a->block);
+        if (r != (ssize_t)want) {
+            a->bad++;
+            break;
+        }
+        for (size_t j = 0; j < want; j++)
+            a->bad += buf[j] != byte_at(off + j, a->seed);
+    }
+    free(buf);
+    return NULL;
+}
+
+/* Threads reading the same and other objects at once through one
+ * transport (more streams than slots): every byte right. */
+static void test_readahead_threads(void **state)
+{
+    struct transport *t = open_url(proxy_ep, "ra", NULL, &opts);
+    struct ra_thread a[5];
+    pthread_t th[5];
+
+    (void)state;
+    assert_int_equal(put_stream(t, "thr", 20 * MiB + 3, 31), 0);
+    for (int i = 0; i < 5; i++) {
+        bool other = i >= 3;
+        a[i] = (struct ra_thread){.t = t,
+                                  .key = other ? "seq" : "thr",
+                                  .size = other ? RA_SIZE : 20 * MiB + 3,
+                                  .block = (size_t)(i + 1) * 1000 * 1000,
+                                  .seed = other ? 11 : 31};
+        assert_int_equal(pthread_create(&th[i], NULL, ra_thread_main, &a[i]), 0);
+    }
+    for (int i = 0; i < 5; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(a[i].bad, 0);
+    }
+    assert_int_equal(transport_delete(t, "thr"), 0);
+    assert_int_equal(transport_delete(t, "seq"), 0);
+    transport_close(t);
+}
+
 static int specific_run(void)
 {
 #define T(f) cmocka_unit_test_teardown(f, s3_teardown)
     const struct CMUnitTest tests[] = {
-        T(test_multipart_parallel),  T(test_small_is_single_put), T(test_abort),
-        T(test_wrong_credentials),   T(test_missing_bucket),      T(test_503_burst),
-        T(test_reset_mid_part),      T(test_slow_link),           T(test_pagination),
-        T(test_debug_hides_secrets), T(test_part_corrupted),
+        T(test_multipart_parallel),
+        T(test_small_is_single_put),
+        T(test_abort),
+        T(test_wrong_credentials),
+        T(test_missing_bucket),
+        T(test_503_burst),
+        T(test_reset_mid_part),
+        T(test_slow_link),
+        T(test_pagination),
+        T(test_debug_hides_secrets),
+        T(test_part_corrupted),
+        T(test_readahead_sequential),
+        T(test_readahead_random),
+        T(test_readahead_invalidate),
+        T(test_readahead_threads),
     };
 #undef T
     return cmocka_run_group_tests_name("transport-s3", tests, NULL, NULL);

@@ -1,8 +1,8 @@
 /* virtkeep - the s3:// backend's internals, shared by its files only
  * (s3.c: options, credentials and the vtable; s3-http.c: signed requests
  * with retries and error mapping; s3-put.c: streaming multipart puts;
- * s3-xml.c: the XML answers).  Tests include it to reach the signing setup
- * and the XML parsers; callers never do.
+ * s3-xml.c: the XML answers; s3-read.c: ranged reads with read-ahead).  Tests include it to reach
+ * the signing setup and the XML parsers; callers never do.
  */
 #ifndef VIRTKEEP_TRANSPORT_S3_INT_H
 #define VIRTKEEP_TRANSPORT_S3_INT_H
@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "common/error.h"
 
@@ -21,6 +22,30 @@
 #define S3_MAX_PART_SIZE (5ull * 1024 * 1024 * 1024)
 #define S3_MAX_PARTS 10000
 #define S3_MAX_PARALLEL 16
+
+/* Sequential read-ahead (s3-read.c): RA_SLOTS streams, one buffer each. */
+#define S3_RA_SLOTS 2
+#define S3_RA_MAX_WINDOW (64u * 1024 * 1024)
+
+struct s3_ra_slot {
+    char *key;     /* the object this stream reads, or NULL */
+    uint64_t next; /* where the last read of KEY ended */
+    size_t win;    /* the window the next sequential fetch asks for */
+    char *buf;     /* the window: LEN bytes of KEY at OFF (CAP allocated) */
+    size_t cap, len;
+    uint64_t off;
+    bool eof;  /* the object ends at OFF + LEN */
+    bool busy; /* a fetch into this slot runs (without the lock) */
+    uint64_t when, tick;
+};
+
+struct s3_ra {
+    pthread_mutex_t lock;
+    size_t max_window; /* 0: no read-ahead */
+    uint64_t gen;      /* bumped by every invalidation */
+    uint64_t ticks;
+    struct s3_ra_slot slots[S3_RA_SLOTS];
+};
 
 /* Credentials, read once at open.  The secret never goes to a log. */
 struct s3_creds {
@@ -48,6 +73,7 @@ struct s3 {
     pthread_mutex_t pool_lock; /* idle curl handles (connection reuse) */
     CURL *pool[S3_MAX_PARALLEL + 4];
     unsigned int npool;
+    struct s3_ra ra; /* read-ahead (s3-read.c) */
 };
 
 /* One request.  The body comes from memory so that a retry can re-send it. */
@@ -91,6 +117,15 @@ void s3_req_clear(struct s3_req *req);
 
 /* Percent-encode for a URL path (KEEP_SLASH) or a query value. */
 char *s3_uri_encode(const char *s, bool keep_slash);
+
+/* Ranged reads with sequential read-ahead (s3-read.c).  LEN > 0; returns
+ * the bytes read, short only at the object's end (0 at or past it). */
+ssize_t s3_ra_read(struct s3 *s3, const char *key, uint64_t offset, void *buf, size_t len);
+/* Drop what is buffered of KEY: it is being written or deleted. */
+void s3_ra_forget(struct s3 *s3, const char *key);
+/* MAX_WINDOW 0 turns read-ahead off. */
+void s3_ra_init(struct s3_ra *ra, size_t max_window);
+void s3_ra_free(struct s3_ra *ra);
 
 /* Streaming put (s3-put.c). */
 struct s3_put;

@@ -10,6 +10,8 @@
  *   attempts=N                       tries per request (default 6)
  *   backoff_ms=N                     first retry delay (default 200)
  *   max_keys=N                       listing page size (default 1000)
+ *   readahead=SIZE                   largest sequential read-ahead window
+ *                                    (default 64 MiB, 0 turns it off; s3-read.c)
  *
  * Credentials: access_key_id with secret_key_file (mode 0600 or stricter)
  * or secret_key_env; else AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
@@ -165,6 +167,21 @@ static int opt_part_size(struct s3 *s3, const struct transport_url *url)
     return 0;
 }
 
+static int opt_readahead(struct s3 *s3, const struct transport_url *url)
+{
+    CLEANUP_FREE char *v = transport_url_query_get(url, "readahead");
+    uint64_t n;
+
+    if (!v)
+        return 0;
+    if (vk_size_parse(v, &n) < 0 || n > 1024 * 1024 * 1024) {
+        vk_error(VK_ERR_INVALID, "the option readahead=%s is not a size from 0 to 1 GiB", v);
+        return -1;
+    }
+    s3->ra.max_window = (size_t)n;
+    return 0;
+}
+
 static int opt_endpoint(struct s3 *s3, const struct transport_url *url,
                         const struct transport_options *o)
 {
@@ -221,7 +238,7 @@ static int s3_configure(struct s3 *s3, const struct transport_url *url,
     s3->part_size = 8u * 1024 * 1024;
     s3->parallel = 4;
     s3->max_keys = 1000;
-    if (opt_endpoint(s3, url, o) < 0 || opt_part_size(s3, url) < 0 ||
+    if (opt_endpoint(s3, url, o) < 0 || opt_part_size(s3, url) < 0 || opt_readahead(s3, url) < 0 ||
         opt_uint(url, "parallel", 1, S3_MAX_PARALLEL, &s3->parallel) < 0 ||
         opt_uint(url, "attempts", 1, 100, &s3->attempts) < 0 ||
         opt_uint(url, "backoff_ms", 1, 60000, &s3->backoff_ms) < 0 ||
@@ -237,6 +254,7 @@ static void s3_free(struct s3 *s3)
     for (unsigned int i = 0; i < s3->npool; i++)
         curl_easy_cleanup(s3->pool[i]);
     pthread_mutex_destroy(&s3->pool_lock);
+    s3_ra_free(&s3->ra);
     creds_clear(&s3->creds);
     free(s3->endpoint);
     free(s3->bucket);
@@ -256,6 +274,7 @@ static int s3_open(struct transport *t, const struct transport_url *url,
         return -1;
     pthread_once(&curl_once, curl_init);
     pthread_mutex_init(&s3->pool_lock, NULL);
+    s3_ra_init(&s3->ra, S3_RA_MAX_WINDOW);
     if (s3_configure(s3, url, opts) < 0) {
         s3_free(s3);
         return -1;
@@ -304,29 +323,11 @@ static int s3_stat(struct transport *t, const char *key, struct transport_stat *
 static ssize_t s3_get_range(struct transport *t, const char *key, uint64_t offset, void *buf,
                             size_t len)
 {
-    CLEANUP_FREE char *what = vk_asprintf("cannot read '%s'", key);
-    struct s3_req r = {.method = "GET", .key = key, .dst = buf, .dst_cap = len};
     struct transport_stat st;
 
-    if (!what)
-        return -1;
     if (len == 0) /* no empty ranges in HTTP: just check that it exists */
         return s3_stat(t, key, &st) < 0 ? -1 : 0;
-    r.range_off = offset;
-    r.range_len = len;
-    if (s3_perform(t->priv, &r, what) < 0)
-        return -1;
-    if (r.status == 416) { /* at or past the end */
-        s3_req_clear(&r);
-        return 0;
-    }
-    if (r.status / 100 != 2) {
-        s3_fail(t->priv, &r, what);
-        s3_req_clear(&r);
-        return -1;
-    }
-    s3_req_clear(&r);
-    return (ssize_t)r.dst_len;
+    return s3_ra_read(t->priv, key, offset, buf, len);
 }
 
 static int s3_remove(struct transport *t, const char *key)
@@ -335,11 +336,15 @@ static int s3_remove(struct transport *t, const char *key)
     struct transport_stat st;
     struct s3_req r = {.method = "DELETE", .key = key};
 
+    int ret = -1;
+
     /* DELETE answers 204 for a missing key too. */
-    if (!what || s3_stat(t, key, &st) < 0 || simple(t->priv, &r, what) < 0)
-        return -1;
-    s3_req_clear(&r);
-    return 0;
+    if (what && s3_stat(t, key, &st) == 0 && simple(t->priv, &r, what) == 0) {
+        s3_req_clear(&r);
+        ret = 0;
+    }
+    s3_ra_forget(t->priv, key); /* after: no window of the old object survives */
+    return ret;
 }
 
 /* ------------------------------------------------------------------ */
@@ -402,7 +407,8 @@ static int list_page(struct s3 *s3, const char *prefix, char **token, struct s3_
     }
     /* S3 lists in byte order; some servers (s3rver) in directory order:
      * put each page in byte order at least. */
-    qsort(page->entries, page->n, sizeof page->entries[0], entry_cmp);
+    if (page->n > 1) /* an empty page has no array: qsort(NULL, ...) is undefined */
+        qsort(page->entries, page->n, sizeof page->entries[0], entry_cmp);
     free(*token);
     *token = VK_STEAL(page->next_token);
     return 0;
@@ -461,28 +467,59 @@ static int s3_check(struct transport *t)
     return 0;
 }
 
+/* A put handle remembers its key: the commit drops what the read-ahead
+ * holds of it. */
+struct put_op {
+    struct s3_put *p;
+    char *key;
+};
+
 static void *s3_put_begin_op(struct transport *t, const char *key, unsigned int flags)
 {
+    struct put_op *op = vk_calloc(1, sizeof *op);
+
     (void)flags;
-    return s3_put_begin(t->priv, key);
+    if (!op || !(op->key = vk_strdup(key)) || !(op->p = s3_put_begin(t->priv, key))) {
+        if (op)
+            free(op->key);
+        free(op);
+        return NULL;
+    }
+    return op;
 }
 
 static int s3_put_write_op(struct transport *t, void *handle, const void *buf, size_t len)
 {
+    struct put_op *op = handle;
+
     (void)t;
-    return s3_put_write(handle, buf, len);
+    return s3_put_write(op->p, buf, len);
 }
 
 static int s3_put_commit_op(struct transport *t, void *handle)
 {
-    (void)t;
-    return s3_put_commit(handle);
+    struct put_op *op = handle;
+    int r;
+
+    s3_ra_forget(t->priv, op->key);
+    r = s3_put_commit(op->p);
+    /* Again: a read during the commit may have buffered the old object. */
+    s3_ra_forget(t->priv, op->key);
+    free(op->key);
+    free(op);
+    return r;
 }
 
 static void s3_put_abort_op(struct transport *t, void *handle)
 {
+    struct put_op *op = handle;
+
     (void)t;
-    s3_put_abort(handle);
+    if (!op)
+        return;
+    s3_put_abort(op->p);
+    free(op->key);
+    free(op);
 }
 
 const struct transport_ops transport_s3 = {
