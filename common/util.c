@@ -136,6 +136,19 @@ bool vk_strv_contains(char *const *strv, const char *s)
     return false;
 }
 
+int vk_strv_add(char ***strv, const char *s)
+{
+    size_t n = vk_strv_len(*strv);
+    char **v = vk_realloc_array(*strv, n + 2, sizeof *v);
+
+    if (!v)
+        return -1;
+    *strv = v;
+    v[n + 1] = NULL;
+    v[n] = vk_strdup(s);
+    return v[n] ? 0 : -1;
+}
+
 int vk_parse_uint(const char *str, unsigned long long max, unsigned long long *out)
 {
     unsigned long long v;

@@ -23,6 +23,9 @@ size_t vk_strv_len(char *const *strv);
 /* Split "a,b, c" on commas; trims spaces; rejects empty items. */
 char **vk_strv_split(const char *str, char sep);
 bool vk_strv_contains(char *const *strv, const char *s);
+/* Append a copy of S to the NULL-terminated *STRV (NULL: an empty list).
+ * -1 on ENOMEM, *STRV still NULL-terminated and owned by the caller. */
+int vk_strv_add(char ***strv, const char *s);
 
 /* Strict integer parsing: whole string, base 10, range-checked. */
 int vk_parse_uint(const char *str, unsigned long long max, unsigned long long *out);

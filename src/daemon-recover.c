@@ -34,39 +34,17 @@ static bool orphaned(const struct catalog_backup *b)
            !strstr(e, "; recovered");
 }
 
-static bool strv_has(char **v, const char *s)
-{
-    for (size_t i = 0; v && v[i]; i++)
-        if (strcmp(v[i], s) == 0)
-            return true;
-    return false;
-}
-
-static int strv_push(char ***v, size_t *n, const char *s)
-{
-    char **nv = vk_realloc_array(*v, *n + 2, sizeof *nv);
-
-    if (!nv)
-        return -1;
-    *v = nv;
-    if (!(nv[*n] = vk_strdup(s)))
-        return -1;
-    nv[++*n] = NULL;
-    return 0;
-}
-
 static int domains_orphaned(struct catalog *cat, char ***out)
 {
     struct catalog_backups *all = NULL;
-    size_t n = 0;
     int r = -1;
 
     *out = NULL;
     if (catalog_backup_list(cat, NULL, 0, &all) < 0)
         return -1;
     for (size_t i = 0; i < all->count; i++)
-        if (orphaned(&all->items[i]) && !strv_has(*out, all->items[i].domain) &&
-            strv_push(out, &n, all->items[i].domain) < 0)
+        if (orphaned(&all->items[i]) && !vk_strv_contains(*out, all->items[i].domain) &&
+            vk_strv_add(out, all->items[i].domain) < 0)
             goto out;
     r = 0;
 out:

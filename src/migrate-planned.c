@@ -128,19 +128,6 @@ struct planned {
 
 /* ---------------------------------------------------------------- helpers */
 
-static int strv_push(char ***v, const char *s)
-{
-    size_t n = vk_strv_len(*v);
-    char **nv = vk_realloc_array(*v, n + 2, sizeof(char *));
-
-    if (!nv)
-        return -1;
-    *v = nv;
-    nv[n] = vk_strdup(s);
-    nv[n + 1] = NULL;
-    return nv[n] ? 0 : -1;
-}
-
 static const char *pool_name(const struct planned *p)
 {
     return p->o->dest_pool ? p->o->dest_pool : "default";
@@ -378,7 +365,7 @@ static int backup_take(struct planned *p)
     if (r == 0) {
         step_say(p, "planned move of '%s': backup %s (%s) committed to '%s'", p->dom->name, br.id,
                  catalog_level_name(br.level), br.target);
-        r = strv_push(&p->res->backups, br.id);
+        r = vk_strv_add(&p->res->backups, br.id);
     }
     backup_result_clear(&br);
     return r;
@@ -636,7 +623,7 @@ static int vol_add(struct planned *p, const struct restore_disk_result *d)
         virt_error_libvirt("cannot read the path of volume '%s'", name);
         return -1;
     }
-    return strv_push(&p->res->volumes, v->path) < 0 ? -1 : vol_upload(p, v);
+    return vk_strv_add(&p->res->volumes, v->path) < 0 ? -1 : vol_upload(p, v);
 fail:
     free(v->disk);
     free(v->image);

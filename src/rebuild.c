@@ -21,29 +21,16 @@ struct scan {
     char **dirs;      /* DOMAIN/ID of every other object */
 };
 
-static int strv_add(char ***strv, const char *s)
-{
-    size_t n = vk_strv_len(*strv);
-    char **v = vk_realloc_array(*strv, n + 2, sizeof *v);
-
-    if (!v)
-        return -1;
-    *strv = v;
-    v[n + 1] = NULL;
-    v[n] = vk_strdup(s);
-    return v[n] ? 0 : -1;
-}
-
 static int strv_add_once(char ***strv, const char *s)
 {
-    return vk_strv_contains(*strv, s) ? 0 : strv_add(strv, s);
+    return vk_strv_contains(*strv, s) ? 0 : vk_strv_add(strv, s);
 }
 
 /* "A: B" */
 static int strv_add2(char ***strv, const char *a, const char *b)
 {
     CLEANUP_FREE char *s = vk_asprintf("%s: %s", a, b);
-    return s ? strv_add(strv, s) : -1;
+    return s ? vk_strv_add(strv, s) : -1;
 }
 
 void rebuild_result_clear(struct rebuild_result *r)
@@ -69,7 +56,7 @@ static int scan_cb(void *opaque, const char *key, const struct transport_stat *s
     if (!a || !b || strchr(b + 1, '/'))
         return 0; /* not in the layout: not ours */
     if (strcmp(b + 1, "manifest.json") == 0)
-        return strv_add(&s->manifests, key);
+        return vk_strv_add(&s->manifests, key);
     dir = vk_asprintf("%.*s", (int)(b - key), key);
     return dir ? strv_add_once(&s->dirs, dir) : -1;
 }
@@ -216,7 +203,7 @@ static int manifest_record(struct catalog *cat, struct rebuild_result *res,
     }
     *(known ? &res->known : &res->added) += 1;
     return strv_add_once(&res->domains, m->domain_name) < 0 ||
-                   strv_add(&res->backups, m->backup_id) < 0
+                   vk_strv_add(&res->backups, m->backup_id) < 0
                ? -1
                : 0;
 }
@@ -262,7 +249,7 @@ static int incomplete_find(const struct scan *s, struct rebuild_result *res)
         CLEANUP_FREE char *key = vk_asprintf("%s/manifest.json", s->dirs[i]);
         if (!key)
             return -1;
-        if (!vk_strv_contains(s->manifests, key) && strv_add(&res->incomplete, s->dirs[i]) < 0)
+        if (!vk_strv_contains(s->manifests, key) && vk_strv_add(&res->incomplete, s->dirs[i]) < 0)
             return -1;
     }
     return 0;

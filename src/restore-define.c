@@ -95,19 +95,6 @@ static int text_set(xmlNode *parent, const char *name, const char *text)
     return 0;
 }
 
-static int strv_add(char ***strv, const char *s)
-{
-    size_t n = vk_strv_len(*strv);
-    char **v = vk_realloc_array(*strv, n + 2, sizeof *v);
-
-    if (!v)
-        return -1;
-    *strv = v;
-    v[n + 1] = NULL;
-    v[n] = vk_strdup(s);
-    return v[n] ? 0 : -1;
-}
-
 static const char *disk_path(const struct restore_define_disk *disks, size_t nr, const char *dev)
 {
     for (size_t i = 0; dev && i < nr; i++)
@@ -155,7 +142,7 @@ static int disks_rewrite(xmlNode *devices, const struct restore_define_disk *dis
             if (path && disk_repoint(c, path) < 0)
                 return -1;
             if (!path) {
-                if (strv_add(dropped, dev ? dev : "(no target)") < 0)
+                if (vk_strv_add(dropped, dev ? dev : "(no target)") < 0)
                     return -1;
                 node_drop(c);
             }

@@ -222,6 +222,14 @@ static void test_strv_split(void **state)
     assert_string_equal(v[2], "vdc");
     assert_true(vk_strv_contains(v, "vdb"));
     assert_false(vk_strv_contains(v, "vdd"));
+    assert_int_equal(vk_strv_add(&v, "vdd"), 0);
+    assert_true(vk_strv_contains(v, "vdd"));
+    assert_int_equal(vk_strv_len(v), 4);
+    assert_null(v[4]);
+    assert_int_equal(vk_strv_add(&bad, "first"), 0); /* from no list at all */
+    assert_int_equal(vk_strv_len(bad), 1);
+    vk_strv_free(bad);
+    bad = NULL;
 
     bad = vk_strv_split("vda,,vdb", ',');
     assert_null(bad);
