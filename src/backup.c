@@ -56,11 +56,6 @@ static bool cancelled(const struct bk *b)
     return false;
 }
 
-static bool is_url(const char *s)
-{
-    return s[0] == '/' || strstr(s, "://") != NULL;
-}
-
 /* --target, else the first target of the domain's policy. */
 static const char *target_pick(const struct backup_options *o)
 {
@@ -89,7 +84,7 @@ static int target_open(struct bk *b)
     if (!name)
         return -1;
     memset(&topts, 0, sizeof topts);
-    if (is_url(name)) {
+    if (transport_is_url(name)) {
         b->t = transport_open(NULL, name, NULL);
     } else {
         ct = o->config ? config_target_find(o->config, name) : NULL;

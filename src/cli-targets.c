@@ -45,17 +45,12 @@ static void row_check(struct target_row *row, const struct config_target *target
     transport_close(t);
 }
 
-static bool looks_like_url(const char *arg)
-{
-    return arg[0] == '/' || strstr(arg, "://") != NULL;
-}
-
 /* Check an argument before anything is opened; returns an exit code. */
 static int arg_validate(const struct config *cfg, const char *arg, char **scheme)
 {
     struct transport_url u;
 
-    if (!looks_like_url(arg)) {
+    if (!transport_is_url(arg)) {
         if (config_target_find(cfg, arg))
             return CLI_EXIT_OK; /* listed already */
         cli_error("unknown target '%s': it is neither a URL nor a target of '%s'", arg, cfg->file);

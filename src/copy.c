@@ -47,11 +47,6 @@ struct xfer {
     bool source_fault; /* the failure was the source's: another copy may do */
 };
 
-static bool is_url(const char *s)
-{
-    return s[0] == '/' || strstr(s, "://") != NULL;
-}
-
 static const char *obj_what(const struct obj *ob)
 {
     return ob->disk ? ob->disk : "manifest";
@@ -517,7 +512,7 @@ static int backups_select(struct catalog *cat, const char *what, struct catalog_
 
 static int target_check(const struct copy_options *o)
 {
-    if (is_url(o->to) || (o->config && config_target_find(o->config, o->to)))
+    if (transport_is_url(o->to) || (o->config && config_target_find(o->config, o->to)))
         return 0;
     vk_error(VK_ERR_NOT_FOUND,
              "unknown target '%s': it is neither a URL nor a target of the configuration", o->to);

@@ -32,11 +32,6 @@ struct pr {
     unsigned long objects_done;
 };
 
-static bool is_url(const char *s)
-{
-    return s[0] == '/' || strstr(s, "://") != NULL;
-}
-
 static struct transport *target_get(struct pr *p, const char *name)
 {
     const struct config_target *ct = p->o->config ? config_target_find(p->o->config, name) : NULL;
@@ -50,7 +45,7 @@ static struct transport *target_get(struct pr *p, const char *name)
     memset(&opts, 0, sizeof opts);
     if (ct)
         config_target_options(ct, &opts);
-    else if (!is_url(name)) {
+    else if (!transport_is_url(name)) {
         vk_error(VK_ERR_NOT_FOUND,
                  "target '%s' is not defined in the configuration: cannot delete the objects "
                  "stored there; add a [target %s] section",

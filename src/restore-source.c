@@ -62,11 +62,6 @@ void restore_targets_free(struct restore_targets *ts)
     free(ts);
 }
 
-static bool is_url(const char *s)
-{
-    return s[0] == '/' || strstr(s, "://") != NULL;
-}
-
 static struct transport *target_open(const struct config *cfg, const char *name)
 {
     const struct config_target *ct = cfg ? config_target_find(cfg, name) : NULL;
@@ -77,7 +72,7 @@ static struct transport *target_open(const struct config *cfg, const char *name)
         config_target_options(ct, &opts);
         return transport_open(ct->name, ct->url, &opts);
     }
-    if (is_url(name))
+    if (transport_is_url(name))
         return transport_open(NULL, name, NULL);
     vk_error(VK_ERR_NOT_FOUND,
              "target '%s' is not defined in the configuration '%s': add a [target %s] section "

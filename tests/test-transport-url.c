@@ -73,6 +73,18 @@ static void test_url_good(void **state)
     transport_url_clear(NULL);
 }
 
+/* A URL or an absolute path is a target by itself; anything else names a
+ * configured [target]. */
+static void test_is_url(void **state)
+{
+    (void)state;
+    assert_true(transport_is_url("/srv/backups"));
+    assert_true(transport_is_url("file:///srv/backups"));
+    assert_true(transport_is_url("s3://bucket/prefix"));
+    assert_false(transport_is_url("offsite"));
+    assert_false(transport_is_url("srv/backups"));
+}
+
 static void test_url_query(void **state)
 {
     struct transport_url u;
@@ -323,9 +335,13 @@ static void test_registry(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_url_good),  cmocka_unit_test(test_url_query),
-        cmocka_unit_test(test_url_bad),   cmocka_unit_test(test_url_password_not_echoed),
-        cmocka_unit_test(test_key_valid), cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_url_good),
+        cmocka_unit_test(test_url_query),
+        cmocka_unit_test(test_is_url),
+        cmocka_unit_test(test_url_bad),
+        cmocka_unit_test(test_url_password_not_echoed),
+        cmocka_unit_test(test_key_valid),
+        cmocka_unit_test(test_registry),
     };
 
     return cmocka_run_group_tests_name("transport-url", tests, NULL, NULL);

@@ -532,6 +532,11 @@ static bool url_has_password(const char *url)
     return at && memchr(a, ':', (size_t)(at - a));
 }
 
+bool transport_is_url(const char *arg)
+{
+    return arg[0] == '/' || strstr(arg, "://") != NULL;
+}
+
 int transport_url_parse(const char *url, struct transport_url *out)
 {
     struct url_parse p = {.url = url, .show = false};

@@ -46,6 +46,9 @@ struct transport_url {
 };
 
 int transport_url_parse(const char *url, struct transport_url *out);
+/* Whether a target argument is a URL or an absolute path (rather than the
+ * name of a configured [target]). */
+bool transport_is_url(const char *arg);
 void transport_url_clear(struct transport_url *url);
 /* Value of KEY in the URL's query string, decoded; NULL if absent. */
 char *transport_url_query_get(const struct transport_url *url, const char *key);
