@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/archive.h"
+#include "src/format/archive.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "src/config.h"
+#include "src/conf/conf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -14,8 +14,8 @@
 
 #include "catalog/catalog.h"
 #include "common/util.h"
-#include "src/archive.h"
-#include "src/manifest.h"
+#include "src/format/archive.h"
+#include "src/format/manifest.h"
 #include "tests/restore-fixture.h"
 #include "transport/transport.h"
 

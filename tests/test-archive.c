@@ -29,8 +29,8 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/util.h"
-#include "src/archive.h"
-#include "src/manifest.h"
+#include "src/format/archive.h"
+#include "src/format/manifest.h"
 
 #define MiB (1024ull * 1024)
 #define GiB (1024ull * MiB)

@@ -19,8 +19,8 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/util.h"
-#include "src/backup.h"
-#include "src/progress.h"
+#include "src/backup/backup.h"
+#include "common/progress.h"
 
 /* ---- lock ------------------------------------------------------------- */
 

@@ -20,7 +20,7 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/util.h"
-#include "src/config.h"
+#include "src/conf/conf.h"
 
 static struct config *parse(const char *text)
 {

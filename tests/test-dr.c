@@ -19,8 +19,8 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/util.h"
-#include "src/dr.h"
-#include "src/plan.h"
+#include "src/plan/dr.h"
+#include "src/plan/plan.h"
 
 #define assert_close(a, b) assert_true(fabs_((a) - (b)) <= 1e-9 * (fabs_(b) + 1))
 

@@ -16,8 +16,8 @@
 
 #include "catalog/catalog.h"
 #include "common/util.h"
-#include "src/metrics.h"
-#include "src/status.h"
+#include "src/api/metrics.h"
+#include "src/api/status.h"
 
 static char dir[64];
 

@@ -18,7 +18,7 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/util.h"
-#include "src/migrate.h"
+#include "src/migrate/migrate.h"
 
 static void test_option_values(void **state)
 {

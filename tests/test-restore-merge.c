@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "common/error.h"
-#include "src/restore.h"
+#include "src/restore/restore.h"
 
 #define MiB (1024ull * 1024)
 #define CH (4 * MiB)

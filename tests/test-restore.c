@@ -28,9 +28,9 @@
 #include "catalog/catalog.h"
 #include "common/error.h"
 #include "common/util.h"
-#include "src/archive.h"
-#include "src/manifest.h"
-#include "src/restore.h"
+#include "src/format/archive.h"
+#include "src/format/manifest.h"
+#include "src/restore/restore.h"
 #include "tests/restore-fixture.h"
 #include "transport/transport.h"
 

@@ -20,7 +20,7 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/util.h"
-#include "src/retention.h"
+#include "src/lifecycle/retention.h"
 
 #define MAXB 64
 

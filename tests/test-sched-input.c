@@ -16,8 +16,8 @@
 
 #include "catalog/catalog.h"
 #include "common/util.h"
-#include "src/plan.h"
-#include "src/sched-input.h"
+#include "src/plan/plan.h"
+#include "src/sched/sched-input.h"
 
 #define MB (1000.0 * 1000.0)
 

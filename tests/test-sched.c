@@ -18,7 +18,7 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/util.h"
-#include "src/sched.h"
+#include "src/sched/sched.h"
 
 #define MIN 60
 #define HOUR 3600

@@ -13,8 +13,8 @@
 #include <cmocka.h>
 
 #include "common/error.h"
-#include "src/snapshot.h"
-#include "src/virt.h"
+#include "src/snapshot/snapshot.h"
+#include "src/virt/virt.h"
 
 static const char domain_xml[] =
     "<domain type='kvm'><name>web1</name><devices>"

@@ -28,7 +28,7 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/util.h"
-#include "src/virt.h"
+#include "src/virt/virt.h"
 
 /* ---------------------------------------------------------------- helpers */
 

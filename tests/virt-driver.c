@@ -12,7 +12,7 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/util.h"
-#include "src/virt.h"
+#include "src/virt/virt.h"
 
 struct ctx {
     struct virt_conn *c;

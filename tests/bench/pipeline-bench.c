@@ -24,9 +24,9 @@
 
 #include "common/error.h"
 #include "common/util.h"
-#include "src/archive.h"
-#include "src/nbdread.h"
-#include "src/pipeline.h"
+#include "src/format/archive.h"
+#include "src/datapath/nbdread.h"
+#include "src/datapath/pipeline.h"
 
 struct bench {
     struct archive_writer *aw;

@@ -1,0 +1,762 @@
+/* virtkeep - virtkeepd's control API server (src/api.h), on libmicrohttpd.
+ *
+ * Two listeners at most, each its own MHD daemon with one internal polling
+ * thread: the unix socket (access by file mode) and the loopback TCP
+ * address (access by bearer token).  Every request opens its own catalog
+ * connection, so requests never share SQLite state with the daemon.
+ */
+#include <config.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "catalog/catalog.h"
+#include "common/cleanup.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "src/api/api.h"
+#include "src/api/metrics.h"
+#include "src/api/status.h"
+#include "common/version.h"
+
+#define API_CONNECTION_LIMIT 16
+#define API_CONNECTION_TIMEOUT 10 /* seconds */
+#define API_MEMORY_LIMIT (64 * 1024)
+#define API_BODY_MAX 4096
+#define API_TOKEN_MAX 4096
+#define API_RECENT_JOBS 20
+
+struct api_listener {
+    struct api_server *srv;
+    struct MHD_Daemon *mhd;
+    bool auth; /* TCP: every request needs the bearer token */
+};
+
+struct api_server {
+    struct api_listener unix_l, tcp_l;
+    char *socket_path; /* to unlink on stop, or NULL */
+    unsigned char token_digest[32];
+    int port;
+    struct api_ops ops;
+    char *catalog_path;
+    const struct config *config;
+};
+
+struct api_request {
+    size_t body; /* bytes of request body seen */
+    bool answered;
+};
+
+void api_job_clear(struct api_job *job)
+{
+    if (!job)
+        return;
+    free(job->kind);
+    free(job->domain);
+    free(job->target);
+    free(job->backup_id);
+    free(job->level);
+    free(job->state);
+    memset(job, 0, sizeof *job);
+}
+
+/* ---- responses -------------------------------------------------------- */
+
+static enum MHD_Result respond(struct MHD_Connection *c, unsigned int status, const char *type,
+                               char *body, size_t len, const char *allow)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    enum MHD_Result r;
+
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (allow)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    if (status == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    r = MHD_queue_response(c, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+/* Takes J. */
+static enum MHD_Result respond_json(struct MHD_Connection *c, unsigned int status,
+                                    struct json_object *j, const char *allow)
+{
+    char *body = vk_strdup(
+        json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    size_t len = body ? strlen(body) : 0;
+
+    json_object_put(j);
+    if (!body)
+        return MHD_NO;
+    return respond(c, status, "application/json", body, len, allow);
+}
+
+static enum MHD_Result respond_error(struct MHD_Connection *c, unsigned int status, const char *msg,
+                                     const char *allow)
+{
+    struct json_object *j = json_object_new_object();
+
+    json_object_object_add(j, "error", json_object_new_string(msg ? msg : "unknown error"));
+    json_object_object_add(j, "code", json_object_new_int((int)status));
+    return respond_json(c, status, j, allow);
+}
+
+unsigned int api_http_status(enum vk_error_code code)
+{
+    switch (code) {
+    case VK_ERR_INVALID:
+        return MHD_HTTP_BAD_REQUEST;
+    case VK_ERR_NOT_FOUND:
+        return MHD_HTTP_NOT_FOUND;
+    case VK_ERR_BUSY:
+        return MHD_HTTP_CONFLICT;
+    case VK_ERR_AUTH:
+        return MHD_HTTP_UNAUTHORIZED;
+    default:
+        return MHD_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+/* The last recorded error as a response. */
+static enum MHD_Result respond_last_error(struct MHD_Connection *c)
+{
+    return respond_error(c, api_http_status(vk_error_code()), vk_error_message(), NULL);
+}
+
+/* ---- endpoints -------------------------------------------------------- */
+
+static enum MHD_Result get_health(struct api_server *srv, struct MHD_Connection *c)
+{
+    struct json_object *j = json_object_new_object();
+
+    (void)srv;
+    json_object_object_add(j, "ok", json_object_new_boolean(true));
+    json_object_object_add(j, "pid", json_object_new_int64(getpid()));
+    json_object_object_add(j, "version", json_object_new_string(vk_version()));
+    return respond_json(c, MHD_HTTP_OK, j, NULL);
+}
+
+static struct catalog *server_catalog(struct api_server *srv)
+{
+    return catalog_open(srv->catalog_path, CATALOG_OPEN_EXISTING);
+}
+
+static enum MHD_Result get_status(struct api_server *srv, struct MHD_Connection *c)
+{
+    const char *domain = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "domain");
+    struct status_report rep = {0};
+    struct catalog *cat = server_catalog(srv);
+    int r;
+
+    if (!cat)
+        return respond_last_error(c);
+    r = status_compute(cat, srv->config, domain && *domain ? domain : NULL, time(NULL), &srv->ops,
+                       &rep, 0);
+    catalog_close(cat);
+    if (r < 0)
+        return respond_last_error(c);
+    struct json_object *j = status_report_json(&rep);
+    status_report_clear(&rep);
+    return respond_json(c, MHD_HTTP_OK, j, NULL);
+}
+
+static int active_jobs(struct api_server *srv, struct api_job **jobs, size_t *n)
+{
+    *jobs = NULL;
+    *n = 0;
+    return srv->ops.jobs_active ? srv->ops.jobs_active(srv->ops.ctx, jobs, n) : 0;
+}
+
+static void active_jobs_free(struct api_job *jobs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        api_job_clear(&jobs[i]);
+    free(jobs);
+}
+
+static enum MHD_Result get_jobs(struct api_server *srv, struct MHD_Connection *c)
+{
+    bool all = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "all") != NULL;
+    struct catalog_jobs *recent = NULL;
+    struct api_job *jobs;
+    struct catalog *cat;
+    size_t n;
+    int r;
+
+    if (active_jobs(srv, &jobs, &n) < 0)
+        return respond_last_error(c);
+    cat = server_catalog(srv);
+    r = cat ? catalog_job_list(cat, NULL, 0, all ? 0 : API_RECENT_JOBS, &recent) : -1;
+    catalog_close(cat);
+    if (r < 0) {
+        active_jobs_free(jobs, n);
+        return respond_last_error(c);
+    }
+    struct json_object *j = api_jobs_json(jobs, n, recent);
+    active_jobs_free(jobs, n);
+    catalog_jobs_free(recent);
+    return respond_json(c, MHD_HTTP_OK, j, NULL);
+}
+
+static enum MHD_Result post_cancel(struct api_server *srv, struct MHD_Connection *c,
+                                   const char *idstr)
+{
+    unsigned long long id;
+    struct json_object *j;
+
+    if (vk_parse_uint(idstr, INT64_MAX, &id) < 0 || id == 0)
+        return respond_error(c, MHD_HTTP_BAD_REQUEST, "the job id must be a positive number", NULL);
+    if (!srv->ops.job_cancel)
+        return respond_error(c, MHD_HTTP_NOT_FOUND, "this server runs no jobs", NULL);
+    if (srv->ops.job_cancel(srv->ops.ctx, (int64_t)id) < 0)
+        return respond_last_error(c);
+    j = json_object_new_object();
+    json_object_object_add(j, "id", json_object_new_int64((int64_t)id));
+    json_object_object_add(j, "cancelled", json_object_new_boolean(true));
+    return respond_json(c, MHD_HTTP_OK, j, NULL);
+}
+
+static enum MHD_Result get_metrics(struct api_server *srv, struct MHD_Connection *c)
+{
+    struct status_report rep = {0};
+    struct api_job *jobs;
+    struct catalog *cat;
+    size_t n, running = 0, len = 0;
+    char *text = NULL;
+    int r;
+
+    if (active_jobs(srv, &jobs, &n) < 0)
+        return respond_last_error(c);
+    for (size_t i = 0; i < n; i++)
+        running += jobs[i].state && strcmp(jobs[i].state, "queued") != 0;
+    active_jobs_free(jobs, n);
+    if (!(cat = server_catalog(srv)))
+        return respond_last_error(c);
+    r = status_compute(cat, srv->config, NULL, time(NULL), &srv->ops, &rep, 0);
+    if (r == 0)
+        r = metrics_render(cat, &rep, running, &text, &len);
+    status_report_clear(&rep);
+    catalog_close(cat);
+    if (r < 0)
+        return respond_last_error(c);
+    return respond(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL);
+}
+
+/* ---- routing ---------------------------------------------------------- */
+
+static bool is_get(const char *method)
+{
+    return strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+}
+
+typedef enum MHD_Result (*get_handler)(struct api_server *, struct MHD_Connection *);
+
+static const struct {
+    const char *path;
+    get_handler fn;
+} get_routes[] = {
+    {"/v1/health", get_health},
+    {"/v1/status", get_status},
+    {"/v1/jobs", get_jobs},
+    {"/metrics", get_metrics},
+};
+
+/* "/v1/jobs/ID/cancel": ID into BUF. */
+static bool cancel_path(const char *url, char *buf, size_t size)
+{
+    static const char prefix[] = "/v1/jobs/", suffix[] = "/cancel";
+    size_t len = strlen(url), idlen;
+
+    if (strncmp(url, prefix, sizeof prefix - 1) != 0 || len < sizeof prefix + sizeof suffix - 1 ||
+        strcmp(url + len - (sizeof suffix - 1), suffix) != 0)
+        return false;
+    idlen = len - (sizeof prefix - 1) - (sizeof suffix - 1);
+    if (idlen == 0 || idlen >= size)
+        return false;
+    memcpy(buf, url + sizeof prefix - 1, idlen);
+    buf[idlen] = '\0';
+    return strchr(buf, '/') == NULL;
+}
+
+static enum MHD_Result route(struct api_server *srv, struct MHD_Connection *c, const char *url,
+                             const char *method)
+{
+    char id[32];
+
+    for (size_t i = 0; i < VK_ARRAY_SIZE(get_routes); i++) {
+        if (strcmp(url, get_routes[i].path) != 0)
+            continue;
+        if (!is_get(method))
+            return respond_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET on this path",
+                                 "GET, HEAD");
+        return get_routes[i].fn(srv, c);
+    }
+    if (cancel_path(url, id, sizeof id)) {
+        if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+            return respond_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST to cancel a job",
+                                 "POST");
+        return post_cancel(srv, c, id);
+    }
+    return respond_error(c, MHD_HTTP_NOT_FOUND, "no such API endpoint", NULL);
+}
+
+/* ---- authentication --------------------------------------------------- */
+
+static int digest(const void *buf, size_t len, unsigned char out[32])
+{
+    unsigned int n = 0;
+
+    if (!EVP_Digest(buf, len, out, &n, EVP_sha256(), NULL) || n != 32) {
+        vk_error(VK_ERR_INTERNAL, "cannot compute a SHA-256 digest");
+        return -1;
+    }
+    return 0;
+}
+
+/* Compare digests, so that the time taken says nothing about the token,
+ * not even its length. */
+static bool authorized(struct api_server *srv, struct MHD_Connection *c)
+{
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    unsigned char d[32];
+
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    h += 7;
+    if (digest(h, strlen(h), d) < 0)
+        return false;
+    return CRYPTO_memcmp(d, srv->token_digest, sizeof d) == 0;
+}
+
+/* Reject before the body is read: bad token, or a body over the cap. */
+static bool precheck(struct api_listener *l, struct MHD_Connection *c, enum MHD_Result *res)
+{
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    unsigned long long n;
+
+    if (l->auth && !authorized(l->srv, c)) {
+        *res = respond_error(c, MHD_HTTP_UNAUTHORIZED, "a valid bearer token is required", NULL);
+        return false;
+    }
+    if (cl && (vk_parse_uint(cl, UINT64_MAX, &n) < 0 || n > API_BODY_MAX)) {
+        *res = respond_error(c, 413, "the request body is too large", NULL);
+        return false;
+    }
+    return true;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    struct api_listener *l = cls;
+    struct api_request *rq = *con_cls;
+    enum MHD_Result res;
+
+    (void)version;
+    (void)upload;
+    if (!rq) {
+        if (!(rq = calloc(1, sizeof *rq)))
+            return MHD_NO;
+        *con_cls = rq;
+        if (!precheck(l, c, &res)) {
+            rq->answered = true;
+            return res;
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        rq->body += *upload_size;
+        *upload_size = 0;
+        return rq->body > API_BODY_MAX ? MHD_NO : MHD_YES; /* chunked past the cap: drop */
+    }
+    if (rq->answered)
+        return MHD_YES;
+    rq->answered = true;
+    vk_error_clear();
+    return route(l->srv, c, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    free(*con_cls);
+    *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char buf[512];
+
+    (void)cls;
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    vk_debug("api: %s", vk_trim(buf));
+}
+
+/* ---- JSON of jobs ----------------------------------------------------- */
+
+static struct json_object *jstr(const char *s)
+{
+    return s ? json_object_new_string(s) : NULL;
+}
+
+struct json_object *api_job_json(const struct api_job *job)
+{
+    struct json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "id", json_object_new_int64(job->id));
+    json_object_object_add(o, "kind", jstr(job->kind));
+    json_object_object_add(o, "domain", jstr(job->domain));
+    json_object_object_add(o, "target", jstr(job->target));
+    json_object_object_add(o, "backup_id", jstr(job->backup_id));
+    json_object_object_add(o, "level", jstr(job->level));
+    json_object_object_add(o, "state", jstr(job->state));
+    json_object_object_add(o, "pid", json_object_new_int64(job->pid));
+    json_object_object_add(o, "started", json_object_new_int64(job->started));
+    return o;
+}
+
+struct json_object *api_catalog_job_json(const struct catalog_job *job)
+{
+    struct json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "id", json_object_new_int64(job->id));
+    json_object_object_add(o, "kind", jstr(job->kind));
+    json_object_object_add(o, "domain", jstr(job->domain));
+    json_object_object_add(o, "target", jstr(job->target));
+    json_object_object_add(o, "backup_id", jstr(job->backup_id));
+    json_object_object_add(o, "state", jstr(catalog_job_state_name(job->state)));
+    json_object_object_add(o, "pid", json_object_new_int64(job->pid));
+    json_object_object_add(o, "started", json_object_new_int64(job->started));
+    json_object_object_add(o, "finished", json_object_new_int64(job->finished));
+    json_object_object_add(o, "progress_done", json_object_new_int64((int64_t)job->progress_done));
+    json_object_object_add(o, "progress_total",
+                           json_object_new_int64((int64_t)job->progress_total));
+    json_object_object_add(o, "estimate_seconds", json_object_new_double(job->estimate_seconds));
+    json_object_object_add(o, "elapsed_seconds", json_object_new_double(job->elapsed_seconds));
+    json_object_object_add(o, "error", jstr(job->error));
+    return o;
+}
+
+struct json_object *api_jobs_json(const struct api_job *active, size_t n,
+                                  const struct catalog_jobs *recent)
+{
+    struct json_object *o = json_object_new_object(), *a = json_object_new_array();
+    struct json_object *r = json_object_new_array();
+
+    for (size_t i = 0; i < n; i++)
+        json_object_array_add(a, api_job_json(&active[i]));
+    for (size_t i = 0; recent && i < recent->count; i++)
+        json_object_array_add(r, api_catalog_job_json(&recent->items[i]));
+    json_object_object_add(o, "active", a);
+    json_object_object_add(o, "recent", r);
+    return o;
+}
+
+/* ---- listening sockets ------------------------------------------------ */
+
+static int unix_addr(const char *path, struct sockaddr_un *sa)
+{
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sa->sun_path) {
+        vk_error(VK_ERR_INVALID, "the socket path '%s' is too long", path);
+        return -1;
+    }
+    memcpy(sa->sun_path, path, strlen(path) + 1);
+    return 0;
+}
+
+/* A socket file at PATH that nothing answers on is stale: remove it.  One
+ * that answers belongs to a running daemon; anything else is not ours. */
+static int unix_stale_remove(const char *path, const struct sockaddr_un *sa)
+{
+    CLEANUP_CLOSE int fd = -1;
+    struct stat st;
+
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : (vk_error_errno(errno, "cannot inspect '%s'", path), -1);
+    if (!S_ISSOCK(st.st_mode)) {
+        vk_error(VK_ERR_BUSY, "'%s' exists and is not a socket: not replacing it", path);
+        return -1;
+    }
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+        vk_error_errno(errno, "cannot create a unix socket");
+        return -1;
+    }
+    if (connect(fd, (const struct sockaddr *)sa, sizeof *sa) == 0) {
+        vk_error(VK_ERR_BUSY, "another server already answers on socket '%s'", path);
+        return -1;
+    }
+    if (errno != ECONNREFUSED) {
+        vk_error_errno(errno, "cannot probe the existing socket '%s'", path);
+        return -1;
+    }
+    vk_info("removing the stale socket '%s'", path);
+    if (unlink(path) < 0 && errno != ENOENT) {
+        vk_error_errno(errno, "cannot remove the stale socket '%s'", path);
+        return -1;
+    }
+    return 0;
+}
+
+static int unix_listen(const char *path)
+{
+    CLEANUP_CLOSE int fd = -1;
+    struct sockaddr_un sa;
+
+    if (unix_addr(path, &sa) < 0 || unix_stale_remove(path, &sa) < 0)
+        return -1;
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+        vk_error_errno(errno, "cannot create a unix socket");
+        return -1;
+    }
+    if (bind(fd, (const struct sockaddr *)&sa, sizeof sa) < 0) {
+        vk_error_errno(errno, "cannot bind the socket '%s'", path);
+        return -1;
+    }
+    /* Before listen(): nobody can connect while the mode is the umask's. */
+    if (chmod(path, 0660) < 0 || listen(fd, API_CONNECTION_LIMIT) < 0) {
+        vk_error_errno(errno, "cannot listen on the socket '%s'", path);
+        unlink(path);
+        return -1;
+    }
+    return VK_STEAL_FD(fd);
+}
+
+static bool addr_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+    return false;
+}
+
+/* "127.0.0.1:PORT" or "[::1]:PORT" into HOST and PORT. */
+static int listen_split(const char *addr, char *host, size_t size, const char **port)
+{
+    const char *colon = strrchr(addr, ':');
+    const char *h = addr;
+    size_t len;
+
+    if (!colon || !colon[1])
+        goto bad;
+    len = (size_t)(colon - addr);
+    if (*h == '[') {
+        if (len < 2 || addr[len - 1] != ']')
+            goto bad;
+        h++, len -= 2;
+    }
+    if (len == 0 || len >= size)
+        goto bad;
+    memcpy(host, h, len);
+    host[len] = '\0';
+    *port = colon + 1;
+    return 0;
+bad:
+    vk_error(VK_ERR_INVALID, "the listen address '%s' is not HOST:PORT", addr);
+    return -1;
+}
+
+static int tcp_bind(const struct addrinfo *ai, const char *addr)
+{
+    CLEANUP_CLOSE int fd = -1;
+    int one = 1;
+
+    if (!addr_loopback(ai->ai_addr)) {
+        vk_error(VK_ERR_INVALID, "the listen address '%s' is not a loopback address", addr);
+        return -1;
+    }
+    if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, API_CONNECTION_LIMIT) < 0) {
+        vk_error_errno(errno, "cannot listen on '%s'", addr);
+        return -1;
+    }
+    return VK_STEAL_FD(fd);
+}
+
+static int tcp_listen(const char *addr, int *port)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    const char *portstr;
+    char host[64];
+    int fd, e;
+
+    if (listen_split(addr, host, sizeof host, &portstr) < 0)
+        return -1;
+    if ((e = getaddrinfo(host, portstr, &hints, &ai)) != 0) {
+        vk_error(VK_ERR_INVALID, "the listen address '%s' is not valid: %s", addr, gai_strerror(e));
+        return -1;
+    }
+    fd = tcp_bind(ai, addr);
+    freeaddrinfo(ai);
+    if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        *port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                              : ((struct sockaddr_in6 *)&ss)->sin6_port);
+    return fd;
+}
+
+/* ---- the token -------------------------------------------------------- */
+
+static int token_load(const char *path, unsigned char out[32])
+{
+    CLEANUP_CLOSE int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    char buf[API_TOKEN_MAX + 1];
+    struct stat st;
+    ssize_t n;
+    int r;
+
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        vk_error_errno(errno, "cannot open the token file '%s'", path);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode) || (st.st_mode & 077)) {
+        vk_error(VK_ERR_PERMISSION,
+                 "the token file '%s' must be a regular file that only its owner can read "
+                 "(mode 0600)",
+                 path);
+        return -1;
+    }
+    if ((n = vk_pread_all(fd, buf, sizeof buf - 1, 0)) < 0) {
+        vk_error_errno(errno, "cannot read the token file '%s'", path);
+        return -1;
+    }
+    buf[n] = '\0';
+    vk_trim(buf);
+    if (!*buf || strchr(buf, '\n')) {
+        vk_error(VK_ERR_INVALID, "the token file '%s' must hold one token on one line", path);
+        return -1;
+    }
+    r = digest(buf, strlen(buf), out);
+    OPENSSL_cleanse(buf, sizeof buf);
+    return r;
+}
+
+/* ---- start and stop --------------------------------------------------- */
+
+static int listener_start(struct api_listener *l, struct api_server *srv, int fd, bool auth)
+{
+    l->srv = srv;
+    l->auth = auth;
+    l->mhd =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG, 0,
+                         NULL, NULL, on_request, l,
+                         /* first, so that MHD logs nothing through its own logger */
+                         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_CONNECTION_LIMIT,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)API_CONNECTION_TIMEOUT,
+                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_MEMORY_LIMIT,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+    if (!l->mhd) {
+        close(fd);
+        vk_error(VK_ERR_INTERNAL, "cannot start the API server (libmicrohttpd)");
+        return -1;
+    }
+    return 0;
+}
+
+static int server_listen(struct api_server *srv, const struct api_server_options *o)
+{
+    int fd;
+
+    if (o->socket_path) {
+        if ((fd = unix_listen(o->socket_path)) < 0)
+            return -1;
+        if (!(srv->socket_path = vk_strdup(o->socket_path))) {
+            close(fd);
+            return -1;
+        }
+        if (listener_start(&srv->unix_l, srv, fd, false) < 0)
+            return -1;
+    }
+    if (o->listen) {
+        if (token_load(o->token_file, srv->token_digest) < 0 ||
+            (fd = tcp_listen(o->listen, &srv->port)) < 0)
+            return -1;
+        if (listener_start(&srv->tcp_l, srv, fd, true) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+struct api_server *api_server_start(const struct api_server_options *opts,
+                                    const struct api_ops *ops, unsigned int flags)
+{
+    struct api_server *srv;
+
+    (void)flags;
+    if (!opts->socket_path && !opts->listen) {
+        vk_error(VK_ERR_INVALID, "the API server needs a socket path or a listen address");
+        return NULL;
+    }
+    if (opts->listen && !opts->token_file) {
+        vk_error(VK_ERR_INVALID, "listening on '%s' needs a token file", opts->listen);
+        return NULL;
+    }
+    if (!(srv = vk_calloc(1, sizeof *srv)))
+        return NULL;
+    srv->port = -1;
+    srv->config = opts->config;
+    if (ops)
+        srv->ops = *ops;
+    if (!(srv->catalog_path = vk_strdup(opts->catalog_path)) || server_listen(srv, opts) < 0) {
+        api_server_stop(srv);
+        return NULL;
+    }
+    return srv;
+}
+
+int api_server_port(const struct api_server *srv)
+{
+    return srv->port;
+}
+
+void api_server_stop(struct api_server *srv)
+{
+    if (!srv)
+        return;
+    if (srv->unix_l.mhd)
+        MHD_stop_daemon(srv->unix_l.mhd);
+    if (srv->tcp_l.mhd)
+        MHD_stop_daemon(srv->tcp_l.mhd);
+    if (srv->socket_path) /* we bound it */
+        unlink(srv->socket_path);
+    OPENSSL_cleanse(srv->token_digest, sizeof srv->token_digest);
+    free(srv->socket_path);
+    free(srv->catalog_path);
+    free(srv);
+}

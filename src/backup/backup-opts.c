@@ -1,0 +1,256 @@
+/* virtkeep - the options of `virtkeep backup` and what a backup reports:
+ * the --json object and the one-line summary. */
+#include <config.h>
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "common/error.h"
+#include "common/units.h"
+#include "common/util.h"
+#include "src/backup/backup.h"
+
+int backup_compress_level_parse(const char *str, int *level)
+{
+    unsigned long long v;
+
+    if (vk_parse_uint(str, BACKUP_COMPRESS_LEVEL_MAX, &v) < 0 || v < 1) {
+        vk_error(VK_ERR_INVALID, "invalid compression level '%s': expected a number from 1 to %d",
+                 str, BACKUP_COMPRESS_LEVEL_MAX);
+        return -1;
+    }
+    *level = (int)v;
+    return 0;
+}
+
+static int threads_parse(const char *str, unsigned int *threads)
+{
+    unsigned long long v;
+
+    if (vk_parse_uint(str, BACKUP_THREADS_MAX, &v) < 0 || v < 1) {
+        vk_error(VK_ERR_INVALID, "invalid thread count '%s': expected a number from 1 to %d", str,
+                 BACKUP_THREADS_MAX);
+        return -1;
+    }
+    *threads = (unsigned int)v;
+    return 0;
+}
+
+static int level_parse(const char *str, enum catalog_level *level)
+{
+    if (catalog_level_parse(str, level) == 0 || strcmp(str, "auto") == 0) {
+        if (strcmp(str, "auto") == 0)
+            *level = CATALOG_LEVEL_AUTO;
+        return 0;
+    }
+    vk_error(VK_ERR_INVALID, "invalid level '%s': expected full, inc, diff, copy or auto", str);
+    return -1;
+}
+
+static int list_parse(const char *str, const char *opt, char ***out)
+{
+    if (*out) {
+        vk_error(VK_ERR_INVALID, "%s is given twice", opt);
+        return -1;
+    }
+    *out = vk_strv_split(str, ',');
+    if (!*out)
+        vk_error_prefix("invalid %s '%s'", opt, str);
+    return *out ? 0 : -1;
+}
+
+enum {
+    OPT_LEVEL = 256,
+    OPT_TARGET,
+    OPT_DISKS,
+    OPT_EXCLUDE,
+    OPT_QUIESCE,
+    OPT_CLEVEL,
+    OPT_THREADS,
+    OPT_JSON
+};
+
+static int option_one(int c, const char *arg, struct backup_options *o)
+{
+    switch (c) {
+    case OPT_LEVEL:
+        return level_parse(arg, &o->level);
+    case OPT_TARGET:
+        free(o->target);
+        o->target = vk_strdup(arg);
+        return o->target ? 0 : -1;
+    case OPT_DISKS:
+        return list_parse(arg, "--disks", &o->disks);
+    case OPT_EXCLUDE:
+        return list_parse(arg, "--exclude", &o->exclude);
+    case OPT_QUIESCE:
+        o->quiesce = true;
+        return 0;
+    case OPT_CLEVEL:
+        return backup_compress_level_parse(arg, &o->compress_level);
+    case OPT_THREADS:
+        return threads_parse(arg, &o->threads);
+    case OPT_JSON:
+        o->json = true;
+        return 0;
+    }
+    vk_error(VK_ERR_INVALID, "invalid option for backup");
+    return -1;
+}
+
+int backup_options_parse(int argc, char **argv, struct backup_options *o)
+{
+    static const struct option opts[] = {
+        {"level", required_argument, NULL, OPT_LEVEL},
+        {"target", required_argument, NULL, OPT_TARGET},
+        {"disks", required_argument, NULL, OPT_DISKS},
+        {"exclude", required_argument, NULL, OPT_EXCLUDE},
+        {"quiesce", no_argument, NULL, OPT_QUIESCE},
+        {"compress-level", required_argument, NULL, OPT_CLEVEL},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    memset(o, 0, sizeof *o);
+    o->level = CATALOG_LEVEL_AUTO;
+    o->compress_level = BACKUP_COMPRESS_LEVEL_DEFAULT;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h')
+            return 1;
+        if (c == '?' || c == ':') {
+            vk_error(VK_ERR_INVALID, "invalid option or missing value: '%s'", argv[optind - 1]);
+            return -1;
+        }
+        if (option_one(c, optarg, o) < 0)
+            return -1;
+    }
+    if (o->disks && o->exclude) {
+        vk_error(VK_ERR_INVALID, "--disks and --exclude cannot be given together");
+        return -1;
+    }
+    if (argc - optind != 1) {
+        vk_error(VK_ERR_INVALID, argc - optind < 1 ? "no domain given" : "more than one domain");
+        return -1;
+    }
+    o->domain = vk_strdup(argv[optind]);
+    return o->domain ? 0 : -1;
+}
+
+void backup_options_clear(struct backup_options *o)
+{
+    free(o->domain);
+    free(o->target);
+    vk_strv_free(o->disks);
+    vk_strv_free(o->exclude);
+    memset(o, 0, sizeof *o);
+}
+
+/* ---- the result ----------------------------------------------------- */
+
+void backup_result_clear(struct backup_result *r)
+{
+    for (size_t i = 0; i < r->nr_disks; i++) {
+        free(r->disks[i].disk);
+        free(r->disks[i].format);
+        free(r->disks[i].key);
+    }
+    free(r->disks);
+    free(r->id);
+    free(r->domain);
+    free(r->parent);
+    free(r->reason);
+    free(r->checkpoint);
+    free(r->target);
+    free(r->manifest_key);
+    memset(r, 0, sizeof *r);
+}
+
+struct backup_result_disk *backup_result_disk_add(struct backup_result *r)
+{
+    struct backup_result_disk *d = vk_realloc_array(r->disks, r->nr_disks + 1, sizeof *d);
+
+    if (!d)
+        return NULL;
+    r->disks = d;
+    d = &r->disks[r->nr_disks++];
+    memset(d, 0, sizeof *d);
+    return d;
+}
+
+static struct json_object *str_or_null(const char *s)
+{
+    return s ? json_object_new_string(s) : NULL;
+}
+
+static struct json_object *u64(uint64_t v)
+{
+    return json_object_new_int64((int64_t)v);
+}
+
+static struct json_object *disk_to_json(const struct backup_result_disk *d)
+{
+    struct json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "disk", str_or_null(d->disk));
+    json_object_object_add(o, "format", str_or_null(d->format));
+    json_object_object_add(o, "virtual_size", u64(d->virtual_size));
+    json_object_object_add(o, "key", str_or_null(d->key));
+    json_object_object_add(o, "archive_size", u64(d->archive_size));
+    json_object_object_add(o, "sha256", json_object_new_string(d->sha256));
+    json_object_object_add(o, "data_bytes", u64(d->data_bytes));
+    json_object_object_add(o, "zero_bytes", u64(d->zero_bytes));
+    json_object_object_add(o, "stored_bytes", u64(d->stored_bytes));
+    json_object_object_add(o, "chunks", u64(d->chunks));
+    return o;
+}
+
+struct json_object *backup_result_to_json(const struct backup_result *r)
+{
+    struct json_object *o = json_object_new_object();
+    struct json_object *disks = json_object_new_array();
+
+    json_object_object_add(o, "backup", str_or_null(r->id));
+    json_object_object_add(o, "domain", str_or_null(r->domain));
+    json_object_object_add(o, "level", json_object_new_string(catalog_level_name(r->level)));
+    json_object_object_add(o, "requested_level",
+                           json_object_new_string(r->requested_level == CATALOG_LEVEL_AUTO
+                                                      ? "auto"
+                                                      : catalog_level_name(r->requested_level)));
+    json_object_object_add(o, "parent", str_or_null(r->parent));
+    json_object_object_add(o, "reason", str_or_null(r->reason));
+    json_object_object_add(o, "checkpoint", str_or_null(r->checkpoint));
+    json_object_object_add(o, "target", str_or_null(r->target));
+    json_object_object_add(o, "status", json_object_new_string("committed"));
+    json_object_object_add(o, "started", json_object_new_int64(r->started));
+    json_object_object_add(o, "finished", json_object_new_int64(r->finished));
+    json_object_object_add(o, "duration_seconds", json_object_new_double(r->wall_ns / 1e9));
+    json_object_object_add(o, "bytes_read", u64(r->bytes_read));
+    json_object_object_add(o, "bytes_stored", u64(r->bytes_stored));
+    for (size_t i = 0; i < r->nr_disks; i++)
+        json_object_array_add(disks, disk_to_json(&r->disks[i]));
+    json_object_object_add(o, "disks", disks);
+    json_object_object_add(o, "manifest_key", str_or_null(r->manifest_key));
+    return o;
+}
+
+char *backup_result_summary(const struct backup_result *r)
+{
+    char rd[VK_SIZE_BUFLEN], st[VK_SIZE_BUFLEN], dur[VK_DURATION_BUFLEN];
+    uint64_t secs = (r->wall_ns + 500000000) / 1000000000;
+
+    vk_size_format(r->bytes_read, rd, sizeof rd);
+    vk_size_format(r->bytes_stored, st, sizeof st);
+    vk_duration_format(secs, dur, sizeof dur);
+    return vk_asprintf("backup %s: %s of %s, %zu disk%s, read %s, stored %s in %s -> target '%s'",
+                       r->id, catalog_level_name(r->level), r->domain, r->nr_disks,
+                       r->nr_disks == 1 ? "" : "s", rd, st, dur, r->target);
+}

@@ -1,0 +1,218 @@
+/* virtkeep - recovery of backups whose process was killed (see
+ * backup_recover() in backup.h for the order of the steps). */
+#include <config.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog/catalog.h"
+#include "common/cleanup.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "src/backup/backup.h"
+#include "src/conf/conf.h"
+#include "src/virt/virt.h"
+#include "transport/transport.h"
+
+#define RECOVERED_NOTE "; recovered"
+
+static bool needs_recovery(const struct catalog_backup *b)
+{
+    const char *e = b->error;
+    size_t n = strlen(CATALOG_ORPHAN_ERROR), m = strlen(RECOVERED_NOTE);
+
+    if (b->status != CATALOG_STATUS_FAILED || !e || strncmp(e, CATALOG_ORPHAN_ERROR, n) != 0)
+        return false;
+    return strlen(e) < m || strcmp(e + strlen(e) - m, RECOVERED_NOTE) != 0;
+}
+
+static bool checkpoint_used(const struct catalog_backups *all, const char *cp)
+{
+    for (size_t i = 0; i < all->count; i++)
+        if (all->items[i].status == CATALOG_STATUS_COMMITTED && all->items[i].checkpoint &&
+            strcmp(all->items[i].checkpoint, cp) == 0)
+            return true;
+    return false;
+}
+
+static int checkpoint_remove(struct virt_domain *dom, const char *cp)
+{
+    CLEANUP_FREE char *xml = NULL;
+    CLEANUP_STRV char **selected = NULL;
+    struct virt_disk_list disks = {0};
+    enum virt_domain_state st;
+    int r = -1;
+
+    if (virt_domain_get_state(dom, &st) < 0)
+        return -1;
+    if (st != VIRT_DOMAIN_SHUTOFF && virt_checkpoint_delete(dom, cp, 0) == 0)
+        return 0;
+    if ((xml = virt_domain_get_xml(dom, 0)) && virt_disks_parse(xml, &disks) == 0 &&
+        (selected = virt_disks_select(&disks, dom->name, NULL, NULL)))
+        r = virt_checkpoint_discard(dom, cp, &disks, selected, 0);
+    virt_disks_clear(&disks);
+    return r;
+}
+
+struct objs {
+    char **keys;
+    size_t n;
+};
+
+static int obj_collect(void *opaque, const char *key, const struct transport_stat *st)
+{
+    struct objs *o = opaque;
+    char **v = vk_realloc_array(o->keys, o->n + 2, sizeof *v);
+
+    (void)st;
+    if (!v)
+        return -1;
+    o->keys = v;
+    if (!(v[o->n] = vk_strdup(key)))
+        return -1;
+    v[++o->n] = NULL;
+    return 0;
+}
+
+/* Delete DOMAIN/ID/ on T: the committed pieces, then the temp files. */
+static int target_clean(struct transport *t, const char *domain, const char *id)
+{
+    CLEANUP_FREE char *dir = vk_asprintf("%s/%s", domain, id);
+    CLEANUP_FREE char *prefix = vk_asprintf("%s/%s/", domain, id);
+    struct objs o = {0};
+    unsigned int temps = 0;
+    int r = -1;
+
+    if (!dir || !prefix || transport_list(t, prefix, obj_collect, &o) < 0)
+        goto out;
+    for (size_t i = 0; i < o.n; i++) {
+        if (transport_delete(t, o.keys[i]) < 0 && vk_error_code() != VK_ERR_NOT_FOUND)
+            goto out;
+        vk_info("removed partial object '%s' of backup '%s' from target '%s'", o.keys[i], id,
+                transport_name(t));
+    }
+    if (transport_purge_temps(t, dir, &temps) < 0)
+        goto out;
+    if (temps)
+        vk_info("removed %u temp file(s) of backup '%s' from target '%s'", temps, id,
+                transport_name(t));
+    r = 0;
+out:
+    vk_strv_free(o.keys);
+    return r;
+}
+
+static struct transport *target_open_name(const struct config *cfg, const char *name)
+{
+    const struct config_target *ct = cfg ? config_target_find(cfg, name) : NULL;
+    struct transport_options topts;
+
+    if (!ct) {
+        vk_error(VK_ERR_NOT_FOUND, "target '%s' is not in the configuration", name);
+        return NULL;
+    }
+    memset(&topts, 0, sizeof topts);
+    config_target_options(ct, &topts);
+    return transport_open(name, ct->url, &topts);
+}
+
+/* Clean backup B on target NAME unless it is T (done already). */
+static int clean_named(const struct config *cfg, struct transport *t, const char *name,
+                       const struct catalog_backup *b)
+{
+    struct transport *o;
+    int r;
+
+    if (t && strcmp(transport_name(t), name) == 0)
+        return 0;
+    if (!(o = target_open_name(cfg, name))) {
+        vk_warn("cannot clean up backup '%s' on target '%s': %s", b->id, name, vk_error_message());
+        return 0;
+    }
+    r = target_clean(o, b->domain, b->id);
+    transport_close(o);
+    return r;
+}
+
+static int targets_clean(struct catalog *cat, const struct config *cfg, struct transport *t,
+                         const struct catalog_backup *b)
+{
+    const struct config_domain *cd = cfg ? config_domain_find(cfg, b->domain) : NULL;
+    const struct config_policy *p = cd && cd->policy ? config_policy_find(cfg, cd->policy) : NULL;
+    struct catalog_locations *locs = NULL;
+    int r = -1;
+
+    if ((t && target_clean(t, b->domain, b->id) < 0) ||
+        catalog_archive_list(cat, b->id, NULL, &locs) < 0)
+        goto out;
+    for (size_t i = 0; i < locs->count; i++)
+        if (clean_named(cfg, t, locs->items[i].target, b) < 0 ||
+            catalog_archive_remove_location(cat, b->id, locs->items[i].target, locs->items[i].key) <
+                0)
+            goto out;
+    for (size_t i = 0; p && p->targets && p->targets[i]; i++)
+        if (clean_named(cfg, t, p->targets[i], b) < 0)
+            goto out;
+    r = 0;
+out:
+    catalog_locations_free(locs);
+    return r;
+}
+
+static int recover_one(struct catalog *cat, struct virt_domain *dom, const struct config *cfg,
+                       struct transport *t, const struct catalog_backups *all,
+                       const struct catalog_backup *b)
+{
+    CLEANUP_FREE char *note = NULL;
+
+    vk_info("recovering backup '%s' of domain '%s' (%s)", b->id, b->domain, b->error);
+    if (b->checkpoint && !checkpoint_used(all, b->checkpoint) &&
+        checkpoint_remove(dom, b->checkpoint) < 0) {
+        vk_error_prefix("cannot remove checkpoint '%s' of the interrupted backup '%s'",
+                        b->checkpoint, b->id);
+        return -1;
+    }
+    if (targets_clean(cat, cfg, t, b) < 0)
+        return -1;
+    if (!(note = vk_asprintf("%s" RECOVERED_NOTE, b->error)))
+        return -1;
+    return catalog_backup_set_error(cat, b->id, note);
+}
+
+int backup_recover(struct catalog *cat, struct virt_domain *dom, const struct config *cfg,
+                   struct transport *t, unsigned int flags, unsigned int *recovered)
+{
+    struct catalog_backups *all = NULL;
+    unsigned int n = 0;
+    bool aborted = false;
+    int r = -1;
+
+    (void)flags;
+    if (recovered)
+        *recovered = 0;
+    if (catalog_backup_fail_orphans(cat, 0, NULL) < 0 ||
+        catalog_backup_list(cat, dom->name, 0, &all) < 0)
+        goto out;
+    for (size_t i = 0; i < all->count; i++) {
+        const struct catalog_backup *b = &all->items[i];
+        if (!needs_recovery(b))
+            continue;
+        if (!aborted && virt_backup_is_active(dom) == 1) {
+            vk_info("aborting the backup job left on domain '%s'", dom->name);
+            if (virt_backup_abort(dom, 60000) < 0)
+                goto out;
+        }
+        aborted = true;
+        if (recover_one(cat, dom, cfg, t, all, b) < 0)
+            goto out;
+        n++;
+    }
+    if (recovered)
+        *recovered = n;
+    r = 0;
+out:
+    catalog_backups_free(all);
+    return r;
+}

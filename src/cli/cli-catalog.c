@@ -1,0 +1,115 @@
+/* virtkeep - `virtkeep catalog rebuild --target NAME|URL [--json]`. */
+#include <config.h>
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "catalog/catalog.h"
+#include "common/error.h"
+#include "common/util.h"
+#include "src/cli/cli.h"
+#include "src/lifecycle/rebuild.h"
+
+enum { OPT_TARGET = 256, OPT_JSON };
+
+static struct json_object *strv_json(char *const *v)
+{
+    struct json_object *a = json_object_new_array();
+
+    for (size_t i = 0; v && v[i]; i++)
+        json_object_array_add(a, json_object_new_string(v[i]));
+    return a;
+}
+
+static void result_print_json(const struct rebuild_result *r)
+{
+    struct json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "target", json_object_new_string(r->target));
+    json_object_object_add(o, "manifests", json_object_new_int64((int64_t)r->manifests));
+    json_object_object_add(o, "added", json_object_new_int64((int64_t)r->added));
+    json_object_object_add(o, "known", json_object_new_int64((int64_t)r->known));
+    json_object_object_add(o, "domains", strv_json(r->domains));
+    json_object_object_add(o, "backups", strv_json(r->backups));
+    json_object_object_add(o, "incomplete", strv_json(r->incomplete));
+    json_object_object_add(o, "unreadable", strv_json(r->unreadable));
+    json_object_object_add(o, "conflicts", strv_json(r->conflicts));
+    cli_json_print(o);
+}
+
+static void result_print(const struct rebuild_result *r)
+{
+    printf("target %s: %zu manifests, %zu backups recorded, %zu already known, %zu domains\n",
+           r->target, r->manifests, r->added, r->known, vk_strv_len(r->domains));
+    for (size_t i = 0; r->incomplete && r->incomplete[i]; i++)
+        printf("  incomplete (no manifest): %s\n", r->incomplete[i]);
+}
+
+/* Unreadable manifests and conflicts go to stderr, one line each. */
+static int problems_report(const struct rebuild_result *r)
+{
+    for (size_t i = 0; r->unreadable && r->unreadable[i]; i++)
+        cli_error("unreadable manifest %s", r->unreadable[i]);
+    for (size_t i = 0; r->conflicts && r->conflicts[i]; i++)
+        cli_error("conflict for backup %s", r->conflicts[i]);
+    return r->unreadable || r->conflicts ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+}
+
+static int rebuild(struct cli *cli, const struct cli_command *cmd, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"target", required_argument, NULL, OPT_TARGET},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct rebuild_options ro = {0};
+    struct rebuild_result res = {0};
+    struct catalog *cat;
+    bool json = false;
+    int c, r;
+
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == OPT_TARGET)
+            ro.target = optarg;
+        else if (c == OPT_JSON)
+            json = true;
+        else
+            return cli_option_default(cmd, c);
+    }
+    if (optind != argc || !ro.target)
+        return cli_usage_error("catalog", "catalog rebuild takes --target NAME|URL only");
+    if ((r = cli_config_load(cli)) != CLI_EXIT_OK)
+        return r;
+    ro.config = cli->config;
+    cat = catalog_open(cli_catalog_path(cli), 0);
+    if (!cat || rebuild_run(cat, &ro, &res, 0) < 0) {
+        r = cli_error_last();
+    } else {
+        if (json)
+            result_print_json(&res);
+        else if (!cli->quiet)
+            result_print(&res);
+        r = problems_report(&res);
+    }
+    rebuild_result_clear(&res);
+    catalog_close(cat);
+    return r;
+}
+
+int cli_cmd_catalog(struct cli *cli, int argc, char **argv)
+{
+    const struct cli_command *cmd = cli_command_find("catalog");
+
+    if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+        cli_command_help(cmd);
+        return CLI_EXIT_OK;
+    }
+    if (argc < 2 || strcmp(argv[1], "rebuild") != 0)
+        return cli_usage_error("catalog", "the only catalog command is 'rebuild'");
+    return rebuild(cli, cmd, argc - 1, argv + 1);
+}

@@ -1,0 +1,170 @@
+/* virtkeep - `virtkeep drill DOMAIN [--backup ID] [--from TARGET]
+ * [--scratch DIR] [--keep] [--json]` (see src/drill.h). */
+#include <config.h>
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "catalog/catalog.h"
+#include "common/error.h"
+#include "common/units.h"
+#include "common/util.h"
+#include "src/cli/cli.h"
+#include "src/plan/drill.h"
+
+enum { OPT_BACKUP = 256, OPT_FROM, OPT_SCRATCH, OPT_KEEP, OPT_JSON };
+
+struct drill_args {
+    struct drill_options o;
+    bool json;
+    bool quiet;
+};
+
+static struct json_object *disks_json(const struct drill_result *r)
+{
+    struct json_object *a = json_object_new_array();
+
+    for (size_t i = 0; i < r->nr_disks; i++) {
+        struct json_object *o = json_object_new_object();
+        json_object_object_add(o, "disk", json_object_new_string(r->disks[i].target));
+        json_object_object_add(o, "path", json_object_new_string(r->disks[i].path));
+        json_object_object_add(o, "virtual_size",
+                               json_object_new_int64((int64_t)r->disks[i].virtual_size));
+        json_object_array_add(a, o);
+    }
+    return a;
+}
+
+static void print_json(const struct drill_result *r)
+{
+    struct json_object *o = json_object_new_object(), *chain = json_object_new_array();
+
+    for (size_t i = 0; r->chain && r->chain[i]; i++)
+        json_object_array_add(chain, json_object_new_string(r->chain[i]));
+    json_object_object_add(o, "domain", cli_json_string(r->domain));
+    json_object_object_add(o, "backup", cli_json_string(r->backup_id));
+    json_object_object_add(o, "chain", chain);
+    json_object_object_add(o, "scratch", cli_json_string(r->scratch));
+    json_object_object_add(o, "kept", json_object_new_boolean(r->kept));
+    json_object_object_add(o, "targets", cli_json_string(r->targets));
+    json_object_object_add(o, "estimate_seconds", json_object_new_double(r->estimate_seconds));
+    json_object_object_add(o, "estimate_source",
+                           json_object_new_string(plan_source_name(r->estimate_source)));
+    json_object_object_add(o, "actual_seconds", json_object_new_double(r->actual_seconds));
+    json_object_object_add(o, "verify_seconds", json_object_new_double(r->verify_seconds));
+    json_object_object_add(o, "bytes_read", json_object_new_int64((int64_t)r->bytes_read));
+    json_object_object_add(o, "disk_bytes", json_object_new_int64((int64_t)r->disk_bytes));
+    json_object_object_add(o, "chunks_verified",
+                           json_object_new_int64((int64_t)r->chunks_verified));
+    json_object_object_add(o, "disks", disks_json(r));
+    json_object_object_add(o, "drill_id", json_object_new_int64(r->drill_id));
+    json_object_object_add(o, "job_id", json_object_new_int64(r->job_id));
+    json_object_object_add(o, "ok", json_object_new_boolean(r->ok));
+    json_object_object_add(o, "error", cli_json_string(r->error));
+    cli_json_print(o);
+}
+
+static void print_human(const struct drill_result *r)
+{
+    char b[VK_SIZE_BUFLEN];
+
+    printf("drill %" PRId64 " of %s: backup %s %s\n", r->drill_id, r->domain, r->backup_id,
+           r->ok ? "restored and verified" : "FAILED");
+    printf("  restore: %.1f s (estimated %.1f s from %s), %s read from %s\n", r->actual_seconds,
+           r->estimate_seconds, plan_source_name(r->estimate_source),
+           vk_size_format(r->bytes_read, b, sizeof b), r->targets ? r->targets : "?");
+    printf("  verify: %.1f s, %zu chunks re-read, %zu images checked\n", r->verify_seconds,
+           r->chunks_verified, r->nr_disks);
+    printf("  scratch %s: %s\n", r->scratch ? r->scratch : "-", r->kept ? "kept" : "removed");
+}
+
+static void stage_print(void *opaque, const char *stage)
+{
+    const struct drill_args *a = opaque;
+
+    if (!a->quiet)
+        fprintf(stderr, "drill %s: %s\n", a->o.domain, stage);
+}
+
+static int args_parse(const struct cli_command *cmd, int argc, char **argv, struct drill_args *a)
+{
+    static const struct option opts[] = {
+        {"backup", required_argument, NULL, OPT_BACKUP},
+        {"from", required_argument, NULL, OPT_FROM},
+        {"scratch", required_argument, NULL, OPT_SCRATCH},
+        {"keep", no_argument, NULL, OPT_KEEP},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == OPT_BACKUP) {
+            a->o.backup_id = optarg;
+        } else if (c == OPT_FROM) {
+            a->o.from = optarg;
+        } else if (c == OPT_SCRATCH) {
+            a->o.scratch = optarg;
+        } else if (c == OPT_KEEP) {
+            a->o.keep = true;
+        } else if (c == OPT_JSON) {
+            a->json = true;
+        } else {
+            return cli_option_default(cmd, c);
+        }
+    }
+    if (optind + 1 != argc)
+        return cli_usage_error("drill", "drill takes one domain name");
+    if (a->o.scratch && !*a->o.scratch)
+        return cli_usage_error("drill", "--scratch needs a directory");
+    a->o.domain = argv[optind];
+    return -1;
+}
+
+int cli_cmd_drill(struct cli *cli, int argc, char **argv)
+{
+    const struct cli_command *cmd = cli_command_find("drill");
+    struct drill_args a;
+    struct drill_result res;
+    struct catalog *cat = NULL;
+    int r;
+
+    memset(&a, 0, sizeof a);
+    memset(&res, 0, sizeof res);
+    if ((r = args_parse(cmd, argc, argv, &a)) >= 0 || (r = cli_config_load(cli)) != CLI_EXIT_OK)
+        return r;
+    a.quiet = cli->quiet || a.json;
+    a.o.config = cli->config;
+    a.o.cancel = &cli_interrupted;
+    a.o.stage = stage_print;
+    a.o.opaque = &a;
+    cat = catalog_open(cli_catalog_path(cli), CATALOG_OPEN_EXISTING);
+    if (!cat) {
+        r = cli_error_last();
+        goto out;
+    }
+    cli_signals_catch();
+    r = drill_run(cat, &a.o, &res, 0);
+    cli_signals_default();
+    if (res.drill_id > 0 && a.json)
+        print_json(&res);
+    else if (res.drill_id > 0 && !cli->quiet)
+        print_human(&res);
+    if (r == 0) {
+        r = CLI_EXIT_OK;
+        goto out;
+    }
+    r = cli_error_last();
+    if (cli_interrupted)
+        r = CLI_EXIT_INTERRUPTED;
+out:
+    drill_result_clear(&res);
+    catalog_close(cat);
+    return r;
+}

@@ -1,0 +1,105 @@
+/* virtkeep - `virtkeep verify BACKUP|DOMAIN [--quick] [--from TARGET]
+ * [--json]`: re-read archives and check them. */
+#include <config.h>
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "catalog/catalog.h"
+#include "common/error.h"
+#include "src/cli/cli.h"
+#include "src/restore/restore.h"
+
+enum { OPT_QUICK = 256, OPT_FROM, OPT_JSON };
+
+static void result_print_json(const struct verify_result *r)
+{
+    struct json_object *o = json_object_new_object(), *items = json_object_new_array();
+
+    for (size_t i = 0; i < r->nr; i++) {
+        const struct verify_item *it = &r->items[i];
+        struct json_object *j = json_object_new_object();
+        json_object_object_add(j, "backup", cli_json_string(it->backup_id));
+        json_object_object_add(j, "disk", cli_json_string(it->disk));
+        json_object_object_add(j, "target", cli_json_string(it->target));
+        json_object_object_add(j, "key", cli_json_string(it->key));
+        json_object_object_add(j, "ok", json_object_new_boolean(it->ok));
+        json_object_object_add(j, "chunks", json_object_new_int64((int64_t)it->chunks));
+        json_object_object_add(j, "bytes", json_object_new_int64((int64_t)it->bytes));
+        json_object_object_add(j, "error", cli_json_string(it->error));
+        json_object_array_add(items, j);
+    }
+    json_object_object_add(o, "items", items);
+    json_object_object_add(o, "failed", json_object_new_int64((int64_t)r->failed));
+    cli_json_print(o);
+}
+
+static void result_print(const struct verify_result *r, bool quiet)
+{
+    for (size_t i = 0; i < r->nr; i++) {
+        const struct verify_item *it = &r->items[i];
+        if (it->ok && !quiet)
+            printf("OK      %s %s on '%s' (%s)\n", it->backup_id, it->disk ? it->disk : "manifest",
+                   it->target, it->key ? it->key : "-");
+        else if (!it->ok)
+            cli_error("%s", it->error ? it->error : "verification failed");
+    }
+    if (!quiet)
+        printf("%zu checked, %zu failed\n", r->nr, r->failed);
+}
+
+int cli_cmd_verify(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"quick", no_argument, NULL, OPT_QUICK},
+        {"from", required_argument, NULL, OPT_FROM},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const struct cli_command *cmd = cli_command_find("verify");
+    struct verify_options vo = {0};
+    struct verify_result res = {0};
+    struct catalog *cat;
+    unsigned int flags = 0;
+    bool json = false;
+    int c, r;
+
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == OPT_QUICK)
+            flags |= VERIFY_QUICK;
+        else if (c == OPT_FROM)
+            vo.from = optarg;
+        else if (c == OPT_JSON)
+            json = true;
+        else
+            return cli_option_default(cmd, c);
+    }
+    if (optind + 1 != argc)
+        return cli_usage_error("verify", "verify takes one backup id or domain name");
+    vo.what = argv[optind];
+    if ((r = cli_config_load(cli)) != CLI_EXIT_OK)
+        return r;
+    vo.config = cli->config;
+    cat = catalog_open(cli_catalog_path(cli), CATALOG_OPEN_EXISTING);
+    if (!cat || verify_run(cat, &vo, flags, &res) < 0) {
+        r = cli_error_last();
+        catalog_close(cat);
+        return r;
+    }
+    if (json) {
+        result_print_json(&res);
+        for (size_t i = 0; i < res.nr; i++)
+            if (!res.items[i].ok)
+                cli_error("%s", res.items[i].error ? res.items[i].error : "verification failed");
+    } else
+        result_print(&res, cli->quiet);
+    r = res.failed ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+    verify_result_clear(&res);
+    catalog_close(cat);
+    return r;
+}

@@ -1,0 +1,104 @@
+/* virtkeep - virtkeepd at start: jobs and backups of killed processes.
+ * The order is described in daemon.h. */
+#include <config.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog/catalog.h"
+#include "common/cleanup.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "src/backup/backup.h"
+#include "src/daemon/daemon.h"
+#include "src/virt/virt.h"
+
+static bool pid_gone(int64_t pid)
+{
+    return pid <= 0 || (kill((pid_t)pid, 0) < 0 && errno == ESRCH);
+}
+
+/* A backup a killed process left: running without its process, or failed
+ * as an orphan and not recovered yet. */
+static bool orphaned(const struct catalog_backup *b)
+{
+    const char *e = b->error;
+
+    if (b->status == CATALOG_STATUS_RUNNING)
+        return pid_gone(b->pid);
+    return b->status == CATALOG_STATUS_FAILED && e &&
+           strncmp(e, CATALOG_ORPHAN_ERROR, strlen(CATALOG_ORPHAN_ERROR)) == 0 &&
+           !strstr(e, "; recovered");
+}
+
+static int domains_orphaned(struct catalog *cat, char ***out)
+{
+    struct catalog_backups *all = NULL;
+    int r = -1;
+
+    *out = NULL;
+    if (catalog_backup_list(cat, NULL, 0, &all) < 0)
+        return -1;
+    for (size_t i = 0; i < all->count; i++)
+        if (orphaned(&all->items[i]) && !vk_strv_contains(*out, all->items[i].domain) &&
+            vk_strv_add(out, all->items[i].domain) < 0)
+            goto out;
+    r = 0;
+out:
+    catalog_backups_free(all);
+    return r;
+}
+
+/* Recover DOMAIN under its backup lock; a busy lock means a live backup. */
+static void domain_recover(struct daemon *d, struct virt_conn *conn, const char *domain)
+{
+    CLEANUP_FREE char *dir = backup_lock_dir_default();
+    struct virt_domain *dom = NULL;
+    struct backup_lock *lock = NULL;
+    unsigned int n = 0;
+
+    if (!dir || !(dom = virt_domain_lookup(conn, domain)))
+        goto fail;
+    if (!(lock = backup_lock_acquire(dir, domain, 0)))
+        goto fail;
+    if (backup_recover(d->cat, dom, d->cfg, NULL, 0, &n) < 0)
+        goto fail;
+    vk_info("recovered %u interrupted backup(s) of domain '%s'", n, domain);
+    goto out;
+fail:
+    vk_warn("cannot recover the interrupted backups of domain '%s': %s", domain,
+            vk_error_message());
+out:
+    backup_lock_release(lock);
+    virt_domain_free(dom);
+}
+
+int daemon_recover(struct daemon *d)
+{
+    CLEANUP_STRV char **domains = NULL;
+    struct virt_conn *conn = NULL;
+    unsigned int jobs = 0, drills = 0, backups = 0;
+
+    if (catalog_job_fail_orphans(d->cat, 0, &jobs) < 0 ||
+        catalog_drill_fail_orphans(d->cat, 0, &drills) < 0 ||
+        domains_orphaned(d->cat, &domains) < 0)
+        return -1;
+    if (jobs || drills)
+        vk_info("marked %u job(s) and %u drill(s) of killed processes failed", jobs, drills);
+    if (domains && domains[0]) {
+        if (!(conn = virt_conn_open(d->connect_uri, 0)))
+            vk_warn("cannot recover interrupted backups: %s", vk_error_message());
+        for (size_t i = 0; conn && domains[i]; i++)
+            domain_recover(d, conn, domains[i]);
+        virt_conn_close(conn);
+    }
+    /* What is left: backups of domains that cannot be reached. */
+    if (catalog_backup_fail_orphans(d->cat, 0, &backups) < 0)
+        return -1;
+    if (backups)
+        vk_info("marked %u more interrupted backup(s) failed", backups);
+    return 0;
+}

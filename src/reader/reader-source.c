@@ -1,0 +1,362 @@
+/* virtkeep - finding and opening the archives of a backup for restore and
+ * verify.
+ *
+ * The catalog records where each archive lives by target NAME.  A name is
+ * looked up in the configuration's [target NAME] sections; a backup made to
+ * a URL without a configured target is recorded under the URL itself, which
+ * is opened as it is.  --from (a name or URL) overrides every location: the
+ * key is the recorded one, or the fixed layout DOMAIN/BACKUP/DISK.tar.
+ */
+#include <config.h>
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog/catalog.h"
+#include "common/cleanup.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "src/conf/conf.h"
+#include "src/format/manifest.h"
+#include "src/restore/restore-int.h"
+#include "transport/transport.h"
+
+struct target_slot {
+    char *name;
+    struct transport *t;
+};
+
+struct restore_targets {
+    const struct config *cfg;
+    char *from;
+    struct target_slot *slots;
+    size_t nr;
+};
+
+struct restore_targets *restore_targets_new(const struct config *cfg, const char *from)
+{
+    struct restore_targets *ts = vk_calloc(1, sizeof *ts);
+
+    if (!ts)
+        return NULL;
+    ts->cfg = cfg;
+    if (from && !(ts->from = vk_strdup(from))) {
+        free(ts);
+        return NULL;
+    }
+    return ts;
+}
+
+void restore_targets_free(struct restore_targets *ts)
+{
+    if (!ts)
+        return;
+    for (size_t i = 0; i < ts->nr; i++) {
+        transport_close(ts->slots[i].t);
+        free(ts->slots[i].name);
+    }
+    free(ts->slots);
+    free(ts->from);
+    free(ts);
+}
+
+static struct transport *target_open(const struct config *cfg, const char *name)
+{
+    const struct config_target *ct = cfg ? config_target_find(cfg, name) : NULL;
+    struct transport_options opts;
+
+    memset(&opts, 0, sizeof opts);
+    if (ct) {
+        config_target_options(ct, &opts);
+        return transport_open(ct->name, ct->url, &opts);
+    }
+    if (transport_is_url(name))
+        return transport_open(NULL, name, NULL);
+    vk_error(VK_ERR_NOT_FOUND,
+             "target '%s' is not defined in the configuration '%s': add a [target %s] section "
+             "or give --from URL",
+             name, cfg && cfg->file ? cfg->file : "(none)", name);
+    return NULL;
+}
+
+struct transport *restore_targets_get(struct restore_targets *ts, const char *name)
+{
+    struct target_slot *slots;
+    struct transport *t;
+
+    for (size_t i = 0; i < ts->nr; i++)
+        if (strcmp(ts->slots[i].name, name) == 0)
+            return ts->slots[i].t;
+    slots = vk_realloc_array(ts->slots, ts->nr + 1, sizeof *slots);
+    if (!slots)
+        return NULL;
+    ts->slots = slots;
+    t = target_open(ts->cfg, name);
+    if (!t)
+        return NULL;
+    slots[ts->nr].name = vk_strdup(name);
+    if (!slots[ts->nr].name) {
+        transport_close(t);
+        return NULL;
+    }
+    slots[ts->nr++].t = t;
+    return t;
+}
+
+size_t restore_targets_count(const struct restore_targets *ts)
+{
+    return ts->nr;
+}
+
+const char *restore_targets_name(const struct restore_targets *ts, size_t i, uint64_t *bytes_read)
+{
+    struct transport_counters c;
+
+    transport_counters_get(ts->slots[i].t, &c);
+    *bytes_read = c.bytes_read;
+    return ts->slots[i].name;
+}
+
+/* ---------------------------------------------------------------- archives */
+
+static int source_pread(void *opaque, void *buf, size_t len, uint64_t offset)
+{
+    struct restore_archive *a = opaque;
+    size_t done = 0;
+
+    while (done < len) {
+        ssize_t n =
+            transport_get_range(a->t, a->key, offset + done, (char *)buf + done, len - done);
+        if (n < 0)
+            return -1;
+        if (n == 0) {
+            vk_error(VK_ERR_CORRUPT,
+                     "archive '%s' of backup '%s' (disk '%s') on target '%s' is truncated: "
+                     "it ends before offset %" PRIu64,
+                     a->key, a->backup_id, a->disk, a->target, offset + done);
+            return -1;
+        }
+        done += (size_t)n;
+        a->bytes_fetched += (uint64_t)n;
+    }
+    return 0;
+}
+
+void restore_archive_free(struct restore_archive *a)
+{
+    if (!a)
+        return;
+    archive_reader_free(a->reader);
+    free(a->backup_id);
+    free(a->disk);
+    free(a->target);
+    free(a->key);
+    free(a);
+}
+
+static int header_check(const struct restore_archive *a)
+{
+    const struct archive_header *h = archive_reader_header(a->reader);
+
+    if (strcmp(h->disk, a->disk) != 0 || strcmp(h->backup_id, a->backup_id) != 0) {
+        vk_error(VK_ERR_CORRUPT,
+                 "archive '%s' on target '%s' holds disk '%s' of backup '%s', not disk '%s' of "
+                 "backup '%s'",
+                 a->key, a->target, h->disk, h->backup_id, a->disk, a->backup_id);
+        return -1;
+    }
+    return 0;
+}
+
+/* Open the object, check its size against EXPECT_SIZE (0: unknown) and open
+ * the reader. */
+static int archive_load(struct restore_archive *a, uint64_t expect_size)
+{
+    struct transport_stat st;
+    struct archive_source src = {.pread = source_pread, .opaque = a};
+
+    if (transport_stat(a->t, a->key, &st) < 0) {
+        vk_error_prefix("backup '%s', disk '%s'", a->backup_id, a->disk);
+        return -1;
+    }
+    if (expect_size && st.size != expect_size) {
+        vk_error(VK_ERR_CORRUPT,
+                 "archive '%s' of backup '%s' (disk '%s') on target '%s' is %" PRIu64
+                 " bytes, the catalog records %" PRIu64 ": it is truncated or replaced",
+                 a->key, a->backup_id, a->disk, a->target, st.size, expect_size);
+        return -1;
+    }
+    a->size = src.size = st.size;
+    a->reader = archive_reader_open(&src, a->key, 0);
+    if (!a->reader) {
+        vk_error_prefix("backup '%s', disk '%s'", a->backup_id, a->disk);
+        return -1;
+    }
+    return header_check(a);
+}
+
+struct restore_archive *restore_archive_open_at(struct restore_targets *ts,
+                                                const struct catalog_location *loc,
+                                                const char *target_name)
+{
+    struct restore_archive *a = vk_calloc(1, sizeof *a);
+
+    if (!a)
+        return NULL;
+    a->backup_id = vk_strdup(loc->backup_id);
+    a->disk = vk_strdup(loc->disk ? loc->disk : "");
+    a->target = vk_strdup(target_name);
+    a->key = vk_strdup(loc->key);
+    if (!a->backup_id || !a->disk || !a->target || !a->key)
+        goto fail;
+    a->t = restore_targets_get(ts, target_name);
+    if (!a->t || archive_load(a, ts->from ? 0 : loc->size) < 0)
+        goto fail;
+    return a;
+fail:
+    restore_archive_free(a);
+    return NULL;
+}
+
+/* Order candidate locations by the measured read rate of their target. */
+static void locations_sort(struct catalog *cat, struct catalog_location **c, size_t n)
+{
+    CLEANUP_FREE double *rate = vk_calloc(n + 1, sizeof *rate);
+
+    if (!rate)
+        return; /* keep the catalog's order */
+    for (size_t i = 0; i < n; i++) {
+        struct catalog_rate r = {0};
+        rate[i] = catalog_throughput_estimate(cat, c[i]->target, CATALOG_DIR_READ, &r) == 0
+                      ? r.bytes_per_second
+                      : 0;
+    }
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && rate[j] > rate[j - 1]; j--) {
+            struct catalog_location *tl = c[j];
+            double tr = rate[j];
+            c[j] = c[j - 1], rate[j] = rate[j - 1];
+            c[j - 1] = tl, rate[j - 1] = tr;
+        }
+}
+
+static struct restore_archive *open_from(struct restore_targets *ts, const char *domain,
+                                         const char *backup_id, const char *disk,
+                                         const struct catalog_locations *locs)
+{
+    struct catalog_location loc = {.backup_id = (char *)backup_id, .disk = (char *)disk};
+    CLEANUP_FREE char *key = NULL;
+
+    for (size_t i = 0; i < locs->count && !loc.key; i++)
+        if (locs->items[i].disk && strcmp(locs->items[i].disk, disk) == 0)
+            loc.key = locs->items[i].key;
+    if (!loc.key)
+        loc.key = key = vk_asprintf("%s/%s/%s.tar", domain, backup_id, disk);
+    if (!loc.key)
+        return NULL;
+    return restore_archive_open_at(ts, &loc, ts->from);
+}
+
+struct restore_archive *restore_archive_open(struct catalog *cat, struct restore_targets *ts,
+                                             const char *domain, const char *backup_id,
+                                             const char *disk)
+{
+    struct catalog_locations *locs = NULL;
+    struct restore_archive *a = NULL;
+    CLEANUP_FREE struct catalog_location **cand = NULL;
+    size_t n = 0;
+
+    if (catalog_archive_list(cat, backup_id, NULL, &locs) < 0)
+        return NULL;
+    if (ts->from) {
+        a = open_from(ts, domain, backup_id, disk, locs);
+        goto out;
+    }
+    cand = vk_calloc(locs->count + 1, sizeof *cand);
+    if (!cand)
+        goto out;
+    for (size_t i = 0; i < locs->count; i++)
+        if (locs->items[i].disk && strcmp(locs->items[i].disk, disk) == 0)
+            cand[n++] = &locs->items[i];
+    if (n == 0) {
+        vk_error(VK_ERR_NOT_FOUND, "backup '%s' has no recorded archive of disk '%s'", backup_id,
+                 disk);
+        goto out;
+    }
+    locations_sort(cat, cand, n);
+    for (size_t i = 0; i < n && !a; i++) {
+        a = restore_archive_open_at(ts, cand[i], cand[i]->target);
+        /* A corrupt copy is an error worth stopping for; an unreachable
+         * target is not when another copy exists. */
+        if (!a && (vk_error_code() == VK_ERR_CORRUPT || i + 1 == n))
+            break;
+        if (!a)
+            vk_warn("%s; trying the next copy", vk_error_message());
+    }
+out:
+    catalog_locations_free(locs);
+    return a;
+}
+
+int restore_archive_read_chunk(struct restore_archive *a, const struct archive_extent *e, void *out)
+{
+    if (archive_reader_read_chunk(a->reader, e, out) < 0) {
+        vk_error_prefix("backup '%s', disk '%s', chunk at offset %" PRIu64, a->backup_id, a->disk,
+                        e->offset);
+        return -1;
+    }
+    return 0;
+}
+
+int restore_archive_read_frame(struct restore_archive *a, const struct archive_extent *e,
+                               void *frame)
+{
+    if (e->kind == ARCHIVE_EXTENT_DATA && source_pread(a, frame, e->size, e->position) == 0)
+        return 0;
+    if (e->kind != ARCHIVE_EXTENT_DATA)
+        vk_error(VK_ERR_INVALID, "the chunk holds zeros, not a frame");
+    vk_error_prefix("backup '%s', disk '%s', chunk at offset %" PRIu64, a->backup_id, a->disk,
+                    e->offset);
+    return -1;
+}
+
+/* ---------------------------------------------------------------- manifests */
+
+static int manifest_fetch(struct restore_targets *ts, const struct catalog_location *loc,
+                          struct manifest *m)
+{
+    struct transport *t = restore_targets_get(ts, ts->from ? ts->from : loc->target);
+    CLEANUP_FREE void *buf = NULL;
+    size_t len;
+
+    if (!t || transport_get_all(t, loc->key, MANIFEST_MAX_SIZE, &buf, &len) < 0)
+        return -1;
+    return manifest_parse(buf, len, loc->key, m);
+}
+
+void restore_source_qcow2(struct catalog *cat, struct restore_targets *ts, const char *backup_id,
+                          const char *disk, uint64_t *cluster_size, char **compat)
+{
+    struct catalog_locations *locs = NULL;
+    struct manifest m = {0};
+    bool found = false;
+
+    *cluster_size = 0;
+    *compat = NULL;
+    if (catalog_archive_list(cat, backup_id, NULL, &locs) < 0)
+        return;
+    for (size_t i = 0; i < locs->count && !found; i++)
+        found = !locs->items[i].disk && manifest_fetch(ts, &locs->items[i], &m) == 0;
+    for (size_t i = 0; found && i < m.nr_disks; i++) {
+        if (strcmp(m.disks[i].target, disk) == 0 && m.disks[i].cluster_size) {
+            *cluster_size = m.disks[i].cluster_size;
+            *compat = m.disks[i].compat ? vk_strdup(m.disks[i].compat) : NULL;
+        }
+    }
+    if (!found)
+        vk_debug("no manifest of backup '%s' could be read: default qcow2 options", backup_id);
+    manifest_clear(&m);
+    catalog_locations_free(locs);
+}

@@ -1,0 +1,206 @@
+/* virtkeep - restore and verify.
+ *
+ * Four files:
+ *   restore-merge.c   the pure part: merging the extent lists of a chain into
+ *                     one map (each byte from the newest backup that holds
+ *                     it), the order chunks are read in, the time parser
+ *   restore-source.c  finding and opening archives: catalog locations,
+ *                     targets (by name from the configuration, or by URL),
+ *                     archive readers over transport_get_range
+ *   restore-image.c   the destination image: qemu-img create, a writable
+ *                     qemu-nbd, libnbd writes with several requests in flight
+ *   restore.c         restore_run: chain, merge, write, rename, catalog job
+ *   restore-define.c  --define: the saved domain XML rewritten for the
+ *                     restored images (and a new name), define, start
+ *   restore-verify.c  verify_run: re-read archives and check them
+ *
+ * A restored disk is written to DIR/.DISK.qcow2.vk-tmp-XXXXXX and renamed to
+ * DIR/DISK.qcow2 (DISK is the disk target, e.g. "vda") only once it is
+ * complete, flushed and fsync'd: a failed restore never leaves a file under
+ * the final name.
+ */
+#ifndef VIRTKEEP_RESTORE_H
+#define VIRTKEEP_RESTORE_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "src/format/archive.h"
+
+struct catalog;
+struct config;
+
+/* ---------------------------------------------------------------- merge */
+
+/* The extent list of one archive of the chain (archive_reader_extents). */
+struct restore_layer {
+    const struct archive_extent *extents;
+    size_t nr;
+};
+
+enum restore_piece_kind {
+    RESTORE_PIECE_DATA = 0,
+    RESTORE_PIECE_ZERO,
+};
+
+/* One range of the restored disk and where its bytes come from. */
+struct restore_piece {
+    uint64_t offset; /* in the disk */
+    uint64_t length;
+    enum restore_piece_kind kind;
+    size_t layer;           /* index in the chain (0 = the full) */
+    size_t extent;          /* index in that layer's extent list */
+    uint64_t extent_offset; /* where the piece starts inside that extent */
+};
+
+struct restore_map {
+    struct restore_piece *pieces; /* sorted by offset, no overlap */
+    size_t nr;
+    uint64_t data_bytes; /* bytes of DATA pieces: what gets written */
+    uint64_t zero_bytes; /* bytes of ZERO pieces */
+    /* The distinct data chunks the pieces need, each read once. */
+    size_t nr_chunks;
+    uint64_t chunk_raw_bytes;   /* their raw length: what is decompressed */
+    uint64_t chunk_frame_bytes; /* their frame size: what is fetched */
+};
+
+/* Merge LAYERS (the chain in restore order: the full first, the newest
+ * last).  For every byte the newest layer with an extent over it wins,
+ * whether DATA or ZERO; bytes no layer holds are left out (the image starts
+ * blank).  Bytes at or after VIRTUAL_SIZE are dropped.  Adjacent ZERO pieces
+ * are merged whatever their layer; a DATA piece never spans two extents.
+ * Each layer's extents must be sorted and must not overlap (VK_ERR_INVALID
+ * otherwise).  OUT is cleared on failure. */
+int restore_merge(const struct restore_layer *layers, size_t nr_layers, uint64_t virtual_size,
+                  struct restore_map *out);
+void restore_map_clear(struct restore_map *m);
+
+/* The DATA pieces of M in the order to read them: grouped by chunk (all
+ * pieces of one chunk together, so that it is read once), chunks by disk
+ * offset then layer.  *OUT (free() it) gets *NR piece indexes. */
+int restore_map_read_order(const struct restore_map *m, const struct restore_layer *layers,
+                           size_t **out, size_t *nr);
+
+/* A point in time: RFC 3339 ("2026-11-28T01:02:03Z", "...T03:02:03+02:00",
+ * fractions of a second ignored), "now", or a duration before NOW
+ * ("2h ago", "1h30m ago", "15m ago", see vk_duration_parse).  VK_ERR_INVALID
+ * quoting STR otherwise. */
+int restore_time_parse(const char *str, int64_t now, int64_t *out);
+
+/* ---------------------------------------------------------------- restore */
+
+struct restore_options {
+    const char *domain;
+    const char *backup_id;       /* restore this backup, or NULL: ... */
+    int64_t at;                  /* ... the newest one at or before AT */
+    const char *dest_dir;        /* created (0700) when missing */
+    char *const *disks;          /* disk targets to restore, NULL for all */
+    const char *from;            /* target name or URL to read from, or NULL */
+    const struct config *config; /* for target names; may be NULL */
+    bool force;                  /* replace existing destination files */
+    uint64_t cluster_size;       /* qcow2 cluster size, 0: the source image's (manifest), */
+    const char *compat;          /* else 64 KiB; compat likewise, else "1.1" */
+    unsigned int in_flight;      /* NBD requests in flight, 0: 8 */
+    bool define;                 /* define the domain from the saved XML (persistent) */
+    bool start;                  /* and start it (implies define) */
+    const char *new_name;        /* define it as NEW: no UUID, no MACs (see restore_domain_xml) */
+    const char *connect_uri;     /* libvirt URI for define, NULL: libvirt's default */
+    const volatile sig_atomic_t *cancel; /* set (by a signal): stop, clean up, VK_ERR_INTERRUPTED */
+};
+
+struct restore_disk_result {
+    char *target; /* "vda" */
+    char *path;   /* the restored image */
+    uint64_t virtual_size;
+    uint64_t bytes_written; /* data written through NBD */
+    uint64_t zero_bytes;    /* of zero ranges: left unallocated, the fresh image reads zeros */
+    uint64_t frame_bytes;   /* compressed chunk bytes fetched from archives */
+    uint64_t raw_bytes;     /* raw bytes decompressed */
+    uint64_t index_bytes;   /* other archive bytes fetched (trailer, index) */
+    size_t nr_chunks;       /* chunks read */
+    struct restore_map map; /* what the merge asked for (pieces freed) */
+    double seconds;
+    uint64_t cluster_size; /* of the restored image */
+    char *compat;
+};
+
+struct restore_result {
+    char **chain; /* backup ids, the full first (NULL-terminated) */
+    struct restore_disk_result *disks;
+    size_t nr_disks;
+    int64_t job_id;
+    double seconds;
+    double estimate_seconds; /* the planner's estimate, recorded in the job */
+    char *defined;           /* the domain defined (--define), or NULL */
+    bool started;
+    char **dropped; /* disks of the saved XML left out of the definition */
+};
+
+/* Restore as OPTS say.  Records a "restore" job in CAT and the read
+ * throughput per target.  On failure the job is marked failed and nothing
+ * is left under a final name. */
+int restore_run(struct catalog *cat, const struct restore_options *opts, struct restore_result *out,
+                unsigned int flags);
+void restore_result_clear(struct restore_result *r);
+
+/* ---------------------------------------------------------------- define */
+
+struct restore_define_disk {
+    const char *target; /* "vda" */
+    const char *path;   /* the restored image (absolute) */
+};
+
+struct restore_define_options {
+    const struct restore_define_disk *disks;
+    size_t nr_disks;
+    const char *new_name; /* or NULL: keep the name */
+    const char *uuid;     /* set this UUID (replacing a domain with --force), or NULL */
+};
+
+/* The saved domain XML rewritten for a restore: each disk device of DISKS
+ * points at its image (qcow2, no backing chain); other disk devices are
+ * removed and their targets listed in *DROPPED (NULL-terminated, free with
+ * vk_strv_free; NULL when none); cdrom and floppy stay.  The domain id and
+ * dynamic security labels are dropped.  With NEW_NAME: the name changes and
+ * <uuid>, every interface <mac>, fixed graphics ports (autoport) and
+ * <os><nvram> are removed so that libvirt generates fresh ones. */
+char *restore_domain_xml(const char *xml, const struct restore_define_options *o, char ***dropped,
+                         unsigned int flags);
+
+/* ---------------------------------------------------------------- verify */
+
+#define VERIFY_QUICK 1u /* structure and sizes only, no chunk reads */
+
+struct verify_options {
+    const char *what;            /* a backup id or a domain name */
+    const char *from;            /* only copies on this target (name or URL) */
+    const struct config *config; /* for target names; may be NULL */
+};
+
+struct verify_item {
+    char *backup_id;
+    char *disk; /* NULL for the manifest */
+    char *target;
+    char *key;
+    bool ok;
+    char *error; /* why not, or NULL */
+    uint64_t chunks;
+    uint64_t bytes;
+};
+
+struct verify_result {
+    struct verify_item *items;
+    size_t nr;
+    size_t failed;
+};
+
+/* Verify every archive copy of backup OPTS->what, or of every committed
+ * backup of domain OPTS->what.  Returns 0 when the items could be listed
+ * (RESULT->failed says how many are bad), -1 otherwise. */
+int verify_run(struct catalog *cat, const struct verify_options *opts, unsigned int flags,
+               struct verify_result *result);
+void verify_result_clear(struct verify_result *r);
+
+#endif
