@@ -14,8 +14,7 @@
 
 #include "catalog/catalog.h"
 #include "common/util.h"
-#include "src/format/archive.h"
-#include "src/format/manifest.h"
+#include "src/format/format.h"
 #include "tests/restore-fixture.h"
 #include "transport/transport.h"
 

@@ -25,10 +25,8 @@
 #include "catalog/catalog.h"
 #include "common/error.h"
 #include "common/util.h"
-#include "src/api/api-client.h"
 #include "src/api/api.h"
 #include "src/conf/conf.h"
-#include "src/api/status.h"
 
 static const char conf_text[] = "[policy gold]\nrpo = 1h\nrto = 30m\n\n"
                                 "[domain web1]\npolicy = gold\n\n"

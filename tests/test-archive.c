@@ -29,8 +29,7 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/util.h"
-#include "src/format/archive.h"
-#include "src/format/manifest.h"
+#include "src/format/format.h"
 
 #define MiB (1024ull * 1024)
 #define GiB (1024ull * MiB)

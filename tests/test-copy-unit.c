@@ -22,9 +22,9 @@
 #include "catalog/catalog.h"
 #include "common/error.h"
 #include "common/util.h"
-#include "src/format/archive.h"
+#include "src/format/format.h"
 #include "src/conf/conf.h"
-#include "src/lifecycle/copy.h"
+#include "src/lifecycle/lifecycle.h"
 #include "transport/transport.h"
 
 #define MiB (1024ull * 1024)

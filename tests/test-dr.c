@@ -1,7 +1,7 @@
 /* Unit tests for DR plans and drills: the scheduling math of src/dr.c on
  * hand-built inputs, the drill accessors of catalog/drills.c on a
- * temporary catalog, and the learning of src/plan.c (plan_drill_fit and
- * plan_target_estimate preferring drills over throughput samples). */
+ * temporary catalog, and the learning of src/plan.c (reader_drill_fit and
+ * reader_cost_estimate preferring drills over throughput samples). */
 #include <config.h>
 
 #include <setjmp.h>
@@ -19,7 +19,6 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/util.h"
-#include "src/plan/dr.h"
 #include "src/plan/plan.h"
 
 #define assert_close(a, b) assert_true(fabs_((a) - (b)) <= 1e-9 * (fabs_(b) + 1))
@@ -33,11 +32,11 @@ static double fabs_(double x)
 
 static void test_fit_one(void **state)
 {
-    struct plan_drill_sample s[] = {{100000000, 20}};
+    struct reader_drill_sample s[] = {{100000000, 20}};
     double rate, overhead;
 
     (void)state;
-    assert_int_equal(plan_drill_fit(s, 1, &rate, &overhead), 0);
+    assert_int_equal(reader_drill_fit(s, 1, &rate, &overhead), 0);
     assert_close(rate, 5e6);
     assert_close(overhead, 0);
 }
@@ -45,35 +44,35 @@ static void test_fit_one(void **state)
 static void test_fit_line(void **state)
 {
     /* seconds = 2 + bytes / 1e7 exactly. */
-    struct plan_drill_sample s[] = {{400000000, 42}, {100000000, 12}, {200000000, 22}};
+    struct reader_drill_sample s[] = {{400000000, 42}, {100000000, 12}, {200000000, 22}};
     double rate, overhead;
 
     (void)state;
-    assert_int_equal(plan_drill_fit(s, 3, &rate, &overhead), 0);
+    assert_int_equal(reader_drill_fit(s, 3, &rate, &overhead), 0);
     assert_close(rate, 1e7);
     assert_close(overhead, 2);
 }
 
 static void test_fit_fallbacks(void **state)
 {
-    struct plan_drill_sample same[] = {{100000000, 10}, {100000000, 14}};
-    struct plan_drill_sample falling[] = {{100000000, 20}, {200000000, 10}};
-    struct plan_drill_sample negative[] = {{100000000, 1}, {200000000, 12}}; /* overhead -10 */
-    struct plan_drill_sample zero[] = {{0, 10}};
+    struct reader_drill_sample same[] = {{100000000, 10}, {100000000, 14}};
+    struct reader_drill_sample falling[] = {{100000000, 20}, {200000000, 10}};
+    struct reader_drill_sample negative[] = {{100000000, 1}, {200000000, 12}}; /* overhead -10 */
+    struct reader_drill_sample zero[] = {{0, 10}};
     double rate = -1, overhead = -1;
 
     (void)state;
-    assert_int_equal(plan_drill_fit(same, 2, &rate, &overhead), 0);
+    assert_int_equal(reader_drill_fit(same, 2, &rate, &overhead), 0);
     assert_close(rate, 2e8 / 24);
     assert_close(overhead, 0);
-    assert_int_equal(plan_drill_fit(falling, 2, &rate, &overhead), 0);
+    assert_int_equal(reader_drill_fit(falling, 2, &rate, &overhead), 0);
     assert_close(rate, 3e8 / 30);
     assert_close(overhead, 0);
-    assert_int_equal(plan_drill_fit(negative, 2, &rate, &overhead), 0);
+    assert_int_equal(reader_drill_fit(negative, 2, &rate, &overhead), 0);
     assert_close(rate, 3e8 / 13);
     assert_close(overhead, 0);
-    assert_int_equal(plan_drill_fit(zero, 1, &rate, &overhead), -1);
-    assert_int_equal(plan_drill_fit(same, 0, &rate, &overhead), -1);
+    assert_int_equal(reader_drill_fit(zero, 1, &rate, &overhead), -1);
+    assert_int_equal(reader_drill_fit(same, 0, &rate, &overhead), -1);
 }
 
 /* ---------------------------------------------------------------- catalog */
@@ -216,16 +215,16 @@ static void test_accessors(void **state)
 static void test_estimate_sources(void **state)
 {
     struct tmp *t = *state;
-    struct plan_target pt;
-    struct plan_target two[2] = {{.name = (char *)"local", .bytes = 60000000},
+    struct reader_cost pt;
+    struct reader_cost two[2] = {{.name = (char *)"local", .bytes = 60000000},
                                  {.name = (char *)"far", .bytes = 10000000}};
-    struct plan_drill_ref ref;
-    enum plan_source src;
+    struct reader_drill_ref ref;
+    enum reader_source src;
     double secs;
 
     /* Nothing known: a guess at the default rate. */
-    assert_int_equal(plan_target_estimate(t->cat, "web1", "local", 100 << 20, &pt), 0);
-    assert_int_equal(pt.source, PLAN_SOURCE_GUESS);
+    assert_int_equal(reader_cost_estimate(t->cat, "web1", "local", 100 << 20, &pt), 0);
+    assert_int_equal(pt.source, READER_SOURCE_GUESS);
     assert_true(pt.guess);
     assert_close(pt.seconds, 1.0);
 
@@ -234,8 +233,8 @@ static void test_estimate_sources(void **state)
                      0);
     assert_int_equal(catalog_throughput_record(t->cat, "local", CATALOG_DIR_READ, 20000000, 2, 0),
                      0);
-    assert_int_equal(plan_target_estimate(t->cat, "web1", "local", 30000000, &pt), 0);
-    assert_int_equal(pt.source, PLAN_SOURCE_THROUGHPUT);
+    assert_int_equal(reader_cost_estimate(t->cat, "web1", "local", 30000000, &pt), 0);
+    assert_int_equal(pt.source, READER_SOURCE_THROUGHPUT);
     assert_int_equal(pt.samples, 2);
     assert_close(pt.rate, 15e6);
     assert_close(pt.seconds, 2.0);
@@ -244,8 +243,8 @@ static void test_estimate_sources(void **state)
      * failed drills count for nothing. */
     drill_add(t->cat, "db1", "local", 500, 10000000, 5, CATALOG_DRILL_OK);
     drill_add(t->cat, "web1", "local", 600, 1000000, 50, CATALOG_DRILL_FAILED);
-    assert_int_equal(plan_target_estimate(t->cat, "web1", "local", 30000000, &pt), 0);
-    assert_int_equal(pt.source, PLAN_SOURCE_DRILL);
+    assert_int_equal(reader_cost_estimate(t->cat, "web1", "local", 30000000, &pt), 0);
+    assert_int_equal(pt.source, READER_SOURCE_DRILL);
     assert_close(pt.rate, 2e6);
     assert_close(pt.seconds, 15.0);
     assert_int_equal(pt.drill.samples, 1);
@@ -256,8 +255,8 @@ static void test_estimate_sources(void **state)
     drill_add(t->cat, "web1", "local", 1000, 100000000, 12, CATALOG_DRILL_OK);
     drill_add(t->cat, "web1", "local", 2000, 400000000, 42, CATALOG_DRILL_OK);
     drill_add(t->cat, "web1", "local", 3000, 200000000, 22, CATALOG_DRILL_OK);
-    assert_int_equal(plan_target_estimate(t->cat, "web1", "local", 50000000, &pt), 0);
-    assert_int_equal(pt.source, PLAN_SOURCE_DRILL);
+    assert_int_equal(reader_cost_estimate(t->cat, "web1", "local", 50000000, &pt), 0);
+    assert_int_equal(pt.source, READER_SOURCE_DRILL);
     assert_close(pt.rate, 1e7);
     assert_close(pt.overhead, 2);
     assert_close(pt.seconds, 7);
@@ -267,17 +266,17 @@ static void test_estimate_sources(void **state)
     assert_close(pt.drill.estimate_seconds, 7.5);
 
     /* Without a domain (the scheduler's model): every domain's drills. */
-    assert_int_equal(plan_read_estimate(t->cat, "local", 0, &pt), 0);
-    assert_int_equal(pt.source, PLAN_SOURCE_DRILL);
+    assert_int_equal(reader_cost_read(t->cat, "local", 0, &pt), 0);
+    assert_int_equal(pt.source, READER_SOURCE_DRILL);
     assert_int_equal(pt.drill.samples, 4);
 
     /* Two targets: the seconds add up, the source is the least trusted. */
-    assert_int_equal(plan_targets_estimate(t->cat, "web1", two, 2, &secs, &src, &ref), 0);
+    assert_int_equal(reader_costs_estimate(t->cat, "web1", two, 2, &secs, &src, &ref), 0);
     assert_close(two[0].seconds, 2 + 6.0);
-    assert_int_equal(two[1].source, PLAN_SOURCE_GUESS);
-    assert_close(two[1].seconds, 10000000 / PLAN_DEFAULT_READ_RATE);
-    assert_close(secs, 8 + 10000000 / PLAN_DEFAULT_READ_RATE);
-    assert_int_equal(src, PLAN_SOURCE_GUESS);
+    assert_int_equal(two[1].source, READER_SOURCE_GUESS);
+    assert_close(two[1].seconds, 10000000 / READER_DEFAULT_READ_RATE);
+    assert_close(secs, 8 + 10000000 / READER_DEFAULT_READ_RATE);
+    assert_int_equal(src, READER_SOURCE_GUESS);
     assert_int_equal(ref.time, 3000);
 }
 
@@ -292,7 +291,7 @@ static void item_set(struct dr_item *it, const char *name, unsigned int prio, ui
     it->rto = rto;
     it->rpo = rpo;
     it->estimate_seconds = est;
-    it->source = PLAN_SOURCE_DRILL;
+    it->source = READER_SOURCE_DRILL;
     it->backup_time = backup_time;
     it->backup_id = backup_time ? vk_asprintf("%s-b", name) : NULL;
     it->never_backed_up = backup_time == 0;
@@ -420,7 +419,7 @@ static void test_schedule_ties(void **state)
     item_set(&p.items[2], "zz-norto", 1, 0, 0, 5, AT);  /* no RTO: after */
     item_set(&p.items[3], "aa-norto", 1, 0, 0, 5, AT);  /* name breaks the tie */
     item_set(&p.items[4], "slow", 3, 30, 0, 45, AT);    /* alone > RTO */
-    p.items[4].source = PLAN_SOURCE_GUESS;
+    p.items[4].source = READER_SOURCE_GUESS;
     assert_int_equal(dr_schedule(&p, 1, AT), 0);
     assert_string_equal(p.items[0].domain, "tight");
     assert_string_equal(p.items[1].domain, "loose");

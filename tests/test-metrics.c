@@ -16,8 +16,7 @@
 
 #include "catalog/catalog.h"
 #include "common/util.h"
-#include "src/api/metrics.h"
-#include "src/api/status.h"
+#include "src/api/api.h"
 
 static char dir[64];
 

@@ -15,7 +15,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
-#include "src/datapath/nbdread.h"
+#include "src/datapath/datapath.h"
 #include "tests/nbdtest.h"
 
 static char *topdir;

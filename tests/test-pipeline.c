@@ -22,7 +22,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
-#include "src/datapath/pipeline.h"
+#include "src/datapath/datapath.h"
 #include "tests/nbdtest.h"
 
 #define DISK_SIZE (40 * MiB)

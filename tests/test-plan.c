@@ -5,7 +5,7 @@
  * inc) of a 32 MiB disk into a file:// target with the archive writer and
  * records it in a catalog.  It remembers the zstd frame size of every
  * chunk it writes, so the bytes each archive must deliver are computed
- * here by hand from the layout below, independently of restore_merge. */
+ * here by hand from the layout below, independently of reader_merge. */
 #include <config.h>
 
 #include <inttypes.h>
@@ -25,8 +25,7 @@
 #include "catalog/catalog.h"
 #include "common/error.h"
 #include "common/util.h"
-#include "src/format/archive.h"
-#include "src/format/manifest.h"
+#include "src/format/format.h"
 #include "src/plan/plan.h"
 #include "src/restore/restore.h"
 #include "tests/restore-fixture.h"
@@ -191,8 +190,8 @@ static void test_plan_estimate(void **state)
     assert_true(p.guess);
     assert_true(p.targets[0].guess);
     assert_int_equal(p.targets[0].samples, 0);
-    assert_true(p.targets[0].rate == PLAN_DEFAULT_READ_RATE);
-    want = (double)p.read_bytes / PLAN_DEFAULT_READ_RATE;
+    assert_true(p.targets[0].rate == READER_DEFAULT_READ_RATE);
+    want = (double)p.read_bytes / READER_DEFAULT_READ_RATE;
     assert_true(p.estimate_seconds > want * 0.999999 && p.estimate_seconds < want * 1.000001);
     plan_restore_clear(&p);
 

@@ -31,13 +31,13 @@
         .extents = (arr), .nr = sizeof(arr) / sizeof((arr)[0])                                     \
     }
 
-static void piece_is(const struct restore_piece *p, uint64_t off, uint64_t len,
-                     enum restore_piece_kind kind, size_t layer, size_t extent, uint64_t eoff)
+static void piece_is(const struct reader_piece *p, uint64_t off, uint64_t len,
+                     enum reader_piece_kind kind, size_t layer, size_t extent, uint64_t eoff)
 {
     assert_int_equal(p->offset, off);
     assert_int_equal(p->length, len);
     assert_int_equal(p->kind, kind);
-    if (kind == RESTORE_PIECE_DATA) {
+    if (kind == READER_PIECE_DATA) {
         assert_int_equal(p->layer, layer);
         assert_int_equal(p->extent, extent);
         assert_int_equal(p->extent_offset, eoff);
@@ -48,23 +48,23 @@ static void test_full_only(void **state)
 {
     static const struct archive_extent full[] = {D(0, CH), D(CH, CH), Z(2 * CH, 3 * CH),
                                                  D(8 * CH, MiB)};
-    struct restore_layer layers[] = {LAYER(full)};
-    struct restore_map m;
+    struct reader_layer layers[] = {LAYER(full)};
+    struct reader_map m;
 
     (void)state;
-    assert_int_equal(restore_merge(layers, 1, 64 * CH, &m), 0);
+    assert_int_equal(reader_merge(layers, 1, 64 * CH, &m), 0);
     assert_int_equal(m.nr, 4);
-    piece_is(&m.pieces[0], 0, CH, RESTORE_PIECE_DATA, 0, 0, 0);
-    piece_is(&m.pieces[1], CH, CH, RESTORE_PIECE_DATA, 0, 1, 0);
-    piece_is(&m.pieces[2], 2 * CH, 3 * CH, RESTORE_PIECE_ZERO, 0, 2, 0);
+    piece_is(&m.pieces[0], 0, CH, READER_PIECE_DATA, 0, 0, 0);
+    piece_is(&m.pieces[1], CH, CH, READER_PIECE_DATA, 0, 1, 0);
+    piece_is(&m.pieces[2], 2 * CH, 3 * CH, READER_PIECE_ZERO, 0, 2, 0);
     /* The gap [5 CH, 8 CH) is held by no backup: not in the map. */
-    piece_is(&m.pieces[3], 8 * CH, MiB, RESTORE_PIECE_DATA, 0, 3, 0);
+    piece_is(&m.pieces[3], 8 * CH, MiB, READER_PIECE_DATA, 0, 3, 0);
     assert_int_equal(m.data_bytes, 2 * CH + MiB);
     assert_int_equal(m.zero_bytes, 3 * CH);
     assert_int_equal(m.nr_chunks, 3);
     assert_int_equal(m.chunk_raw_bytes, 2 * CH + MiB);
     assert_int_equal(m.chunk_frame_bytes, (2 * CH + MiB) / 2);
-    restore_map_clear(&m);
+    reader_map_clear(&m);
 }
 
 /* An inc rewrites exactly one chunk: only the newest is read. */
@@ -72,17 +72,17 @@ static void test_inc_exact(void **state)
 {
     static const struct archive_extent full[] = {D(0, CH), D(CH, CH)};
     static const struct archive_extent inc[] = {D(CH, CH)};
-    struct restore_layer layers[] = {LAYER(full), LAYER(inc)};
-    struct restore_map m;
+    struct reader_layer layers[] = {LAYER(full), LAYER(inc)};
+    struct reader_map m;
 
     (void)state;
-    assert_int_equal(restore_merge(layers, 2, 64 * CH, &m), 0);
+    assert_int_equal(reader_merge(layers, 2, 64 * CH, &m), 0);
     assert_int_equal(m.nr, 2);
-    piece_is(&m.pieces[0], 0, CH, RESTORE_PIECE_DATA, 0, 0, 0);
-    piece_is(&m.pieces[1], CH, CH, RESTORE_PIECE_DATA, 1, 0, 0);
+    piece_is(&m.pieces[0], 0, CH, READER_PIECE_DATA, 0, 0, 0);
+    piece_is(&m.pieces[1], CH, CH, READER_PIECE_DATA, 1, 0, 0);
     assert_int_equal(m.nr_chunks, 2);
     assert_int_equal(m.chunk_raw_bytes, 2 * CH);
-    restore_map_clear(&m);
+    reader_map_clear(&m);
 }
 
 /* An inc rewrites the middle of an older chunk: the older chunk is needed
@@ -91,28 +91,28 @@ static void test_inc_partial_chunk(void **state)
 {
     static const struct archive_extent full[] = {D(0, CH)};
     static const struct archive_extent inc[] = {D(MiB, MiB)};
-    struct restore_layer layers[] = {LAYER(full), LAYER(inc)};
-    struct restore_map m;
+    struct reader_layer layers[] = {LAYER(full), LAYER(inc)};
+    struct reader_map m;
     size_t *order, n;
 
     (void)state;
-    assert_int_equal(restore_merge(layers, 2, 64 * CH, &m), 0);
+    assert_int_equal(reader_merge(layers, 2, 64 * CH, &m), 0);
     assert_int_equal(m.nr, 3);
-    piece_is(&m.pieces[0], 0, MiB, RESTORE_PIECE_DATA, 0, 0, 0);
-    piece_is(&m.pieces[1], MiB, MiB, RESTORE_PIECE_DATA, 1, 0, 0);
-    piece_is(&m.pieces[2], 2 * MiB, 2 * MiB, RESTORE_PIECE_DATA, 0, 0, 2 * MiB);
+    piece_is(&m.pieces[0], 0, MiB, READER_PIECE_DATA, 0, 0, 0);
+    piece_is(&m.pieces[1], MiB, MiB, READER_PIECE_DATA, 1, 0, 0);
+    piece_is(&m.pieces[2], 2 * MiB, 2 * MiB, READER_PIECE_DATA, 0, 0, 2 * MiB);
     assert_int_equal(m.data_bytes, CH);
     assert_int_equal(m.nr_chunks, 2);
     assert_int_equal(m.chunk_raw_bytes, CH + MiB);
     assert_int_equal(m.chunk_frame_bytes, (CH + MiB) / 2);
     /* Read order: both pieces of the full's chunk together, then the inc's. */
-    assert_int_equal(restore_map_read_order(&m, layers, &order, &n), 0);
+    assert_int_equal(reader_map_read_order(&m, layers, &order, &n), 0);
     assert_int_equal(n, 3);
     assert_int_equal(order[0], 0);
     assert_int_equal(order[1], 2);
     assert_int_equal(order[2], 1);
     free(order);
-    restore_map_clear(&m);
+    reader_map_clear(&m);
 }
 
 /* Adjacent extents of the same kind from different layers stay apart (data)
@@ -122,18 +122,18 @@ static void test_adjacent(void **state)
     static const struct archive_extent full[] = {D(0, CH), Z(CH, CH)};
     static const struct archive_extent inc[] = {D(CH * 2, CH), Z(CH * 3, CH)};
     static const struct archive_extent inc2[] = {D(CH * 3 - MiB, MiB)};
-    struct restore_layer layers[] = {LAYER(full), LAYER(inc), LAYER(inc2)};
-    struct restore_map m;
+    struct reader_layer layers[] = {LAYER(full), LAYER(inc), LAYER(inc2)};
+    struct reader_map m;
 
     (void)state;
-    assert_int_equal(restore_merge(layers, 3, 64 * CH, &m), 0);
+    assert_int_equal(reader_merge(layers, 3, 64 * CH, &m), 0);
     assert_int_equal(m.nr, 5);
-    piece_is(&m.pieces[0], 0, CH, RESTORE_PIECE_DATA, 0, 0, 0);
-    piece_is(&m.pieces[1], CH, CH, RESTORE_PIECE_ZERO, 0, 1, 0);
-    piece_is(&m.pieces[2], 2 * CH, CH - MiB, RESTORE_PIECE_DATA, 1, 0, 0);
-    piece_is(&m.pieces[3], 3 * CH - MiB, MiB, RESTORE_PIECE_DATA, 2, 0, 0);
-    piece_is(&m.pieces[4], 3 * CH, CH, RESTORE_PIECE_ZERO, 1, 1, 0);
-    restore_map_clear(&m);
+    piece_is(&m.pieces[0], 0, CH, READER_PIECE_DATA, 0, 0, 0);
+    piece_is(&m.pieces[1], CH, CH, READER_PIECE_ZERO, 0, 1, 0);
+    piece_is(&m.pieces[2], 2 * CH, CH - MiB, READER_PIECE_DATA, 1, 0, 0);
+    piece_is(&m.pieces[3], 3 * CH - MiB, MiB, READER_PIECE_DATA, 2, 0, 0);
+    piece_is(&m.pieces[4], 3 * CH, CH, READER_PIECE_ZERO, 1, 1, 0);
+    reader_map_clear(&m);
 }
 
 /* Zero overrides data and data overrides zero, whichever is newer. */
@@ -141,22 +141,22 @@ static void test_zero_vs_data(void **state)
 {
     static const struct archive_extent full[] = {D(0, CH), Z(CH, CH)};
     static const struct archive_extent inc[] = {Z(0, CH), D(CH, CH)};
-    struct restore_layer layers[] = {LAYER(full), LAYER(inc)};
-    struct restore_layer reversed[] = {LAYER(inc), LAYER(full)};
-    struct restore_map m;
+    struct reader_layer layers[] = {LAYER(full), LAYER(inc)};
+    struct reader_layer reversed[] = {LAYER(inc), LAYER(full)};
+    struct reader_map m;
 
     (void)state;
-    assert_int_equal(restore_merge(layers, 2, 64 * CH, &m), 0);
+    assert_int_equal(reader_merge(layers, 2, 64 * CH, &m), 0);
     assert_int_equal(m.nr, 2);
-    piece_is(&m.pieces[0], 0, CH, RESTORE_PIECE_ZERO, 1, 0, 0);
-    piece_is(&m.pieces[1], CH, CH, RESTORE_PIECE_DATA, 1, 1, 0);
+    piece_is(&m.pieces[0], 0, CH, READER_PIECE_ZERO, 1, 0, 0);
+    piece_is(&m.pieces[1], CH, CH, READER_PIECE_DATA, 1, 1, 0);
     assert_int_equal(m.nr_chunks, 1);
     assert_int_equal(m.zero_bytes, CH);
-    restore_map_clear(&m);
-    assert_int_equal(restore_merge(reversed, 2, 64 * CH, &m), 0);
-    piece_is(&m.pieces[0], 0, CH, RESTORE_PIECE_DATA, 1, 0, 0);
-    piece_is(&m.pieces[1], CH, CH, RESTORE_PIECE_ZERO, 1, 1, 0);
-    restore_map_clear(&m);
+    reader_map_clear(&m);
+    assert_int_equal(reader_merge(reversed, 2, 64 * CH, &m), 0);
+    piece_is(&m.pieces[0], 0, CH, READER_PIECE_DATA, 1, 0, 0);
+    piece_is(&m.pieces[1], CH, CH, READER_PIECE_ZERO, 1, 1, 0);
+    reader_map_clear(&m);
 }
 
 /* full + diff: the diff overrides, gaps of the diff keep the full. */
@@ -164,45 +164,45 @@ static void test_diff_and_empty(void **state)
 {
     static const struct archive_extent full[] = {D(0, CH), D(CH, CH), D(2 * CH, CH)};
     static const struct archive_extent diff[] = {D(CH, CH)};
-    struct restore_layer layers[] = {
+    struct reader_layer layers[] = {
         LAYER(full), {.extents = NULL, .nr = 0}, LAYER(diff), {.extents = NULL, .nr = 0}};
-    struct restore_map m;
+    struct reader_map m;
 
     (void)state;
-    assert_int_equal(restore_merge(layers, 4, 64 * CH, &m), 0);
+    assert_int_equal(reader_merge(layers, 4, 64 * CH, &m), 0);
     assert_int_equal(m.nr, 3);
-    piece_is(&m.pieces[1], CH, CH, RESTORE_PIECE_DATA, 2, 0, 0);
+    piece_is(&m.pieces[1], CH, CH, READER_PIECE_DATA, 2, 0, 0);
     assert_int_equal(m.nr_chunks, 3);
-    restore_map_clear(&m);
+    reader_map_clear(&m);
     /* No layer holds anything: an empty map. */
-    assert_int_equal(restore_merge(&layers[1], 1, 64 * CH, &m), 0);
+    assert_int_equal(reader_merge(&layers[1], 1, 64 * CH, &m), 0);
     assert_int_equal(m.nr, 0);
     assert_int_equal(m.data_bytes + m.zero_bytes + m.nr_chunks, 0);
-    restore_map_clear(&m);
+    reader_map_clear(&m);
 }
 
 /* Ten layers rewrite the same region: only the newest one is read. */
 static void test_many_layers(void **state)
 {
     static struct archive_extent ext[10][2];
-    struct restore_layer layers[10];
-    struct restore_map m;
+    struct reader_layer layers[10];
+    struct reader_map m;
 
     (void)state;
     for (size_t l = 0; l < 10; l++) {
         struct archive_extent a = D(CH * 4, CH), b = D(CH * (5 + l), CH);
         ext[l][0] = a, ext[l][1] = b;
-        layers[l] = (struct restore_layer){.extents = ext[l], .nr = 2};
+        layers[l] = (struct reader_layer){.extents = ext[l], .nr = 2};
     }
-    assert_int_equal(restore_merge(layers, 10, 64 * CH, &m), 0);
+    assert_int_equal(reader_merge(layers, 10, 64 * CH, &m), 0);
     assert_int_equal(m.nr, 11);
-    piece_is(&m.pieces[0], CH * 4, CH, RESTORE_PIECE_DATA, 9, 0, 0);
+    piece_is(&m.pieces[0], CH * 4, CH, READER_PIECE_DATA, 9, 0, 0);
     for (size_t l = 0; l < 10; l++)
-        piece_is(&m.pieces[1 + l], CH * (5 + l), CH, RESTORE_PIECE_DATA, l, 1, 0);
+        piece_is(&m.pieces[1 + l], CH * (5 + l), CH, READER_PIECE_DATA, l, 1, 0);
     assert_int_equal(m.nr_chunks, 11);
     assert_int_equal(m.chunk_raw_bytes, 11 * CH);
     assert_int_equal(m.chunk_raw_bytes, m.data_bytes);
-    restore_map_clear(&m);
+    reader_map_clear(&m);
 }
 
 static void test_clip_and_invalid(void **state)
@@ -210,19 +210,19 @@ static void test_clip_and_invalid(void **state)
     static const struct archive_extent full[] = {D(0, CH), D(CH, CH)};
     static const struct archive_extent bad[] = {D(0, CH), D(CH - 1, CH)};
     static const struct archive_extent empty[] = {D(0, 0)};
-    struct restore_layer layers[] = {LAYER(full)}, badl[] = {LAYER(bad)}, emptyl[] = {LAYER(empty)};
-    struct restore_map m;
+    struct reader_layer layers[] = {LAYER(full)}, badl[] = {LAYER(bad)}, emptyl[] = {LAYER(empty)};
+    struct reader_map m;
 
     (void)state;
-    assert_int_equal(restore_merge(layers, 1, CH + MiB, &m), 0);
+    assert_int_equal(reader_merge(layers, 1, CH + MiB, &m), 0);
     assert_int_equal(m.nr, 2);
-    piece_is(&m.pieces[1], CH, MiB, RESTORE_PIECE_DATA, 0, 1, 0);
+    piece_is(&m.pieces[1], CH, MiB, READER_PIECE_DATA, 0, 1, 0);
     assert_int_equal(m.chunk_raw_bytes, 2 * CH); /* the whole chunk is read */
-    restore_map_clear(&m);
-    assert_int_equal(restore_merge(badl, 1, 64 * CH, &m), -1);
+    reader_map_clear(&m);
+    assert_int_equal(reader_merge(badl, 1, 64 * CH, &m), -1);
     assert_int_equal(vk_error_code(), VK_ERR_INVALID);
     assert_null(m.pieces);
-    assert_int_equal(restore_merge(emptyl, 1, 64 * CH, &m), -1);
+    assert_int_equal(reader_merge(emptyl, 1, 64 * CH, &m), -1);
 }
 
 /* Random chains on a grid of 64 units, against a per-unit reference. */
@@ -250,8 +250,8 @@ static size_t random_layer(struct archive_extent *e, unsigned int *seed)
     return n;
 }
 
-static void check_against_reference(const struct restore_layer *layers, size_t nl,
-                                    const struct restore_map *m)
+static void check_against_reference(const struct reader_layer *layers, size_t nl,
+                                    const struct reader_map *m)
 {
     bool *seen = calloc(m->nr + 1, sizeof *seen);
     size_t *order, n;
@@ -267,7 +267,7 @@ static void check_against_reference(const struct restore_layer *layers, size_t n
                 if (layers[l].extents[i].offset <= off &&
                     off < layers[l].extents[i].offset + layers[l].extents[i].length)
                     want = &layers[l].extents[i], wl = l;
-        const struct restore_piece *got = NULL;
+        const struct reader_piece *got = NULL;
         for (size_t p = 0; p < m->nr; p++)
             if (m->pieces[p].offset <= off && off < m->pieces[p].offset + m->pieces[p].length)
                 got = &m->pieces[p];
@@ -277,10 +277,10 @@ static void check_against_reference(const struct restore_layer *layers, size_t n
         }
         assert_non_null(got);
         if (want->kind == ARCHIVE_EXTENT_ZERO) {
-            assert_int_equal(got->kind, RESTORE_PIECE_ZERO);
+            assert_int_equal(got->kind, READER_PIECE_ZERO);
             continue;
         }
-        assert_int_equal(got->kind, RESTORE_PIECE_DATA);
+        assert_int_equal(got->kind, READER_PIECE_DATA);
         assert_int_equal(got->layer, wl);
         assert_ptr_equal(&layers[wl].extents[got->extent], want);
         assert_int_equal(want->offset + got->extent_offset + (off - got->offset), off);
@@ -288,11 +288,11 @@ static void check_against_reference(const struct restore_layer *layers, size_t n
     for (size_t p = 1; p < m->nr; p++)
         assert_true(m->pieces[p - 1].offset + m->pieces[p - 1].length <= m->pieces[p].offset);
     /* The read order lists every data piece once, a chunk's pieces together. */
-    assert_int_equal(restore_map_read_order(m, layers, &order, &n), 0);
+    assert_int_equal(reader_map_read_order(m, layers, &order, &n), 0);
     size_t chunks = 0;
     for (size_t i = 0; i < n; i++) {
-        const struct restore_piece *p = &m->pieces[order[i]];
-        assert_int_equal(p->kind, RESTORE_PIECE_DATA);
+        const struct reader_piece *p = &m->pieces[order[i]];
+        assert_int_equal(p->kind, READER_PIECE_DATA);
         assert_false(seen[order[i]]);
         seen[order[i]] = true;
         bool same = i > 0 && m->pieces[order[i - 1]].layer == p->layer &&
@@ -303,7 +303,7 @@ static void check_against_reference(const struct restore_layer *layers, size_t n
                          m->pieces[order[j]].extent == p->extent);
     }
     for (size_t p = 0; p < m->nr; p++)
-        assert_true(seen[p] == (m->pieces[p].kind == RESTORE_PIECE_DATA));
+        assert_true(seen[p] == (m->pieces[p].kind == READER_PIECE_DATA));
     assert_int_equal(chunks, m->nr_chunks);
     free(order);
     free(seen);
@@ -312,19 +312,19 @@ static void check_against_reference(const struct restore_layer *layers, size_t n
 static void test_random(void **state)
 {
     static struct archive_extent ext[6][UNITS];
-    struct restore_layer layers[6];
+    struct reader_layer layers[6];
     unsigned int seed = 12345;
 
     (void)state;
     for (int round = 0; round < 300; round++) {
         size_t nl = 1 + (size_t)rand_r(&seed) % 6;
-        struct restore_map m;
+        struct reader_map m;
         for (size_t l = 0; l < nl; l++)
             layers[l] =
-                (struct restore_layer){.extents = ext[l], .nr = random_layer(ext[l], &seed)};
-        assert_int_equal(restore_merge(layers, nl, (uint64_t)UNITS * UNIT, &m), 0);
+                (struct reader_layer){.extents = ext[l], .nr = random_layer(ext[l], &seed)};
+        assert_int_equal(reader_merge(layers, nl, (uint64_t)UNITS * UNIT, &m), 0);
         check_against_reference(layers, nl, &m);
-        restore_map_clear(&m);
+        reader_map_clear(&m);
     }
 }
 
@@ -336,25 +336,25 @@ static void test_time_parse(void **state)
     int64_t t;
 
     (void)state;
-    assert_int_equal(restore_time_parse("2026-11-28T01:02:03Z", now, &t), 0);
+    assert_int_equal(reader_time_parse("2026-11-28T01:02:03Z", now, &t), 0);
     assert_int_equal(t, 1795827723);
-    assert_int_equal(restore_time_parse("2026-11-28T03:02:03+02:00", now, &t), 0);
+    assert_int_equal(reader_time_parse("2026-11-28T03:02:03+02:00", now, &t), 0);
     assert_int_equal(t, 1795827723);
-    assert_int_equal(restore_time_parse("2026-11-27t20:32:03.999-04:30", now, &t), 0);
+    assert_int_equal(reader_time_parse("2026-11-27t20:32:03.999-04:30", now, &t), 0);
     assert_int_equal(t, 1795827723);
-    assert_int_equal(restore_time_parse("1970-01-01T00:00:00Z", now, &t), 0);
+    assert_int_equal(reader_time_parse("1970-01-01T00:00:00Z", now, &t), 0);
     assert_int_equal(t, 0);
-    assert_int_equal(restore_time_parse("2024-02-29T00:00:00Z", now, &t), 0);
+    assert_int_equal(reader_time_parse("2024-02-29T00:00:00Z", now, &t), 0);
     assert_int_equal(t, 1709164800);
-    assert_int_equal(restore_time_parse("now", now, &t), 0);
+    assert_int_equal(reader_time_parse("now", now, &t), 0);
     assert_int_equal(t, now);
-    assert_int_equal(restore_time_parse("2h ago", now, &t), 0);
+    assert_int_equal(reader_time_parse("2h ago", now, &t), 0);
     assert_int_equal(t, now - 7200);
-    assert_int_equal(restore_time_parse("15m ago", now, &t), 0);
+    assert_int_equal(reader_time_parse("15m ago", now, &t), 0);
     assert_int_equal(t, now - 900);
-    assert_int_equal(restore_time_parse("1h30m ago", now, &t), 0);
+    assert_int_equal(reader_time_parse("1h30m ago", now, &t), 0);
     assert_int_equal(t, now - 5400);
-    assert_int_equal(restore_time_parse("2d ago", now, &t), 0);
+    assert_int_equal(reader_time_parse("2d ago", now, &t), 0);
     assert_int_equal(t, now - 2 * 86400);
 }
 
@@ -384,12 +384,12 @@ static void test_time_parse_invalid(void **state)
 
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        assert_int_equal(restore_time_parse(bad[i], 1795827723, &t), -1);
+        assert_int_equal(reader_time_parse(bad[i], 1795827723, &t), -1);
         assert_int_equal(vk_error_code(), VK_ERR_INVALID);
         assert_non_null(strstr(vk_error_message(), bad[i]));
     }
     /* A duration reaching before the epoch. */
-    assert_int_equal(restore_time_parse("100d ago", 1000, &t), -1);
+    assert_int_equal(reader_time_parse("100d ago", 1000, &t), -1);
 }
 
 int main(void)

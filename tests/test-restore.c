@@ -28,8 +28,7 @@
 #include "catalog/catalog.h"
 #include "common/error.h"
 #include "common/util.h"
-#include "src/format/archive.h"
-#include "src/format/manifest.h"
+#include "src/format/format.h"
 #include "src/restore/restore.h"
 #include "tests/restore-fixture.h"
 #include "transport/transport.h"
@@ -218,7 +217,7 @@ static void test_at_time(void **state)
 
     (void)state;
     options_init(&o, dest);
-    assert_int_equal(restore_time_parse("2026-11-28T04:00:00+01:00", 0, &o.at), 0);
+    assert_int_equal(reader_time_parse("2026-11-28T04:00:00+01:00", 0, &o.at), 0);
     assert_int_equal(restore_run(fx.cat, &o, &res, 0), 0);
     assert_string_equal(res.chain[vk_strv_len(res.chain) - 1], fx.ids[1]);
     image_check(img, fx.points[1]);

@@ -20,7 +20,7 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/util.h"
-#include "src/lifecycle/retention.h"
+#include "src/lifecycle/lifecycle.h"
 
 #define MAXB 64
 

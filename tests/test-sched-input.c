@@ -17,7 +17,7 @@
 #include "catalog/catalog.h"
 #include "common/util.h"
 #include "src/plan/plan.h"
-#include "src/sched/sched-input.h"
+#include "src/sched/sched.h"
 
 #define MB (1000.0 * 1000.0)
 
@@ -192,7 +192,7 @@ static void test_no_chain_guess(void **state)
     assert_int_equal(o.locations->count, 0);
     assert_string_equal(o.restore_target, "fast");
     assert_true(o.restore_guess);
-    assert_true(o.in.restore.read_rate == PLAN_DEFAULT_READ_RATE);
+    assert_true(o.in.restore.read_rate == READER_DEFAULT_READ_RATE);
     assert_int_equal(sched_next(&o.in, f->t0, &next), 0);
     assert_int_equal(next.kind, SCHED_FULL);
     assert_string_equal(next.target, "fast");

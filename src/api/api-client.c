@@ -15,7 +15,6 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "src/api/api-client.h"
 #include "src/api/api.h"
 #include "src/conf/conf.h"
 

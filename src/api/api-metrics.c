@@ -12,8 +12,7 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/util.h"
-#include "src/api/metrics.h"
-#include "src/api/status.h"
+#include "src/api/api.h"
 
 /* ---- failure reasons -------------------------------------------------- */
 

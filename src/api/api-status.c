@@ -14,8 +14,7 @@
 #include "common/util.h"
 #include "src/api/api.h"
 #include "src/conf/conf.h"
-#include "src/sched/sched-input.h"
-#include "src/api/status.h"
+#include "src/sched/sched.h"
 
 static void domain_clear(struct status_domain *d)
 {

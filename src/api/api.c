@@ -34,8 +34,6 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "src/api/api.h"
-#include "src/api/metrics.h"
-#include "src/api/status.h"
 #include "common/version.h"
 
 #define API_CONNECTION_LIMIT 16

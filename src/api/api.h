@@ -1,4 +1,18 @@
-/* virtkeep - virtkeepd's control API: the server the daemon runs and the
+/* virtkeep - the daemon's control API: the server, its client, the status report
+ * and the Prometheus metrics.
+ */
+#ifndef VIRTKEEP_API_H
+#define VIRTKEEP_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/error.h"
+#include "src/sched/sched.h"
+
+/* ======== virtkeepd's control API: the server the daemon runs and the
  * client the CLI (`virtkeep status`, `virtkeep jobs`) uses.
  *
  * Transport: HTTP/1.1 served by libmicrohttpd, on a unix socket (default;
@@ -20,15 +34,6 @@
  * The server runs in its own thread(s); the ops below are called from them
  * and must be thread-safe.  The server opens its own catalog connection.
  */
-#ifndef VIRTKEEP_API_H
-#define VIRTKEEP_API_H
-
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-
-#include "common/error.h"
-#include "src/sched/sched.h"
 
 struct config;
 struct catalog_job;
@@ -93,5 +98,144 @@ struct json_object *api_jobs_json(const struct api_job *active, size_t n,
 /* The HTTP status for an error code: 400 invalid, 404 not found, 409 busy,
  * 401 auth, 500 anything else. */
 unsigned int api_http_status(enum vk_error_code code);
+
+/* ======== the CLI's side of virtkeepd's control API (src/api.h), over
+ * libcurl: HTTP on the unix socket, or on the loopback address with the
+ * bearer token.
+ */
+
+struct config;
+struct json_object;
+
+struct api_endpoint {
+    char *socket_path; /* unix socket, or NULL: TCP */
+    char *url;         /* "http://localhost" on the socket, "http://HOST:PORT" on TCP */
+    char *token;       /* TCP: the bearer token */
+    char *name;        /* for messages: the socket path or the listen address */
+};
+
+struct api_client {
+    struct api_endpoint ends[2]; /* tried in order until one answers */
+    unsigned int count;
+    long timeout_ms;
+};
+
+/* Where to reach the daemon: SOCKET when given (and nothing else); else
+ * [daemon] socket (or API_DEFAULT_SOCKET), then [daemon] listen with the
+ * token of [daemon] token_file when both are set and the token is
+ * readable.  CFG may be NULL.  -1 on ENOMEM or an unusable listen value. */
+int api_client_init(struct api_client *cl, const struct config *cfg, const char *socket,
+                    unsigned int flags);
+void api_client_clear(struct api_client *cl);
+
+/* METHOD PATH ("/v1/status"); a 2xx JSON answer goes to *OUT (put it).
+ * When no endpoint answers: -1 with VK_ERR_NETWORK ("virtkeepd is not
+ * running ...").  An error answer: -1 with the server's message and the
+ * code its HTTP status maps to (404 VK_ERR_NOT_FOUND, 400 VK_ERR_INVALID,
+ * 409 VK_ERR_BUSY, 401 VK_ERR_AUTH, else VK_ERR_INTERNAL). */
+int api_client_call(struct api_client *cl, const char *method, const char *path,
+                    struct json_object **out);
+
+/* ======== where each domain stands against its objectives: the rows of
+ * `virtkeep status` and of the daemon's GET /v1/status, and the numbers of
+ * /metrics.  One computation (sched_status_compute over the input that
+ * sched_input_load builds) serves the daemon and the CLI when no daemon
+ * answers, so both always show the same values.
+ *
+ * A row exists for each [domain] of the configuration that has a policy, or
+ * for the one domain asked for (which needs no policy: it then has no
+ * objectives and violates none).  Times are Unix seconds.
+ */
+
+struct catalog;
+struct config;
+struct json_object;
+struct api_ops;
+
+struct status_domain {
+    char *domain;
+    char *policy;         /* NULL: no policy, no objectives */
+    char *last_backup;    /* latest good backup, or NULL */
+    int64_t last_success; /* its start (the point in time it holds), 0 when none */
+    int64_t exposure;     /* now - last_success, -1 when never backed up */
+    uint64_t rpo;         /* objective, seconds; 0 none */
+    double rto_estimate;  /* restore of the current chain, seconds; -1 unknown */
+    uint64_t rto;         /* objective, seconds; 0 none */
+    unsigned int chain_length;
+    unsigned int failures; /* consecutive failed backups */
+    bool rpo_violated, rto_violated;
+    char *rpo_reason, *rto_reason; /* why, when violated; else NULL */
+    /* The next job: kind SCHED_NONE when there is none. */
+    enum sched_kind next_kind;
+    int64_t next_due;
+    char *next_target;
+    char *next_reason;
+};
+
+struct status_report {
+    int64_t now;
+    bool daemon; /* computed by virtkeepd (true) or offline by the CLI */
+    size_t count;
+    struct status_domain *items;
+};
+
+/* Compute the report at NOW for DOMAIN (every [domain] with a policy when
+ * NULL).  The next job comes from OPS->next_job (the daemon's scheduler)
+ * when OPS is not NULL, else from sched_next().  An unknown DOMAIN
+ * (neither configured nor in the catalog) fails with VK_ERR_NOT_FOUND. */
+int status_compute(struct catalog *cat, const struct config *cfg, const char *domain, int64_t now,
+                   const struct api_ops *ops, struct status_report *out, unsigned int flags);
+void status_report_clear(struct status_report *r);
+/* How many objectives are violated over the report. */
+size_t status_report_violations(const struct status_report *r);
+
+/* The JSON form (GET /v1/status, `virtkeep status --json`):
+ * {"now", "daemon", "violations", "domains": [{"domain", "policy",
+ * "last_backup", "last_success", "rpo_exposure", "rpo", "rpo_violated",
+ * "rpo_reason", "rto_estimate", "rto", "rto_violated", "rto_reason",
+ * "chain_length", "failures", "next_job": {"kind", "due", "target",
+ * "reason"} | null}]}.  Unknown values are null. */
+struct json_object *status_report_json(const struct status_report *r);
+/* And back (what the CLI got from the daemon); VK_ERR_INVALID when malformed. */
+int status_report_from_json(struct json_object *j, struct status_report *out);
+
+/* ======== /metrics: the Prometheus text format (0.0.4) of what the
+ * status report and the catalog say.
+ *
+ * Per domain (from the status report, the same numbers `virtkeep status`
+ * shows; a value that is unknown is left out):
+ *   virtkeep_last_success_timestamp_seconds{domain}
+ *   virtkeep_rpo_exposure_seconds{domain}, virtkeep_rpo_objective_seconds{domain}
+ *   virtkeep_rto_estimate_seconds{domain}, virtkeep_rto_objective_seconds{domain}
+ *   virtkeep_objective_violated{domain,objective="rpo"|"rto"}
+ *   virtkeep_chain_length{domain}, virtkeep_consecutive_failures{domain}
+ * Per finished job (backups from the backups table, kind "backup"; other
+ * kinds from the jobs table, level "none" unless the job names a backup):
+ *   virtkeep_last_job_duration_seconds{domain,kind,level}
+ *   virtkeep_last_job_bytes{domain,kind,level}
+ *   virtkeep_jobs_total{domain,kind,outcome}        (counter)
+ *   virtkeep_job_bytes_total{domain,kind}           (counter, succeeded jobs)
+ *   virtkeep_job_failures_total{domain,kind,reason} (counter)
+ *   virtkeep_jobs_running
+ * Series are sorted by their labels, so the text is stable.
+ */
+
+struct catalog;
+struct status_report;
+
+/* Render into *OUT (malloc'd, NUL-terminated; *LEN without the NUL).
+ * JOBS_RUNNING is how many jobs the daemon runs now. */
+int metrics_render(struct catalog *cat, const struct status_report *st, size_t jobs_running,
+                   char **out, size_t *len);
+
+/* A short stable word for why a job failed, from its error text: the
+ * common/error.h code names ("no-space", "network", "auth", ...) recognised
+ * from the message, "interrupted" for killed or cancelled work, "other"
+ * when nothing matches. */
+const char *metrics_failure_reason(const char *error);
+
+/* Write VALUE escaped as a label value (backslash, double quote and
+ * newline escaped) to FP. */
+void metrics_label_escape(FILE *fp, const char *value);
 
 #endif

@@ -9,10 +9,9 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "src/format/archive.h"
+#include "src/format/format.h"
 #include "src/backup/backup-int.h"
-#include "src/datapath/nbdread.h"
-#include "src/datapath/pipeline.h"
+#include "src/datapath/datapath.h"
 
 struct disk_run {
     const struct backup_disk_job *job;

@@ -3,7 +3,7 @@
 #define VIRTKEEP_BACKUP_INT_H
 
 #include "src/backup/backup.h"
-#include "src/datapath/pipeline.h"
+#include "src/datapath/datapath.h"
 #include "src/virt/virt.h"
 #include "transport/transport.h"
 

@@ -20,7 +20,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "src/backup/backup-int.h"
-#include "src/format/manifest.h"
+#include "src/format/format.h"
 
 struct bk {
     const struct backup_options *o;

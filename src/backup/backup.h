@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #include "catalog/catalog.h"
-#include "src/format/archive.h"
+#include "src/format/format.h"
 #include "src/conf/conf.h"
 
 struct json_object;

@@ -12,7 +12,7 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "src/cli/cli.h"
-#include "src/lifecycle/rebuild.h"
+#include "src/lifecycle/lifecycle.h"
 
 enum { OPT_TARGET = 256, OPT_JSON };
 

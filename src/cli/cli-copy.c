@@ -15,7 +15,7 @@
 #include "common/error.h"
 #include "common/units.h"
 #include "src/cli/cli.h"
-#include "src/lifecycle/copy.h"
+#include "src/lifecycle/lifecycle.h"
 
 enum { OPT_TO = 256, OPT_FROM, OPT_JSON };
 

@@ -15,7 +15,7 @@
 #include "common/units.h"
 #include "common/util.h"
 #include "src/cli/cli.h"
-#include "src/plan/drill.h"
+#include "src/plan/plan.h"
 
 enum { OPT_BACKUP = 256, OPT_FROM, OPT_SCRATCH, OPT_KEEP, OPT_JSON };
 
@@ -54,7 +54,7 @@ static void print_json(const struct drill_result *r)
     json_object_object_add(o, "targets", cli_json_string(r->targets));
     json_object_object_add(o, "estimate_seconds", json_object_new_double(r->estimate_seconds));
     json_object_object_add(o, "estimate_source",
-                           json_object_new_string(plan_source_name(r->estimate_source)));
+                           json_object_new_string(reader_source_name(r->estimate_source)));
     json_object_object_add(o, "actual_seconds", json_object_new_double(r->actual_seconds));
     json_object_object_add(o, "verify_seconds", json_object_new_double(r->verify_seconds));
     json_object_object_add(o, "bytes_read", json_object_new_int64((int64_t)r->bytes_read));
@@ -76,7 +76,7 @@ static void print_human(const struct drill_result *r)
     printf("drill %" PRId64 " of %s: backup %s %s\n", r->drill_id, r->domain, r->backup_id,
            r->ok ? "restored and verified" : "FAILED");
     printf("  restore: %.1f s (estimated %.1f s from %s), %s read from %s\n", r->actual_seconds,
-           r->estimate_seconds, plan_source_name(r->estimate_source),
+           r->estimate_seconds, reader_source_name(r->estimate_source),
            vk_size_format(r->bytes_read, b, sizeof b), r->targets ? r->targets : "?");
     printf("  verify: %.1f s, %zu chunks re-read, %zu images checked\n", r->verify_seconds,
            r->chunks_verified, r->nr_disks);

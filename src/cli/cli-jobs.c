@@ -16,7 +16,6 @@
 #include "common/error.h"
 #include "common/units.h"
 #include "common/util.h"
-#include "src/api/api-client.h"
 #include "src/api/api.h"
 #include "src/cli/cli.h"
 

@@ -18,7 +18,6 @@
 #include "common/units.h"
 #include "common/util.h"
 #include "src/cli/cli.h"
-#include "src/plan/dr.h"
 #include "src/plan/plan.h"
 #include "src/restore/restore.h"
 
@@ -60,7 +59,7 @@ static struct json_object *targets_json(const struct plan_restore *p)
     struct json_object *a = json_object_new_array();
 
     for (size_t i = 0; i < p->nr_targets; i++) {
-        const struct plan_target *t = &p->targets[i];
+        const struct reader_cost *t = &p->targets[i];
         struct json_object *o = json_object_new_object();
         json_object_object_add(o, "target", json_object_new_string(t->name));
         json_object_object_add(o, "bytes", i64(t->bytes));
@@ -68,14 +67,14 @@ static struct json_object *targets_json(const struct plan_restore *p)
         json_object_object_add(o, "samples", i64(t->samples));
         json_object_object_add(o, "guess", json_object_new_boolean(t->guess));
         json_object_object_add(o, "overhead", json_object_new_double(t->overhead));
-        json_object_object_add(o, "source", json_object_new_string(plan_source_name(t->source)));
+        json_object_object_add(o, "source", json_object_new_string(reader_source_name(t->source)));
         json_object_object_add(o, "seconds", json_object_new_double(t->seconds));
         json_object_array_add(a, o);
     }
     return a;
 }
 
-static struct json_object *drill_json(const struct plan_drill_ref *d)
+static struct json_object *drill_json(const struct reader_drill_ref *d)
 {
     struct json_object *o = json_object_new_object();
 
@@ -108,7 +107,7 @@ static void plan_print_json(const char *domain, const struct plan_restore *p)
     json_object_object_add(o, "estimate_seconds", json_object_new_double(p->estimate_seconds));
     json_object_object_add(o, "guess", json_object_new_boolean(p->guess));
     json_object_object_add(o, "estimate_source",
-                           json_object_new_string(plan_source_name(p->source)));
+                           json_object_new_string(reader_source_name(p->source)));
     if (p->drill.id > 0)
         json_object_object_add(o, "drill", drill_json(&p->drill));
     cli_json_print(o);
@@ -127,15 +126,15 @@ static void plan_print(const struct plan_restore *p)
                p->archives[i].disk, p->archives[i].target,
                vk_size_format(p->archives[i].read_bytes, b, sizeof b), p->archives[i].chunks);
     for (size_t i = 0; i < p->nr_targets; i++) {
-        const struct plan_target *t = &p->targets[i];
+        const struct reader_cost *t = &p->targets[i];
         char r[VK_SIZE_BUFLEN];
         printf("  target %s: %s at %s/s + %.1f s: %.1f s (%s)%s\n", t->name,
                vk_size_format(t->bytes, b, sizeof b),
                vk_size_format((uint64_t)t->rate, r, sizeof r), t->overhead, t->seconds,
-               plan_source_name(t->source), t->guess ? ": no measured history" : "");
+               reader_source_name(t->source), t->guess ? ": no measured history" : "");
     }
     printf("estimated duration: %.1f s (source: %s)\n", p->estimate_seconds,
-           plan_source_name(p->source));
+           reader_source_name(p->source));
     if (p->drill.id > 0)
         printf("learned from %u drill(s), the newest (drill %" PRId64 ") took %.1f s, "
                "estimated %.1f s\n",
@@ -179,7 +178,7 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
     a->o.domain = argv[optind];
     a->o.now = (int64_t)time(NULL);
     a->o.at = INT64_MAX;
-    if (a->at && restore_time_parse(a->at, a->o.now, &a->o.at) < 0)
+    if (a->at && reader_time_parse(a->at, a->o.now, &a->o.at) < 0)
         return cli_usage_error("plan", "%s", vk_error_message());
     a->o.disks = a->disks;
     return -1;
@@ -208,7 +207,7 @@ static struct json_object *dr_item_json(const struct dr_item *it)
     json_object_object_add(o, "estimate_seconds",
                            ok ? json_object_new_double(it->estimate_seconds) : NULL);
     json_object_object_add(o, "estimate_source",
-                           ok ? json_object_new_string(plan_source_name(it->source)) : NULL);
+                           ok ? json_object_new_string(reader_source_name(it->source)) : NULL);
     json_object_object_add(o, "slot", ok ? json_object_new_int(it->slot) : NULL);
     json_object_object_add(o, "start_seconds", ok ? json_object_new_double(it->start) : NULL);
     json_object_object_add(o, "finish_seconds", ok ? json_object_new_double(it->finish) : NULL);
@@ -304,7 +303,7 @@ static int dr_args(const struct cli_command *cmd, int argc, char **argv, struct 
         return cli_usage_error("plan", "plan dr takes no domain: it plans every domain");
     o->now = (int64_t)time(NULL);
     o->at = INT64_MAX;
-    if (at && restore_time_parse(at, o->now, &o->at) < 0)
+    if (at && reader_time_parse(at, o->now, &o->at) < 0)
         return cli_usage_error("plan", "%s", vk_error_message());
     return -1;
 }

@@ -14,7 +14,7 @@
 #include "common/error.h"
 #include "common/units.h"
 #include "src/cli/cli.h"
-#include "src/lifecycle/prune.h"
+#include "src/lifecycle/lifecycle.h"
 
 enum { OPT_DRY_RUN = 256, OPT_JSON };
 

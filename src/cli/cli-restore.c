@@ -177,7 +177,7 @@ static int args_check(int argc, char **argv, struct restore_args *a)
     if (a->at && a->o.backup_id)
         return cli_usage_error("restore", "give --at TIME or --backup ID, not both");
     a->o.at = INT64_MAX;
-    if (a->at && restore_time_parse(a->at, (int64_t)time(NULL), &a->o.at) < 0)
+    if (a->at && reader_time_parse(a->at, (int64_t)time(NULL), &a->o.at) < 0)
         return cli_usage_error("restore", "%s", vk_error_message());
     if (a->o.new_name && !a->o.define)
         return cli_usage_error("restore", "--name NEW needs --define");

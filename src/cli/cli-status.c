@@ -19,9 +19,8 @@
 #include "common/error.h"
 #include "common/units.h"
 #include "common/util.h"
-#include "src/api/api-client.h"
+#include "src/api/api.h"
 #include "src/cli/cli.h"
-#include "src/api/status.h"
 
 enum { OPT_JSON = 256, OPT_SOCKET };
 

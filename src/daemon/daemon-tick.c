@@ -11,7 +11,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "src/daemon/daemon.h"
-#include "src/sched/sched-input.h"
+#include "src/sched/sched.h"
 
 struct pass {
     struct sched_job *jobs;

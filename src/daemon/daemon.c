@@ -20,7 +20,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "src/daemon/daemon.h"
-#include "src/sched/sched-input.h"
+#include "src/sched/sched.h"
 
 /* Configurations replaced by SIGHUP stay alive until the end: the API
  * server and the workers' bookkeeping may still point into them. */

@@ -15,8 +15,8 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "src/format/archive.h"
-#include "src/datapath/nbdread.h"
+#include "src/format/format.h"
+#include "src/datapath/datapath.h"
 
 /* QEMU serves at most 32 MiB per read request. */
 #define NBDREAD_MAX_READ (32u << 20)

@@ -32,8 +32,8 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "src/format/archive.h"
-#include "src/datapath/pipeline.h"
+#include "src/format/format.h"
+#include "src/datapath/datapath.h"
 
 #define DEFAULT_INFLIGHT 4
 #define MAX_THREADS 256

@@ -18,7 +18,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "src/format/archive.h"
+#include "src/format/format.h"
 
 #define BLOCK 512u
 #define INDEX_FORMAT_NAME "virtkeep-archive-index"

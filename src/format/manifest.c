@@ -16,7 +16,7 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/util.h"
-#include "src/format/manifest.h"
+#include "src/format/format.h"
 
 #define NAME_MAX_LEN 255
 

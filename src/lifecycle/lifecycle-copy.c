@@ -17,16 +17,16 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "src/conf/conf.h"
-#include "src/lifecycle/copy.h"
-#include "src/format/manifest.h"
-#include "src/restore/restore-int.h"
+#include "src/lifecycle/lifecycle.h"
+#include "src/format/format.h"
+#include "src/reader/reader.h"
 #include "transport/transport.h"
 
 /* One run. */
 struct cp {
     struct catalog *cat;
     const struct copy_options *o;
-    struct restore_targets *ts;
+    struct reader_targets *ts;
     struct transport *dst;
     struct copy_result *res;
     uint8_t *buf; /* COPY_BLOCK bytes */
@@ -241,12 +241,12 @@ static int arrived_check(struct cp *c, const struct obj *ob)
     CLEANUP_FREE void *buf = NULL;
     uint8_t sha[ARCHIVE_SHA256_LEN];
     char hex[ARCHIVE_SHA256_HEX_LEN + 1];
-    struct restore_archive *a;
+    struct reader_archive *a;
     size_t len;
 
     if (ob->disk) {
-        a = restore_archive_open_at(c->ts, &loc, c->o->to);
-        restore_archive_free(a);
+        a = reader_archive_open_at(c->ts, &loc, c->o->to);
+        reader_archive_free(a);
         return a ? 0 : -1;
     }
     if (transport_get_all(c->dst, ob->key, MANIFEST_MAX_SIZE, &buf, &len) < 0 ||
@@ -324,7 +324,7 @@ static void throughput_record(struct cp *c, const char *source, const struct obj
 /* Copy OB from the target named SOURCE and record it. */
 static int copy_from(struct cp *c, const char *source, const struct obj *ob, bool *source_fault)
 {
-    struct transport *src = restore_targets_get(c->ts, source);
+    struct transport *src = reader_targets_get(c->ts, source);
     struct xfer x = {0};
     struct catalog_location loc = {.backup_id = (char *)ob->backup_id,
                                    .disk = (char *)ob->disk,
@@ -588,8 +588,8 @@ int copy_run(struct catalog *cat, const struct copy_options *opts, unsigned int 
     if (options_check(opts, flags) < 0 || !(out->target = vk_strdup(opts->to)) ||
         backups_select(cat, opts->what, &bs, &domain) < 0)
         goto out;
-    if (!(c.ts = restore_targets_new(opts->config, NULL)) || !(c.buf = vk_malloc(COPY_BLOCK)) ||
-        !(c.dst = restore_targets_get(c.ts, opts->to)) ||
+    if (!(c.ts = reader_targets_new(opts->config, NULL)) || !(c.buf = vk_malloc(COPY_BLOCK)) ||
+        !(c.dst = reader_targets_get(c.ts, opts->to)) ||
         (out->job_id = job_start(&c, domain, bs)) < 0)
         goto out;
     r = copy_all(&c, bs);
@@ -597,7 +597,7 @@ int copy_run(struct catalog *cat, const struct copy_options *opts, unsigned int 
     r = job_end(&c, r);
 out:
     free(c.buf);
-    restore_targets_free(c.ts);
+    reader_targets_free(c.ts);
     catalog_backups_free(bs);
     return r;
 }

@@ -13,8 +13,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "src/conf/conf.h"
-#include "src/lifecycle/prune.h"
-#include "src/lifecycle/retention.h"
+#include "src/lifecycle/lifecycle.h"
 #include "transport/transport.h"
 
 struct target_slot {

@@ -10,9 +10,9 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "src/format/manifest.h"
-#include "src/lifecycle/rebuild.h"
-#include "src/restore/restore-int.h"
+#include "src/format/format.h"
+#include "src/lifecycle/lifecycle.h"
+#include "src/reader/reader.h"
 #include "src/virt/virt.h"
 #include "transport/transport.h"
 
@@ -258,7 +258,7 @@ static int incomplete_find(const struct scan *s, struct rebuild_result *res)
 int rebuild_run(struct catalog *cat, const struct rebuild_options *o, struct rebuild_result *res,
                 unsigned int flags)
 {
-    struct restore_targets *ts = NULL;
+    struct reader_targets *ts = NULL;
     struct transport *t;
     struct scan s = {0};
     int r = -1;
@@ -268,8 +268,8 @@ int rebuild_run(struct catalog *cat, const struct rebuild_options *o, struct reb
         vk_error(VK_ERR_INVALID, "rebuild_run: a target is required");
         return -1;
     }
-    if (!(res->target = vk_strdup(o->target)) || !(ts = restore_targets_new(o->config, NULL)) ||
-        !(t = restore_targets_get(ts, o->target)) || transport_list(t, "", scan_cb, &s) < 0)
+    if (!(res->target = vk_strdup(o->target)) || !(ts = reader_targets_new(o->config, NULL)) ||
+        !(t = reader_targets_get(ts, o->target)) || transport_list(t, "", scan_cb, &s) < 0)
         goto out;
     for (size_t i = 0; s.manifests && s.manifests[i]; i++, res->manifests++)
         if (manifest_one(cat, t, s.manifests[i], res) < 0)
@@ -278,6 +278,6 @@ int rebuild_run(struct catalog *cat, const struct rebuild_options *o, struct reb
 out:
     vk_strv_free(s.manifests);
     vk_strv_free(s.dirs);
-    restore_targets_free(ts);
+    reader_targets_free(ts);
     return r;
 }

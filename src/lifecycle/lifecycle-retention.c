@@ -11,7 +11,7 @@
 #include "common/error.h"
 #include "common/units.h"
 #include "common/util.h"
-#include "src/lifecycle/retention.h"
+#include "src/lifecycle/lifecycle.h"
 
 enum period { P_LAST, P_HOURLY, P_DAILY, P_WEEKLY, P_MONTHLY, P_YEARLY, NR_PERIODS };
 

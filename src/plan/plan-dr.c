@@ -15,7 +15,6 @@
 #include "common/units.h"
 #include "common/util.h"
 #include "src/conf/conf.h"
-#include "src/plan/dr.h"
 #include "src/plan/plan.h"
 
 static void item_clear(struct dr_item *it)
@@ -181,7 +180,7 @@ int dr_schedule(struct dr_plan *plan, unsigned int parallel, int64_t at)
         }
         if (judge_rto(it) < 0 || judge_rpo(it, at) < 0)
             return -1;
-        if (restorable(it) && it->source == PLAN_SOURCE_GUESS &&
+        if (restorable(it) && it->source == READER_SOURCE_GUESS &&
             reason_add(it, "note: its estimate is a guess, without measured history") < 0)
             return -1;
         if (!it->rto_met || !it->rpo_met)

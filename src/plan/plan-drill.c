@@ -20,7 +20,6 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "src/plan/drill.h"
 #include "src/plan/plan.h"
 #include "src/restore/restore.h"
 #include "src/virt/virt.h"
@@ -162,7 +161,7 @@ static int record_start(struct run *x)
                               .targets = out->targets,
                               .state = CATALOG_DRILL_RUNNING,
                               .estimate_seconds = out->estimate_seconds,
-                              .estimate_source = (char *)plan_source_name(out->estimate_source)};
+                              .estimate_source = (char *)reader_source_name(out->estimate_source)};
 
     if ((out->job_id = catalog_job_insert(x->cat, &job)) < 0)
         return -1;

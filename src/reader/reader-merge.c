@@ -17,15 +17,15 @@
 #include "common/error.h"
 #include "common/units.h"
 #include "common/util.h"
-#include "src/restore/restore.h"
+#include "src/reader/reader.h"
 
-void restore_map_clear(struct restore_map *m)
+void reader_map_clear(struct reader_map *m)
 {
     free(m->pieces);
     memset(m, 0, sizeof *m);
 }
 
-static int layers_check(const struct restore_layer *layers, size_t nr_layers, size_t *nr_bounds)
+static int layers_check(const struct reader_layer *layers, size_t nr_layers, size_t *nr_bounds)
 {
     *nr_bounds = 0;
     for (size_t l = 0; l < nr_layers; l++) {
@@ -53,7 +53,7 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* Every extent start and end, sorted, unique, clipped to VIRTUAL_SIZE. */
-static uint64_t *bounds_build(const struct restore_layer *layers, size_t nr_layers, size_t max,
+static uint64_t *bounds_build(const struct reader_layer *layers, size_t nr_layers, size_t max,
                               uint64_t virtual_size, size_t *nr)
 {
     uint64_t *b = vk_calloc(max + 1, sizeof *b);
@@ -79,11 +79,11 @@ static uint64_t *bounds_build(const struct restore_layer *layers, size_t nr_laye
 
 /* The newest layer covering [A, ...) (every boundary is a bound, so an
  * extent starting at or before A and ending after A covers the interval). */
-static bool cover_find(const struct restore_layer *layers, size_t nr_layers, size_t *cursor,
+static bool cover_find(const struct reader_layer *layers, size_t nr_layers, size_t *cursor,
                        uint64_t a, size_t *layer)
 {
     for (size_t l = nr_layers; l-- > 0;) {
-        const struct restore_layer *ly = &layers[l];
+        const struct reader_layer *ly = &layers[l];
         while (cursor[l] < ly->nr &&
                ly->extents[cursor[l]].offset + ly->extents[cursor[l]].length <= a)
             cursor[l]++;
@@ -97,24 +97,24 @@ static bool cover_find(const struct restore_layer *layers, size_t nr_layers, siz
 
 /* Append [A, B) from extent E of layer L, extending the last piece when it
  * continues it. */
-static void piece_add(struct restore_map *m, const struct restore_layer *layers, size_t l, size_t e,
+static void piece_add(struct reader_map *m, const struct reader_layer *layers, size_t l, size_t e,
                       uint64_t a, uint64_t b)
 {
     const struct archive_extent *x = &layers[l].extents[e];
-    enum restore_piece_kind kind =
-        x->kind == ARCHIVE_EXTENT_DATA ? RESTORE_PIECE_DATA : RESTORE_PIECE_ZERO;
-    struct restore_piece *last = m->nr ? &m->pieces[m->nr - 1] : NULL;
+    enum reader_piece_kind kind =
+        x->kind == ARCHIVE_EXTENT_DATA ? READER_PIECE_DATA : READER_PIECE_ZERO;
+    struct reader_piece *last = m->nr ? &m->pieces[m->nr - 1] : NULL;
 
-    if (kind == RESTORE_PIECE_DATA)
+    if (kind == READER_PIECE_DATA)
         m->data_bytes += b - a;
     else
         m->zero_bytes += b - a;
     if (last && last->offset + last->length == a && last->kind == kind &&
-        (kind == RESTORE_PIECE_ZERO || (last->layer == l && last->extent == e))) {
+        (kind == READER_PIECE_ZERO || (last->layer == l && last->extent == e))) {
         last->length += b - a;
         return;
     }
-    m->pieces[m->nr++] = (struct restore_piece){.offset = a,
+    m->pieces[m->nr++] = (struct reader_piece){.offset = a,
                                                 .length = b - a,
                                                 .kind = kind,
                                                 .layer = l,
@@ -124,7 +124,7 @@ static void piece_add(struct restore_map *m, const struct restore_layer *layers,
 
 static int cmp_chunk(const void *a, const void *b)
 {
-    const struct restore_piece *x = a, *y = b;
+    const struct reader_piece *x = a, *y = b;
     uint64_t ox = x->offset - x->extent_offset, oy = y->offset - y->extent_offset;
 
     if (ox != oy)
@@ -135,15 +135,15 @@ static int cmp_chunk(const void *a, const void *b)
 }
 
 /* Count the distinct chunks the DATA pieces need. */
-static int chunks_count(struct restore_map *m, const struct restore_layer *layers)
+static int chunks_count(struct reader_map *m, const struct reader_layer *layers)
 {
     CLEANUP_FREE size_t *order = NULL;
     size_t n;
 
-    if (restore_map_read_order(m, layers, &order, &n) < 0)
+    if (reader_map_read_order(m, layers, &order, &n) < 0)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        const struct restore_piece *p = &m->pieces[order[i]],
+        const struct reader_piece *p = &m->pieces[order[i]],
                                    *q = i ? &m->pieces[order[i - 1]] : NULL;
         if (q && q->layer == p->layer && q->extent == p->extent)
             continue;
@@ -154,8 +154,8 @@ static int chunks_count(struct restore_map *m, const struct restore_layer *layer
     return 0;
 }
 
-int restore_merge(const struct restore_layer *layers, size_t nr_layers, uint64_t virtual_size,
-                  struct restore_map *out)
+int reader_merge(const struct reader_layer *layers, size_t nr_layers, uint64_t virtual_size,
+                  struct reader_map *out)
 {
     CLEANUP_FREE uint64_t *bounds = NULL;
     CLEANUP_FREE size_t *cursor = NULL;
@@ -168,7 +168,7 @@ int restore_merge(const struct restore_layer *layers, size_t nr_layers, uint64_t
     cursor = vk_calloc(nr_layers + 1, sizeof *cursor);
     out->pieces = vk_calloc(nr_bounds + 1, sizeof *out->pieces);
     if (!bounds || !cursor || !out->pieces) {
-        restore_map_clear(out);
+        reader_map_clear(out);
         return -1;
     }
     for (size_t i = 0; i + 1 < nr_bounds; i++) {
@@ -177,16 +177,16 @@ int restore_merge(const struct restore_layer *layers, size_t nr_layers, uint64_t
             piece_add(out, layers, l, cursor[l], bounds[i], bounds[i + 1]);
     }
     if (chunks_count(out, layers) < 0) {
-        restore_map_clear(out);
+        reader_map_clear(out);
         return -1;
     }
     return 0;
 }
 
-int restore_map_read_order(const struct restore_map *m, const struct restore_layer *layers,
+int reader_map_read_order(const struct reader_map *m, const struct reader_layer *layers,
                            size_t **out, size_t *nr)
 {
-    struct restore_piece *sorted;
+    struct reader_piece *sorted;
     size_t n = 0;
 
     (void)layers;
@@ -201,7 +201,7 @@ int restore_map_read_order(const struct restore_map *m, const struct restore_lay
         return -1;
     }
     for (size_t i = 0; i < m->nr; i++) {
-        if (m->pieces[i].kind != RESTORE_PIECE_DATA)
+        if (m->pieces[i].kind != READER_PIECE_DATA)
             continue;
         sorted[n] = m->pieces[i];
         /* Remember the index in a field the sort does not look at. */
@@ -300,7 +300,7 @@ static int time_invalid(const char *str)
     return -1;
 }
 
-int restore_time_parse(const char *str, int64_t now, int64_t *out)
+int reader_time_parse(const char *str, int64_t now, int64_t *out)
 {
     static const char ago[] = " ago";
     size_t len = strlen(str);

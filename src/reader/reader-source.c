@@ -19,8 +19,8 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "src/conf/conf.h"
-#include "src/format/manifest.h"
-#include "src/restore/restore-int.h"
+#include "src/format/format.h"
+#include "src/reader/reader.h"
 #include "transport/transport.h"
 
 struct target_slot {
@@ -28,16 +28,16 @@ struct target_slot {
     struct transport *t;
 };
 
-struct restore_targets {
+struct reader_targets {
     const struct config *cfg;
     char *from;
     struct target_slot *slots;
     size_t nr;
 };
 
-struct restore_targets *restore_targets_new(const struct config *cfg, const char *from)
+struct reader_targets *reader_targets_new(const struct config *cfg, const char *from)
 {
-    struct restore_targets *ts = vk_calloc(1, sizeof *ts);
+    struct reader_targets *ts = vk_calloc(1, sizeof *ts);
 
     if (!ts)
         return NULL;
@@ -49,7 +49,7 @@ struct restore_targets *restore_targets_new(const struct config *cfg, const char
     return ts;
 }
 
-void restore_targets_free(struct restore_targets *ts)
+void reader_targets_free(struct reader_targets *ts)
 {
     if (!ts)
         return;
@@ -81,7 +81,7 @@ static struct transport *target_open(const struct config *cfg, const char *name)
     return NULL;
 }
 
-struct transport *restore_targets_get(struct restore_targets *ts, const char *name)
+struct transport *reader_targets_get(struct reader_targets *ts, const char *name)
 {
     struct target_slot *slots;
     struct transport *t;
@@ -105,12 +105,12 @@ struct transport *restore_targets_get(struct restore_targets *ts, const char *na
     return t;
 }
 
-size_t restore_targets_count(const struct restore_targets *ts)
+size_t reader_targets_count(const struct reader_targets *ts)
 {
     return ts->nr;
 }
 
-const char *restore_targets_name(const struct restore_targets *ts, size_t i, uint64_t *bytes_read)
+const char *reader_targets_name(const struct reader_targets *ts, size_t i, uint64_t *bytes_read)
 {
     struct transport_counters c;
 
@@ -123,7 +123,7 @@ const char *restore_targets_name(const struct restore_targets *ts, size_t i, uin
 
 static int source_pread(void *opaque, void *buf, size_t len, uint64_t offset)
 {
-    struct restore_archive *a = opaque;
+    struct reader_archive *a = opaque;
     size_t done = 0;
 
     while (done < len) {
@@ -144,7 +144,7 @@ static int source_pread(void *opaque, void *buf, size_t len, uint64_t offset)
     return 0;
 }
 
-void restore_archive_free(struct restore_archive *a)
+void reader_archive_free(struct reader_archive *a)
 {
     if (!a)
         return;
@@ -156,7 +156,7 @@ void restore_archive_free(struct restore_archive *a)
     free(a);
 }
 
-static int header_check(const struct restore_archive *a)
+static int header_check(const struct reader_archive *a)
 {
     const struct archive_header *h = archive_reader_header(a->reader);
 
@@ -172,7 +172,7 @@ static int header_check(const struct restore_archive *a)
 
 /* Open the object, check its size against EXPECT_SIZE (0: unknown) and open
  * the reader. */
-static int archive_load(struct restore_archive *a, uint64_t expect_size)
+static int archive_load(struct reader_archive *a, uint64_t expect_size)
 {
     struct transport_stat st;
     struct archive_source src = {.pread = source_pread, .opaque = a};
@@ -197,11 +197,11 @@ static int archive_load(struct restore_archive *a, uint64_t expect_size)
     return header_check(a);
 }
 
-struct restore_archive *restore_archive_open_at(struct restore_targets *ts,
+struct reader_archive *reader_archive_open_at(struct reader_targets *ts,
                                                 const struct catalog_location *loc,
                                                 const char *target_name)
 {
-    struct restore_archive *a = vk_calloc(1, sizeof *a);
+    struct reader_archive *a = vk_calloc(1, sizeof *a);
 
     if (!a)
         return NULL;
@@ -211,12 +211,12 @@ struct restore_archive *restore_archive_open_at(struct restore_targets *ts,
     a->key = vk_strdup(loc->key);
     if (!a->backup_id || !a->disk || !a->target || !a->key)
         goto fail;
-    a->t = restore_targets_get(ts, target_name);
+    a->t = reader_targets_get(ts, target_name);
     if (!a->t || archive_load(a, ts->from ? 0 : loc->size) < 0)
         goto fail;
     return a;
 fail:
-    restore_archive_free(a);
+    reader_archive_free(a);
     return NULL;
 }
 
@@ -242,7 +242,7 @@ static void locations_sort(struct catalog *cat, struct catalog_location **c, siz
         }
 }
 
-static struct restore_archive *open_from(struct restore_targets *ts, const char *domain,
+static struct reader_archive *open_from(struct reader_targets *ts, const char *domain,
                                          const char *backup_id, const char *disk,
                                          const struct catalog_locations *locs)
 {
@@ -256,15 +256,15 @@ static struct restore_archive *open_from(struct restore_targets *ts, const char 
         loc.key = key = vk_asprintf("%s/%s/%s.tar", domain, backup_id, disk);
     if (!loc.key)
         return NULL;
-    return restore_archive_open_at(ts, &loc, ts->from);
+    return reader_archive_open_at(ts, &loc, ts->from);
 }
 
-struct restore_archive *restore_archive_open(struct catalog *cat, struct restore_targets *ts,
+struct reader_archive *reader_archive_open(struct catalog *cat, struct reader_targets *ts,
                                              const char *domain, const char *backup_id,
                                              const char *disk)
 {
     struct catalog_locations *locs = NULL;
-    struct restore_archive *a = NULL;
+    struct reader_archive *a = NULL;
     CLEANUP_FREE struct catalog_location **cand = NULL;
     size_t n = 0;
 
@@ -287,7 +287,7 @@ struct restore_archive *restore_archive_open(struct catalog *cat, struct restore
     }
     locations_sort(cat, cand, n);
     for (size_t i = 0; i < n && !a; i++) {
-        a = restore_archive_open_at(ts, cand[i], cand[i]->target);
+        a = reader_archive_open_at(ts, cand[i], cand[i]->target);
         /* A corrupt copy is an error worth stopping for; an unreachable
          * target is not when another copy exists. */
         if (!a && (vk_error_code() == VK_ERR_CORRUPT || i + 1 == n))
@@ -300,7 +300,7 @@ out:
     return a;
 }
 
-int restore_archive_read_chunk(struct restore_archive *a, const struct archive_extent *e, void *out)
+int reader_archive_read_chunk(struct reader_archive *a, const struct archive_extent *e, void *out)
 {
     if (archive_reader_read_chunk(a->reader, e, out) < 0) {
         vk_error_prefix("backup '%s', disk '%s', chunk at offset %" PRIu64, a->backup_id, a->disk,
@@ -310,7 +310,7 @@ int restore_archive_read_chunk(struct restore_archive *a, const struct archive_e
     return 0;
 }
 
-int restore_archive_read_frame(struct restore_archive *a, const struct archive_extent *e,
+int reader_archive_read_frame(struct reader_archive *a, const struct archive_extent *e,
                                void *frame)
 {
     if (e->kind == ARCHIVE_EXTENT_DATA && source_pread(a, frame, e->size, e->position) == 0)
@@ -324,10 +324,10 @@ int restore_archive_read_frame(struct restore_archive *a, const struct archive_e
 
 /* ---------------------------------------------------------------- manifests */
 
-static int manifest_fetch(struct restore_targets *ts, const struct catalog_location *loc,
+static int manifest_fetch(struct reader_targets *ts, const struct catalog_location *loc,
                           struct manifest *m)
 {
-    struct transport *t = restore_targets_get(ts, ts->from ? ts->from : loc->target);
+    struct transport *t = reader_targets_get(ts, ts->from ? ts->from : loc->target);
     CLEANUP_FREE void *buf = NULL;
     size_t len;
 
@@ -336,7 +336,7 @@ static int manifest_fetch(struct restore_targets *ts, const struct catalog_locat
     return manifest_parse(buf, len, loc->key, m);
 }
 
-void restore_source_qcow2(struct catalog *cat, struct restore_targets *ts, const char *backup_id,
+void reader_source_qcow2(struct catalog *cat, struct reader_targets *ts, const char *backup_id,
                           const char *disk, uint64_t *cluster_size, char **compat)
 {
     struct catalog_locations *locs = NULL;

@@ -20,7 +20,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "src/format/manifest.h"
+#include "src/format/format.h"
 #include "src/restore/restore-int.h"
 #include "transport/transport.h"
 
@@ -117,7 +117,7 @@ static const struct manifest_disk *manifest_disk_find(const struct manifest *m, 
 }
 
 /* Full check of an opened archive: chunks, then whole-object digests. */
-static int archive_deep_check(struct restore_archive *a, const struct catalog_location *loc,
+static int archive_deep_check(struct reader_archive *a, const struct catalog_location *loc,
                               const struct manifest *m, struct verify_item *it)
 {
     const struct archive_extent *ext;
@@ -133,7 +133,7 @@ static int archive_deep_check(struct restore_archive *a, const struct catalog_lo
     for (size_t i = 0; i < n; i++) {
         if (ext[i].kind != ARCHIVE_EXTENT_DATA)
             continue;
-        if (restore_archive_read_chunk(a, &ext[i], buf) < 0)
+        if (reader_archive_read_chunk(a, &ext[i], buf) < 0)
             return -1;
         it->chunks++;
     }
@@ -149,11 +149,11 @@ static int archive_deep_check(struct restore_archive *a, const struct catalog_lo
     return 0;
 }
 
-static int item_check(struct restore_targets *ts, const struct catalog_location *loc,
+static int item_check(struct reader_targets *ts, const struct catalog_location *loc,
                       const char *target, const struct manifest *m, unsigned int flags,
                       struct verify_item *it)
 {
-    struct restore_archive *a = restore_archive_open_at(ts, loc, target);
+    struct reader_archive *a = reader_archive_open_at(ts, loc, target);
     int r = -1;
 
     if (!a)
@@ -172,7 +172,7 @@ static int item_check(struct restore_targets *ts, const struct catalog_location 
     } else {
         r = archive_deep_check(a, loc, m, it);
     }
-    restore_archive_free(a);
+    reader_archive_free(a);
     return r;
 }
 
@@ -218,11 +218,11 @@ static bool location_on(const struct catalog_locations *locs, size_t i, const ch
 }
 
 /* Verify the manifest copy of a backup on TARGET, loading it into MC. */
-static void manifest_check(struct restore_targets *ts, const struct catalog_location *loc,
+static void manifest_check(struct reader_targets *ts, const struct catalog_location *loc,
                            const char *target, struct manifest_copy *mc, struct verify_result *res)
 {
     struct verify_item *it = item_add(res, loc, target);
-    struct transport *t = restore_targets_get(ts, target);
+    struct transport *t = reader_targets_get(ts, target);
     int r = -1;
 
     if (!it)
@@ -240,7 +240,7 @@ static void manifest_check(struct restore_targets *ts, const struct catalog_loca
 }
 
 /* Every copy on one target: the manifest, then each disk's archive. */
-static void target_verify(struct restore_targets *ts, const struct catalog_locations *locs,
+static void target_verify(struct reader_targets *ts, const struct catalog_locations *locs,
                           const char *id, const char *target, const char *from, unsigned int flags,
                           struct verify_result *res)
 {
@@ -262,7 +262,7 @@ static void target_verify(struct restore_targets *ts, const struct catalog_locat
     manifest_clear(&mc.m);
 }
 
-static int backup_verify(struct catalog *cat, struct restore_targets *ts, const char *from,
+static int backup_verify(struct catalog *cat, struct reader_targets *ts, const char *from,
                          const char *id, unsigned int flags, struct verify_result *res)
 {
     struct catalog_locations *locs = NULL;
@@ -318,7 +318,7 @@ int verify_run(struct catalog *cat, const struct verify_options *opts, unsigned 
                struct verify_result *result)
 {
     struct catalog_backups *backups = NULL;
-    struct restore_targets *ts = NULL;
+    struct reader_targets *ts = NULL;
     int r = -1;
 
     memset(result, 0, sizeof *result);
@@ -327,13 +327,13 @@ int verify_run(struct catalog *cat, const struct verify_options *opts, unsigned 
         return -1;
     }
     if (backups_find(cat, opts->what, &backups) < 0 ||
-        !(ts = restore_targets_new(opts->config, opts->from)))
+        !(ts = reader_targets_new(opts->config, opts->from)))
         goto out;
     r = 0;
     for (size_t i = 0; i < backups->count && r == 0; i++)
         r = backup_verify(cat, ts, opts->from, backups->items[i].id, flags, result);
 out:
-    restore_targets_free(ts);
+    reader_targets_free(ts);
     catalog_backups_free(backups);
     return r;
 }

@@ -39,7 +39,7 @@ enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_DECODING, SLOT_DECODED, SLOT_WRIT
 
 struct slot {
     enum slot_state state; /* under the lock */
-    struct restore_archive *a;
+    struct reader_archive *a;
     const struct archive_extent *e;
     size_t first, end; /* its pieces: order[first .. end) */
     uint8_t *frame;
@@ -58,8 +58,8 @@ struct worker {
 };
 
 struct restore_writer {
-    const struct restore_map *m;
-    const struct restore_layer *layers;
+    const struct reader_map *m;
+    const struct reader_layer *layers;
     size_t *order, nr_order;
     struct slot *slots;
     size_t nr_slots;
@@ -157,13 +157,13 @@ static void workers_stop(struct restore_writer *w)
 /* ---------------------------------------------------------------- setup */
 
 /* The largest chunk the map needs. */
-static uint64_t chunk_max(const struct restore_map *m, const struct restore_layer *layers)
+static uint64_t chunk_max(const struct reader_map *m, const struct reader_layer *layers)
 {
     uint64_t max = 0;
 
     for (size_t i = 0; i < m->nr; i++) {
-        const struct restore_piece *p = &m->pieces[i];
-        if (p->kind == RESTORE_PIECE_DATA && layers[p->layer].extents[p->extent].length > max)
+        const struct reader_piece *p = &m->pieces[i];
+        if (p->kind == READER_PIECE_DATA && layers[p->layer].extents[p->extent].length > max)
             max = layers[p->layer].extents[p->extent].length;
     }
     return max;
@@ -207,8 +207,8 @@ void restore_writer_free(struct restore_writer *w)
     free(w);
 }
 
-struct restore_writer *restore_writer_new(const struct restore_map *m,
-                                          const struct restore_layer *layers)
+struct restore_writer *restore_writer_new(const struct reader_map *m,
+                                          const struct reader_layer *layers)
 {
     struct restore_writer *w = vk_calloc(1, sizeof *w);
 
@@ -223,7 +223,7 @@ struct restore_writer *restore_writer_new(const struct restore_map *m,
         vk_error_errno(errno, "cannot create an eventfd for the restore");
         goto fail;
     }
-    if (restore_map_read_order(m, layers, &w->order, &w->nr_order) < 0 || slots_new(w) < 0 ||
+    if (reader_map_read_order(m, layers, &w->order, &w->nr_order) < 0 || slots_new(w) < 0 ||
         workers_start(w) < 0)
         goto fail;
     return w;
@@ -251,16 +251,16 @@ static void state_set(struct restore_writer *w, struct slot *s, enum slot_state 
     pthread_mutex_unlock(&w->lock);
 }
 
-static bool same_chunk(const struct restore_piece *p, const struct restore_piece *q)
+static bool same_chunk(const struct reader_piece *p, const struct reader_piece *q)
 {
     return p->layer == q->layer && p->extent == q->extent;
 }
 
 /* Read the next chunk's frame into S and queue it for a worker. */
-static int slot_fill(struct restore_writer *w, struct restore_archive **a, struct slot *s,
+static int slot_fill(struct restore_writer *w, struct reader_archive **a, struct slot *s,
                      size_t *next)
 {
-    const struct restore_piece *p = &w->m->pieces[w->order[*next]];
+    const struct reader_piece *p = &w->m->pieces[w->order[*next]];
     const struct archive_extent *e = &w->layers[p->layer].extents[p->extent];
 
     s->a = a[p->layer];
@@ -276,7 +276,7 @@ static int slot_fill(struct restore_writer *w, struct restore_archive **a, struc
             return -1;
         s->frame_cap = e->size;
     }
-    if (restore_archive_read_frame(s->a, e, s->frame) < 0)
+    if (reader_archive_read_frame(s->a, e, s->frame) < 0)
         return -1;
     state_set(w, s, SLOT_QUEUED);
     return 0;
@@ -297,7 +297,7 @@ static int slot_write(struct restore_writer *w, struct restore_image *img, struc
     res->raw_bytes += s->e->length;
     state_set(w, s, SLOT_WRITING);
     for (size_t i = s->first; i < s->end; i++) {
-        const struct restore_piece *q = &w->m->pieces[w->order[i]];
+        const struct reader_piece *q = &w->m->pieces[w->order[i]];
         if (restore_image_write(img, s->raw + q->extent_offset, q->length, q->offset, &s->refs) < 0)
             return -1;
         res->bytes_written += q->length;
@@ -309,7 +309,7 @@ static int slot_write(struct restore_writer *w, struct restore_image *img, struc
  * free ones.  Returns how many slots moved on, and *BUSY whether any is
  * still in use. */
 static int ring_step(struct restore_writer *w, struct restore_image *img,
-                     struct restore_archive **a, size_t *next, struct restore_disk_result *res,
+                     struct reader_archive **a, size_t *next, struct restore_disk_result *res,
                      bool *busy)
 {
     int moved = 0;
@@ -348,7 +348,7 @@ static int interrupted(const struct restore_options *o, const char *disk)
 }
 
 int restore_writer_run(struct restore_writer *w, struct restore_image *img,
-                       struct restore_archive **a, const struct restore_options *o,
+                       struct reader_archive **a, const struct restore_options *o,
                        struct restore_disk_result *res)
 {
     size_t next = 0;

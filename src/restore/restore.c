@@ -30,7 +30,7 @@ struct ctx {
     struct catalog *cat;
     const struct restore_options *opts;
     const struct catalog_backups *chain;
-    struct restore_targets *ts;
+    struct reader_targets *ts;
     char *dest; /* opts->dest_dir, absolute */
 };
 
@@ -48,28 +48,28 @@ void restore_result_clear(struct restore_result *r)
         free(r->disks[i].target);
         free(r->disks[i].path);
         free(r->disks[i].compat);
-        restore_map_clear(&r->disks[i].map);
+        reader_map_clear(&r->disks[i].map);
     }
     free(r->disks);
     memset(r, 0, sizeof *r);
 }
 
-static void archives_free(struct restore_archive **a, size_t n)
+static void archives_free(struct reader_archive **a, size_t n)
 {
     for (size_t i = 0; a && i < n; i++)
-        restore_archive_free(a[i]);
+        reader_archive_free(a[i]);
     free(a);
 }
 
-static struct restore_archive **archives_open(struct ctx *c, const char *disk,
-                                              struct restore_layer *layers)
+static struct reader_archive **archives_open(struct ctx *c, const char *disk,
+                                              struct reader_layer *layers)
 {
-    struct restore_archive **a = vk_calloc(c->chain->count, sizeof *a);
+    struct reader_archive **a = vk_calloc(c->chain->count, sizeof *a);
 
     if (!a)
         return NULL;
     for (size_t i = 0; i < c->chain->count; i++) {
-        a[i] = restore_archive_open(c->cat, c->ts, c->opts->domain, c->chain->items[i].id, disk);
+        a[i] = reader_archive_open(c->cat, c->ts, c->opts->domain, c->chain->items[i].id, disk);
         if (!a[i]) {
             archives_free(a, i);
             return NULL;
@@ -116,8 +116,8 @@ static char *tmp_reserve(const char *dir, const char *disk)
 }
 
 /* Write the merged map into a temporary image, then rename it. */
-static int image_write(struct ctx *c, struct restore_archive **a,
-                       const struct restore_layer *layers, const struct restore_map *m,
+static int image_write(struct ctx *c, struct reader_archive **a,
+                       const struct reader_layer *layers, const struct reader_map *m,
                        struct restore_disk_result *res)
 {
     CLEANUP_FREE char *tmp = tmp_reserve(c->opts->dest_dir, res->target);
@@ -158,7 +158,7 @@ static void qcow2_options(struct ctx *c, const char *disk, struct restore_disk_r
     char *compat = NULL;
 
     if (!c->opts->cluster_size || !c->opts->compat)
-        restore_source_qcow2(c->cat, c->ts, c->chain->items[c->chain->count - 1].id, disk, &cluster,
+        reader_source_qcow2(c->cat, c->ts, c->chain->items[c->chain->count - 1].id, disk, &cluster,
                              &compat);
     res->cluster_size = c->opts->cluster_size ? c->opts->cluster_size : cluster ? cluster : 65536;
     if (c->opts->compat) {
@@ -171,8 +171,8 @@ static void qcow2_options(struct ctx *c, const char *disk, struct restore_disk_r
 /* A disk between its merge and its write: the chain's archives stay open
  * so that the estimate can be made from the very maps that are written. */
 struct disk_work {
-    struct restore_layer *layers;
-    struct restore_archive **a;
+    struct reader_layer *layers;
+    struct reader_archive **a;
     uint64_t t0;
 };
 
@@ -205,7 +205,7 @@ static int disk_prepare(struct ctx *c, const struct catalog_backup_disk *bd,
     if (!w->layers || !res->target || !res->path ||
         !(w->a = archives_open(c, bd->target, w->layers)))
         return -1;
-    if (restore_merge(w->layers, c->chain->count, res->virtual_size, &res->map) < 0)
+    if (reader_merge(w->layers, c->chain->count, res->virtual_size, &res->map) < 0)
         return -1;
     vk_debug("disk '%s': %zu pieces, %" PRIu64 " data and %" PRIu64 " zero bytes from %zu chunks",
              bd->target, res->map.nr, res->map.data_bytes, res->map.zero_bytes, res->map.nr_chunks);
@@ -215,17 +215,17 @@ static int disk_prepare(struct ctx *c, const struct catalog_backup_disk *bd,
 /* What each target must deliver for the prepared disks: the frames the
  * merged maps read plus the indexes already fetched. */
 static int work_targets(struct ctx *c, const struct restore_result *out, const struct disk_work *w,
-                        struct plan_target **t, size_t *nt)
+                        struct reader_cost **t, size_t *nt)
 {
     size_t n = c->chain->count;
     CLEANUP_FREE uint64_t *bytes = vk_calloc(n, sizeof *bytes);
 
     for (size_t d = 0; bytes && d < out->nr_disks; d++) {
         memset(bytes, 0, n * sizeof *bytes);
-        if (plan_map_bytes(&out->disks[d].map, w[d].layers, n, bytes, NULL) < 0)
+        if (reader_map_bytes(&out->disks[d].map, w[d].layers, n, bytes, NULL) < 0)
             return -1;
         for (size_t i = 0; i < n; i++)
-            if (plan_targets_add(t, nt, w[d].a[i]->target, bytes[i] + w[d].a[i]->bytes_fetched) < 0)
+            if (reader_costs_add(t, nt, w[d].a[i]->target, bytes[i] + w[d].a[i]->bytes_fetched) < 0)
                 return -1;
     }
     return bytes ? 0 : -1;
@@ -235,74 +235,22 @@ static int work_targets(struct ctx *c, const struct restore_result *out, const s
 static double estimate_get(struct ctx *c, const struct restore_result *out,
                            const struct disk_work *w)
 {
-    struct plan_target *t = NULL;
+    struct reader_cost *t = NULL;
     size_t nt = 0;
-    enum plan_source source;
+    enum reader_source source;
     double e = 0;
 
     if (work_targets(c, out, w, &t, &nt) < 0 ||
-        plan_targets_estimate(c->cat, c->opts->domain, t, nt, &e, &source, NULL) < 0) {
+        reader_costs_estimate(c->cat, c->opts->domain, t, nt, &e, &source, NULL) < 0) {
         vk_debug("no estimate for the restore of '%s': %s", c->opts->domain, vk_error_message());
         e = 0;
     }
-    plan_targets_free(t, nt);
+    reader_costs_free(t, nt);
     return e;
 }
 
 /* ---------------------------------------------------------------- setup */
 
-int restore_chain_find(struct catalog *cat, const char *domain, const char *backup_id, int64_t at,
-                       struct catalog_backups **chain)
-{
-    struct catalog_backups *all = NULL;
-    int r;
-
-    if (catalog_backup_list(cat, domain, 0, &all) < 0)
-        return -1;
-    if (backup_id)
-        r = catalog_chain_resolve(all, backup_id, chain);
-    else
-        r = catalog_chain_at(all, domain, at, chain);
-    catalog_backups_free(all);
-    if (r == 0 && (*chain)->count == 0) {
-        catalog_backups_free(*chain);
-        vk_error(VK_ERR_INTERNAL, "the chain of backup '%s' is empty", backup_id ? backup_id : "");
-        return -1;
-    }
-    return r;
-}
-
-int restore_disks_select(struct catalog *cat, char *const *disks, const char *tip,
-                         struct catalog_backup_disks **out)
-{
-    struct catalog_backup_disks *all;
-    size_t n = 0;
-
-    if (catalog_backup_disk_list(cat, tip, &all) < 0)
-        return -1;
-    for (size_t i = 0; disks && disks[i]; i++) {
-        bool found = false;
-        for (size_t j = 0; j < all->count && !found; j++)
-            found = strcmp(all->items[j].target, disks[i]) == 0;
-        if (!found) {
-            vk_error(VK_ERR_NOT_FOUND, "backup '%s' has no disk '%s'", tip, disks[i]);
-            catalog_backup_disks_free(all);
-            return -1;
-        }
-    }
-    for (size_t j = 0; j < all->count; j++) {
-        if (disks && !vk_strv_contains(disks, all->items[j].target)) {
-            free(all->items[j].backup_id);
-            free(all->items[j].target);
-            free(all->items[j].format);
-            continue;
-        }
-        all->items[n++] = all->items[j];
-    }
-    all->count = n;
-    *out = all;
-    return 0;
-}
 
 static int dest_check(const struct restore_options *o, const struct catalog_backup_disks *disks)
 {
@@ -341,9 +289,9 @@ static int64_t job_start(struct ctx *c, const char *tip, double estimate)
 
 static void throughput_record(struct ctx *c, double seconds)
 {
-    for (size_t i = 0; i < restore_targets_count(c->ts); i++) {
+    for (size_t i = 0; i < reader_targets_count(c->ts); i++) {
         uint64_t bytes;
-        const char *name = restore_targets_name(c->ts, i, &bytes);
+        const char *name = reader_targets_name(c->ts, i, &bytes);
         if (bytes > 0 && seconds > 0 &&
             catalog_throughput_record(c->cat, name, CATALOG_DIR_READ, bytes, seconds, 0) < 0)
             vk_warn("cannot record the throughput of target '%s': %s", name, vk_error_message());
@@ -477,17 +425,17 @@ int restore_run(struct catalog *cat, const struct restore_options *opts, struct 
 
     memset(out, 0, sizeof *out);
     if (options_check(opts, flags) < 0 ||
-        restore_chain_find(cat, opts->domain, opts->backup_id, opts->at, &chain) < 0)
+        reader_chain_find(cat, opts->domain, opts->backup_id, opts->at, &chain) < 0)
         return -1;
     c.chain = chain;
     tip = chain->items[chain->count - 1].id;
-    if (chain_ids(chain, out) < 0 || restore_disks_select(cat, opts->disks, tip, &disks) < 0 ||
+    if (chain_ids(chain, out) < 0 || reader_disks_select(cat, opts->disks, tip, &disks) < 0 ||
         dest_check(opts, disks) < 0 || !(c.dest = dest_abs(opts)))
         goto out;
     if ((opts->define || opts->start) &&
         !(def = restore_definer_open(opts->connect_uri, define_name(opts), opts->force)))
         goto out;
-    if (!(c.ts = restore_targets_new(opts->config, opts->from)) ||
+    if (!(c.ts = reader_targets_new(opts->config, opts->from)) ||
         !(w = vk_calloc(disks->count + 1, sizeof *w)))
         goto out;
     /* A disk that cannot be prepared still fails inside a recorded job. */
@@ -508,7 +456,7 @@ int restore_run(struct catalog *cat, const struct restore_options *opts, struct 
 out:
     works_free(&c, out, w);
     restore_definer_free(def);
-    restore_targets_free(c.ts);
+    reader_targets_free(c.ts);
     catalog_backup_disks_free(disks);
     catalog_backups_free(chain);
     free(c.dest);

@@ -1,12 +1,7 @@
 /* virtkeep - restore and verify.
  *
- * Four files:
- *   restore-merge.c   the pure part: merging the extent lists of a chain into
- *                     one map (each byte from the newest backup that holds
- *                     it), the order chunks are read in, the time parser
- *   restore-source.c  finding and opening archives: catalog locations,
- *                     targets (by name from the configuration, or by URL),
- *                     archive readers over transport_get_range
+ * The chain, its archives and the merged map come from the read layer
+ * (src/reader/reader.h).  The files here:
  *   restore-image.c   the destination image: qemu-img create, a writable
  *                     qemu-nbd, libnbd writes with several requests in flight
  *   restore.c         restore_run: chain, merge, write, rename, catalog job
@@ -27,67 +22,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "src/format/archive.h"
+#include "src/format/format.h"
+#include "src/reader/reader.h"
 
 struct catalog;
 struct config;
-
-/* ---------------------------------------------------------------- merge */
-
-/* The extent list of one archive of the chain (archive_reader_extents). */
-struct restore_layer {
-    const struct archive_extent *extents;
-    size_t nr;
-};
-
-enum restore_piece_kind {
-    RESTORE_PIECE_DATA = 0,
-    RESTORE_PIECE_ZERO,
-};
-
-/* One range of the restored disk and where its bytes come from. */
-struct restore_piece {
-    uint64_t offset; /* in the disk */
-    uint64_t length;
-    enum restore_piece_kind kind;
-    size_t layer;           /* index in the chain (0 = the full) */
-    size_t extent;          /* index in that layer's extent list */
-    uint64_t extent_offset; /* where the piece starts inside that extent */
-};
-
-struct restore_map {
-    struct restore_piece *pieces; /* sorted by offset, no overlap */
-    size_t nr;
-    uint64_t data_bytes; /* bytes of DATA pieces: what gets written */
-    uint64_t zero_bytes; /* bytes of ZERO pieces */
-    /* The distinct data chunks the pieces need, each read once. */
-    size_t nr_chunks;
-    uint64_t chunk_raw_bytes;   /* their raw length: what is decompressed */
-    uint64_t chunk_frame_bytes; /* their frame size: what is fetched */
-};
-
-/* Merge LAYERS (the chain in restore order: the full first, the newest
- * last).  For every byte the newest layer with an extent over it wins,
- * whether DATA or ZERO; bytes no layer holds are left out (the image starts
- * blank).  Bytes at or after VIRTUAL_SIZE are dropped.  Adjacent ZERO pieces
- * are merged whatever their layer; a DATA piece never spans two extents.
- * Each layer's extents must be sorted and must not overlap (VK_ERR_INVALID
- * otherwise).  OUT is cleared on failure. */
-int restore_merge(const struct restore_layer *layers, size_t nr_layers, uint64_t virtual_size,
-                  struct restore_map *out);
-void restore_map_clear(struct restore_map *m);
-
-/* The DATA pieces of M in the order to read them: grouped by chunk (all
- * pieces of one chunk together, so that it is read once), chunks by disk
- * offset then layer.  *OUT (free() it) gets *NR piece indexes. */
-int restore_map_read_order(const struct restore_map *m, const struct restore_layer *layers,
-                           size_t **out, size_t *nr);
-
-/* A point in time: RFC 3339 ("2026-11-28T01:02:03Z", "...T03:02:03+02:00",
- * fractions of a second ignored), "now", or a duration before NOW
- * ("2h ago", "1h30m ago", "15m ago", see vk_duration_parse).  VK_ERR_INVALID
- * quoting STR otherwise. */
-int restore_time_parse(const char *str, int64_t now, int64_t *out);
 
 /* ---------------------------------------------------------------- restore */
 
@@ -120,7 +59,7 @@ struct restore_disk_result {
     uint64_t raw_bytes;     /* raw bytes decompressed */
     uint64_t index_bytes;   /* other archive bytes fetched (trailer, index) */
     size_t nr_chunks;       /* chunks read */
-    struct restore_map map; /* what the merge asked for (pieces freed) */
+    struct reader_map map; /* what the merge asked for (pieces freed) */
     double seconds;
     uint64_t cluster_size; /* of the restored image */
     char *compat;

@@ -7,7 +7,7 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "src/plan/plan.h"
-#include "src/sched/sched-input.h"
+#include "src/sched/sched.h"
 
 static const struct config_policy *policy_of(const struct config *cfg, const char *domain)
 {
@@ -66,7 +66,7 @@ static int locations_load(struct catalog *cat, struct sched_input_owned *o,
 }
 
 /* The planner's model of reading DOMAIN's backups from TARGET (drills of
- * the domain first, as plan_target_estimate says); *GUESS when unmeasured. */
+ * the domain first, as reader_cost_estimate says); *GUESS when unmeasured. */
 struct target_model {
     double rate, overhead;
     bool guess;
@@ -75,9 +75,9 @@ struct target_model {
 static int target_rate(struct catalog *cat, const char *domain, const char *target,
                        struct target_model *m)
 {
-    struct plan_target pt = {0};
+    struct reader_cost pt = {0};
 
-    if (plan_target_estimate(cat, domain, target, 0, &pt) < 0)
+    if (reader_cost_estimate(cat, domain, target, 0, &pt) < 0)
         return -1;
     m->rate = pt.rate;
     m->overhead = pt.overhead;

@@ -24,9 +24,8 @@
 
 #include "common/error.h"
 #include "common/util.h"
-#include "src/format/archive.h"
-#include "src/datapath/nbdread.h"
-#include "src/datapath/pipeline.h"
+#include "src/format/format.h"
+#include "src/datapath/datapath.h"
 
 struct bench {
     struct archive_writer *aw;
