@@ -351,9 +351,9 @@ struct catalog_drill {
     char *backup_id;
     char *targets; /* names of the targets read, comma-separated; may be NULL */
     enum catalog_drill_state state;
-    int64_t pid;      /* 0 on insert means this process */
-    int64_t started;  /* 0 on insert means now */
-    int64_t finished; /* 0 until finished */
+    int64_t pid;             /* 0 on insert means this process */
+    int64_t started;         /* 0 on insert means now */
+    int64_t finished;        /* 0 until finished */
     double estimate_seconds; /* predicted before it started */
     char *estimate_source;   /* "drill", "throughput", "guess"; may be NULL */
     double actual_seconds;   /* measured restore (+ verify) time */

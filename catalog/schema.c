@@ -137,11 +137,7 @@ static const char schema_v5[] =
     "CREATE INDEX drills_domain ON drills(domain, started);";
 
 static const char *const migrations[] = {
-    schema_v1,
-    schema_v2,
-    schema_v3,
-    schema_v4,
-    schema_v5,
+    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5,
 };
 
 _Static_assert(VK_ARRAY_SIZE(migrations) == CATALOG_SCHEMA_VERSION,

@@ -12,7 +12,7 @@ VK_CACHE=${VIRTKEEP_TEST_CACHE:-/var/cache/virtkeep-test}
 # runtime (libclang-rt-14-dev: libFuzzer, only recommended by clang) build the
 # fuzz targets; jq reads archive indexes in the tests.
 VK_DEB_PACKAGES=(
-    build-essential autoconf automake libtool pkg-config clang libclang-rt-14-dev
+    build-essential autoconf automake libtool pkg-config clang libclang-rt-14-dev clang-format
     libvirt-dev libnbd-dev libzstd-dev libarchive-dev libcurl4-openssl-dev libssh2-1-dev
     libsqlite3-dev libjson-c-dev libinih-dev libxml2-dev libcmocka-dev libssl-dev libmicrohttpd-dev
     libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients

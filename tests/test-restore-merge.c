@@ -320,8 +320,7 @@ static void test_random(void **state)
         size_t nl = 1 + (size_t)rand_r(&seed) % 6;
         struct reader_map m;
         for (size_t l = 0; l < nl; l++)
-            layers[l] =
-                (struct reader_layer){.extents = ext[l], .nr = random_layer(ext[l], &seed)};
+            layers[l] = (struct reader_layer){.extents = ext[l], .nr = random_layer(ext[l], &seed)};
         assert_int_equal(reader_merge(layers, nl, (uint64_t)UNITS * UNIT, &m), 0);
         check_against_reference(layers, nl, &m);
         reader_map_clear(&m);

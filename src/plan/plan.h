@@ -59,7 +59,7 @@ struct plan_restore {
     uint64_t disk_bytes;    /* data written to the images */
     uint64_t virtual_bytes; /* total virtual size of the disks */
     double estimate_seconds;
-    bool guess;                  /* some target had no history */
+    bool guess;                    /* some target had no history */
     enum reader_source source;     /* the least trusted source of its targets */
     struct reader_drill_ref drill; /* when a target learned from drills: the newest drill */
 };

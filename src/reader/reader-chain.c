@@ -13,7 +13,7 @@
 #include "src/reader/reader.h"
 
 int reader_chain_find(struct catalog *cat, const char *domain, const char *backup_id, int64_t at,
-                       struct catalog_backups **chain)
+                      struct catalog_backups **chain)
 {
     struct catalog_backups *all = NULL;
     int r;
@@ -34,7 +34,7 @@ int reader_chain_find(struct catalog *cat, const char *domain, const char *backu
 }
 
 int reader_disks_select(struct catalog *cat, char *const *disks, const char *tip,
-                         struct catalog_backup_disks **out)
+                        struct catalog_backup_disks **out)
 {
     struct catalog_backup_disks *all;
     size_t n = 0;

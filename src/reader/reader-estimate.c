@@ -60,20 +60,22 @@ static int drill_model(struct catalog *cat, const char *domain, const char *targ
     size_t n = 0;
     int r = 0;
 
-    if (catalog_drill_list(cat, domain, target, CATALOG_DRILL_LIST_OK, READER_DRILL_HISTORY, &d) < 0)
+    if (catalog_drill_list(cat, domain, target, CATALOG_DRILL_LIST_OK, READER_DRILL_HISTORY, &d) <
+        0)
         return -1;
     for (size_t i = 0; i < d->count && n < READER_DRILL_HISTORY; i++)
         if (d->items[i].actual_seconds > 0)
-            s[n++] = (struct reader_drill_sample){d->items[i].bytes_read, d->items[i].actual_seconds};
+            s[n++] =
+                (struct reader_drill_sample){d->items[i].bytes_read, d->items[i].actual_seconds};
     if (n > 0 && reader_drill_fit(s, n, &out->rate, &out->overhead) == 0) {
         const struct catalog_drill *x = &d->items[0];
         out->source = READER_SOURCE_DRILL;
         out->drill = (struct reader_drill_ref){.id = x->id,
-                                             .time = x->started,
-                                             .actual_seconds = x->actual_seconds,
-                                             .estimate_seconds = x->estimate_seconds,
-                                             .bytes_read = x->bytes_read,
-                                             .samples = (unsigned int)n};
+                                               .time = x->started,
+                                               .actual_seconds = x->actual_seconds,
+                                               .estimate_seconds = x->estimate_seconds,
+                                               .bytes_read = x->bytes_read,
+                                               .samples = (unsigned int)n};
         r = 1;
     }
     catalog_drills_free(d);
@@ -108,13 +110,14 @@ int reader_cost_estimate(struct catalog *cat, const char *domain, const char *ta
 }
 
 int reader_cost_read(struct catalog *cat, const char *target, uint64_t bytes,
-                       struct reader_cost *out)
+                     struct reader_cost *out)
 {
     return reader_cost_estimate(cat, NULL, target, bytes, out);
 }
 
 int reader_costs_estimate(struct catalog *cat, const char *domain, struct reader_cost *t, size_t n,
-                          double *seconds, enum reader_source *source, struct reader_drill_ref *drill)
+                          double *seconds, enum reader_source *source,
+                          struct reader_drill_ref *drill)
 {
     struct reader_drill_ref newest = {0};
 
@@ -164,9 +167,8 @@ void reader_costs_free(struct reader_cost *t, size_t n)
     free(t);
 }
 
-
 int reader_map_bytes(const struct reader_map *m, const struct reader_layer *layers,
-                   size_t nr_layers, uint64_t *bytes, size_t *chunks)
+                     size_t nr_layers, uint64_t *bytes, size_t *chunks)
 {
     CLEANUP_FREE size_t *order = NULL;
     size_t n;
@@ -189,4 +191,3 @@ int reader_map_bytes(const struct reader_map *m, const struct reader_layer *laye
     }
     return 0;
 }
-

@@ -115,11 +115,11 @@ static void piece_add(struct reader_map *m, const struct reader_layer *layers, s
         return;
     }
     m->pieces[m->nr++] = (struct reader_piece){.offset = a,
-                                                .length = b - a,
-                                                .kind = kind,
-                                                .layer = l,
-                                                .extent = e,
-                                                .extent_offset = a - x->offset};
+                                               .length = b - a,
+                                               .kind = kind,
+                                               .layer = l,
+                                               .extent = e,
+                                               .extent_offset = a - x->offset};
 }
 
 static int cmp_chunk(const void *a, const void *b)
@@ -144,7 +144,7 @@ static int chunks_count(struct reader_map *m, const struct reader_layer *layers)
         return -1;
     for (size_t i = 0; i < n; i++) {
         const struct reader_piece *p = &m->pieces[order[i]],
-                                   *q = i ? &m->pieces[order[i - 1]] : NULL;
+                                  *q = i ? &m->pieces[order[i - 1]] : NULL;
         if (q && q->layer == p->layer && q->extent == p->extent)
             continue;
         m->nr_chunks++;
@@ -155,7 +155,7 @@ static int chunks_count(struct reader_map *m, const struct reader_layer *layers)
 }
 
 int reader_merge(const struct reader_layer *layers, size_t nr_layers, uint64_t virtual_size,
-                  struct reader_map *out)
+                 struct reader_map *out)
 {
     CLEANUP_FREE uint64_t *bounds = NULL;
     CLEANUP_FREE size_t *cursor = NULL;
@@ -184,7 +184,7 @@ int reader_merge(const struct reader_layer *layers, size_t nr_layers, uint64_t v
 }
 
 int reader_map_read_order(const struct reader_map *m, const struct reader_layer *layers,
-                           size_t **out, size_t *nr)
+                          size_t **out, size_t *nr)
 {
     struct reader_piece *sorted;
     size_t n = 0;

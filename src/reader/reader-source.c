@@ -198,8 +198,8 @@ static int archive_load(struct reader_archive *a, uint64_t expect_size)
 }
 
 struct reader_archive *reader_archive_open_at(struct reader_targets *ts,
-                                                const struct catalog_location *loc,
-                                                const char *target_name)
+                                              const struct catalog_location *loc,
+                                              const char *target_name)
 {
     struct reader_archive *a = vk_calloc(1, sizeof *a);
 
@@ -243,8 +243,8 @@ static void locations_sort(struct catalog *cat, struct catalog_location **c, siz
 }
 
 static struct reader_archive *open_from(struct reader_targets *ts, const char *domain,
-                                         const char *backup_id, const char *disk,
-                                         const struct catalog_locations *locs)
+                                        const char *backup_id, const char *disk,
+                                        const struct catalog_locations *locs)
 {
     struct catalog_location loc = {.backup_id = (char *)backup_id, .disk = (char *)disk};
     CLEANUP_FREE char *key = NULL;
@@ -260,8 +260,8 @@ static struct reader_archive *open_from(struct reader_targets *ts, const char *d
 }
 
 struct reader_archive *reader_archive_open(struct catalog *cat, struct reader_targets *ts,
-                                             const char *domain, const char *backup_id,
-                                             const char *disk)
+                                           const char *domain, const char *backup_id,
+                                           const char *disk)
 {
     struct catalog_locations *locs = NULL;
     struct reader_archive *a = NULL;
@@ -310,8 +310,7 @@ int reader_archive_read_chunk(struct reader_archive *a, const struct archive_ext
     return 0;
 }
 
-int reader_archive_read_frame(struct reader_archive *a, const struct archive_extent *e,
-                               void *frame)
+int reader_archive_read_frame(struct reader_archive *a, const struct archive_extent *e, void *frame)
 {
     if (e->kind == ARCHIVE_EXTENT_DATA && source_pread(a, frame, e->size, e->position) == 0)
         return 0;
@@ -337,7 +336,7 @@ static int manifest_fetch(struct reader_targets *ts, const struct catalog_locati
 }
 
 void reader_source_qcow2(struct catalog *cat, struct reader_targets *ts, const char *backup_id,
-                          const char *disk, uint64_t *cluster_size, char **compat)
+                         const char *disk, uint64_t *cluster_size, char **compat)
 {
     struct catalog_locations *locs = NULL;
     struct manifest m = {0};

@@ -72,14 +72,14 @@ struct reader_map {
  * Each layer's extents must be sorted and must not overlap (VK_ERR_INVALID
  * otherwise).  OUT is cleared on failure. */
 int reader_merge(const struct reader_layer *layers, size_t nr_layers, uint64_t virtual_size,
-                  struct reader_map *out);
+                 struct reader_map *out);
 void reader_map_clear(struct reader_map *m);
 
 /* The DATA pieces of M in the order to read them: grouped by chunk (all
  * pieces of one chunk together, so that it is read once), chunks by disk
  * offset then layer.  *OUT (free() it) gets *NR piece indexes. */
 int reader_map_read_order(const struct reader_map *m, const struct reader_layer *layers,
-                           size_t **out, size_t *nr);
+                          size_t **out, size_t *nr);
 
 /* A point in time: RFC 3339 ("2026-11-28T01:02:03Z", "...T03:02:03+02:00",
  * fractions of a second ignored), "now", or a duration before NOW
@@ -119,33 +119,32 @@ struct reader_archive {
  * object's size against the catalog and the header against the backup and
  * disk.  Errors name the backup, the disk and the key. */
 struct reader_archive *reader_archive_open(struct catalog *cat, struct reader_targets *ts,
-                                             const char *domain, const char *backup_id,
-                                             const char *disk);
+                                           const char *domain, const char *backup_id,
+                                           const char *disk);
 /* Open the archive at LOC (verify: one copy). */
 struct reader_archive *reader_archive_open_at(struct reader_targets *ts,
-                                                const struct catalog_location *loc,
-                                                const char *target_name);
+                                              const struct catalog_location *loc,
+                                              const char *target_name);
 void reader_archive_free(struct reader_archive *a);
 /* Read one chunk into OUT (its raw length); a failure names the backup,
  * disk and chunk. */
-int reader_archive_read_chunk(struct reader_archive *a, const struct archive_extent *e,
-                               void *out);
+int reader_archive_read_chunk(struct reader_archive *a, const struct archive_extent *e, void *out);
 /* Read the zstd frame of data chunk E (E->size bytes) into FRAME, without
  * decoding it (archive_decoder_decode does that, on any thread); a failure
  * names the backup, disk and chunk. */
 int reader_archive_read_frame(struct reader_archive *a, const struct archive_extent *e,
-                               void *frame);
+                              void *frame);
 
 /* ---------------------------------------------------------------- chain */
 
 /* The chain of BACKUP_ID, or of the newest committed backup of DOMAIN at
  * or before AT; never empty. */
 int reader_chain_find(struct catalog *cat, const char *domain, const char *backup_id, int64_t at,
-                       struct catalog_backups **chain);
+                      struct catalog_backups **chain);
 /* The disks of backup TIP named in DISKS (every one when NULL); an unknown
  * name is VK_ERR_NOT_FOUND. */
 int reader_disks_select(struct catalog *cat, char *const *disks, const char *tip,
-                         struct catalog_backup_disks **out);
+                        struct catalog_backup_disks **out);
 
 /* ---------------------------------------------------------------- qcow2 */
 
@@ -153,7 +152,7 @@ int reader_disks_select(struct catalog *cat, char *const *disks, const char *tip
  * (read from the target of its recorded location): 0 and NULL when the
  * manifest has none (version 1, raw source) or cannot be read. */
 void reader_source_qcow2(struct catalog *cat, struct reader_targets *ts, const char *backup_id,
-                          const char *disk, uint64_t *cluster_size, char **compat);
+                         const char *disk, uint64_t *cluster_size, char **compat);
 
 /* ---------------------------------------------------------------- estimate */
 
@@ -227,13 +226,14 @@ int reader_cost_estimate(struct catalog *cat, const char *domain, const char *ta
                          uint64_t bytes, struct reader_cost *out);
 /* The same without a domain (the scheduler's restore model). */
 int reader_cost_read(struct catalog *cat, const char *target, uint64_t bytes,
-                       struct reader_cost *out);
+                     struct reader_cost *out);
 
 /* Estimate each of T[N] (their bytes set) and the restore that reads them
  * all: *SECONDS = the sum of their seconds, *SOURCE the least trusted
  * source, *DRILL (may be NULL) the newest drill used, or zeroed. */
 int reader_costs_estimate(struct catalog *cat, const char *domain, struct reader_cost *t, size_t n,
-                          double *seconds, enum reader_source *source, struct reader_drill_ref *drill);
+                          double *seconds, enum reader_source *source,
+                          struct reader_drill_ref *drill);
 /* Add BYTES to the target NAME of *T (appended when new). */
 int reader_costs_add(struct reader_cost **t, size_t *n, const char *name, uint64_t bytes);
 void reader_costs_free(struct reader_cost *t, size_t n);
@@ -248,6 +248,6 @@ struct reader_layer;
  * BYTES[i] += compressed frame bytes, CHUNKS[i] += distinct chunks (CHUNKS
  * may be NULL).  Exactly what restore_run fetches besides the indexes. */
 int reader_map_bytes(const struct reader_map *m, const struct reader_layer *layers,
-                   size_t nr_layers, uint64_t *bytes, size_t *chunks);
+                     size_t nr_layers, uint64_t *bytes, size_t *chunks);
 
 #endif

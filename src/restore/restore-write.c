@@ -308,9 +308,8 @@ static int slot_write(struct restore_writer *w, struct restore_image *img, struc
 /* One pass over the ring: retire written slots, write decoded ones, fill
  * free ones.  Returns how many slots moved on, and *BUSY whether any is
  * still in use. */
-static int ring_step(struct restore_writer *w, struct restore_image *img,
-                     struct reader_archive **a, size_t *next, struct restore_disk_result *res,
-                     bool *busy)
+static int ring_step(struct restore_writer *w, struct restore_image *img, struct reader_archive **a,
+                     size_t *next, struct restore_disk_result *res, bool *busy)
 {
     int moved = 0;
 

@@ -23,7 +23,6 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "src/plan/plan.h"
 #include "src/restore/restore-int.h"
 
 struct ctx {
@@ -62,7 +61,7 @@ static void archives_free(struct reader_archive **a, size_t n)
 }
 
 static struct reader_archive **archives_open(struct ctx *c, const char *disk,
-                                              struct reader_layer *layers)
+                                             struct reader_layer *layers)
 {
     struct reader_archive **a = vk_calloc(c->chain->count, sizeof *a);
 
@@ -116,9 +115,8 @@ static char *tmp_reserve(const char *dir, const char *disk)
 }
 
 /* Write the merged map into a temporary image, then rename it. */
-static int image_write(struct ctx *c, struct reader_archive **a,
-                       const struct reader_layer *layers, const struct reader_map *m,
-                       struct restore_disk_result *res)
+static int image_write(struct ctx *c, struct reader_archive **a, const struct reader_layer *layers,
+                       const struct reader_map *m, struct restore_disk_result *res)
 {
     CLEANUP_FREE char *tmp = tmp_reserve(c->opts->dest_dir, res->target);
     struct restore_image *img = NULL;
@@ -159,7 +157,7 @@ static void qcow2_options(struct ctx *c, const char *disk, struct restore_disk_r
 
     if (!c->opts->cluster_size || !c->opts->compat)
         reader_source_qcow2(c->cat, c->ts, c->chain->items[c->chain->count - 1].id, disk, &cluster,
-                             &compat);
+                            &compat);
     res->cluster_size = c->opts->cluster_size ? c->opts->cluster_size : cluster ? cluster : 65536;
     if (c->opts->compat) {
         free(compat);
@@ -250,7 +248,6 @@ static double estimate_get(struct ctx *c, const struct restore_result *out,
 }
 
 /* ---------------------------------------------------------------- setup */
-
 
 static int dest_check(const struct restore_options *o, const struct catalog_backup_disks *disks)
 {

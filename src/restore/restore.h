@@ -59,7 +59,7 @@ struct restore_disk_result {
     uint64_t raw_bytes;     /* raw bytes decompressed */
     uint64_t index_bytes;   /* other archive bytes fetched (trailer, index) */
     size_t nr_chunks;       /* chunks read */
-    struct reader_map map; /* what the merge asked for (pieces freed) */
+    struct reader_map map;  /* what the merge asked for (pieces freed) */
     double seconds;
     uint64_t cluster_size; /* of the restored image */
     char *compat;
