@@ -304,7 +304,7 @@ vk_rgw_start() {
         return 1
     fi
     local c
-    for c in ceph-authtool monmaptool ceph-mon ceph-osd radosgw radosgw-admin ceph curl uuidgen \
+    for c in ceph-authtool monmaptool ceph-mon ceph-osd radosgw radosgw-admin ceph curl \
         timeout; do
         PATH=$PATH:/usr/sbin:/sbin command -v "$c" >/dev/null 2>&1 || {
             vk_rgw_log "'$c' is not installed (Debian: ceph-mon ceph-osd radosgw ceph-common)"
@@ -327,7 +327,7 @@ vk_rgw_start() {
 
     # The mon.  Its address is in the monmap, so a port taken between our
     # check and its bind means a new monmap: retry from scratch.
-    fsid=$(uuidgen)
+    fsid=$(cat /proc/sys/kernel/random/uuid)
     ok=
     for ((try = 0; try < 3; try++)); do
         monport=$(vk_rgw_claim_port "$dir") || return 1
@@ -365,7 +365,7 @@ vk_rgw_start() {
     fi
 
     # One bluestore OSD on a sparse file.
-    osduuid=$(uuidgen)
+    osduuid=$(cat /proc/sys/kernel/random/uuid)
     if ! osd_id=$(vk_rgw_ceph "$dir" osd new "$osduuid" 2>>"$dir/log/mkfs.log") ||
         [ "$osd_id" != 0 ]; then
         vk_rgw_log "'ceph osd new' failed (got '${osd_id:-}'): the mon does not answer"
