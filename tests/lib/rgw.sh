@@ -106,8 +106,9 @@ vk_rgw_alive() {
 # been reused since).
 vk_rgw_owns() {
     local pid=$1 dir=$2
-    [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] &&
-        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$dir/ceph.conf"
+    local cmd
+    [ -n "$pid" ] && cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) &&
+        [[ $cmd == *" $dir/ceph.conf "* ]]
 }
 
 # vk_rgw_spawn DIR NAME LOG CMD...: start CMD in the background with no
@@ -225,7 +226,8 @@ vk_rgw_mon_up() {
 vk_rgw_osd_up() {
     local dir=$1 pid=$2
     vk_rgw_alive "$pid" || return 2
-    vk_rgw_ceph "$dir" osd stat 2>/dev/null | grep -q '1 up'
+    local out
+    out=$(vk_rgw_ceph "$dir" osd stat 2>/dev/null) && [[ $out == *"1 up"* ]]
 }
 
 # radosgw is serving S3 when an anonymous GET / lists (no) buckets: a bare
@@ -233,7 +235,8 @@ vk_rgw_osd_up() {
 vk_rgw_s3_up() {
     local port=$1 pid=$2
     vk_rgw_alive "$pid" || return 2
-    curl -s -m 3 "http://127.0.0.1:$port/" 2>/dev/null | grep -q ListAllMyBucketsResult
+    local out
+    out=$(curl -s -m 3 "http://127.0.0.1:$port/" 2>/dev/null) && [[ $out == *ListAllMyBucketsResult* ]]
 }
 
 # vk_rgw_wait_daemon SECS WHAT LOG CHECK ARGS...: wait for CHECK, failing
