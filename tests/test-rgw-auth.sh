@@ -19,6 +19,7 @@
 vk_require_cmd curl sha256sum md5sum base64
 if [ -n "${VK_RGW_ENV:-}" ]; then
     [ -f "$VK_RGW_ENV" ] || vk_fail "VK_RGW_ENV='$VK_RGW_ENV' does not exist"
+    # shellcheck source=/dev/null
     . "$VK_RGW_ENV"
 else
     vk_require_root_or_skip
@@ -26,6 +27,7 @@ else
     . "$abs_top_srcdir/tests/lib/rgw.sh"
     vk_on_exit "vk_rgw_stop '$VK_SCRATCH/rgw'"
     vk_rgw_start "$VK_SCRATCH/rgw" || vk_fail "radosgw did not start (logs above)"
+    # shellcheck source=/dev/null
     . "$VK_SCRATCH/rgw/env"
 fi
 vk_log "radosgw at $VK_RGW_ENDPOINT (started in ${VK_RGW_START_SECONDS:-?} s)"

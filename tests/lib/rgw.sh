@@ -46,13 +46,18 @@ vk_rgw_log() {
     echo "rgw.sh: $*" >&2
 }
 
-# vk_rgw_tail FILE...: the end of each log, indented, to stderr.
+# vk_rgw_tail FILE...: the end of each log, indented, to stderr.  In the
+# daemons' own logs only the time-stamped lines count: RocksDB dumps pages of
+# statistics tables in between.
 vk_rgw_tail() {
     local f
     for f in "$@"; do
-        [ -f "$f" ] || continue
+        [ -s "$f" ] || continue
         echo "--- last lines of $f:" >&2
-        tail -n 25 "$f" | sed 's/^/    /' >&2
+        case ${f##*/} in
+        ceph-*.log) grep -E '^[0-9]{4}-[0-9]{2}-[0-9]{2}T' "$f" | tail -n 20 ;;
+        *) grep -v '^[[:space:]]*$' "$f" | tail -n 20 ;;
+        esac | sed 's/^/    /' >&2
     done
 }
 
@@ -107,7 +112,7 @@ vk_rgw_alive() {
 vk_rgw_owns() {
     local pid=$1 dir=$2
     local cmd
-    [ -n "$pid" ] && cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) &&
+    [ -n "$pid" ] && cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") &&
         [[ $cmd == *" $dir/ceph.conf "* ]]
 }
 
@@ -119,7 +124,7 @@ vk_rgw_spawn() {
     local dir=$1 name=$2 log=$3
     shift 3
     (
-        for fd in /proc/$BASHPID/fd/*; do
+        for fd in "/proc/$BASHPID/fd/"*; do
             fd=${fd##*/}
             [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-"
         done
@@ -296,7 +301,7 @@ vk_rgw_step() {
 # vk_rgw_start DIR
 vk_rgw_start() {
     local dir=${1:?usage: vk_rgw_start DIR} t0 fsid monport rgwport osduuid try ok
-    local mon_pid= osd_pid= rgw_pid= osd_id timeout=${VK_RGW_TIMEOUT:-120} log secs
+    local mon_pid="" osd_pid="" rgw_pid="" osd_id rc timeout=${VK_RGW_TIMEOUT:-120} log secs
     t0=$(vk_rgw_now)
     case $dir in
     /*) ;;
@@ -376,9 +381,15 @@ vk_rgw_start() {
         vk_rgw_stop_daemons "$dir"
         return 1
     fi
-    if ! timeout "$timeout" ceph-osd -c "$dir/ceph.conf" -i 0 --mkfs --osd-uuid "$osduuid" \
-        >>"$dir/log/mkfs.log" 2>&1; then
-        vk_rgw_log "ceph-osd --mkfs failed"
+    rc=0
+    timeout "$timeout" ceph-osd -c "$dir/ceph.conf" -i 0 --mkfs --osd-uuid "$osduuid" \
+        >>"$dir/log/mkfs.log" 2>&1 || rc=$?
+    if [ "$rc" != 0 ]; then
+        if [ "$rc" = 124 ]; then
+            vk_rgw_log "ceph-osd --mkfs did not finish in $timeout s"
+        else
+            vk_rgw_log "ceph-osd --mkfs failed (exit status $rc)"
+        fi
         vk_rgw_tail "$dir/log/mkfs.log" "$dir/log/ceph-osd.0.log"
         vk_rgw_stop_daemons "$dir"
         return 1
