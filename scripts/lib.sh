@@ -21,6 +21,12 @@ VK_DEB_PACKAGES=(
     zstd tar sqlite3 jq valgrind python3 curl ca-certificates procps util-linux
 )
 
+# A real S3 server for the tests that need one that checks what it is sent
+# (signatures, payload digests, Object Lock): Ceph radosgw on a one-node
+# cluster, started by tests/lib/rgw.sh.  No mgr, no cephadm: these four are
+# enough without their recommends.
+VK_DEB_PACKAGES_RGW=(ceph-mon ceph-osd radosgw ceph-common)
+
 # npm packages for the end-to-end tests, installed under $VK_CACHE/node.
 VK_NPM_PACKAGES=(s3rver@3)
 
@@ -82,7 +88,7 @@ vk_install_npm() {
 }
 
 vk_install_all() {
-    vk_install_debs "${VK_DEB_PACKAGES[@]}"
+    vk_install_debs "${VK_DEB_PACKAGES[@]}" "${VK_DEB_PACKAGES_RGW[@]}"
     vk_install_npm
 }
 
