@@ -20,6 +20,7 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "src/backup/backup.h"
+#include "src/cli/cli.h"
 #include "common/progress.h"
 
 /* ---- lock ------------------------------------------------------------- */
@@ -130,7 +131,7 @@ static int parse(struct backup_options *o, ...)
     while ((argv[argc] = va_arg(ap, char *)) != NULL)
         argc++;
     va_end(ap);
-    return backup_options_parse(argc, argv, o);
+    return cli_backup_options_parse(argc, argv, o);
 }
 
 static void test_options_defaults(void **state)

@@ -18,6 +18,7 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/util.h"
+#include "src/cli/cli.h"
 #include "src/migrate/migrate.h"
 
 static void test_option_values(void **state)
@@ -25,28 +26,28 @@ static void test_option_values(void **state)
     struct migrate_options o = {0};
 
     (void)state;
-    assert_int_equal(migrate_option_set(&o, MIGRATE_OPT_TO, "qemu+ssh://b/system"), 0);
+    assert_int_equal(cli_migrate_option_set(&o, MIGRATE_OPT_TO, "qemu+ssh://b/system"), 0);
     assert_string_equal(o.to, "qemu+ssh://b/system");
-    assert_int_equal(migrate_option_set(&o, MIGRATE_OPT_BANDWIDTH, "100"), 0);
+    assert_int_equal(cli_migrate_option_set(&o, MIGRATE_OPT_BANDWIDTH, "100"), 0);
     assert_int_equal(o.bandwidth_mib, 100);
-    assert_int_equal(migrate_option_set(&o, MIGRATE_OPT_MAX_DOWNTIME, "250"), 0);
+    assert_int_equal(cli_migrate_option_set(&o, MIGRATE_OPT_MAX_DOWNTIME, "250"), 0);
     assert_int_equal(o.max_downtime_ms, 250);
-    assert_int_equal(migrate_option_set(&o, MIGRATE_OPT_POSTCOPY_AFTER, "30"), 0);
+    assert_int_equal(cli_migrate_option_set(&o, MIGRATE_OPT_POSTCOPY_AFTER, "30"), 0);
     assert_int_equal(o.postcopy_after, 30);
-    assert_int_equal(migrate_option_set(&o, MIGRATE_OPT_POSTCOPY_AFTER, "2m"), 0);
+    assert_int_equal(cli_migrate_option_set(&o, MIGRATE_OPT_POSTCOPY_AFTER, "2m"), 0);
     assert_int_equal(o.postcopy_after, 120);
-    assert_int_equal(migrate_option_set(&o, MIGRATE_OPT_PARALLEL_CONNECTIONS, "4"), 0);
+    assert_int_equal(cli_migrate_option_set(&o, MIGRATE_OPT_PARALLEL_CONNECTIONS, "4"), 0);
     assert_int_equal(o.parallel, 4);
-    assert_int_equal(migrate_option_set(&o, MIGRATE_OPT_TIMEOUT, "5"), 0);
+    assert_int_equal(cli_migrate_option_set(&o, MIGRATE_OPT_TIMEOUT, "5"), 0);
     assert_int_equal(o.timeout, 5);
-    assert_int_equal(migrate_option_set(&o, MIGRATE_OPT_DEST_DIR, "/srv/images"), 0);
+    assert_int_equal(cli_migrate_option_set(&o, MIGRATE_OPT_DEST_DIR, "/srv/images"), 0);
     assert_string_equal(o.dest_dir, "/srv/images");
     assert_false(o.copy_storage);
-    assert_int_equal(migrate_option_set(&o, MIGRATE_OPT_COPY_STORAGE, NULL), 0);
+    assert_int_equal(cli_migrate_option_set(&o, MIGRATE_OPT_COPY_STORAGE, NULL), 0);
     assert_true(o.copy_storage);
-    assert_int_equal(migrate_option_set(&o, MIGRATE_OPT_AUTO_CONVERGE, NULL), 0);
+    assert_int_equal(cli_migrate_option_set(&o, MIGRATE_OPT_AUTO_CONVERGE, NULL), 0);
     assert_true(o.auto_converge);
-    assert_int_equal(migrate_option_set(&o, MIGRATE_OPT_UNSAFE, NULL), 0);
+    assert_int_equal(cli_migrate_option_set(&o, MIGRATE_OPT_UNSAFE, NULL), 0);
     assert_true(o.unsafe);
 }
 
@@ -55,7 +56,7 @@ static void expect_invalid(int opt, const char *arg, const char *needle)
     struct migrate_options o = {0};
 
     vk_error_clear();
-    assert_int_equal(migrate_option_set(&o, opt, arg), -1);
+    assert_int_equal(cli_migrate_option_set(&o, opt, arg), -1);
     assert_int_equal(vk_error_code(), VK_ERR_INVALID);
     assert_non_null(strstr(vk_error_message(), needle));
 }
@@ -74,9 +75,9 @@ static void test_option_errors(void **state)
     expect_invalid(MIGRATE_OPT_TIMEOUT, "soon", "--timeout");
     expect_invalid(MIGRATE_OPT_DEST_DIR, "images", "absolute");
     /* --live and --offline exclude each other, in either order. */
-    assert_int_equal(migrate_option_set(&o, MIGRATE_OPT_LIVE, NULL), 0);
-    assert_int_equal(migrate_option_set(&o, MIGRATE_OPT_LIVE, NULL), 0);
-    assert_int_equal(migrate_option_set(&o, MIGRATE_OPT_OFFLINE, NULL), -1);
+    assert_int_equal(cli_migrate_option_set(&o, MIGRATE_OPT_LIVE, NULL), 0);
+    assert_int_equal(cli_migrate_option_set(&o, MIGRATE_OPT_LIVE, NULL), 0);
+    assert_int_equal(cli_migrate_option_set(&o, MIGRATE_OPT_OFFLINE, NULL), -1);
     assert_non_null(strstr(vk_error_message(), "exclude"));
     assert_int_equal(o.mode, MIGRATE_MODE_LIVE);
 }

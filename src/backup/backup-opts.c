@@ -1,8 +1,7 @@
-/* virtkeep - the options of `virtkeep backup` and what a backup reports:
- * the --json object and the one-line summary. */
+/* virtkeep - the options of a backup (parsed by the CLI, src/cli/cli-backup.c)
+ * and what a backup reports: the --json object and the one-line summary. */
 #include <config.h>
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,124 +24,6 @@ int backup_compress_level_parse(const char *str, int *level)
     }
     *level = (int)v;
     return 0;
-}
-
-static int threads_parse(const char *str, unsigned int *threads)
-{
-    unsigned long long v;
-
-    if (vk_parse_uint(str, BACKUP_THREADS_MAX, &v) < 0 || v < 1) {
-        vk_error(VK_ERR_INVALID, "invalid thread count '%s': expected a number from 1 to %d", str,
-                 BACKUP_THREADS_MAX);
-        return -1;
-    }
-    *threads = (unsigned int)v;
-    return 0;
-}
-
-static int level_parse(const char *str, enum catalog_level *level)
-{
-    if (catalog_level_parse(str, level) == 0 || strcmp(str, "auto") == 0) {
-        if (strcmp(str, "auto") == 0)
-            *level = CATALOG_LEVEL_AUTO;
-        return 0;
-    }
-    vk_error(VK_ERR_INVALID, "invalid level '%s': expected full, inc, diff, copy or auto", str);
-    return -1;
-}
-
-static int list_parse(const char *str, const char *opt, char ***out)
-{
-    if (*out) {
-        vk_error(VK_ERR_INVALID, "%s is given twice", opt);
-        return -1;
-    }
-    *out = vk_strv_split(str, ',');
-    if (!*out)
-        vk_error_prefix("invalid %s '%s'", opt, str);
-    return *out ? 0 : -1;
-}
-
-enum {
-    OPT_LEVEL = 256,
-    OPT_TARGET,
-    OPT_DISKS,
-    OPT_EXCLUDE,
-    OPT_QUIESCE,
-    OPT_CLEVEL,
-    OPT_THREADS,
-    OPT_JSON
-};
-
-static int option_one(int c, const char *arg, struct backup_options *o)
-{
-    switch (c) {
-    case OPT_LEVEL:
-        return level_parse(arg, &o->level);
-    case OPT_TARGET:
-        free(o->target);
-        o->target = vk_strdup(arg);
-        return o->target ? 0 : -1;
-    case OPT_DISKS:
-        return list_parse(arg, "--disks", &o->disks);
-    case OPT_EXCLUDE:
-        return list_parse(arg, "--exclude", &o->exclude);
-    case OPT_QUIESCE:
-        o->quiesce = true;
-        return 0;
-    case OPT_CLEVEL:
-        return backup_compress_level_parse(arg, &o->compress_level);
-    case OPT_THREADS:
-        return threads_parse(arg, &o->threads);
-    case OPT_JSON:
-        o->json = true;
-        return 0;
-    }
-    vk_error(VK_ERR_INVALID, "invalid option for backup");
-    return -1;
-}
-
-int backup_options_parse(int argc, char **argv, struct backup_options *o)
-{
-    static const struct option opts[] = {
-        {"level", required_argument, NULL, OPT_LEVEL},
-        {"target", required_argument, NULL, OPT_TARGET},
-        {"disks", required_argument, NULL, OPT_DISKS},
-        {"exclude", required_argument, NULL, OPT_EXCLUDE},
-        {"quiesce", no_argument, NULL, OPT_QUIESCE},
-        {"compress-level", required_argument, NULL, OPT_CLEVEL},
-        {"threads", required_argument, NULL, OPT_THREADS},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    int c;
-
-    memset(o, 0, sizeof *o);
-    o->level = CATALOG_LEVEL_AUTO;
-    o->compress_level = BACKUP_COMPRESS_LEVEL_DEFAULT;
-    optind = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h')
-            return 1;
-        if (c == '?' || c == ':') {
-            vk_error(VK_ERR_INVALID, "invalid option or missing value: '%s'", argv[optind - 1]);
-            return -1;
-        }
-        if (option_one(c, optarg, o) < 0)
-            return -1;
-    }
-    if (o->disks && o->exclude) {
-        vk_error(VK_ERR_INVALID, "--disks and --exclude cannot be given together");
-        return -1;
-    }
-    if (argc - optind != 1) {
-        vk_error(VK_ERR_INVALID, argc - optind < 1 ? "no domain given" : "more than one domain");
-        return -1;
-    }
-    o->domain = vk_strdup(argv[optind]);
-    return o->domain ? 0 : -1;
 }
 
 void backup_options_clear(struct backup_options *o)

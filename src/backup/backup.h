@@ -45,7 +45,7 @@ struct backup_options {
     unsigned int threads; /* 0: online CPUs */
     bool json;
 
-    /* Set by the caller, not by backup_options_parse. */
+    /* Set by the caller, not by the option parser (cli_backup_options_parse). */
     const char *connect_uri;
     const char *catalog_path;
     const struct config *config;
@@ -59,10 +59,6 @@ struct backup_options {
     void *opaque;
 };
 
-/* Parse the arguments of `backup` (ARGV[0] is the command name) into O.
- * Returns 0, 1 when --help was given, or -1 with VK_ERR_INVALID recorded
- * (an unknown option, a bad value, no domain, --disks with --exclude). */
-int backup_options_parse(int argc, char **argv, struct backup_options *o);
 void backup_options_clear(struct backup_options *o);
 
 /* The compression level: "1".."19". */

@@ -61,19 +61,13 @@ static int problems_report(const struct rebuild_result *r)
 
 static int rebuild(struct cli *cli, const struct cli_command *cmd, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"target", required_argument, NULL, OPT_TARGET},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     struct rebuild_options ro = {0};
     struct rebuild_result res = {0};
     struct catalog *cat;
     bool json = false;
     int c, r;
 
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_options_next(&cli_command_catalog, argc, argv, "h")) != -1) {
         if (c == OPT_TARGET)
             ro.target = optarg;
         else if (c == OPT_JSON)
@@ -103,13 +97,43 @@ static int rebuild(struct cli *cli, const struct cli_command *cmd, int argc, cha
 
 int cli_cmd_catalog(struct cli *cli, int argc, char **argv)
 {
-    const struct cli_command *cmd = cli_command_find("catalog");
+    const struct cli_command *cmd = &cli_command_catalog;
 
     if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-        cli_command_help(cmd);
+        cli_help_print(cmd);
         return CLI_EXIT_OK;
     }
     if (argc < 2 || strcmp(argv[1], "rebuild") != 0)
         return cli_usage_error("catalog", "the only catalog command is 'rebuild'");
     return rebuild(cli, cmd, argc - 1, argv + 1);
 }
+
+/* ---------------------------------------------------------------- the command */
+
+static const struct cli_option catalog_options[] = {
+    {"target", required_argument, OPT_TARGET, "NAME|URL",
+     "the target to read (a configured name or a URL); required"},
+    {"json", no_argument, OPT_JSON, NULL,
+     "print {target, manifests, added, known, domains, backups,\n"
+     "incomplete, unreadable, conflicts} on stdout"},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+const struct cli_command cli_command_catalog = {
+    .name = "catalog",
+    .synopsis = "rebuild --target NAME|URL [--json]",
+    .summary = "Rebuild the catalog from the manifests on a target.",
+    .help = "Reads every DOMAIN/BACKUP_ID/manifest.json on the target, checks each archive it\n"
+            "names (present, with the recorded size) and records the domains, the backups\n"
+            "(committed, level, parent, checkpoint, XML, times, sizes), their disks and the\n"
+            "archive locations in the catalog (--catalog), which is created when missing.\n"
+            "Merging is idempotent: backups already recorded only get this target's locations\n"
+            "added, so a rebuild never overwrites a catalog; a recorded backup that disagrees\n"
+            "with its manifest is reported as a conflict and left alone.  Backup directories\n"
+            "without a manifest (incomplete backups) and unreadable manifests are reported by\n"
+            "name and recorded nowhere.\n",
+    .options = catalog_options,
+    .tail = "Exit status: 0 done, 1 some manifests were unreadable or in conflict (the rest is\n"
+            "recorded) or the target could not be read, 2 usage error, 3 unknown target.\n",
+    .run = cli_cmd_catalog,
+};

@@ -73,7 +73,7 @@ static int config_check(struct cli *cli, const char *file, bool json)
 
 int cli_cmd_config(struct cli *cli, int argc, char **argv)
 {
-    const struct cli_command *cmd = cli_command_find("config");
+    const struct cli_command *cmd = &cli_command_config;
     bool json = false;
     int r;
 
@@ -94,3 +94,27 @@ int cli_cmd_config(struct cli *cli, int argc, char **argv)
         return cli_usage_error("config", "config check takes at most one FILE");
     return config_check(cli, optind < argc ? argv[optind] : NULL, json);
 }
+
+/* ---------------------------------------------------------------- the command */
+
+static const struct cli_option config_options[] = {
+    {"json", no_argument, 'j', NULL,
+     "print the result as a JSON object on stdout:\n"
+     "{\"file\", \"valid\", \"targets\", \"policies\", \"domains\"} or\n"
+     "{\"file\", \"valid\": false, \"error\": {\"message\", \"line\"}}"},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+const struct cli_command cli_command_config = {
+    .name = "config",
+    .synopsis = "check [--json] [FILE]",
+    .summary = "Validate a configuration file.",
+    .help = "Reads FILE (by default the file given with --config, or the default configuration\n"
+            "file) and checks every section and key: syntax, values, references between\n"
+            "sections, target URLs and the permissions of secret files.  Prints\n"
+            "\"FILE: OK (N targets, N policies, N domains)\", or the first error as\n"
+            "FILE:LINE: [SECTION] KEY: what is wrong: what is expected.\n",
+    .options = config_options,
+    .tail = "Exit status: 0 when the file is valid, 2 when it is not or cannot be read.\n",
+    .run = cli_cmd_config,
+};

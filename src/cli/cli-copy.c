@@ -71,16 +71,9 @@ static void result_print(const struct copy_result *r)
 static int args_parse(const struct cli_command *cmd, int argc, char **argv, struct copy_options *o,
                       bool *json)
 {
-    static const struct option opts[] = {
-        {"to", required_argument, NULL, OPT_TO},
-        {"from", required_argument, NULL, OPT_FROM},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     int c;
 
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_options_next(&cli_command_copy, argc, argv, "h")) != -1) {
         if (c == OPT_TO)
             o->to = optarg;
         else if (c == OPT_FROM)
@@ -100,7 +93,7 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
 
 int cli_cmd_copy(struct cli *cli, int argc, char **argv)
 {
-    const struct cli_command *cmd = cli_command_find("copy");
+    const struct cli_command *cmd = &cli_command_copy;
     struct copy_options o = {0};
     struct copy_result res = {0};
     struct catalog *cat;
@@ -127,3 +120,35 @@ int cli_cmd_copy(struct cli *cli, int argc, char **argv)
     catalog_close(cat);
     return r;
 }
+
+/* ---------------------------------------------------------------- the command */
+
+static const struct cli_option copy_options[] = {
+    {"to", required_argument, OPT_TO, "TARGET", "where the copies go (name or URL); required"},
+    {"from", required_argument, OPT_FROM, "TARGET",
+     "read from this target (name or URL) instead of the fastest copy"},
+    {"json", no_argument, OPT_JSON, NULL,
+     "print {target, items: [{backup, disk, key, action (copied or\n"
+     "skipped), source, size, sha256, seconds}], backups_copied,\n"
+     "backups_skipped, objects_copied, bytes_copied, job, seconds,\n"
+     "error} on stdout"},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+const struct cli_command cli_command_copy = {
+    .name = "copy",
+    .synopsis = "BACKUP|DOMAIN --to TARGET [OPTIONS]",
+    .summary = "Copy backups to another target.",
+    .help = "Copies the archives of backup BACKUP, or of every committed backup of DOMAIN (oldest\n"
+            "first, so that parents arrive before their children), then each backup's manifest,\n"
+            "to TARGET (a configured target or a URL).  Each object streams from the copy with\n"
+            "the best measured read throughput (or from --from) and its sha256 is checked on\n"
+            "arrival against the catalog; an archive is then re-opened on TARGET (trailer,\n"
+            "index).  The new copies are recorded in the catalog with throughput samples.\n"
+            "Objects already on TARGET with the recorded size and sha256 are skipped: a second\n"
+            "copy is a no-op.  A failed copy leaves no partial object on TARGET.\n",
+    .options = copy_options,
+    .tail = "Exit status: 0 done, 1 failed (the message names backup, disk, source and\n"
+            "destination), 2 usage error, 3 unknown backup, domain or target.\n",
+    .run = cli_cmd_copy,
+};

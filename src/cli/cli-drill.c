@@ -93,18 +93,9 @@ static void stage_print(void *opaque, const char *stage)
 
 static int args_parse(const struct cli_command *cmd, int argc, char **argv, struct drill_args *a)
 {
-    static const struct option opts[] = {
-        {"backup", required_argument, NULL, OPT_BACKUP},
-        {"from", required_argument, NULL, OPT_FROM},
-        {"scratch", required_argument, NULL, OPT_SCRATCH},
-        {"keep", no_argument, NULL, OPT_KEEP},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     int c;
 
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_options_next(&cli_command_drill, argc, argv, "h")) != -1) {
         if (c == OPT_BACKUP) {
             a->o.backup_id = optarg;
         } else if (c == OPT_FROM) {
@@ -129,7 +120,7 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
 
 int cli_cmd_drill(struct cli *cli, int argc, char **argv)
 {
-    const struct cli_command *cmd = cli_command_find("drill");
+    const struct cli_command *cmd = &cli_command_drill;
     struct drill_args a;
     struct drill_result res;
     struct catalog *cat = NULL;
@@ -168,3 +159,37 @@ out:
     catalog_close(cat);
     return r;
 }
+
+/* ---------------------------------------------------------------- the command */
+
+static const struct cli_option drill_options[] = {
+    {"backup", required_argument, OPT_BACKUP, "ID", "drill this backup instead of the latest"},
+    {"from", required_argument, OPT_FROM, "TARGET", "read from this target (name or URL)"},
+    {"scratch", required_argument, OPT_SCRATCH, "DIR", "restore into DIR (missing or empty)"},
+    {"keep", no_argument, OPT_KEEP, NULL, "leave the restored images in the scratch directory"},
+    {"json", no_argument, OPT_JSON, NULL,
+     "print {domain, backup, chain, scratch, kept, targets,\n"
+     "estimate_seconds, estimate_source, actual_seconds,\n"
+     "verify_seconds, bytes_read, disk_bytes, chunks_verified, disks,\n"
+     "drill_id, job_id, ok, error} on stdout"},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+const struct cli_command cli_command_drill = {
+    .name = "drill",
+    .synopsis = "DOMAIN [--backup ID] [--from TARGET] [--scratch DIR] [--keep] [--json]",
+    .summary = "Run a DR drill: restore to scratch, verify, measure and record.",
+    .help = "Restores the latest committed backup of DOMAIN (or backup ID) into a fresh scratch\n"
+            "directory (mkdtemp under /var/tmp, or DIR, which must be missing or empty), then\n"
+            "verifies it: every chunk restored is checked against its sha256 while restoring,\n"
+            "every archive of the chain is re-read in full as verify does, and each restored\n"
+            "image must pass 'qemu-img check' with the disk's virtual size.  The measured\n"
+            "restore time is recorded in the catalog next to the estimate made before starting\n"
+            "(with the bytes read and the outcome), and later restore estimates learn from it.\n"
+            "The scratch directory is removed afterwards, also on failure or interruption.\n",
+    .options = drill_options,
+    .tail = "Exit status: 0 the drill verified ok, 1 the restore or the verification failed (the\n"
+            "message names the disk and the chunk), 2 usage error or a non-empty --scratch,\n"
+            "3 no such domain or backup, 130 interrupted.\n",
+    .run = cli_cmd_drill,
+};

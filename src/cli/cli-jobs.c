@@ -31,16 +31,9 @@ struct jobs_args {
 
 static int args_parse(const struct cli_command *cmd, int argc, char **argv, struct jobs_args *a)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, OPT_JSON},
-        {"all", no_argument, NULL, OPT_ALL},
-        {"socket", required_argument, NULL, OPT_SOCKET},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     int c;
 
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_options_next(&cli_command_jobs, argc, argv, "h")) != -1) {
         if (c == OPT_JSON)
             a->json = true;
         else if (c == OPT_ALL)
@@ -195,7 +188,7 @@ static int jobs_cancel(struct cli *cli, const struct jobs_args *a)
 
 int cli_cmd_jobs(struct cli *cli, int argc, char **argv)
 {
-    const struct cli_command *cmd = cli_command_find("jobs");
+    const struct cli_command *cmd = &cli_command_jobs;
     struct jobs_args a = {0};
     int r;
 
@@ -203,3 +196,32 @@ int cli_cmd_jobs(struct cli *cli, int argc, char **argv)
         return r;
     return a.cancel ? jobs_cancel(cli, &a) : jobs_list(cli, &a);
 }
+
+/* ---------------------------------------------------------------- the command */
+
+static const struct cli_option jobs_options[] = {
+    {"all", no_argument, OPT_ALL, NULL, "every job of the catalog, not only the recent ones"},
+    {"socket", required_argument, OPT_SOCKET, "PATH",
+     "the daemon's unix socket (default as for status)"},
+    {"json", no_argument, OPT_JSON, NULL,
+     "print {daemon, active: [{id, kind, domain, target, backup_id,\n"
+     "level, state, pid, started}], recent: [{id, kind, domain, target,\n"
+     "backup_id, state, pid, started, finished, progress_done,\n"
+     "progress_total, estimate_seconds, elapsed_seconds, error}]}"},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+const struct cli_command cli_command_jobs = {
+    .name = "jobs",
+    .synopsis = "[--all] [--json] | cancel ID",
+    .summary = "List the daemon's jobs, or cancel one.",
+    .help = "Lists the jobs virtkeepd runs or has queued, then the recent jobs of the catalog\n"
+            "(the last 20; --all for every one).  When no daemon answers, only the catalog's jobs\n"
+            "are listed and \"virtkeepd is not running\" is printed on stderr.\n"
+            "'jobs cancel ID' asks virtkeepd to cancel job ID: the job cleans up and is recorded\n"
+            "as cancelled.\n",
+    .options = jobs_options,
+    .tail = "Exit status: 0 done, 1 failed (cancel: virtkeepd is not running), 2 usage error,\n"
+            "3 cancel: the daemon runs no job ID.\n",
+    .run = cli_cmd_jobs,
+};

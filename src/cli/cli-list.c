@@ -139,7 +139,7 @@ int cli_cmd_list(struct cli *cli, int argc, char **argv)
     struct catalog_backups *bs = NULL;
     struct catalog *cat = NULL;
     bool json = false;
-    int r = cli_json_options_parse(cli_command_find("list"), argc, argv, "h", &json);
+    int r = cli_json_options_parse(&cli_command_list, argc, argv, "h", &json);
 
     if (r >= 0)
         return r;
@@ -253,7 +253,7 @@ int cli_cmd_show(struct cli *cli, int argc, char **argv)
     struct shown s = {0};
     struct catalog *cat = NULL;
     bool json = false;
-    int r = cli_json_options_parse(cli_command_find("show"), argc, argv, "h", &json);
+    int r = cli_json_options_parse(&cli_command_show, argc, argv, "h", &json);
 
     if (r >= 0)
         return r;
@@ -275,3 +275,43 @@ int cli_cmd_show(struct cli *cli, int argc, char **argv)
     catalog_close(cat);
     return r;
 }
+
+/* ---------------------------------------------------------------- the command */
+
+static const struct cli_option list_options[] = {
+    {"json", no_argument, 'j', NULL,
+     "print {\"backups\": [{id, domain, level, status, checkpoint, parent,\n"
+     "error, started, finished, bytes_read, bytes_written, bytes_stored, pid,\n"
+     "locations: [{disk, target, key, size, sha256}]}]} on stdout"},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+const struct cli_command cli_command_list = {
+    .name = "list",
+    .synopsis = "[DOMAIN] [--json]",
+    .summary = "List the backups in the catalog.",
+    .help = "Lists the backups of DOMAIN (or of every domain), oldest first: id, domain, level,\n"
+            "status, start time (UTC), parent and stored size.  Failed backups are listed with\n"
+            "their reason.\n",
+    .options = list_options,
+    .tail = NULL,
+    .run = cli_cmd_list,
+};
+
+static const struct cli_option show_options[] = {
+    {"json", no_argument, 'j', NULL,
+     "the same as one JSON object (list fields plus checkpoint_xml,\n"
+     "domain_xml, disks, locations, chain, chain_error)"},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+const struct cli_command cli_command_show = {
+    .name = "show",
+    .synopsis = "BACKUP [--json]",
+    .summary = "Show everything about one backup.",
+    .help = "Shows the fields of backup BACKUP, its disks, where its archives are stored (target,\n"
+            "key, size, sha256), its checkpoint and the chain a restore needs (oldest first).\n",
+    .options = show_options,
+    .tail = "Exit status: 0, or 3 when BACKUP is not in the catalog.\n",
+    .run = cli_cmd_show,
+};

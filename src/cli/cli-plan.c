@@ -21,7 +21,7 @@
 #include "src/plan/plan.h"
 #include "src/restore/restore.h"
 
-enum { OPT_AT = 256, OPT_BACKUP, OPT_TARGET, OPT_DISKS, OPT_JSON };
+enum { OPT_AT = 256, OPT_BACKUP, OPT_TARGET, OPT_DISKS, OPT_JSON, OPT_PARALLEL };
 
 struct plan_args {
     struct plan_options o;
@@ -143,18 +143,9 @@ static void plan_print(const struct plan_restore *p)
 
 static int args_parse(const struct cli_command *cmd, int argc, char **argv, struct plan_args *a)
 {
-    static const struct option opts[] = {
-        {"at", required_argument, NULL, OPT_AT},
-        {"backup", required_argument, NULL, OPT_BACKUP},
-        {"target", required_argument, NULL, OPT_TARGET},
-        {"disks", required_argument, NULL, OPT_DISKS},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     int c;
 
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_options_next(&cli_command_plan, argc, argv, "h")) != -1) {
         if (c == OPT_AT) {
             a->at = optarg;
         } else if (c == OPT_BACKUP) {
@@ -167,6 +158,8 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
                 return cli_usage_error("plan", "%s", vk_error_message());
         } else if (c == OPT_JSON) {
             a->json = true;
+        } else if (c == OPT_PARALLEL) {
+            return cli_usage_error("plan", "--parallel goes with plan dr only");
         } else {
             return cli_option_default(cmd, c);
         }
@@ -185,8 +178,6 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
 }
 
 /* ---------------------------------------------------------------- plan dr */
-
-enum { OPT_PARALLEL = 300 };
 
 static struct json_object *dr_item_json(const struct dr_item *it)
 {
@@ -270,20 +261,12 @@ static void dr_print(const struct dr_plan *p)
 static int dr_args(const struct cli_command *cmd, int argc, char **argv, struct dr_options *o,
                    bool *json)
 {
-    static const struct option opts[] = {
-        {"target", required_argument, NULL, OPT_TARGET},
-        {"parallel", required_argument, NULL, OPT_PARALLEL},
-        {"at", required_argument, NULL, OPT_AT},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     const char *at = NULL;
     unsigned long long n;
     int c;
 
     o->parallel = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_options_next(&cli_command_plan, argc, argv, "h")) != -1) {
         if (c == OPT_TARGET) {
             o->target = optarg;
         } else if (c == OPT_PARALLEL) {
@@ -295,6 +278,8 @@ static int dr_args(const struct cli_command *cmd, int argc, char **argv, struct 
             at = optarg;
         } else if (c == OPT_JSON) {
             *json = true;
+        } else if (c == OPT_BACKUP || c == OPT_DISKS) {
+            return cli_usage_error("plan", "--backup and --disks go with plan restore only");
         } else {
             return cli_option_default(cmd, c);
         }
@@ -337,7 +322,7 @@ out:
 
 int cli_cmd_plan(struct cli *cli, int argc, char **argv)
 {
-    const struct cli_command *cmd = cli_command_find("plan");
+    const struct cli_command *cmd = &cli_command_plan;
     struct plan_args a;
     struct plan_restore p;
     struct catalog *cat = NULL;
@@ -346,7 +331,7 @@ int cli_cmd_plan(struct cli *cli, int argc, char **argv)
     memset(&a, 0, sizeof a);
     memset(&p, 0, sizeof p);
     if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-        cli_command_help(cmd);
+        cli_help_print(cmd);
         return CLI_EXIT_OK;
     }
     if (argc >= 2 && strcmp(argv[1], "dr") == 0)
@@ -372,3 +357,51 @@ out:
     vk_strv_free(a.disks);
     return r;
 }
+
+/* ---------------------------------------------------------------- the command */
+
+static const struct cli_option plan_options[] = {
+    {"at", required_argument, OPT_AT, "TIME", "as for restore (RFC 3339, 'now', '2h ago')"},
+    {"backup", required_argument, OPT_BACKUP, "ID", "plan the restore of exactly this backup"},
+    {"target", required_argument, OPT_TARGET, "NAME",
+     "read from this target (name or URL), as restore --from"},
+    {"disks", required_argument, OPT_DISKS, "LIST", "only these disks"},
+    {"parallel", required_argument, OPT_PARALLEL, "N",
+     "plan dr: restore slots that run at once (default 1)"},
+    {"json", no_argument, OPT_JSON, NULL,
+     "print {domain, backup, chain, backup_time, at, rpo_seconds,\n"
+     "archives: [{backup, disk, target, key, read_bytes, index_bytes,\n"
+     "chunks}], targets: [{target, bytes, rate, overhead, samples,\n"
+     "source, guess, seconds}], read_bytes, disk_bytes,\n"
+     "virtual_bytes, estimate_seconds, estimate_source, guess,\n"
+     "drill: {id, time, actual_seconds, estimate_seconds, bytes_read,\n"
+     "samples} (when learned from drills)} on stdout"},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+const struct cli_command cli_command_plan = {
+    .name = "plan",
+    .synopsis = "restore DOMAIN [--at TIME|--backup ID] [--target NAME] [--json] | dr [OPTIONS]",
+    .summary = "Show what a restore (or a disaster recovery) would read, lose and take.",
+    .help =
+        "plan restore DOMAIN: resolves the chain a restore would use (as restore does), reads\n"
+        "only the indexes of its archives, merges them and shows the bytes to read per archive\n"
+        "and per target, the data lost (RPO: TIME, or now, minus the time of the chosen\n"
+        "backup) and an estimated duration.  The estimate of a target comes from the recent\n"
+        "DR drills that read it (source drill: seconds = overhead + bytes / rate fitted to\n"
+        "them), else from the read throughput measured on earlier jobs (source throughput),\n"
+        "else 100 MiB/s (source guess).\n",
+    .options = plan_options,
+    .tail = "plan dr [--target NAME] [--parallel N] [--at TIME] [--json]: the disaster recovery\n"
+            "plan of every domain of the configuration and the catalog: the restore of each\n"
+            "one's latest backup (at or before TIME), estimated as above, ordered by policy\n"
+            "priority (1 first, unset last; ties: the least RTO slack first, then the name) and\n"
+            "scheduled on N parallel restore slots (default 1; a domain starts on the first slot\n"
+            "free).  Each domain's RTO is judged by its finish offset, waiting in the queue\n"
+            "included; its RPO by the age of its latest backup.  Reasons are given for every\n"
+            "objective missed.\n"
+            "\n"
+            "Exit status: 0, 1 an archive cannot be read, 2 usage error, 3 no such domain or\n"
+            "backup; plan dr: 6 when some RTO or RPO objective would be missed.\n",
+    .run = cli_cmd_plan,
+};

@@ -72,15 +72,9 @@ static void result_print(const struct prune_result *r, bool dry_run)
 static int args_parse(const struct cli_command *cmd, int argc, char **argv, struct prune_options *o,
                       bool *json)
 {
-    static const struct option opts[] = {
-        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     int c;
 
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_options_next(&cli_command_prune, argc, argv, "h")) != -1) {
         if (c == OPT_DRY_RUN)
             o->dry_run = true;
         else if (c == OPT_JSON)
@@ -96,7 +90,7 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
 
 int cli_cmd_prune(struct cli *cli, int argc, char **argv)
 {
-    const struct cli_command *cmd = cli_command_find("prune");
+    const struct cli_command *cmd = &cli_command_prune;
     struct prune_options o = {0};
     struct prune_result res = {0};
     struct catalog *cat;
@@ -120,3 +114,40 @@ int cli_cmd_prune(struct cli *cli, int argc, char **argv)
     catalog_close(cat);
     return r;
 }
+
+/* ---------------------------------------------------------------- the command */
+
+static const struct cli_option prune_options[] = {
+    {"dry-run", no_argument, OPT_DRY_RUN, NULL,
+     "show what would be kept and deleted, and why; change nothing"},
+    {"json", no_argument, OPT_JSON, NULL,
+     "print {dry_run, backups: [{backup, domain, action (keep, delete,\n"
+     "deleted, marked), reason, resumed, objects_deleted, bytes_deleted}],\n"
+     "kept, deleted, objects_deleted, bytes_deleted, error} on stdout"},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+const struct cli_command cli_command_prune = {
+    .name = "prune",
+    .synopsis = "[DOMAIN] [--dry-run] [--json]",
+    .summary = "Delete the backups retention no longer keeps.",
+    .help = "Applies the retention rules of each domain's policy (of DOMAIN only, when given):\n"
+            "keep_last N keeps the N newest backups; keep_hourly, keep_daily, keep_weekly (ISO\n"
+            "weeks), keep_monthly and keep_yearly N keep the newest backup of each of the N\n"
+            "most recent hours, days... that have a backup (UTC); keep_within D keeps every\n"
+            "backup less than D older than the newest.  The rules add up.  A backup that a kept\n"
+            "backup needs (the full and the incrementals before a kept inc, the full of a kept\n"
+            "diff) is always kept.  Failed backups older than the newest good one are deleted.\n"
+            "Domains whose policy has no keep rule are left alone.\n"
+            "\n"
+            "Crash-safe: the doomed backups are marked in the catalog first; then, newest\n"
+            "first, each backup's manifest is deleted from every target (so that a rebuilt\n"
+            "catalog never sees a half-deleted backup), then its archives, then its catalog\n"
+            "rows.  A prune that was interrupted is finished by the next one, before anything\n"
+            "new is decided.  Libvirt checkpoints are not touched.\n",
+    .options = prune_options,
+    .tail = "Exit status: 0 done, 1 failed (an object could not be deleted), 2 usage error or\n"
+            "DOMAIN has no retention policy, 3 a target is unknown or its directory, bucket or\n"
+            "host is missing.  After a failure the rest stays marked for the next prune.\n",
+    .run = cli_cmd_prune,
+};

@@ -110,23 +110,9 @@ static void result_print(const struct restore_result *r)
 
 static int args_parse(const struct cli_command *cmd, int argc, char **argv, struct restore_args *a)
 {
-    static const struct option opts[] = {
-        {"at", required_argument, NULL, OPT_AT},
-        {"backup", required_argument, NULL, OPT_BACKUP},
-        {"dest", required_argument, NULL, OPT_DEST},
-        {"disks", required_argument, NULL, OPT_DISKS},
-        {"from", required_argument, NULL, OPT_FROM},
-        {"force", no_argument, NULL, OPT_FORCE},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"define", no_argument, NULL, OPT_DEFINE},
-        {"name", required_argument, NULL, OPT_NAME},
-        {"start", no_argument, NULL, OPT_START},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     int c;
 
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_options_next(&cli_command_restore, argc, argv, "h")) != -1) {
         switch (c) {
         case OPT_AT:
             a->at = optarg;
@@ -189,7 +175,7 @@ static int args_check(int argc, char **argv, struct restore_args *a)
 
 int cli_cmd_restore(struct cli *cli, int argc, char **argv)
 {
-    const struct cli_command *cmd = cli_command_find("restore");
+    const struct cli_command *cmd = &cli_command_restore;
     struct restore_args a;
     struct restore_result res;
     struct catalog *cat = NULL;
@@ -227,3 +213,57 @@ out:
     vk_strv_free(a.disks);
     return r;
 }
+
+/* ---------------------------------------------------------------- the command */
+
+static const struct cli_option restore_options[] = {
+    {"at", required_argument, OPT_AT, "TIME",
+     "RFC 3339 (2026-11-28T01:02:03Z, or with an offset), 'now', or\n"
+     "a duration ago ('2h ago', '15m ago')"},
+    {"backup", required_argument, OPT_BACKUP, "ID", "restore exactly this backup"},
+    {"dest", required_argument, OPT_DEST, "DIR", "where the images go (created when missing)"},
+    {"disks", required_argument, OPT_DISKS, "LIST", "restore only these disks (vda,vdb)"},
+    {"from", required_argument, OPT_FROM, "TARGET",
+     "read from this target (name or URL) instead of the recorded one"},
+    {"force", no_argument, OPT_FORCE, NULL,
+     "replace existing images in DIR; with --define, replace the\n"
+     "definition of a shut-off domain of the same name (keeping its UUID)"},
+    {"define", no_argument, OPT_DEFINE, NULL,
+     "define the domain (persistent) from the XML saved with the backup,\n"
+     "its disks pointing at the restored images (qcow2); disks not\n"
+     "restored are left out of the definition and named.  A domain of\n"
+     "that name already defined is refused unless --force."},
+    {"name", required_argument, OPT_NAME, "NEW",
+     "define it as NEW, beside the original: no UUID, no MAC addresses,\n"
+     "no fixed graphics ports, no NVRAM path (libvirt makes new ones)"},
+    {"start", no_argument, OPT_START, NULL, "start the defined domain (implies --define)"},
+    {"json", no_argument, OPT_JSON, NULL,
+     "print {chain, disks: [{disk, path, virtual_size, cluster_size,\n"
+     "compat, bytes_written, zero_bytes, chunks_read,\n"
+     "frame_bytes_fetched, raw_bytes_decompressed, index_bytes_fetched,\n"
+     "merged_data_bytes, merged_frame_bytes, seconds}], job, seconds,\n"
+     "estimate_seconds, defined, started, dropped_disks} on stdout"},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+const struct cli_command cli_command_restore = {
+    .name = "restore",
+    .synopsis = "DOMAIN --dest DIR [OPTIONS]",
+    .summary = "Restore the disks of a domain to a point in time.",
+    .help = "Picks the newest committed backup of DOMAIN at or before TIME (or backup ID, or\n"
+            "the latest), merges the indexes of its chain (full + incs, or full + diff) so that\n"
+            "each block is read once from the newest backup that holds it, verifies every\n"
+            "chunk it reads (sha256), and writes one qcow2 image per disk, DIR/DISK.qcow2\n"
+            "(e.g. DIR/vda.qcow2), through qemu-nbd.  Zero ranges become zero clusters.\n"
+            "An image is written under a temporary name and renamed only when complete.\n",
+    .options = restore_options,
+    .tail = "Images keep the source image's qcow2 cluster size and compat level (recorded in\n"
+            "the manifest).  The restore job records the planner's estimate (see plan restore)\n"
+            "next to the measured duration.  SIGINT or SIGTERM stops the restore: no temporary\n"
+            "image and no qemu-nbd are left, and the exit status is 130.\n"
+            "\n"
+            "Exit status: 0 done, 1 failed (a corrupt chunk names backup, disk and offset),\n"
+            "2 usage error, existing destination or domain without --force, 3 no such domain or\n"
+            "backup, 130 interrupted.\n",
+    .run = cli_cmd_restore,
+};

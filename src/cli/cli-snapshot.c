@@ -48,18 +48,10 @@ static int args_check(const struct snap_args *a, int npos)
 
 static int args_parse(const struct cli_command *cmd, int argc, char **argv, struct snap_args *a)
 {
-    static const struct option opts[] = {
-        {"quiesce", no_argument, NULL, OPT_QUIESCE},
-        {"memory", no_argument, NULL, OPT_MEMORY},
-        {"dir", required_argument, NULL, OPT_DIR},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     int c, npos;
 
     memset(a, 0, sizeof(*a));
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_options_next(&cli_command_snapshot, argc, argv, "h")) != -1) {
         switch (c) {
         case OPT_QUIESCE:
             a->quiesce = true;
@@ -172,7 +164,7 @@ static int dispatch(const struct cli *cli, struct virt_domain *d, const struct s
 
 int cli_cmd_snapshot(struct cli *cli, int argc, char **argv)
 {
-    const struct cli_command *cmd = cli_command_find("snapshot");
+    const struct cli_command *cmd = &cli_command_snapshot;
     struct snap_args a;
     struct virt_conn *c;
     struct virt_domain *d;
@@ -189,3 +181,49 @@ int cli_cmd_snapshot(struct cli *cli, int argc, char **argv)
     virt_conn_close(c);
     return r;
 }
+
+/* ---------------------------------------------------------------- the command */
+
+static const struct cli_option snapshot_options[] = {
+    {"quiesce", no_argument, OPT_QUIESCE, NULL,
+     "create: freeze the guest file systems (guest agent)"},
+    {"memory", no_argument, OPT_MEMORY, NULL,
+     "create: a full-system snapshot with the memory state;\n"
+     "revert: restore that memory state"},
+    {"dir", required_argument, OPT_DIR, "DIR", "create: put the overlays in DIR"},
+    {"json", no_argument, OPT_JSON, NULL, "create, list: print JSON on stdout"},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+const struct cli_command cli_command_snapshot = {
+    .name = "snapshot",
+    .synopsis = "create|list|revert|delete DOMAIN [NAME]",
+    .summary = "Create, list, revert or delete external snapshots.",
+    .help = "  snapshot create DOMAIN [NAME] [--quiesce] [--memory] [--dir DIR] [--json]\n"
+            "      External disk-only snapshot (default NAME vk-YYYYmmddTHHMMSS, UTC): each\n"
+            "      writable file or block disk gets an overlay IMAGE.NAME next to its image (or\n"
+            "      DIR/IMAGE.NAME with --dir) and new writes go there.  --quiesce freezes the\n"
+            "      guest file systems through the guest agent (fails without one); --memory\n"
+            "      takes a full-system snapshot of a running domain, its memory state going to\n"
+            "      DOMAIN.NAME.mem beside the first overlay.  Checkpoints and backups go on.\n"
+            "  snapshot list DOMAIN [--json]\n"
+            "      Snapshots, oldest first: name, time, state, disks, current.  --json prints\n"
+            "      {domain, snapshots: [{name, parent, state, created, current, external,\n"
+            "      memory_file, disks: [{disk, overlay, base}]}]}.\n"
+            "  snapshot revert DOMAIN NAME [--memory]\n"
+            "      Put the disks back as they were when NAME was taken: the domain is stopped,\n"
+            "      the overlays above the snapshot (and snapshots taken after it) are discarded,\n"
+            "      a fresh overlay is put on the snapshot's base, and a running domain is\n"
+            "      started again (--memory: restored from the snapshot's memory state).\n"
+            "      virtkeep's checkpoints are discarded: the next backup is a full.\n"
+            "  snapshot delete DOMAIN NAME\n"
+            "      Merge the overlays of NAME back into their bases (block commit with pivot\n"
+            "      for the active layer; qemu-img commit when the domain is shut off), then\n"
+            "      remove the snapshot's metadata, overlays and memory file.\n"
+            "\n"
+            "Exit status: 0 done, 1 failed, 2 usage error (also: name taken, overlay exists),\n"
+            "3 unknown domain or snapshot.\n",
+    .tail = NULL,
+    .options = snapshot_options,
+    .run = cli_cmd_snapshot,
+};

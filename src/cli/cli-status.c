@@ -32,15 +32,9 @@ struct status_args {
 
 static int args_parse(const struct cli_command *cmd, int argc, char **argv, struct status_args *a)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, OPT_JSON},
-        {"socket", required_argument, NULL, OPT_SOCKET},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     int c;
 
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_options_next(&cli_command_status, argc, argv, "h")) != -1) {
         if (c == OPT_JSON)
             a->json = true;
         else if (c == OPT_SOCKET)
@@ -164,7 +158,7 @@ static void json_print(const struct status_report *rep)
 
 int cli_cmd_status(struct cli *cli, int argc, char **argv)
 {
-    const struct cli_command *cmd = cli_command_find("status");
+    const struct cli_command *cmd = &cli_command_status;
     struct status_args a = {0};
     struct status_report rep = {0};
     int r;
@@ -186,3 +180,35 @@ int cli_cmd_status(struct cli *cli, int argc, char **argv)
     status_report_clear(&rep);
     return r;
 }
+
+/* ---------------------------------------------------------------- the command */
+
+static const struct cli_option status_options[] = {
+    {"socket", required_argument, OPT_SOCKET, "PATH", "the daemon's unix socket"},
+    {"json", no_argument, OPT_JSON, NULL,
+     "print {now, daemon, violations, domains: [{domain, policy,\n"
+     "last_backup, last_success, rpo_exposure, rpo, rpo_violated,\n"
+     "rpo_reason, rto_estimate, rto, rto_violated, rto_reason,\n"
+     "chain_length, failures, next_job: {kind, due, target, reason}}]}\n"
+     "(times in Unix seconds, durations in seconds, null when unknown)"},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+const struct cli_command cli_command_status = {
+    .name = "status",
+    .synopsis = "[DOMAIN] [--socket PATH] [--json]",
+    .summary = "Show each domain against its RPO and RTO objectives.",
+    .help = "For each [domain] with a policy (or DOMAIN only): the latest good backup, the RPO\n"
+            "exposure now (time since that backup) against the objective, the estimated restore\n"
+            "time of the current chain against the RTO, the chain length, consecutive failed\n"
+            "backups, the next job the scheduler has, and the objectives that are violated, with\n"
+            "the reason.  The answer comes from virtkeepd over its unix socket (--socket PATH,\n"
+            "else [daemon] socket, else /run/virtkeep/virtkeepd.sock), or over [daemon] listen\n"
+            "with the token of [daemon] token_file.  When no daemon answers, the same status is\n"
+            "computed from the catalog and the configuration, and \"virtkeepd is not running\" is\n"
+            "printed on stderr.\n",
+    .options = status_options,
+    .tail = "Exit status: 0 every objective is met, 6 an RPO or RTO objective is violated (for\n"
+            "monitoring scripts), 1 failed, 2 usage or configuration error, 3 unknown domain.\n",
+    .run = cli_cmd_status,
+};

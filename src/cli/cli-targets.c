@@ -173,7 +173,7 @@ static int targets_run(struct cli *cli, int argc, char **argv, bool json)
 int cli_cmd_targets(struct cli *cli, int argc, char **argv)
 {
     bool json = false;
-    int r = cli_json_options_parse(cli_command_find("targets"), argc, argv, "h", &json);
+    int r = cli_json_options_parse(&cli_command_targets, argc, argv, "h", &json);
 
     if (r >= 0)
         return r;
@@ -182,3 +182,28 @@ int cli_cmd_targets(struct cli *cli, int argc, char **argv)
         return r;
     return targets_run(cli, argc - optind, argv + optind, json);
 }
+
+/* ---------------------------------------------------------------- the command */
+
+static const struct cli_option targets_options[] = {
+    {"json", no_argument, 'j', NULL,
+     "print {\"targets\": [{\"name\", \"url\", \"scheme\", \"reachable\",\n"
+     "\"error\"}, ...], \"unreachable\": N} on stdout"},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+const struct cli_command cli_command_targets = {
+    .name = "targets",
+    .synopsis = "[--json] [URL...]",
+    .summary = "List targets and whether each is reachable.",
+    .help = "Lists the targets of the configuration file, and the URLs given as arguments, with\n"
+            "their scheme and whether each is reachable (opened and checked for writing).\n"
+            "A URL is file:///PATH (or an absolute path), ssh://[USER@]HOST[:PORT]/PATH or\n"
+            "s3://BUCKET/PREFIX.  URLs work without any configuration file; credentials for\n"
+            "ssh and s3 come from [target NAME] sections (never from the command line).\n",
+    .options = targets_options,
+    .tail = "Exit status: 0 when every target is reachable, 5 when some are not, 2 for a\n"
+            "usage or configuration error, 3 for an argument that is neither a URL nor a\n"
+            "configured target.\n",
+    .run = cli_cmd_targets,
+};

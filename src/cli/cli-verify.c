@@ -54,14 +54,7 @@ static void result_print(const struct verify_result *r, bool quiet)
 
 int cli_cmd_verify(struct cli *cli, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"quick", no_argument, NULL, OPT_QUICK},
-        {"from", required_argument, NULL, OPT_FROM},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const struct cli_command *cmd = cli_command_find("verify");
+    const struct cli_command *cmd = &cli_command_verify;
     struct verify_options vo = {0};
     struct verify_result res = {0};
     struct catalog *cat;
@@ -69,7 +62,7 @@ int cli_cmd_verify(struct cli *cli, int argc, char **argv)
     bool json = false;
     int c, r;
 
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_options_next(&cli_command_verify, argc, argv, "h")) != -1) {
         if (c == OPT_QUICK)
             flags |= VERIFY_QUICK;
         else if (c == OPT_FROM)
@@ -103,3 +96,28 @@ int cli_cmd_verify(struct cli *cli, int argc, char **argv)
     catalog_close(cat);
     return r;
 }
+
+/* ---------------------------------------------------------------- the command */
+
+static const struct cli_option verify_options[] = {
+    {"quick", no_argument, OPT_QUICK, NULL, "structure and sizes only: no chunk is read"},
+    {"from", required_argument, OPT_FROM, "TARGET",
+     "check only the copies on this target (name or URL)"},
+    {"json", no_argument, OPT_JSON, NULL,
+     "print {items: [{backup, disk, target, key, ok, chunks, bytes,\n"
+     "error}], failed} on stdout"},
+    {NULL, 0, 0, NULL, NULL},
+};
+
+const struct cli_command cli_command_verify = {
+    .name = "verify",
+    .synopsis = "BACKUP|DOMAIN [OPTIONS]",
+    .summary = "Re-read the archives of backups and check them.",
+    .help = "Checks every recorded copy of backup BACKUP, or of every committed backup of DOMAIN:\n"
+            "the object size against the catalog, the trailer, the index and its sha256, every\n"
+            "chunk (zstd and sha256), and the sha256 of each archive against the catalog and the\n"
+            "manifest.  Each problem names the backup, the disk, the chunk and its offset.\n",
+    .options = verify_options,
+    .tail = "Exit status: 0 all good, 1 something is corrupt or missing, 3 unknown backup.\n",
+    .run = cli_cmd_verify,
+};

@@ -1,14 +1,17 @@
 /* virtkeep - command line front end: what the commands share.
  *
- * Each command is one function in a cli-*.c file and one row in the table
- * in cli.c.  A command receives its own argv (argv[0] is the command name),
- * parses its options with getopt_long, and returns an exit code.
+ * Each command is one descriptor, struct cli_command cli_command_NAME, in
+ * its own cli-NAME.c, next to its option table, help text and output; the
+ * table in cli.c lists them.  A command receives its own argv (argv[0] is
+ * the command name), parses its options with cli_options_next() from its
+ * descriptor (the same table --help prints), and returns an exit code.
  */
 #ifndef VIRTKEEP_CLI_H
 #define VIRTKEEP_CLI_H
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "common/error.h"
 #include "src/conf/conf.h"
@@ -39,13 +42,32 @@ struct cli {
     char *default_catalog;
 };
 
+/* One option of a command: what getopt_long gets and what --help prints. */
+struct cli_option {
+    const char *name; /* the long name, without "--" */
+    int has_arg;      /* no_argument or required_argument */
+    int val;          /* what cli_options_next returns for it */
+    const char *arg;  /* the value's name in --help ("LEVEL"), NULL without one */
+    const char *help; /* its help, lines separated by '\n' */
+};
+/* The most options a command may have. */
+#define CLI_OPTIONS_MAX 40
+
 struct cli_command {
     const char *name;
-    const char *synopsis; /* arguments after the name */
-    const char *summary;  /* one line */
-    const char *help;     /* the rest of `virtkeep help NAME` */
+    const char *synopsis;             /* arguments after the name */
+    const char *summary;              /* one line */
+    const char *help;                 /* what it does, before the options (or NULL) */
+    const struct cli_option *options; /* ended by a NULL name; --help is implied */
+    const char *tail;                 /* after the options: output, exit status */
     int (*run)(struct cli *cli, int argc, char **argv);
 };
+
+/* getopt_long over CMD's options (and -h/--help) from optind: the option's
+ * val, 'h', '?' for an error getopt_long has reported, or -1 at the end. */
+int cli_options_next(const struct cli_command *cmd, int argc, char **argv, const char *shortopts);
+/* The program's usage (`virtkeep --help`). */
+void cli_usage_print(FILE *fp);
 
 /* Long commands (backup, restore) catch SIGINT and SIGTERM while they run:
  * the handler only sets cli_interrupted, which the engine polls as its
@@ -77,7 +99,7 @@ void cli_json_print(struct json_object *obj);
 struct json_object *cli_json_string(const char *s);
 
 /* Print one command's help (cli.c). */
-void cli_command_help(const struct cli_command *cmd);
+void cli_help_print(const struct cli_command *cmd);
 /* Common handling of -h/--help and bad options inside commands. */
 int cli_option_error(const struct cli_command *cmd);
 /* The last branch of a command's option loop: -h/--help prints the
@@ -109,7 +131,46 @@ int cli_cmd_drill(struct cli *cli, int argc, char **argv);
 int cli_cmd_status(struct cli *cli, int argc, char **argv);
 int cli_cmd_jobs(struct cli *cli, int argc, char **argv);
 
-extern const struct cli_command cli_commands[];
+extern const struct cli_command cli_command_help, cli_command_version, cli_command_config,
+    cli_command_targets, cli_command_backup, cli_command_list, cli_command_show,
+    cli_command_restore, cli_command_verify, cli_command_catalog, cli_command_plan,
+    cli_command_snapshot, cli_command_copy, cli_command_migrate, cli_command_evacuate,
+    cli_command_prune, cli_command_drill, cli_command_status, cli_command_jobs;
+struct backup_options;
+/* Parse the arguments of `backup` (ARGV[0] is the command name) into O.
+ * Returns 0, 1 when --help was given, or -1 with VK_ERR_INVALID recorded
+ * (an unknown option, a bad value, no domain, --disks with --exclude). */
+int cli_backup_options_parse(int argc, char **argv, struct backup_options *o);
+
+struct migrate_options;
+/* Command-line options shared by `migrate` and `evacuate` (cli_options_next
+ * values).  cli_migrate_option_set() applies one to O, validating its value:
+ * VK_ERR_INVALID with a sentence naming the option. */
+enum migrate_opt {
+    MIGRATE_OPT_TO = 256,
+    MIGRATE_OPT_LIVE,
+    MIGRATE_OPT_OFFLINE,
+    MIGRATE_OPT_COPY_STORAGE,
+    MIGRATE_OPT_DEST_DIR,
+    MIGRATE_OPT_MAX_DOWNTIME,
+    MIGRATE_OPT_BANDWIDTH,
+    MIGRATE_OPT_AUTO_CONVERGE,
+    MIGRATE_OPT_POSTCOPY_AFTER,
+    MIGRATE_OPT_PARALLEL_CONNECTIONS,
+    MIGRATE_OPT_UNSAFE,
+    MIGRATE_OPT_MIGRATE_URI,
+    MIGRATE_OPT_TIMEOUT,
+    MIGRATE_OPT_PLANNED,
+    MIGRATE_OPT_VIA,
+    MIGRATE_OPT_SHUTDOWN_TIMEOUT,
+    MIGRATE_OPT_FORCE,
+    MIGRATE_OPT_DEST_POOL,
+    MIGRATE_OPT_LAST = MIGRATE_OPT_DEST_POOL,
+};
+int cli_migrate_option_set(struct migrate_options *o, int opt, const char *arg);
+
+/* Every command, NULL-terminated, in the order --help lists them. */
+extern const struct cli_command *const cli_commands[];
 const struct cli_command *cli_command_find(const char *name);
 
 #endif

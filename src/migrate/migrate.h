@@ -66,32 +66,6 @@ struct migrate_options {
     const struct config *config;   /* set by the caller: target names, policies; may be NULL */
 };
 
-/* Command-line options shared by `migrate` and `evacuate` (getopt_long
- * values).  migrate_option_set() applies one to O, validating its value:
- * VK_ERR_INVALID with a sentence naming the option. */
-enum migrate_opt {
-    MIGRATE_OPT_TO = 256,
-    MIGRATE_OPT_LIVE,
-    MIGRATE_OPT_OFFLINE,
-    MIGRATE_OPT_COPY_STORAGE,
-    MIGRATE_OPT_DEST_DIR,
-    MIGRATE_OPT_MAX_DOWNTIME,
-    MIGRATE_OPT_BANDWIDTH,
-    MIGRATE_OPT_AUTO_CONVERGE,
-    MIGRATE_OPT_POSTCOPY_AFTER,
-    MIGRATE_OPT_PARALLEL_CONNECTIONS,
-    MIGRATE_OPT_UNSAFE,
-    MIGRATE_OPT_MIGRATE_URI,
-    MIGRATE_OPT_TIMEOUT,
-    MIGRATE_OPT_PLANNED,
-    MIGRATE_OPT_VIA,
-    MIGRATE_OPT_SHUTDOWN_TIMEOUT,
-    MIGRATE_OPT_FORCE,
-    MIGRATE_OPT_DEST_POOL,
-    MIGRATE_OPT_LAST = MIGRATE_OPT_DEST_POOL,
-};
-int migrate_option_set(struct migrate_options *o, int opt, const char *arg);
-
 /* Check option combinations (offline with copy-storage or post-copy, ...).
  * RUNNING says whether the domain runs.  VK_ERR_INVALID with a sentence. */
 int migrate_options_check(const struct migrate_options *o, bool running);
