@@ -4,7 +4,7 @@
 # sha256sum, dd.  test-archive write-sample writes the archive and the raw
 # image it holds; nothing of virtkeep reads the archive here.
 set -euo pipefail
-. "$abs_top_srcdir/tests/harness.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
 
 vk_require_cmd tar zstd jq sha256sum dd cmp truncate
 

@@ -5,7 +5,7 @@
 # virtkeep, docs/FORMAT.md) and its chunks are compared byte for byte with
 # a model of the disk built from the writes; every size and sha256 the
 # catalog records is compared with the files on the target.
-. "$abs_top_srcdir/tests/harness.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
 
 vk_start_libvirtd
 vk_require_cmd tar zstd sqlite3 sha256sum python3

@@ -4,8 +4,8 @@
 # full, say why in one line on stderr and in the JSON's reason, clean up the
 # broken checkpoint, and keep the older backups listed as committed.  The
 # chain then goes on from the new full.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/backup-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
 dom=vk-bk-crash-$$-$RANDOM

@@ -5,8 +5,8 @@
 #   --disks vdb    -> only vdb archived;
 #   the cdrom is skipped with a message naming it, and asking for it by
 #   name or naming an unknown disk fails without committing anything.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/backup-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
 dom=vk-bk-disks-$$-$RANDOM

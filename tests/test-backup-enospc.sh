@@ -4,8 +4,8 @@
 # and the lack of space, exit 1, nothing on the target (no archive, no
 # manifest, no temp file), the catalog row failed, no new checkpoint and no
 # job left.  On a larger tmpfs at the same place the next backup works.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/backup-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
 vk_require_cmd mount umount mountpoint

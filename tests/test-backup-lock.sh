@@ -3,8 +3,8 @@
 # runs, a second backup of A is refused at once (exit 4, a message naming A),
 # and a backup of domain B, sharing the catalog, runs to the end.  Once A's
 # backup is gone, A can be backed up again.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/backup-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
 a=vk-bk-lockA-$$-$RANDOM

@@ -6,8 +6,8 @@
 #   shut off again, written offline with qemu-io: the next inc (qemu-nbd
 #     --bitmap) holds exactly that region.
 # Archive contents are checked with plain tar + zstd.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/backup-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
 dom=vk-bk-off-$$-$RANDOM

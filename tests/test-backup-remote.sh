@@ -7,8 +7,8 @@
 # target must equal it (qemu-img compare).  Then the S3 chain is copied to
 # the SSH target (`virtkeep copy`) and restored from there: the same bytes.
 # `virtkeep verify` passes against each target.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/backup-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
 vk_require_cmd jq python3 qemu-img

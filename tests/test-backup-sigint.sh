@@ -5,8 +5,8 @@
 #   temp file; no libvirt job; its run directory (socket, scratch) gone;
 #   no new checkpoint, in libvirt or as a QEMU bitmap;
 # and the next inc works, chained to the last committed backup.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/backup-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
 dom=vk-bk-int-$$-$RANDOM

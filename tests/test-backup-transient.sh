@@ -3,8 +3,8 @@
 # checkpoint metadata is lost, as after a daemon restart (issue 3).  The
 # engine redefines the checkpoint from the catalog and the next inc still
 # chains, holding only what was written since the full.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/backup-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
 dom=vk-bk-trans-$$-$RANDOM

@@ -9,8 +9,8 @@
 # original (qemu-img compare), and a second rebuild is an idempotent merge
 # that names an incomplete backup (archives, no manifest) and an unreadable
 # manifest.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/backup-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
 vk_require_cmd jq qemu-img

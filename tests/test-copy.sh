@@ -7,8 +7,8 @@
 # without --from reads the copy with the best recorded read throughput; a
 # corrupt source is refused (nothing left on the destination) or passed
 # over for another copy; a corrupt remote copy is caught by verify --from.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/backup-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
 vk_require_cmd jq python3 qemu-img sqlite3 cmp
@@ -263,11 +263,11 @@ for t in offsite cloud; do
 done
 
 # SIGINT in the middle of a put: the copy to an SSH target behind a slow link
-# (tests/tcp-fault-proxy.py at 4 MB/s before the harness sshd) is interrupted
+# (tests/lib/tcp-fault-proxy.py at 4 MB/s before the harness sshd) is interrupted
 # once bytes flow: exit 130, nothing under the archive's key (nor a temp
 # file), no location recorded, the copy job cancelled.
 pf=$VK_SCRATCH/proxy.ports
-python3 "$abs_top_srcdir/tests/tcp-fault-proxy.py" "$pf" 127.0.0.1 "$VK_SSH_PORT" \
+python3 "$abs_top_srcdir/tests/lib/tcp-fault-proxy.py" "$pf" 127.0.0.1 "$VK_SSH_PORT" \
     >>"$VK_SCRATCH/proxy.log" 2>&1 &
 vk_on_exit "vk_kill $!"
 vk_wait_for 20 test -s "$pf" || vk_fail "the fault proxy did not start: $(cat "$VK_SCRATCH/proxy.log")"

@@ -13,8 +13,8 @@
 #     on the committed full, and holds exactly what was written since that
 #     full, before and after the kill;
 #   - `virtkeep verify` passes and a restore equals the reference image.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/backup-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
 vk_require_cmd sqlite3 setsid

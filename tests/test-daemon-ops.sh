@@ -18,8 +18,8 @@
 #   - HTTP: /v1/health and /metrics with the token; 401 without it or with a
 #     wrong one; the token is in neither the daemon's log nor `ps`;
 #   - SIGTERM stops the daemon with exit status 0.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/backup-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
 vk_require_cmd sqlite3 curl jq python3 ps

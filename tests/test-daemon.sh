@@ -16,8 +16,8 @@
 #     violation; /metrics (curl on the unix socket) agrees with the catalog:
 #     last success time, bytes of the last backup, RPO exposure within a tick;
 #   - SIGTERM stops the daemon with exit status 0.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/backup-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
 vk_require_cmd sqlite3 curl jq python3

@@ -11,7 +11,7 @@
 #    domain and the work directory stay, and the catalog there lists both
 #    backups as committed.
 # 3. Usage errors: an unknown option exits 2, --no-build without a binary 1.
-. "$abs_top_srcdir/tests/harness.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
 
 vk_require_root_or_skip
 vk_require_cmd jq qemu-img qemu-io numfmt runuser timeout

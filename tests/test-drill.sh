@@ -16,8 +16,8 @@
 #     (exit 1, the chunk named), the failure is recorded in the catalog and
 #     the scratch directory is still removed;
 #   - SIGINT during a drill: exit 130, recorded as cancelled, scratch removed.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/backup-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
 vk_require_cmd jq sqlite3 python3

@@ -4,8 +4,8 @@
 # time; the report names domain, destination, outcome, duration and
 # downtime.  Then a deliberately failing domain (its name is taken on the
 # destination) does not stop the two others.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/migrate-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/migrate-lib.sh"
 vk_mig_setup dst2
 VK_MIG_DST2=$(vk_mig_uri dst2)
 

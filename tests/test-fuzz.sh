@@ -3,7 +3,7 @@
 # seed corpus (tests/fuzz-corpus/NAME/, if any).  A crash, leak or sanitizer
 # report fails the test.  Long runs: see README.md.
 set -euo pipefail
-. "$abs_top_srcdir/tests/harness.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
 
 out="$abs_builddir/fuzz"
 rc=0

@@ -5,8 +5,8 @@
 # Afterwards the domain runs on the source with its data, nothing of it is
 # on the destination (no domain, no image left), and the catalog job is
 # cancelled (SIGINT) or failed (timeout).
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/migrate-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/migrate-lib.sh"
 vk_mig_setup
 
 dstdir=$VK_SCRATCH/host-dst/images

@@ -3,8 +3,8 @@
 # clearly, and moves nothing: a destination without enough memory, a missing
 # disk path, a name collision, a UUID collision, all three failures at once,
 # an unreachable destination, and a domain that passes.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/migrate-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/migrate-lib.sh"
 vk_mig_setup
 
 # More memory than this machine has, so more than the destination has free.

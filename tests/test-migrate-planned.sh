@@ -2,7 +2,7 @@
 # virtkeep - planned (cold) moves through backups: `migrate --planned`.
 #
 # The source is the system libvirtd (qemu:///system), the destination a
-# session libvirtd run as $VK_MIG_USER (tests/migrate-lib.sh) with a dir
+# session libvirtd run as $VK_MIG_USER (tests/lib/migrate-lib.sh) with a dir
 # pool "default": two daemons, two "hosts" on one machine.  (Both sides as
 # session daemons of another user would not do: a pull-mode backup needs a
 # run directory that QEMU's user can write, and the backup engine gives it
@@ -21,8 +21,8 @@
 #    at the verify step (after the upload): the domain runs on the source
 #    again, nothing on the destination has its name, no volume is left, the
 #    job is failed with the step named.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/migrate-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/migrate-lib.sh"
 
 vk_start_libvirtd
 vk_require_cmd jq python3 qemu-img qemu-io runuser timeout

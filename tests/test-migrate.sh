@@ -5,8 +5,8 @@
 # written before the move reads back identically on the destination; the
 # domain is persistent there and gone from the source; the catalog has the
 # job with its downtime.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/migrate-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/migrate-lib.sh"
 vk_mig_setup
 
 # The destination must see what the source wrote: check PATTERN at OFFSET.

@@ -16,7 +16,7 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "src/nbdread.h"
-#include "tests/nbdtest.h"
+#include "tests/lib/nbdtest.h"
 
 static char *topdir;
 

@@ -3,7 +3,7 @@
 # `virtkeep config check` (with the secret files it names created 0600 in a
 # temporary directory), the generated systemd unit has its paths filled
 # in, and both man pages format without a groff warning.
-. "$abs_top_srcdir/tests/harness.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
 
 vk_require_cmd groff
 VK_BIN=$abs_top_builddir/src/virtkeep

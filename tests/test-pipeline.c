@@ -23,7 +23,7 @@
 #include "common/error.h"
 #include "common/util.h"
 #include "src/pipeline.h"
-#include "tests/nbdtest.h"
+#include "tests/lib/nbdtest.h"
 
 #define DISK_SIZE (40 * MiB)
 

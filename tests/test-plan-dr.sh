@@ -13,8 +13,8 @@
 #
 # parallel 1: makespan 120 s; parallel 2: 70 s.  Exit status 6 (an
 # objective missed) both times, and the text output names the reasons.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/backup-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
 vk_require_cmd jq sqlite3 python3

@@ -1,7 +1,7 @@
 /* The restore plan (src/plan.c), the manifest's qcow2 fields (version 2,
  * version 1 still read) and the domain XML rewrite of restore --define.
  *
- * The plan fixture (tests/restore-fixture.c) writes a chain (full, inc,
+ * The plan fixture (tests/lib/restore-fixture.c) writes a chain (full, inc,
  * inc) of a 32 MiB disk into a file:// target with the archive writer and
  * records it in a catalog.  It remembers the zstd frame size of every
  * chunk it writes, so the bytes each archive must deliver are computed
@@ -29,7 +29,7 @@
 #include "src/manifest.h"
 #include "src/plan.h"
 #include "src/restore.h"
-#include "tests/restore-fixture.h"
+#include "tests/lib/restore-fixture.h"
 #include "transport/transport.h"
 
 #define MiB (1024ull * 1024)

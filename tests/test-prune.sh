@@ -11,8 +11,8 @@
 #   - a prune that fails midway (target gone) keeps its marks, and the next
 #     one, with the target back, finishes;
 #   - a domain without a retention policy is refused (exit 2).
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/backup-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
 vk_require_cmd jq sqlite3

@@ -8,8 +8,8 @@
 # existing domain without --force is refused before anything is written.
 # SIGINT during a restore leaves no temporary image and no qemu-nbd, and
 # the exit status is 130.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/backup-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
 vk_require_cmd jq python3 qemu-img qemu-nbd pgrep

@@ -7,8 +7,8 @@
 # point.  Each point restored with --backup ID must equal its reference
 # (qemu-img compare), the latest restore must fetch exactly the frames the
 # merged map asks for, and verify must pass, then name a flipped chunk.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/backup-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
 vk_require_cmd jq python3 qemu-img

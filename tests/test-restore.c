@@ -1,6 +1,6 @@
 /* Restore and verify against real archives and a real qemu-nbd.
  *
- * The fixture (tests/restore-fixture.c) writes a 3-deep chain (full, inc,
+ * The fixture (tests/lib/restore-fixture.c) writes a 3-deep chain (full, inc,
  * inc) of a 64 MiB disk into a file:// target with the archive writer and
  * archive_compressor, records the backups, disks and locations in a
  * catalog (under the target URL, as the backup engine does for a URL
@@ -31,7 +31,7 @@
 #include "src/archive.h"
 #include "src/manifest.h"
 #include "src/restore.h"
-#include "tests/restore-fixture.h"
+#include "tests/lib/restore-fixture.h"
 #include "transport/transport.h"
 
 #define MiB (1024ull * 1024)

@@ -2,7 +2,7 @@
 # Smoke test for libvirt + QEMU + libnbd: start a throwaway domain, write a
 # known pattern into its disk, begin a pull-mode backup and read the disk back
 # through the NBD export with libnbd (smoke-nbd), then abort the job.
-. "${abs_top_srcdir:?run this test through make check}/tests/harness.sh"
+. "${abs_top_srcdir:?run this test through make check}/tests/lib/harness.sh"
 
 vk_start_libvirtd
 domain=vk-smoke-libvirt-$$-$RANDOM

@@ -4,7 +4,7 @@
 # Authorization header and checks the access key but not the signature itself
 # (signing is tested against AWS's published examples elsewhere), so prove
 # that the requests carry a well-formed SigV4 header with an unknown key.
-. "${abs_top_srcdir:?run this test through make check}/tests/harness.sh"
+. "${abs_top_srcdir:?run this test through make check}/tests/lib/harness.sh"
 
 vk_start_s3rver smoke-bucket
 smoke=$abs_top_builddir/tests/smoke-s3

@@ -2,7 +2,7 @@
 # Smoke test for SSH/SFTP with libssh2: an SFTP round trip to the harness sshd
 # with a strict host key check, then proof that an unknown or changed host key
 # is refused.
-. "${abs_top_srcdir:?run this test through make check}/tests/harness.sh"
+. "${abs_top_srcdir:?run this test through make check}/tests/lib/harness.sh"
 
 vk_start_sshd
 smoke=$abs_top_builddir/tests/smoke-sftp

@@ -8,8 +8,8 @@
 #      equals the disk; again after the snapshot is deleted (bitmaps merged).
 # Guest data is checked inside QEMU with HMP qemu-io "read -P" (the check
 # itself is shown to fail on a wrong pattern), images with qemu-img.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/backup-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
 dom=vk-snap-$$-$RANDOM

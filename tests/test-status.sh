@@ -9,8 +9,8 @@
 #     reason, and the exit status is 6 (also in the table, "VIOLATED");
 #   - `virtkeep jobs --json` falls back to the catalog the same way;
 #   - `virtkeep jobs cancel 1` without a daemon fails (exit 1) naming it.
-. "$abs_top_srcdir/tests/harness.sh"
-. "$abs_top_srcdir/tests/backup-lib.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
+. "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
 vk_require_cmd jq

@@ -27,7 +27,7 @@
 #include <cmocka.h>
 
 #include "common/error.h"
-#include "tests/transport-contract.h"
+#include "tests/lib/transport-contract.h"
 #include "transport/transport.h"
 
 static char parent[] = "/tmp/vk-transport-XXXXXX";

@@ -1,5 +1,5 @@
 /* The s3:// backend against s3rver, through the fault-injecting proxy
- * (tests/s3-fault-proxy.py), started by test-transport-s3.sh:
+ * (tests/lib/s3-fault-proxy.py), started by test-transport-s3.sh:
  *
  *   test-transport-s3               the contract suite, then S3's own tests
  *   test-transport-s3 kill PID      kill the server (PID) in the middle of a
@@ -35,7 +35,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
-#include "tests/transport-contract.h"
+#include "tests/lib/transport-contract.h"
 #include "transport/transport.h"
 
 #define MiB (1024 * 1024)

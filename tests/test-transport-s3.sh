@@ -2,9 +2,9 @@
 # The s3:// backend end to end: the transport contract suite and S3's own
 # tests (multipart, abort, credentials, 503 bursts, resets, a slow link,
 # pagination) against the harness s3rver through a fault-injecting proxy
-# (tests/s3-fault-proxy.py); then the server killed in the middle of a
+# (tests/lib/s3-fault-proxy.py); then the server killed in the middle of a
 # multipart upload, and nothing of it left once it is back.
-. "${abs_top_srcdir:?run this test through make check}/tests/harness.sh"
+. "${abs_top_srcdir:?run this test through make check}/tests/lib/harness.sh"
 
 vk_require_cmd python3
 prog=$abs_top_builddir/tests/test-transport-s3
@@ -14,7 +14,7 @@ vk_start_s3rver vk-s3-test
 start_proxy() {
     local pf=$VK_SCRATCH/proxy.port pid
     rm -f "$pf"
-    python3 "$abs_top_srcdir/tests/s3-fault-proxy.py" "$pf" "$VK_S3_ENDPOINT" \
+    python3 "$abs_top_srcdir/tests/lib/s3-fault-proxy.py" "$pf" "$VK_S3_ENDPOINT" \
         >>"$VK_SCRATCH/proxy.log" 2>&1 &
     pid=$!
     vk_on_exit "vk_kill $pid"

@@ -1,6 +1,6 @@
 #!/bin/bash
 # The ssh:// backend on a bad link: the harness sshd behind
-# tests/tcp-fault-proxy.py, driven by `tests/test-transport-ssh slow`:
+# tests/lib/tcp-fault-proxy.py, driven by `tests/test-transport-ssh slow`:
 #   (a) a slow link (2 MB/s, 50 ms each way): a 16 MiB put completes and
 #       reads back byte-identical, ranged reads work;
 #   (b) a stall longer than the I/O timeout (2 s here) mid-upload: the put
@@ -9,7 +9,7 @@
 #       is left;
 #   (c) connection resets mid-upload and mid-read: the put resumes and the
 #       object is whole, the read is tried again.
-. "${abs_top_srcdir:?run this test through make check}/tests/harness.sh"
+. "${abs_top_srcdir:?run this test through make check}/tests/lib/harness.sh"
 
 prog=$abs_top_builddir/tests/test-transport-ssh
 [ -x "$prog" ] || vk_skip "'$prog' is not built"
@@ -18,7 +18,7 @@ vk_start_sshd
 mkdir -p "$VK_SCRATCH/slow"
 
 pf=$VK_SCRATCH/proxy.ports
-python3 "$abs_top_srcdir/tests/tcp-fault-proxy.py" "$pf" 127.0.0.1 "$VK_SSH_PORT" \
+python3 "$abs_top_srcdir/tests/lib/tcp-fault-proxy.py" "$pf" 127.0.0.1 "$VK_SSH_PORT" \
     >>"$VK_SCRATCH/proxy.log" 2>&1 &
 proxy_pid=$!
 vk_on_exit "vk_kill $proxy_pid"

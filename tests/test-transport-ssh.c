@@ -35,7 +35,7 @@
 
 #include "common/error.h"
 #include "common/util.h"
-#include "tests/transport-contract.h"
+#include "tests/lib/transport-contract.h"
 #include "transport/transport.h"
 
 #define MiB (1024 * 1024)
@@ -733,7 +733,7 @@ static void test_server_gone(void **state)
 }
 
 /* ------------------------------------------------------------------ */
-/* Through tests/tcp-fault-proxy.py (test-transport-ssh-slow.sh)       */
+/* Through tests/lib/tcp-fault-proxy.py (test-transport-ssh-slow.sh)  */
 
 static const char *proxy_port, *proxy_ctl;
 static char slow_root[512], slow_url[1024];

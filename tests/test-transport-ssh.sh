@@ -13,7 +13,7 @@ if [ -z "${VK_TEST_IN_MOUNT_NS:-}" ] && [ "$(id -u)" = 0 ] && command -v unshare
     VK_TEST_IN_MOUNT_NS=1 exec unshare -m --propagation private "$0" "$@"
 fi
 
-. "${abs_top_srcdir:?run this test through make check}/tests/harness.sh"
+. "${abs_top_srcdir:?run this test through make check}/tests/lib/harness.sh"
 
 prog=$abs_top_builddir/tests/test-transport-ssh
 [ -x "$prog" ] || vk_skip "'$prog' is not built"

@@ -11,7 +11,7 @@
 #     qemu-nbd --bitmap, then start and an incremental pull backup from that
 #     checkpoint; after kill -9 of QEMU the checkpoint is reported
 #     inconsistent and discarded.
-. "$abs_top_srcdir/tests/harness.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
 
 vk_start_libvirtd
 vk_require_cmd nbdinfo qemu-io qemu-nbd

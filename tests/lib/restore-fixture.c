@@ -16,7 +16,7 @@
 #include "common/util.h"
 #include "src/archive.h"
 #include "src/manifest.h"
-#include "tests/restore-fixture.h"
+#include "tests/lib/restore-fixture.h"
 #include "transport/transport.h"
 
 /* The creation time written in every archive header. */

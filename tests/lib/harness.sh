@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # virtkeep - end-to-end test harness.  Source it from a bash test:
 #
-#     . "$abs_top_srcdir/tests/harness.sh"
+#     . "$abs_top_srcdir/tests/lib/harness.sh"
 #
 # It gives every test a scratch directory ($VK_SCRATCH), a cleanup stack run on
 # EXIT, INT and TERM (vk_on_exit "command"), and helpers that start the real

@@ -1,9 +1,9 @@
 # shellcheck shell=bash
 # virtkeep - helpers for the backup end-to-end tests (test-backup-*.sh).
-# Source it after tests/harness.sh:
+# Source it after tests/lib/harness.sh:
 #
-#     . "$abs_top_srcdir/tests/harness.sh"
-#     . "$abs_top_srcdir/tests/backup-lib.sh"
+#     . "$abs_top_srcdir/tests/lib/harness.sh"
+#     . "$abs_top_srcdir/tests/lib/backup-lib.sh"
 #     vk_bk_setup
 #
 # Every test gets its own configuration file, catalog and target directory

@@ -1,9 +1,9 @@
 # shellcheck shell=bash
 # virtkeep - helpers for the migration end-to-end tests (test-migrate*.sh,
-# test-evacuate.sh).  Source it after tests/harness.sh:
+# test-evacuate.sh).  Source it after tests/lib/harness.sh:
 #
-#     . "$abs_top_srcdir/tests/harness.sh"
-#     . "$abs_top_srcdir/tests/migrate-lib.sh"
+#     . "$abs_top_srcdir/tests/lib/harness.sh"
+#     . "$abs_top_srcdir/tests/lib/migrate-lib.sh"
 #     vk_mig_setup
 #
 # Live migration on one machine (DESIGN.md): two session libvirtds run as the

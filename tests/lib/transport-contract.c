@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "common/error.h"
-#include "tests/transport-contract.h"
+#include "tests/lib/transport-contract.h"
 #include "transport/transport.h"
 
 #define MiB (1024 * 1024)
