@@ -9,7 +9,7 @@ set -euo pipefail
 vk_require_cmd tar zstd jq sha256sum dd cmp truncate
 
 d=$VK_SCRATCH
-"$abs_top_builddir/tests/test-archive" write-sample "$d/vda.tar" "$d/reference.img"
+"$abs_top_builddir/tests/unit/test-archive" write-sample "$d/vda.tar" "$d/reference.img"
 
 # The trailer sits 1536 bytes before the end (FORMAT.md, "Finding the index").
 [ "$(tail -c 1536 "$d/vda.tar" | head -c 8)" = VKARCHTR ] || vk_fail "no trailer where documented"
