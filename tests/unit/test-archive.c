@@ -2,7 +2,7 @@
  * (src/manifest.c).
  *
  * Run with "write-sample ARCHIVE IMAGE" it writes the sample archive and the
- * raw disk image it holds (sparse) instead, for tests/test-archive-tools.sh.
+ * raw disk image it holds (sparse) instead, for tests/e2e/test-archive-tools.sh.
  */
 #include <config.h>
 

@@ -730,7 +730,7 @@ static void test_image_bitmaps(void **state)
 }
 
 /* The offline sequence needs a shut-off domain, which test:///default cannot
- * checkpoint: here only its refusals (nothing touched); tests/test-virt-e2e.sh
+ * checkpoint: here only its refusals (nothing touched); tests/e2e/test-virt-e2e.sh
  * runs the sequence against qemu:///system. */
 static void test_checkpoint_offline_refused(void **state)
 {

@@ -7,7 +7,7 @@
 . "${abs_top_srcdir:?run this test through make check}/tests/lib/harness.sh"
 
 vk_start_s3rver smoke-bucket
-smoke=$abs_top_builddir/tests/smoke-s3
+smoke=$abs_top_builddir/tests/e2e/smoke-s3
 key=smoke/object-$$.bin
 
 "$smoke" "$VK_S3_ENDPOINT" "$VK_S3_BUCKET" "$VK_S3_ACCESS_KEY" "$VK_S3_SECRET_FILE" "$key"

@@ -1,5 +1,5 @@
 /* virt-driver: one src/virt.h operation per invocation, for
- * tests/test-virt-e2e.sh.  Errors print the recorded message and exit 1;
+ * tests/e2e/test-virt-e2e.sh.  Errors print the recorded message and exit 1;
  * a failure that calls for a full backup (virt_error_needs_full) exits 2,
  * a missing guest agent exits 3.  The URI is $VK_LIBVIRT_URI or
  * qemu:///system. */

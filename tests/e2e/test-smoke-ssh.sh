@@ -5,7 +5,7 @@
 . "${abs_top_srcdir:?run this test through make check}/tests/lib/harness.sh"
 
 vk_start_sshd
-smoke=$abs_top_builddir/tests/smoke-sftp
+smoke=$abs_top_builddir/tests/e2e/smoke-sftp
 remote=$VK_SCRATCH/sftp-round-trip.bin
 
 "$smoke" 127.0.0.1 "$VK_SSH_PORT" "$VK_SSH_USER" "$VK_SSH_KEY" "$VK_SSH_KNOWN_HOSTS" "$remote"

@@ -7,7 +7,7 @@
 . "${abs_top_srcdir:?run this test through make check}/tests/lib/harness.sh"
 
 vk_require_cmd python3
-prog=$abs_top_builddir/tests/test-transport-s3
+prog=$abs_top_builddir/tests/e2e/test-transport-s3
 [ -x "$prog" ] || vk_skip "test-transport-s3 is not built"
 vk_start_s3rver vk-s3-test
 

@@ -1,6 +1,6 @@
 #!/bin/bash
 # The ssh:// backend on a bad link: the harness sshd behind
-# tests/lib/tcp-fault-proxy.py, driven by `tests/test-transport-ssh slow`:
+# tests/lib/tcp-fault-proxy.py, driven by `tests/e2e/test-transport-ssh slow`:
 #   (a) a slow link (2 MB/s, 50 ms each way): a 16 MiB put completes and
 #       reads back byte-identical, ranged reads work;
 #   (b) a stall longer than the I/O timeout (2 s here) mid-upload: the put
@@ -11,7 +11,7 @@
 #       object is whole, the read is tried again.
 . "${abs_top_srcdir:?run this test through make check}/tests/lib/harness.sh"
 
-prog=$abs_top_builddir/tests/test-transport-ssh
+prog=$abs_top_builddir/tests/e2e/test-transport-ssh
 [ -x "$prog" ] || vk_skip "'$prog' is not built"
 vk_require_cmd python3
 vk_start_sshd

@@ -19,7 +19,7 @@ socket=$(vk_qemu_dir)/nbd.sock
 vk_backup_begin_pull "$domain" vda "$socket"
 vk_on_exit "vk_backup_abort '$domain' 2>/dev/null || true"
 
-"$abs_top_builddir/tests/smoke-nbd" "$socket" vda "$pattern" "$offset" "$len" "$zero_offset"
+"$abs_top_builddir/tests/e2e/smoke-nbd" "$socket" vda "$pattern" "$offset" "$len" "$zero_offset"
 
 vk_backup_abort "$domain"
 vk_backup_job_ended "$domain" || vk_fail "the backup job of '$domain' is still running"

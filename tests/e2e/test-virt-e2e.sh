@@ -1,6 +1,6 @@
 #!/bin/bash
 # End-to-end test of the libvirt glue (src/virt*.c) against qemu:///system,
-# through tests/virt-driver:
+# through tests/e2e/virt-driver:
 #   running domain: run directory owned by QEMU's user, checkpoint + pull
 #     backup, read through the export, abort, socket/scratch cleanup;
 #     an incremental whose dirty bitmap shows only what was written after
@@ -15,8 +15,8 @@
 
 vk_start_libvirtd
 vk_require_cmd nbdinfo qemu-io qemu-nbd
-drv=$abs_top_builddir/tests/virt-driver
-smoke=$abs_top_builddir/tests/smoke-nbd
+drv=$abs_top_builddir/tests/e2e/virt-driver
+smoke=$abs_top_builddir/tests/e2e/smoke-nbd
 M=$((1 << 20))
 
 # dirty_extents SOCKET_OR_URI CONTEXT: "offset length" of each dirty extent.

@@ -1,7 +1,7 @@
 #!/bin/bash
 # The ssh:// backend against the harness sshd: the whole transport contract
 # suite plus the SSH-specific cases (host keys, credentials, lost
-# connections), run by tests/test-transport-ssh; then `virtkeep targets`
+# connections), run by tests/e2e/test-transport-ssh; then `virtkeep targets`
 # with an ssh target from a configuration file.
 #
 # The test runs in a private mount namespace (unshare -m), so that the
@@ -15,7 +15,7 @@ fi
 
 . "${abs_top_srcdir:?run this test through make check}/tests/lib/harness.sh"
 
-prog=$abs_top_builddir/tests/test-transport-ssh
+prog=$abs_top_builddir/tests/e2e/test-transport-ssh
 [ -x "$prog" ] || vk_skip "'$prog' is not built"
 vk_start_sshd
 vk_require_cmd ssh-keygen ssh-agent ssh-add
