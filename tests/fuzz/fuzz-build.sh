@@ -1,5 +1,5 @@
 #!/bin/bash
-# Build the libFuzzer targets (tests/fuzz-*.c) with clang, against a copy of
+# Build the libFuzzer targets (tests/fuzz/fuzz-*.c) with clang, against a copy of
 # the worker library compiled with -fsanitize=fuzzer-no-link,address,undefined.
 #
 #   fuzz-build.sh SRCDIR BUILDDIR OUTDIR
@@ -23,9 +23,12 @@ if ! command -v "$CLANG" >/dev/null ||
 fi
 
 mkdir -p "$outdir/obj"
-lib_sources=$(cd "$srcdir" && ls common/*.c transport/*.c catalog/*.c src/*.c |
-    grep -v -e '^src/cli' -e '^src/virtkeepd')
-newest_header=$(cd "$srcdir" && ls -t common/*.h transport/*.h catalog/*.h src/*.h | head -1)
+# Every library source, at any depth (the tree may have one folder per
+# module), but the front ends' mains.
+lib_sources=$(cd "$srcdir" && find common transport catalog src -name '*.c' | LC_ALL=C sort |
+    grep -v -e '^src/cli' -e 'virtkeepd\.c$')
+newest_header=$(cd "$srcdir" && find common transport catalog src -name '*.h' -printf '%T@ %p\n' |
+    sort -n | tail -n 1 | cut -d' ' -f2)
 
 objs=()
 for src in $lib_sources; do
@@ -37,10 +40,10 @@ for src in $lib_sources; do
     fi
 done
 
-for fz in "$srcdir"/tests/fuzz-*.c; do
+for fz in "$srcdir"/tests/fuzz/fuzz-*.c; do
     name=$(basename "$fz" .c)
     # shellcheck disable=SC2046
     "$CLANG" $CFLAGS $SAN -fsanitize=fuzzer $(pc --cflags) "$fz" "${objs[@]}" \
         $(pc --libs) -pthread -o "$outdir/$name"
 done
-echo "fuzz-build: built $(ls "$srcdir"/tests/fuzz-*.c | wc -l) targets in $outdir"
+echo "fuzz-build: built $(ls "$srcdir"/tests/fuzz/fuzz-*.c | wc -l) targets in $outdir"

@@ -1,6 +1,6 @@
 /* libFuzzer target for target URL parsing and key validation:
  *
- *   clang -fsanitize=fuzzer,address,undefined -I. -IBUILDDIR tests/fuzz-url.c \
+ *   clang -fsanitize=fuzzer,address,undefined -I. -IBUILDDIR tests/fuzz/fuzz-url.c \
  *       transport/transport.c transport/local.c common/[a-z]*.c -o fuzz-url
  *   ./fuzz-url -max_total_time=30
  *
