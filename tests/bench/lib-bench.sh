@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # virtkeep - benchmark helpers: timing, results, the report.  Sourced by
-# tests/bench/run.sh after tests/harness.sh.
+# tests/bench/run.sh after tests/lib/harness.sh.
 
 BENCH_RESULTS_TSV=$VK_SCRATCH/results.tsv
 BENCH_ERRORS=0

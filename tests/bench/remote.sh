@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # virtkeep - part "remote" of make bench: S3 and SSH throughput against the
 # standard tools, and peak RSS during a long multipart stream (issue 5).
-# Sourced by run.sh after lib-bench.sh and tests/harness.sh.
+# Sourced by run.sh after lib-bench.sh and tests/lib/harness.sh.
 #
 #   s3   tests/bench/xfer (transport.h, the code virtkeep uses) put/get of the
 #        same 1 GiB of incompressible data against `curl --aws-sigv4` PUT -T /

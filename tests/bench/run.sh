@@ -45,14 +45,14 @@ BENCH_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export abs_top_srcdir abs_top_builddir
 
 # scripts/lib.sh installs packages and starts libvirtd (making /dev/kvm
-# usable); tests/harness.sh gives the scratch directory, the cleanup stack
+# usable); tests/lib/harness.sh gives the scratch directory, the cleanup stack
 # and the domain helpers.  Its vk_start_libvirtd replaces lib.sh's, so call
 # lib.sh's first.
 . "$abs_top_srcdir/scripts/lib.sh"
 [ "$(id -u)" = 0 ] || vk_die "the benchmarks need root (run make bench with sudo)"
 vk_install_debs virtnbdbackup time zstd jq qemu-utils libnbd-bin
 vk_start_libvirtd
-. "$abs_top_srcdir/tests/harness.sh"
+. "$abs_top_srcdir/tests/lib/harness.sh"
 vk_start_libvirtd
 
 RUNS=${VIRTKEEP_BENCH_RUNS:-3}

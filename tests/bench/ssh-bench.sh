@@ -4,7 +4,7 @@
 #   tests/bench/ssh-bench.sh URL FILE
 #
 # URL is ssh://USER@HOST:PORT/DIR (a directory the user may write), or
-# "local": start the test harness sshd (tests/harness.sh, root only) with a
+# "local": start the test harness sshd (tests/lib/harness.sh, root only) with a
 # target directory in its scratch space.  FILE is what moves: 1 GiB of
 # incompressible data is the reference (`head -c 1G /dev/urandom >FILE`).
 #
@@ -43,8 +43,8 @@ BYTES=$(stat -c %s "$FILE")
 
 if [ "$URL" = local ]; then
     export abs_top_srcdir=$SRC abs_top_builddir=$B
-    # shellcheck source=../harness.sh
-    . "$SRC/tests/harness.sh"
+    # shellcheck source=../lib/harness.sh
+    . "$SRC/tests/lib/harness.sh"
     vk_start_sshd
     tdir=${SSH_BENCH_DIR:-$VK_SCRATCH}/ssh-bench-target.$$
     mkdir -p "$tdir"
