@@ -7,8 +7,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -16,6 +18,7 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/units.h"
 #include "common/util.h"
 
@@ -325,6 +328,54 @@ static void test_log_prefix(void **state)
     vk_log_init("virtkeep");
 }
 
+/* A row's owner is (pid, start time): a live process with the pid but
+ * another start time (the pid was reused) is not the owner, and neither is
+ * a zombie nor a reaped process. */
+static void test_proc_owner(void **state)
+{
+    uint64_t self = 0, kid_start = 0;
+    pid_t kid;
+    int status;
+
+    (void)state;
+    assert_int_equal(vk_proc_start_time(getpid(), &self), 0);
+    assert_true(self > 0);
+    assert_true(vk_proc_alive(getpid(), self));
+    assert_true(vk_proc_alive(getpid(), 0)); /* start unknown: the pid decides */
+    assert_false(vk_proc_alive(getpid(), self + 1));
+    assert_false(vk_proc_alive(getpid(), self - 1));
+    assert_false(vk_proc_alive(0, 0));
+    assert_false(vk_proc_alive(-1, 0));
+    assert_false(vk_proc_alive((int64_t)INT32_MAX + 1, 0));
+
+    /* A zombie keeps its pid and start time, but it is not running. */
+    kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0)
+        _exit(0);
+    for (int i = 0; i < 500; i++) {
+        char st[64], buf[256];
+        FILE *f;
+        snprintf(st, sizeof st, "/proc/%d/stat", (int)kid);
+        f = fopen(st, "r");
+        assert_non_null(f);
+        assert_non_null(fgets(buf, sizeof buf, f));
+        fclose(f);
+        if (strstr(buf, ") Z "))
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(vk_proc_start_time(kid, &kid_start), 0);
+    assert_true(kid_start >= self);
+    assert_false(vk_proc_alive(kid, kid_start));
+    assert_false(vk_proc_alive(kid, 0));
+    assert_int_equal(waitpid(kid, &status, 0), kid);
+    /* Reaped: no process has the pid (until it is reused). */
+    assert_false(vk_proc_alive(kid, kid_start));
+    assert_int_equal(vk_proc_start_time(kid, &kid_start), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_NOT_FOUND);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -334,6 +385,7 @@ int main(void)
         cmocka_unit_test(test_formatters),           cmocka_unit_test(test_strv_split),
         cmocka_unit_test(test_parse_uint),           cmocka_unit_test(test_cleanup_scope),
         cmocka_unit_test(test_log_levels),           cmocka_unit_test(test_log_prefix),
+        cmocka_unit_test(test_proc_owner),
     };
 
     unsetenv("VIRTKEEP_DEBUG");
