@@ -21,7 +21,16 @@
  * aborts the libvirt job, deletes its checkpoint and its partial objects;
  * then the remaining orphans of domains that no longer exist are failed
  * (catalog_backup_fail_orphans).  Missed runs are spread with
- * sched_catchup() so that they do not start at once.
+ * sched_catchup() so that they do not start at once.  A row's process is
+ * its pid and start time (common/proc.h): a zombie, or a process that got
+ * the pid later, does not keep a row alive.
+ *
+ * A worker that dies without finishing its rows while the daemon runs
+ * (kill -9, OOM, a crash) gets the same recovery when it is reaped
+ * (daemon-finish.c, daemon_recover_domain): its backup row is marked
+ * failed (one failure: the scheduler backs off, the domain is no longer
+ * busy), then under the domain's lock the libvirt job is aborted, its
+ * checkpoint deleted and its partial objects removed.
  *
  * Signals: SIGTERM/SIGINT stop starting jobs, send SIGTERM to the workers,
  * wait for them (DAEMON_STOP_WAIT seconds, then SIGKILL) and return 0.
@@ -69,6 +78,7 @@ struct daemon_worker {
     char *kind; /* "backup", "copy", "prune", "drill" */
     char *domain, *target, *backup_id, *level, *reason;
     pid_t pid;
+    uint64_t pid_start; /* its start time (common/proc.h), 0 if unknown */
     int out_fd, err_fd; /* -1 once at EOF */
     char *out;
     size_t out_len;
@@ -152,6 +162,11 @@ char *daemon_worker_error(const char *err, size_t len);
 
 /* daemon-recover.c */
 int daemon_recover(struct daemon *d);
+/* Recover the backups of DOMAIN whose process is gone, now (a worker died):
+ * rows failed, then backup_recover() under the domain's lock.  A domain
+ * that cannot be reached or locked is left to the next backup or start
+ * (warning); -1 only when the catalog fails. */
+int daemon_recover_domain(struct daemon *d, const char *domain);
 
 /* daemon-api.c */
 void daemon_api_ops(struct daemon *d, struct api_ops *ops);
