@@ -3,7 +3,9 @@
  * with a token, fake daemon ops, and a temporary catalog. */
 #include <config.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -478,7 +480,7 @@ static void test_client(void **state)
     struct status_report rep;
     char *none = vk_asprintf("%s/none.sock", f->dir);
 
-    assert_int_equal(api_client_init(&cl, NULL, f->sock, 0), 0);
+    assert_int_equal(api_client_init(&cl, NULL, f->sock, NULL, 0), 0);
     assert_int_equal(api_client_call(&cl, "GET", "/v1/status", &j), 0);
     assert_int_equal(status_report_from_json(j, &rep), 0);
     json_object_put(j);
@@ -491,11 +493,69 @@ static void test_client(void **state)
     api_client_clear(&cl);
 
     /* Nobody there: VK_ERR_NETWORK, which the CLI takes as "not running". */
-    assert_int_equal(api_client_init(&cl, NULL, none, 0), 0);
+    assert_int_equal(api_client_init(&cl, NULL, none, NULL, 0), 0);
     assert_int_equal(api_client_call(&cl, "GET", "/v1/health", &j), -1);
     assert_int_equal(vk_error_code(), VK_ERR_NETWORK);
     assert_non_null(strstr(vk_error_message(), "virtkeepd is not running"));
     api_client_clear(&cl);
+    free(none);
+}
+
+/* The client never sends the token to [daemon] listen by itself: only to
+ * an address it is given (or $VIRTKEEP_DAEMON_URL), and there only to a
+ * server run by root, this user or the owner of the token file. */
+static void test_client_tcp_explicit(void **state)
+{
+    struct fixture *f = *state;
+    int port = api_server_port(f->srv);
+    char *none = vk_asprintf("%s/none.sock", f->dir);
+    char *text = vk_asprintf("[daemon]\nsocket = %s\nlisten = 127.0.0.1:%d\ntoken_file = %s\n",
+                             none, port, f->token);
+    char *url = vk_asprintf("http://127.0.0.1:%d/", port);
+    struct config *cfg = config_parse_buffer("t.conf", text, strlen(text), 0);
+    struct api_client cl;
+    struct json_object *j = NULL;
+
+    assert_non_null(cfg);
+    unsetenv("VIRTKEEP_DAEMON_URL");
+    assert_int_equal(api_client_init(&cl, cfg, NULL, NULL, 0), 0);
+    assert_int_equal(cl.count, 1);
+    assert_non_null(cl.ends[0].socket_path);
+    assert_int_equal(api_client_call(&cl, "GET", "/v1/health", &j), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_NETWORK);
+    api_client_clear(&cl);
+
+    /* Given: the server is ours, the token goes. */
+    assert_int_equal(api_client_init(&cl, cfg, NULL, url, 0), 0);
+    assert_int_equal(cl.count, 1);
+    assert_null(cl.ends[0].socket_path);
+    if (api_client_call(&cl, "GET", "/v1/health", &j) < 0)
+        fail_msg("health over TCP: %s", vk_error_message());
+    json_object_put(j);
+    api_client_clear(&cl);
+
+    /* From the environment: after the socket. */
+    setenv("VIRTKEEP_DAEMON_URL", url + 7, 1);
+    assert_int_equal(api_client_init(&cl, cfg, NULL, NULL, 0), 0);
+    assert_int_equal(cl.count, 2);
+    if (api_client_call(&cl, "GET", "/v1/health", &j) < 0)
+        fail_msg("health over $VIRTKEEP_DAEMON_URL: %s", vk_error_message());
+    json_object_put(j);
+    api_client_clear(&cl);
+    unsetenv("VIRTKEEP_DAEMON_URL");
+
+    /* Not http://. */
+    assert_int_equal(api_client_init(&cl, cfg, NULL, "https://127.0.0.1:1", 0), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_INVALID);
+    /* No token file configured: nothing is sent, and it says why. */
+    assert_int_equal(api_client_init(&cl, NULL, NULL, url, 0), 0);
+    assert_int_equal(api_client_call(&cl, "GET", "/v1/health", &j), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_INVALID);
+    assert_non_null(strstr(vk_error_message(), "token_file"));
+    api_client_clear(&cl);
+    config_free(cfg);
+    free(url);
+    free(text);
     free(none);
 }
 
@@ -536,6 +596,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_token_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_mode_and_stale, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_tcp_explicit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_offline_same, setup, teardown),
     };
     int r;

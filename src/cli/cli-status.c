@@ -1,4 +1,4 @@
-/* virtkeep - `virtkeep status [DOMAIN] [--socket PATH] [--json]`: where
+/* virtkeep - `virtkeep status [DOMAIN] [--socket PATH] [--url URL] [--json]`: where
  * each domain stands against its objectives, from virtkeepd when it runs,
  * else computed the same way from the catalog and the configuration. */
 #include <config.h>
@@ -22,11 +22,12 @@
 #include "src/api/api.h"
 #include "src/cli/cli.h"
 
-enum { OPT_JSON = 256, OPT_SOCKET };
+enum { OPT_JSON = 256, OPT_SOCKET, OPT_URL };
 
 struct status_args {
     const char *domain;
     const char *socket;
+    const char *url;
     bool json;
 };
 
@@ -35,6 +36,7 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
     static const struct option opts[] = {
         {"json", no_argument, NULL, OPT_JSON},
         {"socket", required_argument, NULL, OPT_SOCKET},
+        {"url", required_argument, NULL, OPT_URL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -45,6 +47,8 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
             a->json = true;
         else if (c == OPT_SOCKET)
             a->socket = optarg;
+        else if (c == OPT_URL)
+            a->url = optarg;
         else
             return cli_option_default(cmd, c);
     }
@@ -69,7 +73,7 @@ static int status_remote(struct cli *cli, const struct status_args *a, struct st
     }
     path = esc ? vk_asprintf("/v1/status?domain=%s", esc) : vk_strdup("/v1/status");
     curl_free(esc);
-    if (!path || api_client_init(&cl, cli->config, a->socket, 0) < 0)
+    if (!path || api_client_init(&cl, cli->config, a->socket, a->url, 0) < 0)
         return -1;
     r = api_client_call(&cl, "GET", path, &j);
     api_client_clear(&cl);

@@ -390,19 +390,22 @@ const struct cli_command cli_commands[] = {
      "message names the disk and the chunk), 2 usage error or a non-empty --scratch,\n"
      "3 no such domain or backup, 130 interrupted.\n",
      cli_cmd_drill},
-    {"status", "[DOMAIN] [--socket PATH] [--json]",
+    {"status", "[DOMAIN] [--socket PATH] [--url URL] [--json]",
      "Show each domain against its RPO and RTO objectives.",
      "For each [domain] with a policy (or DOMAIN only): the latest good backup, the RPO\n"
      "exposure now (time since that backup) against the objective, the estimated restore\n"
      "time of the current chain against the RTO, the chain length, consecutive failed\n"
      "backups, the next job the scheduler has, and the objectives that are violated, with\n"
      "the reason.  The answer comes from virtkeepd over its unix socket (--socket PATH,\n"
-     "else [daemon] socket, else /run/virtkeep/virtkeepd.sock), or over [daemon] listen\n"
-     "with the token of [daemon] token_file.  When no daemon answers, the same status is\n"
-     "computed from the catalog and the configuration, and \"virtkeepd is not running\" is\n"
-     "printed on stderr.\n"
+     "else [daemon] socket, else /run/virtkeep/virtkeepd.sock), or over HTTP only when\n"
+     "asked (--url, else $VIRTKEEP_DAEMON_URL after the socket), with the token of\n"
+     "[daemon] token_file, sent only to a server on this host run by root, this user or\n"
+     "the owner of the token file.  When no daemon answers, the same status is computed\n"
+     "from the catalog and the configuration, and \"virtkeepd is not running\" is printed\n"
+     "on stderr.\n"
      "\n"
      "  --socket PATH  the daemon's unix socket\n"
+     "  --url URL      the daemon's HTTP address, http://127.0.0.1:PORT ([daemon] listen)\n"
      "  --json         print {now, daemon, violations, domains: [{domain, policy,\n"
      "                 last_backup, last_success, rpo_exposure, rpo, rpo_violated,\n"
      "                 rpo_reason, rto_estimate, rto, rto_violated, rto_reason,\n"
@@ -421,6 +424,7 @@ const struct cli_command cli_commands[] = {
      "\n"
      "  --all          every job of the catalog, not only the recent ones\n"
      "  --socket PATH  the daemon's unix socket (default as for status)\n"
+     "  --url URL      the daemon's HTTP address (as for status)\n"
      "  --json         print {daemon, active: [{id, kind, domain, target, backup_id,\n"
      "                 level, state, pid, started}], recent: [{id, kind, domain, target,\n"
      "                 backup_id, state, pid, started, finished, progress_done,\n"
