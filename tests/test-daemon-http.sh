@@ -2,6 +2,10 @@
 # End-to-end: virtkeepd's HTTP listener ([daemon] listen + token_file) and
 # who gets the bearer token.  No domain is needed: the daemon runs with an
 # empty schedule.
+#   - 40 idle connections held open by an unprivileged user (nobody) do not
+#     lock root out: an authorized request (curl, and `virtkeep status
+#     --url`) is answered within 5 s, and the idle connections are closed
+#     within a few seconds;
 #   - with virtkeepd stopped and an unprivileged process listening on the
 #     configured port (recording what it receives), `virtkeep status` and
 #     `virtkeep jobs` fall back to the catalog and send it nothing; with
@@ -50,6 +54,33 @@ tcp_ok() { [ "$(code "${auth[@]}" "http://127.0.0.1:$1/v1/health")" = 200 ]; }
 # Helpers run as nobody, from a directory it can read and write.
 run=$VK_SCRATCH/nobody
 mkdir -m 0777 "$run"
+cat >"$run/idle.py" <<'EOF'
+# idle.py PORT N SECONDS: open N connections, send nothing; after SECONDS
+# print how many the server has not closed.
+import socket, sys, time
+port, n, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+conns = []
+for _ in range(n):
+    s = socket.socket()
+    s.settimeout(0.3)
+    try:
+        s.connect(("127.0.0.1", port))
+        conns.append(s)
+    except OSError:
+        pass
+print("connected %d" % len(conns), flush=True)
+time.sleep(secs)
+still = 0
+for s in conns:
+    s.setblocking(False)
+    try:
+        still += s.recv(1, socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        still += 1
+    except OSError:
+        pass
+print("open %d" % still, flush=True)
+EOF
 cat >"$run/fake.py" <<'EOF'
 # fake.py PORT LOG: an HTTP server that is not virtkeepd; it appends every
 # byte it receives to LOG and answers 200 with a JSON body.
@@ -94,6 +125,24 @@ vk_wait_for 30 sock_ok || {
     vk_fail "virtkeepd does not answer on its socket"
 }
 tcp_ok "$port" || vk_fail "virtkeepd does not answer on 127.0.0.1:$port with the token"
+
+# ---- 40 idle connections of an unprivileged user ----------------------------
+as_nobody "$run/idle.py" "$port" 40 8 >"$VK_SCRATCH/idle.out" 2>&1 &
+idle=$!
+vk_wait_for 10 grep -q connected "$VK_SCRATCH/idle.out" || vk_fail "idle.py did not connect"
+t0=$(date +%s%N)
+vk_expect_eq "$(code "${auth[@]}" "http://127.0.0.1:$port/v1/health")" 200 \
+    "an authorized request while 40 idle connections are open"
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ "$ms" -lt 5000 ] || vk_fail "the authorized request took $ms ms"
+vk status --url "http://127.0.0.1:$port" --json >"$VK_SCRATCH/st.json" \
+    2>"$VK_SCRATCH/st.err" || vk_fail "status --url failed: $(cat "$VK_SCRATCH/st.err")"
+vk_expect_eq "$(jq -r .daemon "$VK_SCRATCH/st.json")" true "status --url answered by virtkeepd"
+sock_ok || vk_fail "the socket does not answer while the idle connections are open"
+wait "$idle" || true
+vk_expect_eq "$(sed -n 's/^open //p' "$VK_SCRATCH/idle.out")" 0 \
+    "idle connections left open after 8 s ($(tr '\n' ' ' <"$VK_SCRATCH/idle.out"))"
+vk_log "an authorized request was answered in $ms ms with 40 idle connections open"
 
 moved=$port
 kill -TERM "$DPID"
@@ -141,4 +190,4 @@ no_token "virtkeep jobs with VIRTKEEP_DAEMON_URL"
 [ "$rc" != 0 ] || vk_fail "jobs with VIRTKEEP_DAEMON_URL to the fake server succeeded"
 grep -q "not sending the token" "$VK_SCRATCH/jobs.err" ||
     vk_fail "jobs does not say why: $(cat "$VK_SCRATCH/jobs.err")"
-vk_log "PASS: no token for an impostor"
+vk_log "PASS: no lock-out by idle connections, no token for an impostor"
