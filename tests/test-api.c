@@ -559,6 +559,72 @@ static void test_client_tcp_explicit(void **state)
     free(none);
 }
 
+/* SIGHUP: a new listen port that is taken leaves the server as it was
+ * (both listeners answer); a free one moves the TCP listener; the same
+ * one keeps it. */
+static void test_reload(void **state)
+{
+    struct fixture *f = *state;
+    int port = api_server_port(f->srv), busy = socket(AF_INET, SOCK_STREAM, 0), taken;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    struct api_server_options o = {.socket_path = f->sock,
+                                   .token_file = f->token,
+                                   .catalog_path = f->catalog,
+                                   .config = f->cfg};
+    char listen_addr[64];
+    struct reply r;
+
+    assert_int_equal(bind(busy, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(busy, 1), 0);
+    assert_int_equal(getsockname(busy, (struct sockaddr *)&sa, &len), 0);
+    taken = ntohs(sa.sin_port);
+    snprintf(listen_addr, sizeof listen_addr, "127.0.0.1:%d", taken);
+    o.listen = listen_addr;
+    assert_int_equal(api_server_reload(f->srv, &o), -1);
+    assert_non_null(strstr(vk_error_message(), listen_addr));
+    assert_int_equal(api_server_port(f->srv), port);
+    r = http(f, "GET", "/v1/health", 0, NULL);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    r = http(f, "GET", "/v1/health", port, "Authorization: Bearer s3cret-token");
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    close(busy);
+
+    /* A new token file that is not 0600: refused, the old token works. */
+    write_file(f->token, "other-token\n", 0644);
+    snprintf(listen_addr, sizeof listen_addr, "127.0.0.1:%d", port);
+    assert_int_equal(api_server_reload(f->srv, &o), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_PERMISSION);
+    r = http(f, "GET", "/v1/health", port, "Authorization: Bearer s3cret-token");
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    /* The same address with a new token: the listener stays, the token changes. */
+    assert_int_equal(chmod(f->token, 0600), 0);
+    assert_int_equal(api_server_reload(f->srv, &o), 0);
+    assert_int_equal(api_server_port(f->srv), port);
+    r = http(f, "GET", "/v1/health", port, "Authorization: Bearer other-token");
+    assert_int_equal(r.status, 200);
+    free(r.body);
+
+    /* A free port: the listener moves. */
+    o.listen = "127.0.0.1:0";
+    assert_int_equal(api_server_reload(f->srv, &o), 0);
+    assert_true(api_server_port(f->srv) > 0);
+    assert_int_not_equal(api_server_port(f->srv), port);
+    r = http(f, "GET", "/v1/health", api_server_port(f->srv), "Authorization: Bearer other-token");
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    /* No listen address: only the socket is left. */
+    o.listen = NULL;
+    assert_int_equal(api_server_reload(f->srv, &o), 0);
+    assert_int_equal(api_server_port(f->srv), -1);
+    r = http(f, "GET", "/v1/health", 0, NULL);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+}
+
 /* The offline computation gives the numbers the server gives. */
 static void test_status_offline_same(void **state)
 {
@@ -597,6 +663,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_socket_mode_and_stale, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_tcp_explicit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_offline_same, setup, teardown),
     };
     int r;

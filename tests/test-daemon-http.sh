@@ -6,6 +6,9 @@
 #     lock root out: an authorized request (curl, and `virtkeep status
 #     --url`) is answered within 5 s, and the idle connections are closed
 #     within a few seconds;
+#   - SIGHUP with a configuration whose listen port is taken keeps the API
+#     answering, on the unix socket and on the old port; a later SIGHUP
+#     with a free port moves the listener there;
 #   - with virtkeepd stopped and an unprivileged process listening on the
 #     configured port (recording what it receives), `virtkeep status` and
 #     `virtkeep jobs` fall back to the catalog and send it nothing; with
@@ -144,7 +147,42 @@ vk_expect_eq "$(sed -n 's/^open //p' "$VK_SCRATCH/idle.out")" 0 \
     "idle connections left open after 8 s ($(tr '\n' ' ' <"$VK_SCRATCH/idle.out"))"
 vk_log "an authorized request was answered in $ms ms with 40 idle connections open"
 
-moved=$port
+# ---- SIGHUP with the new listen port taken -------------------------------------
+vk_free_port
+taken=$VK_PORT
+as_nobody "$run/fake.py" "$taken" "$run/taken.log" >"$VK_SCRATCH/taken.out" 2>&1 &
+holder=$!
+vk_on_exit "kill $holder 2>/dev/null || true"
+vk_wait_for 10 grep -q listening "$VK_SCRATCH/taken.out" || vk_fail "cannot take port $taken"
+write_conf "$taken"
+kill -HUP "$DPID"
+reload_failed() { grep -q "cannot .*control API" "$log"; }
+vk_wait_for 10 reload_failed || {
+    dlog
+    vk_fail "virtkeepd did not report the taken port"
+}
+kill -0 "$DPID" || vk_fail "virtkeepd died on SIGHUP"
+sock_ok || {
+    dlog
+    vk_fail "the socket stopped answering after SIGHUP with a taken port"
+}
+tcp_ok "$port" || vk_fail "the old listener ($port) stopped after SIGHUP with a taken port"
+kill "$holder" 2>/dev/null || true
+wait "$holder" 2>/dev/null || true
+if grep -q "$token" "$run/taken.log" 2>/dev/null; then vk_fail "the taken port got the token"; fi
+
+# A free port: the listener moves there.
+vk_free_port
+moved=$VK_PORT
+write_conf "$moved"
+kill -HUP "$DPID"
+vk_wait_for 10 tcp_ok "$moved" || {
+    dlog
+    vk_fail "the listener did not move to port $moved after SIGHUP"
+}
+vk_expect_eq "$(code "${auth[@]}" "http://127.0.0.1:$port/v1/health")" 000 "the old port after moving"
+sock_ok || vk_fail "the socket stopped answering after the listener moved"
+
 kill -TERM "$DPID"
 vk_wait_for 30 bash -c "! kill -0 $DPID" || vk_fail "virtkeepd did not stop on SIGTERM"
 rc=0
@@ -190,4 +228,4 @@ no_token "virtkeep jobs with VIRTKEEP_DAEMON_URL"
 [ "$rc" != 0 ] || vk_fail "jobs with VIRTKEEP_DAEMON_URL to the fake server succeeded"
 grep -q "not sending the token" "$VK_SCRATCH/jobs.err" ||
     vk_fail "jobs does not say why: $(cat "$VK_SCRATCH/jobs.err")"
-vk_log "PASS: no lock-out by idle connections, no token for an impostor"
+vk_log "PASS: no lock-out by idle connections, SIGHUP keeps the API, no token for an impostor"

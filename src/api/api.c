@@ -79,7 +79,7 @@ struct api_server {
     int port;
     struct api_ops ops;
     char *catalog_path;
-    /* Read by the listeners' threads. */
+    /* Replaced by api_server_reload while the listeners' threads run. */
     pthread_mutex_t lock;
     unsigned char token_digest[32];
     const struct config *config;
@@ -908,6 +908,72 @@ struct api_server *api_server_start(const struct api_server_options *opts,
         return NULL;
     }
     return srv;
+}
+
+static bool str_same(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Does L listen on ADDR already?  (Port 0, "any", never matches.) */
+static bool listening_on(const struct api_listener *l, const char *addr)
+{
+    struct addrinfo *ai = l && addr ? listen_resolve(addr) : NULL;
+    bool same = ai && peer_same(&l->addr, ai->ai_addr);
+
+    if (ai)
+        freeaddrinfo(ai);
+    vk_error_clear();
+    return same;
+}
+
+int api_server_reload(struct api_server *srv, const struct api_server_options *opts)
+{
+    struct api_listener *tcp = NULL, *old;
+    struct sockaddr_storage bound;
+    unsigned char d[32];
+    CLEANUP_FREE char *where = opts->listen ? vk_strdup(opts->listen) : NULL;
+    bool same = (!opts->listen && !srv->tcp_l) || listening_on(srv->tcp_l, opts->listen);
+    int fd = -1, port = -1, r = 0;
+
+    pthread_mutex_lock(&srv->lock);
+    srv->config = opts->config;
+    pthread_mutex_unlock(&srv->lock);
+    if (options_check(opts) < 0)
+        return -1;
+    if (!str_same(opts->socket_path, srv->socket_path)) {
+        vk_error(VK_ERR_INVALID, "the control socket cannot change without a restart ('%s')",
+                 srv->socket_path ? srv->socket_path : "none");
+        return -1;
+    }
+    /* Everything new is bound and serving before anything old stops: a
+     * port that is taken, or a bad token file, leaves the API as it was. */
+    if (opts->listen && !where)
+        r = -1;
+    else if (opts->listen && same)
+        r = token_load(opts->token_file, d);
+    else if (opts->listen && (tcp_prepare(opts, d, &fd, &port, &bound) < 0 ||
+                              !(tcp = listener_start(srv, fd, true, &bound))))
+        r = -1;
+    if (r < 0) {
+        listener_stop(tcp);
+        OPENSSL_cleanse(d, sizeof d);
+        return -1;
+    }
+    pthread_mutex_lock(&srv->lock);
+    if (opts->listen)
+        memcpy(srv->token_digest, d, sizeof d);
+    pthread_mutex_unlock(&srv->lock);
+    OPENSSL_cleanse(d, sizeof d);
+    free(srv->listen);
+    srv->listen = VK_STEAL(where);
+    if (same)
+        return 0;
+    old = srv->tcp_l;
+    srv->tcp_l = tcp;
+    srv->port = tcp ? port : -1;
+    listener_stop(old);
+    return 0;
 }
 
 int api_server_port(const struct api_server *srv)

@@ -83,6 +83,13 @@ struct api_server_options {
 struct api_server;
 struct api_server *api_server_start(const struct api_server_options *opts,
                                     const struct api_ops *ops, unsigned int flags);
+/* Apply new options (SIGHUP): the configuration, the token, the listen
+ * address (SOCKET_PATH and CATALOG_PATH cannot change).  What is new is
+ * bound and serving before what it replaces stops, so that on failure
+ * (the port is taken, a bad token file: -1, the error recorded) the server
+ * goes on as before, with only the configuration replaced.  The replaced
+ * configuration must stay valid until api_server_stop. */
+int api_server_reload(struct api_server *srv, const struct api_server_options *opts);
 /* The TCP port listened on (useful with port 0), or -1 without LISTEN. */
 int api_server_port(const struct api_server *srv);
 /* Stop serving and remove the socket file. */

@@ -35,8 +35,10 @@
  * Signals: SIGTERM/SIGINT stop starting jobs, send SIGTERM to the workers,
  * wait for them (DAEMON_STOP_WAIT seconds, then SIGKILL) and return 0.
  * SIGHUP reloads the configuration; an invalid one is logged and the old
- * one kept.  Workers get PR_SET_PDEATHSIG(SIGTERM): a killed daemon does
- * not leave them running unsupervised.
+ * one kept.  The control API moves to the new [daemon] listen and token
+ * only once they are bound and read: until then, and when that fails, it
+ * keeps serving on the old ones.  Workers get PR_SET_PDEATHSIG(SIGTERM): a
+ * killed daemon does not leave them running unsupervised.
  *
  * The API server (api.h) calls the ops in daemon-api.c from its threads;
  * the worker list and the cached next jobs are behind a mutex.
@@ -171,6 +173,9 @@ int daemon_recover_domain(struct daemon *d, const char *domain);
 /* daemon-api.c */
 void daemon_api_ops(struct daemon *d, struct api_ops *ops);
 int daemon_api_start(struct daemon *d);
+/* After SIGHUP: the new configuration, token and listen address.  On
+ * failure (a listen port that is taken) the old listeners keep serving. */
+int daemon_api_reload(struct daemon *d);
 void daemon_api_stop(struct daemon *d);
 
 #endif
