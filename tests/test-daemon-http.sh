@@ -18,7 +18,7 @@
 . "$abs_top_srcdir/tests/harness.sh"
 
 vk_require_root_or_skip
-vk_require_cmd curl jq runuser
+vk_require_cmd curl jq setpriv
 PY=/usr/bin/python3 # run as nobody: not a python under /root
 [ -x "$PY" ] || vk_skip "no $PY"
 id nobody >/dev/null 2>&1 || vk_skip "no user nobody"
@@ -117,7 +117,9 @@ while True:
     c.close()
 EOF
 chmod 0644 "$run"/*.py
-as_nobody() { runuser -u nobody -- "$PY" "$@"; }
+# A simple command, and setpriv execs: $! of "${as_nobody[@]}" ... & is the
+# python process itself, which the test can kill.
+as_nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups "$PY")
 
 "$VKD" --config "$conf" --tick 1 >"$log" 2>&1 &
 DPID=$!
@@ -130,7 +132,7 @@ vk_wait_for 30 sock_ok || {
 tcp_ok "$port" || vk_fail "virtkeepd does not answer on 127.0.0.1:$port with the token"
 
 # ---- 40 idle connections of an unprivileged user ----------------------------
-as_nobody "$run/idle.py" "$port" 40 8 >"$VK_SCRATCH/idle.out" 2>&1 &
+"${as_nobody[@]}" "$run/idle.py" "$port" 40 8 >"$VK_SCRATCH/idle.out" 2>&1 &
 idle=$!
 vk_wait_for 10 grep -q connected "$VK_SCRATCH/idle.out" || vk_fail "idle.py did not connect"
 t0=$(date +%s%N)
@@ -150,7 +152,7 @@ vk_log "an authorized request was answered in $ms ms with 40 idle connections op
 # ---- SIGHUP with the new listen port taken -------------------------------------
 vk_free_port
 taken=$VK_PORT
-as_nobody "$run/fake.py" "$taken" "$run/taken.log" >"$VK_SCRATCH/taken.out" 2>&1 &
+"${as_nobody[@]}" "$run/fake.py" "$taken" "$run/taken.log" >"$VK_SCRATCH/taken.out" 2>&1 &
 holder=$!
 vk_on_exit "kill $holder 2>/dev/null || true"
 vk_wait_for 10 grep -q listening "$VK_SCRATCH/taken.out" || vk_fail "cannot take port $taken"
@@ -190,7 +192,7 @@ wait "$DPID" || rc=$?
 vk_expect_eq "$rc" 0 "exit status of virtkeepd on SIGTERM"
 
 # ---- the daemon is stopped; someone else holds its port ---------------------
-as_nobody "$run/fake.py" "$moved" "$run/fake.log" >"$VK_SCRATCH/fake.out" 2>&1 &
+"${as_nobody[@]}" "$run/fake.py" "$moved" "$run/fake.log" >"$VK_SCRATCH/fake.out" 2>&1 &
 fake=$!
 vk_on_exit "kill $fake 2>/dev/null || true"
 vk_wait_for 10 grep -q listening "$VK_SCRATCH/fake.out" || vk_fail "the fake server did not start"
