@@ -14,7 +14,7 @@
 
 #define BACKUP_SELECT                                                                              \
     "SELECT b.id, d.name, b.level, b.status, b.checkpoint, b.parent, b.error, b.started, "         \
-    "b.finished, b.bytes_read, b.bytes_written, b.bytes_stored, b.pid, "
+    "b.finished, b.bytes_read, b.bytes_written, b.bytes_stored, b.pid, b.pid_start, "
 #define BACKUP_FROM " FROM backups b JOIN domains d ON d.id = b.domain_id "
 
 char *catalog_backup_id_make(const char *domain, int64_t when)
@@ -50,8 +50,9 @@ static int read_backup(sqlite3_stmt *stmt, void *item)
     b->bytes_written = (uint64_t)catalog_sql_int(stmt, 10);
     b->bytes_stored = (uint64_t)catalog_sql_int(stmt, 11);
     b->pid = catalog_sql_int(stmt, 12);
-    b->checkpoint_xml = catalog_sql_text(stmt, 13, &ok);
-    b->domain_xml = catalog_sql_text(stmt, 14, &ok);
+    b->pid_start = catalog_sql_int(stmt, 13);
+    b->checkpoint_xml = catalog_sql_text(stmt, 14, &ok);
+    b->domain_xml = catalog_sql_text(stmt, 15, &ok);
     return ok ? 0 : -1;
 }
 
@@ -73,6 +74,7 @@ int catalog_backup_insert(struct catalog *cat, const struct catalog_backup *b)
 {
     int64_t started = b->started ? b->started : (int64_t)time(NULL);
     int64_t pid = b->pid ? b->pid : (int64_t)getpid();
+    int64_t pid_start = catalog_pid_start(pid, b->pid_start);
 
     if (check_new_backup(b) == -1 || catalog_domain_ensure(cat, b->domain) == -1)
         return -1;
@@ -80,12 +82,12 @@ int catalog_backup_insert(struct catalog *cat, const struct catalog_backup *b)
             cat,
             "INSERT INTO backups(id, domain_id, level, status, checkpoint, parent, error, "
             "started, finished, bytes_read, bytes_written, bytes_stored, checkpoint_xml, "
-            "domain_xml, pid) SELECT ?1, id, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
-            "?14, ?15 FROM domains WHERE name = ?2",
-            "tttttttiiuuutti", b->id, b->domain, catalog_level_name(b->level),
+            "domain_xml, pid, pid_start) SELECT ?1, id, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+            "?12, ?13, ?14, ?15, ?16 FROM domains WHERE name = ?2",
+            "tttttttiiuuuttii", b->id, b->domain, catalog_level_name(b->level),
             catalog_status_name(b->status), b->checkpoint, b->parent, b->error, started,
             b->finished, b->bytes_read, b->bytes_written, b->bytes_stored, b->checkpoint_xml,
-            b->domain_xml, pid) == -1) {
+            b->domain_xml, pid, pid_start) == -1) {
         if (sqlite3_extended_errcode(cat->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
             vk_error(VK_ERR_INVALID, "backup '%s' already exists in catalog '%s'", b->id,
                      cat->path);
@@ -222,7 +224,9 @@ int catalog_backup_delete(struct catalog *cat, const char *id, unsigned int flag
 int catalog_backup_fail_orphans(struct catalog *cat, unsigned int flags, unsigned int *marked)
 {
     (void)flags;
-    return catalog_sql_fail_orphans(cat, "SELECT id, pid FROM backups WHERE status = 'running'",
+    return catalog_sql_fail_orphans(cat,
+                                    "SELECT id, pid, pid_start FROM backups "
+                                    "WHERE status = 'running'",
                                     "UPDATE backups SET status = 'failed', error = ?2, "
                                     "finished = ?3 WHERE id = ?1 AND status = 'running'",
                                     marked);

@@ -57,8 +57,8 @@ int catalog_sql_list(struct catalog *cat, sqlite3_stmt *stmt, size_t size,
                      int (*read_row)(sqlite3_stmt *, void *), void (*clear)(void *), void **items,
                      size_t *count);
 
-/* Fail the orphans of one table: SELECT_SQL returns (id, pid) of the rows still
- * queued or running; each whose process is gone is updated by UPDATE_SQL
+/* Fail the orphans of one table: SELECT_SQL returns (id, pid, pid_start) of the
+ * rows still queued or running; each whose process is gone is updated by UPDATE_SQL
  * (?1 the id, ?2 the error, starting with CATALOG_ORPHAN_ERROR, ?3 the time),
  * which must only change a row still queued or running.  *MARKED (if not
  * NULL) gets the number of rows changed. */
@@ -68,8 +68,12 @@ int catalog_sql_fail_orphans(struct catalog *cat, const char *select_sql, const 
 /* Migrations (schema.c): bring the open database to CATALOG_SCHEMA_VERSION. */
 int catalog_schema_migrate(struct catalog *cat);
 
-/* Is process PID gone?  (0 or negative: treated as gone.) */
-bool catalog_pid_gone(int64_t pid);
+/* Is the process of a row (PID started at PID_START, 0: unknown) gone?
+ * (A pid of 0 or less: treated as gone.) */
+bool catalog_pid_gone(int64_t pid, int64_t pid_start);
+/* The pid_start to store for a row inserted with PID and PID_START: PID_START
+ * when set, else what /proc shows for PID now (0 when it cannot be read). */
+int64_t catalog_pid_start(int64_t pid, int64_t pid_start);
 
 /* Make sure domain NAME has a row (domains.c). */
 int catalog_domain_ensure(struct catalog *cat, const char *name);

@@ -22,9 +22,10 @@
  *                    the chain functions report that by name.  status is
  *                    running|committed|failed, with the error text of a
  *                    failure; started/finished times; bytes read, written and
- *                    stored; checkpoint XML and domain XML; the pid of the
- *                    process that runs it (so that a row left "running" by a
- *                    dead process can be marked failed).
+ *                    stored; checkpoint XML and domain XML; the pid and the
+ *                    start time of the process that runs it (so that a row
+ *                    left "running" by a dead process can be marked failed,
+ *                    even when its pid was reused).
  *   backup_disks     per backup per disk: target, format, virtual size,
  *                    bytes read and stored.
  *   archive_locations where each archive lives: a backup can have copies on
@@ -32,14 +33,16 @@
  *                    manifest), target name, object key, size, sha256, time.
  *   jobs             kind (backup, restore, copy, verify, prune, drill,
  *                    migrate, ...), domain, target, backup, state
- *                    queued|running|succeeded|failed|cancelled, pid, times,
+ *                    queued|running|succeeded|failed|cancelled, pid and its
+ *                    start time, times,
  *                    progress, estimated and actual seconds, error.
  *   prune_intents    backups a prune has decided to delete (backup, reason,
  *                    when marked): marked before any object is deleted, gone
  *                    with the backup row (see src/prune.h).
  *   drills           DR drills (src/drill.h): domain, backup restored,
  *                    targets read (comma-separated), state
- *                    running|ok|failed|cancelled, pid, times, the estimate
+ *                    running|ok|failed|cancelled, pid and its start time,
+ *                    times, the estimate
  *                    made before it started and its source, the measured
  *                    restore time, bytes read and written, error.  The
  *                    restore estimator learns from the ok rows.
@@ -63,7 +66,7 @@
 
 /* The newest schema this code knows.  An older file is migrated on open; a
  * newer one is refused (VK_ERR_UNSUPPORTED). */
-#define CATALOG_SCHEMA_VERSION 5
+#define CATALOG_SCHEMA_VERSION 6
 
 struct catalog;
 
@@ -132,6 +135,9 @@ struct catalog_backup {
     char *checkpoint_xml; /* may be NULL (and is, in lists without XML) */
     char *domain_xml;
     int64_t pid; /* process running it; 0 on insert means this process */
+    /* Its start time (common/proc.h); 0 on insert means the one /proc
+     * shows for PID now (0 when it cannot be read: the pid alone counts). */
+    int64_t pid_start;
 };
 
 struct catalog_backup_disk {
@@ -157,9 +163,10 @@ struct catalog_job {
     char *kind;                        /* "backup", "restore", "copy", "drill", ... */
     char *domain, *target, *backup_id; /* each may be NULL */
     enum catalog_job_state state;
-    int64_t pid;      /* 0 on insert means this process */
-    int64_t started;  /* 0 on insert means now */
-    int64_t finished; /* 0 until finished */
+    int64_t pid;       /* 0 on insert means this process */
+    int64_t pid_start; /* its start time: as in struct catalog_backup */
+    int64_t started;   /* 0 on insert means now */
+    int64_t finished;  /* 0 until finished */
     uint64_t progress_done, progress_total;
     double estimate_seconds; /* what the planner predicted, 0 if nothing */
     double elapsed_seconds;  /* measured, set by catalog_job_finish */
@@ -277,7 +284,10 @@ int catalog_backup_delete(struct catalog *cat, const char *id, unsigned int flag
  * starts with this; backup_recover() (src/backup.h) appends "; recovered". */
 #define CATALOG_ORPHAN_ERROR "interrupted: the process that ran it"
 /* Mark failed every running backup whose process is gone (startup
- * recovery).  *MARKED (may be NULL) gets how many were marked. */
+ * recovery, and virtkeepd when a worker dies): no process has its pid, the
+ * one that has it is a zombie, or it started at another time than the row
+ * records (vk_proc_alive() in common/proc.h).  *MARKED (may be NULL)
+ * gets how many were marked. */
 int catalog_backup_fail_orphans(struct catalog *cat, unsigned int flags, unsigned int *marked);
 
 /* Prune intents (src/prune.h): mark backup ID as doomed, REASON may be
@@ -352,6 +362,7 @@ struct catalog_drill {
     char *targets; /* names of the targets read, comma-separated; may be NULL */
     enum catalog_drill_state state;
     int64_t pid;             /* 0 on insert means this process */
+    int64_t pid_start;       /* its start time: as in struct catalog_backup */
     int64_t started;         /* 0 on insert means now */
     int64_t finished;        /* 0 until finished */
     double estimate_seconds; /* predicted before it started */

@@ -16,7 +16,7 @@
 
 #define DRILL_SELECT                                                                               \
     "SELECT id, job_id, domain, backup_id, targets, state, pid, started, finished, "               \
-    "estimate_seconds, estimate_source, actual_seconds, bytes_read, disk_bytes, error "            \
+    "estimate_seconds, estimate_source, actual_seconds, bytes_read, disk_bytes, error, pid_start " \
     "FROM drills "
 
 static void drill_clear(void *item)
@@ -66,6 +66,7 @@ static int read_drill(sqlite3_stmt *stmt, void *item)
     d->bytes_read = (uint64_t)catalog_sql_int(stmt, 12);
     d->disk_bytes = (uint64_t)catalog_sql_int(stmt, 13);
     d->error = catalog_sql_text(stmt, 14, &ok);
+    d->pid_start = catalog_sql_int(stmt, 15);
     return ok ? 0 : -1;
 }
 
@@ -73,6 +74,7 @@ int64_t catalog_drill_insert(struct catalog *cat, const struct catalog_drill *d)
 {
     int64_t started = d->started ? d->started : (int64_t)time(NULL);
     int64_t pid = d->pid ? d->pid : (int64_t)getpid();
+    int64_t pid_start = catalog_pid_start(pid, d->pid_start);
 
     if (!d->domain || !*d->domain || (unsigned int)d->state > CATALOG_DRILL_CANCELLED ||
         !isfinite(d->estimate_seconds) || !isfinite(d->actual_seconds)) {
@@ -82,12 +84,12 @@ int64_t catalog_drill_insert(struct catalog *cat, const struct catalog_drill *d)
     if (catalog_sql_run(cat,
                         "INSERT INTO drills(job_id, domain, backup_id, targets, state, pid, "
                         "started, finished, estimate_seconds, estimate_source, actual_seconds, "
-                        "bytes_read, disk_bytes, error) "
-                        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                        "ittttiiidtduut", d->job_id, d->domain, d->backup_id, d->targets,
+                        "bytes_read, disk_bytes, error, pid_start) "
+                        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                        "ittttiiidtduuti", d->job_id, d->domain, d->backup_id, d->targets,
                         catalog_drill_state_name(d->state), pid, started, d->finished,
                         d->estimate_seconds, d->estimate_source, d->actual_seconds, d->bytes_read,
-                        d->disk_bytes, d->error) == -1) {
+                        d->disk_bytes, d->error, pid_start) == -1) {
         vk_error_prefix("cannot record a drill of domain '%s'", d->domain);
         return -1;
     }
@@ -182,7 +184,8 @@ int catalog_drill_list(struct catalog *cat, const char *domain, const char *targ
 int catalog_drill_fail_orphans(struct catalog *cat, unsigned int flags, unsigned int *marked)
 {
     (void)flags;
-    return catalog_sql_fail_orphans(cat, "SELECT id, pid FROM drills WHERE state = 'running'",
+    return catalog_sql_fail_orphans(cat,
+                                    "SELECT id, pid, pid_start FROM drills WHERE state = 'running'",
                                     "UPDATE drills SET state = 'failed', error = ?2, finished = ?3 "
                                     "WHERE id = ?1 AND state = 'running'",
                                     marked);

@@ -17,8 +17,8 @@
 
 #define JOB_SELECT                                                                                 \
     "SELECT id, kind, domain, target, backup_id, state, pid, started, finished, "                  \
-    "progress_done, progress_total, estimate_seconds, elapsed_seconds, error, downtime_ms "        \
-    "FROM jobs "
+    "progress_done, progress_total, estimate_seconds, elapsed_seconds, error, downtime_ms, "       \
+    "pid_start FROM jobs "
 
 static int read_job(sqlite3_stmt *stmt, void *item)
 {
@@ -41,6 +41,7 @@ static int read_job(sqlite3_stmt *stmt, void *item)
     job->elapsed_seconds = sqlite3_column_double(stmt, 12);
     job->error = catalog_sql_text(stmt, 13, &ok);
     job->downtime_ms = catalog_sql_int(stmt, 14);
+    job->pid_start = catalog_sql_int(stmt, 15);
     return ok ? 0 : -1;
 }
 
@@ -48,6 +49,7 @@ int64_t catalog_job_insert(struct catalog *cat, const struct catalog_job *job)
 {
     int64_t started = job->started ? job->started : (int64_t)time(NULL);
     int64_t pid = job->pid ? job->pid : (int64_t)getpid();
+    int64_t pid_start = catalog_pid_start(pid, job->pid_start);
 
     if (!job->kind || !*job->kind || job->state > CATALOG_JOB_CANCELLED) {
         vk_error(VK_ERR_INVALID, "a job needs a kind and a valid state");
@@ -56,12 +58,12 @@ int64_t catalog_job_insert(struct catalog *cat, const struct catalog_job *job)
     if (catalog_sql_run(cat,
                         "INSERT INTO jobs(kind, domain, target, backup_id, state, pid, started, "
                         "finished, progress_done, progress_total, estimate_seconds, "
-                        "elapsed_seconds, error) "
-                        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                        "tttttiiiuuddt", job->kind, job->domain, job->target, job->backup_id,
+                        "elapsed_seconds, error, pid_start) "
+                        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                        "tttttiiiuuddti", job->kind, job->domain, job->target, job->backup_id,
                         catalog_job_state_name(job->state), pid, started, job->finished,
                         job->progress_done, job->progress_total, job->estimate_seconds,
-                        job->elapsed_seconds, job->error) == -1) {
+                        job->elapsed_seconds, job->error, pid_start) == -1) {
         vk_error_prefix("cannot record a %s job", job->kind);
         return -1;
     }
@@ -180,7 +182,8 @@ int catalog_job_fail_orphans(struct catalog *cat, unsigned int flags, unsigned i
 {
     (void)flags;
     return catalog_sql_fail_orphans(cat,
-                                    "SELECT id, pid FROM jobs WHERE state IN ('queued', 'running')",
+                                    "SELECT id, pid, pid_start FROM jobs "
+                                    "WHERE state IN ('queued', 'running')",
                                     "UPDATE jobs SET state = 'failed', error = ?2, finished = ?3 "
                                     "WHERE id = ?1 AND state IN ('queued', 'running')",
                                     marked);

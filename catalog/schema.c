@@ -136,8 +136,17 @@ static const char schema_v5[] =
     "  error TEXT);"
     "CREATE INDEX drills_domain ON drills(domain, started);";
 
+/* Version 6: the start time of the process that runs a backup, a job or
+ * a drill (field 22 of /proc/PID/stat, common/proc.h), next to its pid: a
+ * pid alone does not name a process once it has been reused.  0: unknown
+ * (rows of older versions). */
+static const char schema_v6[] =
+    "ALTER TABLE backups ADD COLUMN pid_start INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN pid_start INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE drills ADD COLUMN pid_start INTEGER NOT NULL DEFAULT 0;";
+
 static const char *const migrations[] = {
-    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5,
+    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6,
 };
 
 _Static_assert(VK_ARRAY_SIZE(migrations) == CATALOG_SCHEMA_VERSION,

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include "catalog/catalog-int.h"
 #include "common/cleanup.h"
 #include "common/error.h"
+#include "common/proc.h"
 #include "common/util.h"
 
 static enum vk_error_code code_from_sqlite(int rc)
@@ -224,7 +224,7 @@ int catalog_sql_fail_orphans(struct catalog *cat, const char *select_sql, const 
     while ((r = catalog_sql_step(cat, stmt)) == 1) {
         int64_t pid = catalog_sql_int(stmt, 1);
 
-        if (!catalog_pid_gone(pid))
+        if (!catalog_pid_gone(pid, catalog_sql_int(stmt, 2)))
             continue;
         free(why);
         why = vk_asprintf(CATALOG_ORPHAN_ERROR " (pid %" PRId64 ") is gone", pid);
@@ -240,10 +240,20 @@ int catalog_sql_fail_orphans(struct catalog *cat, const char *select_sql, const 
     return r == 0 ? 0 : -1;
 }
 
-bool catalog_pid_gone(int64_t pid)
+bool catalog_pid_gone(int64_t pid, int64_t pid_start)
 {
-    if (pid <= 0 || pid > INT32_MAX)
-        return true;
-    /* EPERM means the process exists under another user. */
-    return kill((pid_t)pid, 0) == -1 && errno == ESRCH;
+    return !vk_proc_alive(pid, (uint64_t)pid_start);
+}
+
+int64_t catalog_pid_start(int64_t pid, int64_t pid_start)
+{
+    uint64_t start = 0;
+
+    if (pid_start)
+        return pid_start;
+    if (vk_proc_start_time(pid, &start) < 0) {
+        vk_error_clear();
+        return 0;
+    }
+    return start > INT64_MAX ? 0 : (int64_t)start;
 }

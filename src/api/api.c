@@ -4,6 +4,13 @@
  * thread: the unix socket (access by file mode) and the loopback TCP
  * address (access by bearer token).  Every request opens its own catalog
  * connection, so requests never share SQLite state with the daemon.
+ *
+ * Anyone on the host can connect to the TCP listener.  So that idle
+ * connections cannot lock the others out, a connection that has not sent
+ * its request within API_IDLE_TIMEOUT is closed, one address has at most
+ * API_PER_IP_LIMIT connections, and one local user (the owner of the
+ * client socket in /proc/net/tcp) other than root and the daemon's own
+ * user at most API_PER_USER_LIMIT.
  */
 #include <config.h>
 
@@ -25,6 +32,7 @@
 
 #include <json-c/json.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -32,30 +40,48 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/util.h"
 #include "src/api/api.h"
 #include "common/version.h"
 
-#define API_CONNECTION_LIMIT 16
-#define API_CONNECTION_TIMEOUT 10 /* seconds */
+#define API_CONNECTION_LIMIT 64 /* per listener */
+#define API_PER_IP_LIMIT 16     /* TCP: connections from one address */
+#define API_PER_USER_LIMIT 4    /* TCP: of one local user, root and ours excepted */
+#define API_IDLE_TIMEOUT 3      /* seconds a connection may wait before its request */
+#define API_REQUEST_TIMEOUT 30  /* seconds, once the request is in (and authorized) */
 #define API_MEMORY_LIMIT (64 * 1024)
 #define API_BODY_MAX 4096
 #define API_TOKEN_MAX 4096
 #define API_RECENT_JOBS 20
 
+/* A TCP connection of a user held to API_PER_USER_LIMIT. */
+struct api_peer {
+    struct sockaddr_storage addr; /* the client's address and port */
+    uid_t uid;
+};
+
 struct api_listener {
     struct api_server *srv;
     struct MHD_Daemon *mhd;
     bool auth; /* TCP: every request needs the bearer token */
+    /* TCP: where it listens, and the connections of limited users.  Only
+     * the listener's one MHD thread touches them. */
+    struct sockaddr_storage addr;
+    struct api_peer peers[2 * API_CONNECTION_LIMIT];
+    size_t n_peers;
 };
 
 struct api_server {
-    struct api_listener unix_l, tcp_l;
+    struct api_listener *unix_l, *tcp_l;
     char *socket_path; /* to unlink on stop, or NULL */
-    unsigned char token_digest[32];
+    char *listen;      /* what tcp_l listens on, or NULL */
     int port;
     struct api_ops ops;
     char *catalog_path;
+    /* Replaced by api_server_reload while the listeners' threads run. */
+    pthread_mutex_t lock;
+    unsigned char token_digest[32];
     const struct config *config;
 };
 
@@ -164,6 +190,17 @@ static struct catalog *server_catalog(struct api_server *srv)
     return catalog_open(srv->catalog_path, CATALOG_OPEN_EXISTING);
 }
 
+/* The configuration in use (the caller keeps the replaced ones alive). */
+static const struct config *server_config(struct api_server *srv)
+{
+    const struct config *cfg;
+
+    pthread_mutex_lock(&srv->lock);
+    cfg = srv->config;
+    pthread_mutex_unlock(&srv->lock);
+    return cfg;
+}
+
 static enum MHD_Result get_status(struct api_server *srv, struct MHD_Connection *c)
 {
     const char *domain = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "domain");
@@ -173,8 +210,8 @@ static enum MHD_Result get_status(struct api_server *srv, struct MHD_Connection 
 
     if (!cat)
         return respond_last_error(c);
-    r = status_compute(cat, srv->config, domain && *domain ? domain : NULL, time(NULL), &srv->ops,
-                       &rep, 0);
+    r = status_compute(cat, server_config(srv), domain && *domain ? domain : NULL, time(NULL),
+                       &srv->ops, &rep, 0);
     catalog_close(cat);
     if (r < 0)
         return respond_last_error(c);
@@ -255,7 +292,7 @@ static enum MHD_Result get_metrics(struct api_server *srv, struct MHD_Connection
     active_jobs_free(jobs, n);
     if (!(cat = server_catalog(srv)))
         return respond_last_error(c);
-    r = status_compute(cat, srv->config, NULL, time(NULL), &srv->ops, &rep, 0);
+    r = status_compute(cat, server_config(srv), NULL, time(NULL), &srv->ops, &rep, 0);
     if (r == 0)
         r = metrics_render(cat, &rep, running, &text, &len);
     status_report_clear(&rep);
@@ -341,14 +378,20 @@ static int digest(const void *buf, size_t len, unsigned char out[32])
 static bool authorized(struct api_server *srv, struct MHD_Connection *c)
 {
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    unsigned char d[32];
+    unsigned char d[32], want[32];
+    bool ok;
 
     if (!h || strncasecmp(h, "Bearer ", 7) != 0)
         return false;
     h += 7;
     if (digest(h, strlen(h), d) < 0)
         return false;
-    return CRYPTO_memcmp(d, srv->token_digest, sizeof d) == 0;
+    pthread_mutex_lock(&srv->lock);
+    memcpy(want, srv->token_digest, sizeof want);
+    pthread_mutex_unlock(&srv->lock);
+    ok = CRYPTO_memcmp(d, want, sizeof d) == 0;
+    OPENSSL_cleanse(want, sizeof want);
+    return ok;
 }
 
 /* Reject before the body is read: bad token, or a body over the cap. */
@@ -387,6 +430,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             rq->answered = true;
             return res;
         }
+        /* The request is in and may be served: no longer held to the
+         * short idle timeout. */
+        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  (unsigned int)API_REQUEST_TIMEOUT);
         return MHD_YES;
     }
     if (*upload_size) {
@@ -604,27 +651,39 @@ static int tcp_bind(const struct addrinfo *ai, const char *addr)
     return VK_STEAL_FD(fd);
 }
 
-static int tcp_listen(const char *addr, int *port)
+/* The first address of listen address ADDR (freeaddrinfo it). */
+static struct addrinfo *listen_resolve(const char *addr)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
     const char *portstr;
     char host[64];
-    int fd, e;
+    int e;
 
     if (listen_split(addr, host, sizeof host, &portstr) < 0)
-        return -1;
+        return NULL;
     if ((e = getaddrinfo(host, portstr, &hints, &ai)) != 0) {
         vk_error(VK_ERR_INVALID, "the listen address '%s' is not valid: %s", addr, gai_strerror(e));
-        return -1;
+        return NULL;
     }
+    return ai;
+}
+
+/* Listen on ADDR; *PORT and *BOUND get where. */
+static int tcp_listen(const char *addr, int *port, struct sockaddr_storage *bound)
+{
+    struct addrinfo *ai = listen_resolve(addr);
+    socklen_t sl = sizeof *bound;
+    int fd;
+
+    if (!ai)
+        return -1;
     fd = tcp_bind(ai, addr);
     freeaddrinfo(ai);
-    if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-        *port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-                                              : ((struct sockaddr_in6 *)&ss)->sin6_port);
+    memset(bound, 0, sizeof *bound);
+    if (fd >= 0 && getsockname(fd, (struct sockaddr *)bound, &sl) == 0)
+        *port = ntohs(bound->ss_family == AF_INET ? ((struct sockaddr_in *)bound)->sin_port
+                                                  : ((struct sockaddr_in6 *)bound)->sin6_port);
     return fd;
 }
 
@@ -664,31 +723,138 @@ static int token_load(const char *path, unsigned char out[32])
     return r;
 }
 
+/* ---- connections per user ---------------------------------------------- */
+
+static bool peer_same(const struct sockaddr_storage *a, const struct sockaddr *b)
+{
+    if (a->ss_family != b->sa_family)
+        return false;
+    if (b->sa_family == AF_INET) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)a;
+        const struct sockaddr_in *y = (const struct sockaddr_in *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (b->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
+        const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
+        return x->sin6_port == y->sin6_port &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+    }
+    return false;
+}
+
+static void peer_forget(struct api_listener *l, const struct sockaddr *addr)
+{
+    for (size_t i = 0; i < l->n_peers; i++)
+        if (peer_same(&l->peers[i].addr, addr)) {
+            l->peers[i] = l->peers[--l->n_peers];
+            return;
+        }
+}
+
+/* MHD's accept policy: a user other than root and ours (or one that cannot
+ * be told, uid -1) gets at most API_PER_USER_LIMIT connections.  Root's
+ * requests (`virtkeep status --url`, monitoring) always find room. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    struct api_listener *l = cls;
+    size_t open = 0;
+    uid_t uid;
+
+    (void)len;
+    if (!l->auth || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
+        return MHD_YES; /* the unix socket: access by file mode */
+    if (vk_tcp_socket_uid(addr, (const struct sockaddr *)&l->addr, &uid) < 0) {
+        vk_error_clear();
+        uid = (uid_t)-1;
+    }
+    if (uid == 0 || uid == geteuid())
+        return MHD_YES;
+    peer_forget(l, addr); /* a stale entry of the same address and port */
+    for (size_t i = 0; i < l->n_peers; i++)
+        open += l->peers[i].uid == uid;
+    if (open >= API_PER_USER_LIMIT || l->n_peers == VK_ARRAY_SIZE(l->peers)) {
+        vk_debug("api: refusing a connection of uid %d: it has %zu open", (int)uid, open);
+        return MHD_NO;
+    }
+    memcpy(&l->peers[l->n_peers].addr, addr,
+           addr->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+    l->peers[l->n_peers].addr.ss_family = addr->sa_family;
+    l->peers[l->n_peers++].uid = uid;
+    return MHD_YES;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct api_listener *l = cls;
+    const union MHD_ConnectionInfo *ci;
+
+    (void)socket_context;
+    if (code != MHD_CONNECTION_NOTIFY_CLOSED || !l->auth)
+        return;
+    ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci && ci->client_addr)
+        peer_forget(l, ci->client_addr);
+}
+
 /* ---- start and stop --------------------------------------------------- */
 
-static int listener_start(struct api_listener *l, struct api_server *srv, int fd, bool auth)
+static void listener_stop(struct api_listener *l)
 {
+    if (!l)
+        return;
+    if (l->mhd)
+        MHD_stop_daemon(l->mhd);
+    free(l);
+}
+
+/* Serve FD (closed on failure); BOUND: where a TCP listener listens. */
+static struct api_listener *listener_start(struct api_server *srv, int fd, bool auth,
+                                           const struct sockaddr_storage *bound)
+{
+    struct api_listener *l = vk_calloc(1, sizeof *l);
+
+    if (!l) {
+        close(fd);
+        return NULL;
+    }
     l->srv = srv;
     l->auth = auth;
-    l->mhd =
-        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG, 0,
-                         NULL, NULL, on_request, l,
-                         /* first, so that MHD logs nothing through its own logger */
-                         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
-                         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_CONNECTION_LIMIT,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)API_CONNECTION_TIMEOUT,
-                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_MEMORY_LIMIT,
-                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+    if (bound)
+        l->addr = *bound;
+    l->mhd = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG, 0, on_accept, l,
+        on_request, l,
+        /* first, so that MHD logs nothing through its own logger */
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)API_CONNECTION_LIMIT,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)(auth ? API_PER_IP_LIMIT : 0),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)API_IDLE_TIMEOUT,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_MEMORY_LIMIT, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, l, MHD_OPTION_END);
     if (!l->mhd) {
         close(fd);
+        free(l);
         vk_error(VK_ERR_INTERNAL, "cannot start the API server (libmicrohttpd)");
-        return -1;
+        return NULL;
     }
-    return 0;
+    return l;
+}
+
+/* The TCP listener of O (listen address and token), not started: *FD
+ * bound, *BOUND and *PORT where, DIGEST the token's. */
+static int tcp_prepare(const struct api_server_options *o, unsigned char digest_out[32], int *fd,
+                       int *port, struct sockaddr_storage *bound)
+{
+    if (token_load(o->token_file, digest_out) < 0)
+        return -1;
+    return (*fd = tcp_listen(o->listen, port, bound)) < 0 ? -1 : 0;
 }
 
 static int server_listen(struct api_server *srv, const struct api_server_options *o)
 {
+    struct sockaddr_storage bound;
     int fd;
 
     if (o->socket_path) {
@@ -698,15 +864,28 @@ static int server_listen(struct api_server *srv, const struct api_server_options
             close(fd);
             return -1;
         }
-        if (listener_start(&srv->unix_l, srv, fd, false) < 0)
+        if (!(srv->unix_l = listener_start(srv, fd, false, NULL)))
             return -1;
     }
     if (o->listen) {
-        if (token_load(o->token_file, srv->token_digest) < 0 ||
-            (fd = tcp_listen(o->listen, &srv->port)) < 0)
+        if (!(srv->listen = vk_strdup(o->listen)) ||
+            tcp_prepare(o, srv->token_digest, &fd, &srv->port, &bound) < 0)
             return -1;
-        if (listener_start(&srv->tcp_l, srv, fd, true) < 0)
+        if (!(srv->tcp_l = listener_start(srv, fd, true, &bound)))
             return -1;
+    }
+    return 0;
+}
+
+static int options_check(const struct api_server_options *opts)
+{
+    if (!opts->socket_path && !opts->listen) {
+        vk_error(VK_ERR_INVALID, "the API server needs a socket path or a listen address");
+        return -1;
+    }
+    if (opts->listen && !opts->token_file) {
+        vk_error(VK_ERR_INVALID, "listening on '%s' needs a token file", opts->listen);
+        return -1;
     }
     return 0;
 }
@@ -717,16 +896,9 @@ struct api_server *api_server_start(const struct api_server_options *opts,
     struct api_server *srv;
 
     (void)flags;
-    if (!opts->socket_path && !opts->listen) {
-        vk_error(VK_ERR_INVALID, "the API server needs a socket path or a listen address");
+    if (options_check(opts) < 0 || !(srv = vk_calloc(1, sizeof *srv)))
         return NULL;
-    }
-    if (opts->listen && !opts->token_file) {
-        vk_error(VK_ERR_INVALID, "listening on '%s' needs a token file", opts->listen);
-        return NULL;
-    }
-    if (!(srv = vk_calloc(1, sizeof *srv)))
-        return NULL;
+    pthread_mutex_init(&srv->lock, NULL);
     srv->port = -1;
     srv->config = opts->config;
     if (ops)
@@ -738,6 +910,72 @@ struct api_server *api_server_start(const struct api_server_options *opts,
     return srv;
 }
 
+static bool str_same(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Does L listen on ADDR already?  (Port 0, "any", never matches.) */
+static bool listening_on(const struct api_listener *l, const char *addr)
+{
+    struct addrinfo *ai = l && addr ? listen_resolve(addr) : NULL;
+    bool same = ai && peer_same(&l->addr, ai->ai_addr);
+
+    if (ai)
+        freeaddrinfo(ai);
+    vk_error_clear();
+    return same;
+}
+
+int api_server_reload(struct api_server *srv, const struct api_server_options *opts)
+{
+    struct api_listener *tcp = NULL, *old;
+    struct sockaddr_storage bound;
+    unsigned char d[32];
+    CLEANUP_FREE char *where = opts->listen ? vk_strdup(opts->listen) : NULL;
+    bool same = (!opts->listen && !srv->tcp_l) || listening_on(srv->tcp_l, opts->listen);
+    int fd = -1, port = -1, r = 0;
+
+    pthread_mutex_lock(&srv->lock);
+    srv->config = opts->config;
+    pthread_mutex_unlock(&srv->lock);
+    if (options_check(opts) < 0)
+        return -1;
+    if (!str_same(opts->socket_path, srv->socket_path)) {
+        vk_error(VK_ERR_INVALID, "the control socket cannot change without a restart ('%s')",
+                 srv->socket_path ? srv->socket_path : "none");
+        return -1;
+    }
+    /* Everything new is bound and serving before anything old stops: a
+     * port that is taken, or a bad token file, leaves the API as it was. */
+    if (opts->listen && !where)
+        r = -1;
+    else if (opts->listen && same)
+        r = token_load(opts->token_file, d);
+    else if (opts->listen && (tcp_prepare(opts, d, &fd, &port, &bound) < 0 ||
+                              !(tcp = listener_start(srv, fd, true, &bound))))
+        r = -1;
+    if (r < 0) {
+        listener_stop(tcp);
+        OPENSSL_cleanse(d, sizeof d);
+        return -1;
+    }
+    pthread_mutex_lock(&srv->lock);
+    if (opts->listen)
+        memcpy(srv->token_digest, d, sizeof d);
+    pthread_mutex_unlock(&srv->lock);
+    OPENSSL_cleanse(d, sizeof d);
+    free(srv->listen);
+    srv->listen = VK_STEAL(where);
+    if (same)
+        return 0;
+    old = srv->tcp_l;
+    srv->tcp_l = tcp;
+    srv->port = tcp ? port : -1;
+    listener_stop(old);
+    return 0;
+}
+
 int api_server_port(const struct api_server *srv)
 {
     return srv->port;
@@ -747,14 +985,14 @@ void api_server_stop(struct api_server *srv)
 {
     if (!srv)
         return;
-    if (srv->unix_l.mhd)
-        MHD_stop_daemon(srv->unix_l.mhd);
-    if (srv->tcp_l.mhd)
-        MHD_stop_daemon(srv->tcp_l.mhd);
+    listener_stop(srv->unix_l);
+    listener_stop(srv->tcp_l);
     if (srv->socket_path) /* we bound it */
         unlink(srv->socket_path);
     OPENSSL_cleanse(srv->token_digest, sizeof srv->token_digest);
+    pthread_mutex_destroy(&srv->lock);
     free(srv->socket_path);
+    free(srv->listen);
     free(srv->catalog_path);
     free(srv);
 }

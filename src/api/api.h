@@ -83,6 +83,13 @@ struct api_server_options {
 struct api_server;
 struct api_server *api_server_start(const struct api_server_options *opts,
                                     const struct api_ops *ops, unsigned int flags);
+/* Apply new options (SIGHUP): the configuration, the token, the listen
+ * address (SOCKET_PATH and CATALOG_PATH cannot change).  What is new is
+ * bound and serving before what it replaces stops, so that on failure
+ * (the port is taken, a bad token file: -1, the error recorded) the server
+ * goes on as before, with only the configuration replaced.  The replaced
+ * configuration must stay valid until api_server_stop. */
+int api_server_reload(struct api_server *srv, const struct api_server_options *opts);
 /* The TCP port listened on (useful with port 0), or -1 without LISTEN. */
 int api_server_port(const struct api_server *srv);
 /* Stop serving and remove the socket file. */
@@ -100,8 +107,12 @@ struct json_object *api_jobs_json(const struct api_job *active, size_t n,
 unsigned int api_http_status(enum vk_error_code code);
 
 /* ======== the CLI's side of virtkeepd's control API (src/api.h), over
- * libcurl: HTTP on the unix socket, or on the loopback address with the
- * bearer token.
+ * libcurl: HTTP on the unix socket, or, only when the caller names it, on
+ * an http://HOST:PORT address with the bearer token.  The token is sent
+ * only after the connection is made and the server's end of it is found to
+ * belong to root, to this user or to the owner of the token file
+ * (/proc/net/tcp): a local user who binds the port while virtkeepd is
+ * stopped gets nothing.
  */
 
 struct config;
@@ -110,8 +121,8 @@ struct json_object;
 struct api_endpoint {
     char *socket_path; /* unix socket, or NULL: TCP */
     char *url;         /* "http://localhost" on the socket, "http://HOST:PORT" on TCP */
-    char *token;       /* TCP: the bearer token */
-    char *name;        /* for messages: the socket path or the listen address */
+    char *token_file;  /* TCP: [daemon] token_file (read for each request), or NULL */
+    char *name;        /* for messages: the socket path or the address */
 };
 
 struct api_client {
@@ -120,17 +131,21 @@ struct api_client {
     long timeout_ms;
 };
 
-/* Where to reach the daemon: SOCKET when given (and nothing else); else
- * [daemon] socket (or API_DEFAULT_SOCKET), then [daemon] listen with the
- * token of [daemon] token_file when both are set and the token is
- * readable.  CFG may be NULL.  -1 on ENOMEM or an unusable listen value. */
+/* Where to reach the daemon: SOCKET and/or URL ("http://HOST:PORT" or
+ * "HOST:PORT") when given, in that order; else [daemon] socket (or
+ * API_DEFAULT_SOCKET), then $VIRTKEEP_DAEMON_URL when set.  [daemon]
+ * listen is never used by itself.  On TCP every request carries the token
+ * of [daemon] token_file.  CFG may be NULL.  -1 on ENOMEM or an unusable
+ * URL (VK_ERR_INVALID). */
 int api_client_init(struct api_client *cl, const struct config *cfg, const char *socket,
-                    unsigned int flags);
+                    const char *url, unsigned int flags);
 void api_client_clear(struct api_client *cl);
 
 /* METHOD PATH ("/v1/status"); a 2xx JSON answer goes to *OUT (put it).
  * When no endpoint answers: -1 with VK_ERR_NETWORK ("virtkeepd is not
- * running ...").  An error answer: -1 with the server's message and the
+ * running ...").  A TCP server that is not virtkeepd's user, or no token
+ * file: -1 with VK_ERR_AUTH / VK_ERR_INVALID / an I/O error, the token
+ * not sent.  An error answer: -1 with the server's message and the
  * code its HTTP status maps to (404 VK_ERR_NOT_FOUND, 400 VK_ERR_INVALID,
  * 409 VK_ERR_BUSY, 401 VK_ERR_AUTH, else VK_ERR_INTERNAL). */
 int api_client_call(struct api_client *cl, const char *method, const char *path,

@@ -21,10 +21,11 @@
 
 #define JOBS_RECENT 20 /* as the server's default */
 
-enum { OPT_JSON = 256, OPT_SOCKET, OPT_ALL };
+enum { OPT_JSON = 256, OPT_SOCKET, OPT_ALL, OPT_URL };
 
 struct jobs_args {
     const char *socket;
+    const char *url;
     const char *cancel; /* the job id to cancel, or NULL: list */
     bool json, all;
 };
@@ -40,6 +41,8 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
             a->all = true;
         else if (c == OPT_SOCKET)
             a->socket = optarg;
+        else if (c == OPT_URL)
+            a->url = optarg;
         else
             return cli_option_default(cmd, c);
     }
@@ -136,7 +139,7 @@ static int jobs_list(struct cli *cli, const struct jobs_args *a)
     bool daemon = true;
     int r;
 
-    if (api_client_init(&cl, cli->config, a->socket, 0) < 0)
+    if (api_client_init(&cl, cli->config, a->socket, a->url, 0) < 0)
         return cli_error_last();
     r = api_client_call(&cl, "GET", a->all ? "/v1/jobs?all=1" : "/v1/jobs", &j);
     api_client_clear(&cl);
@@ -170,7 +173,7 @@ static int jobs_cancel(struct cli *cli, const struct jobs_args *a)
     if (vk_parse_uint(a->cancel, INT64_MAX, &id) < 0 || id == 0)
         return cli_usage_error("jobs", "'%s' is not a job id", a->cancel);
     if (!(path = vk_asprintf("/v1/jobs/%llu/cancel", id)) ||
-        api_client_init(&cl, cli->config, a->socket, 0) < 0)
+        api_client_init(&cl, cli->config, a->socket, a->url, 0) < 0)
         return cli_error_last();
     r = api_client_call(&cl, "POST", path, &j);
     api_client_clear(&cl);
@@ -203,6 +206,7 @@ static const struct cli_option jobs_options[] = {
     {"all", no_argument, OPT_ALL, NULL, "every job of the catalog, not only the recent ones"},
     {"socket", required_argument, OPT_SOCKET, "PATH",
      "the daemon's unix socket (default as for status)"},
+    {"url", required_argument, OPT_URL, "URL", "the daemon's HTTP address (as for status)"},
     {"json", no_argument, OPT_JSON, NULL,
      "print {daemon, active: [{id, kind, domain, target, backup_id,\n"
      "level, state, pid, started}], recent: [{id, kind, domain, target,\n"

@@ -1,4 +1,4 @@
-/* virtkeep - `virtkeep status [DOMAIN] [--socket PATH] [--json]`: where
+/* virtkeep - `virtkeep status [DOMAIN] [--socket PATH] [--url URL] [--json]`: where
  * each domain stands against its objectives, from virtkeepd when it runs,
  * else computed the same way from the catalog and the configuration. */
 #include <config.h>
@@ -22,11 +22,12 @@
 #include "src/api/api.h"
 #include "src/cli/cli.h"
 
-enum { OPT_JSON = 256, OPT_SOCKET };
+enum { OPT_JSON = 256, OPT_SOCKET, OPT_URL };
 
 struct status_args {
     const char *domain;
     const char *socket;
+    const char *url;
     bool json;
 };
 
@@ -39,6 +40,8 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
             a->json = true;
         else if (c == OPT_SOCKET)
             a->socket = optarg;
+        else if (c == OPT_URL)
+            a->url = optarg;
         else
             return cli_option_default(cmd, c);
     }
@@ -63,7 +66,7 @@ static int status_remote(struct cli *cli, const struct status_args *a, struct st
     }
     path = esc ? vk_asprintf("/v1/status?domain=%s", esc) : vk_strdup("/v1/status");
     curl_free(esc);
-    if (!path || api_client_init(&cl, cli->config, a->socket, 0) < 0)
+    if (!path || api_client_init(&cl, cli->config, a->socket, a->url, 0) < 0)
         return -1;
     r = api_client_call(&cl, "GET", path, &j);
     api_client_clear(&cl);
@@ -185,6 +188,8 @@ int cli_cmd_status(struct cli *cli, int argc, char **argv)
 
 static const struct cli_option status_options[] = {
     {"socket", required_argument, OPT_SOCKET, "PATH", "the daemon's unix socket"},
+    {"url", required_argument, OPT_URL, "URL",
+     "the daemon's HTTP address, http://127.0.0.1:PORT ([daemon] listen)"},
     {"json", no_argument, OPT_JSON, NULL,
      "print {now, daemon, violations, domains: [{domain, policy,\n"
      "last_backup, last_success, rpo_exposure, rpo, rpo_violated,\n"
@@ -196,17 +201,19 @@ static const struct cli_option status_options[] = {
 
 const struct cli_command cli_command_status = {
     .name = "status",
-    .synopsis = "[DOMAIN] [--socket PATH] [--json]",
+    .synopsis = "[DOMAIN] [--socket PATH] [--url URL] [--json]",
     .summary = "Show each domain against its RPO and RTO objectives.",
     .help = "For each [domain] with a policy (or DOMAIN only): the latest good backup, the RPO\n"
             "exposure now (time since that backup) against the objective, the estimated restore\n"
             "time of the current chain against the RTO, the chain length, consecutive failed\n"
             "backups, the next job the scheduler has, and the objectives that are violated, with\n"
             "the reason.  The answer comes from virtkeepd over its unix socket (--socket PATH,\n"
-            "else [daemon] socket, else /run/virtkeep/virtkeepd.sock), or over [daemon] listen\n"
-            "with the token of [daemon] token_file.  When no daemon answers, the same status is\n"
-            "computed from the catalog and the configuration, and \"virtkeepd is not running\" is\n"
-            "printed on stderr.\n",
+            "else [daemon] socket, else /run/virtkeep/virtkeepd.sock), or over HTTP only when\n"
+            "asked (--url, else $VIRTKEEP_DAEMON_URL after the socket), with the token of\n"
+            "[daemon] token_file, sent only to a server on this host run by root, this user or\n"
+            "the owner of the token file.  When no daemon answers, the same status is computed\n"
+            "from the catalog and the configuration, and \"virtkeepd is not running\" is printed\n"
+            "on stderr.\n",
     .options = status_options,
     .tail = "Exit status: 0 every objective is met, 6 an RPO or RTO objective is violated (for\n"
             "monitoring scripts), 1 failed, 2 usage or configuration error, 3 unknown domain.\n",

@@ -98,19 +98,39 @@ void daemon_api_ops(struct daemon *d, struct api_ops *ops)
     ops->next_job = op_next_job;
 }
 
-int daemon_api_start(struct daemon *d)
+static void api_options(const struct daemon *d, struct api_server_options *o)
 {
-    static struct api_ops ops;
-    struct api_server_options o = {
+    *o = (struct api_server_options){
         .socket_path = d->socket_path,
         .listen = d->cfg->daemon.listen,
         .token_file = d->cfg->daemon.token_file,
         .catalog_path = d->catalog_path,
         .config = d->cfg,
     };
+}
 
+int daemon_api_start(struct daemon *d)
+{
+    static struct api_ops ops;
+    struct api_server_options o;
+
+    api_options(d, &o);
     daemon_api_ops(d, &ops);
     if (!(d->api = api_server_start(&o, &ops, 0)))
+        return -1;
+    vk_info("control API on socket '%s'%s%s", d->socket_path, o.listen ? " and " : "",
+            o.listen ? o.listen : "");
+    return 0;
+}
+
+int daemon_api_reload(struct daemon *d)
+{
+    struct api_server_options o;
+
+    if (!d->api)
+        return daemon_api_start(d);
+    api_options(d, &o);
+    if (api_server_reload(d->api, &o) < 0)
         return -1;
     vk_info("control API on socket '%s'%s%s", d->socket_path, o.listen ? " and " : "",
             o.listen ? o.listen : "");

@@ -124,6 +124,46 @@ static void outcome_record(struct daemon *d, struct daemon_worker *w)
                       : "?");
 }
 
+/* Did the backup worker W leave a backup row running (killed, OOM, a
+ * crash)?  Its rows carry its pid and start time. */
+static bool backups_left(struct daemon *d, const struct daemon_worker *w)
+{
+    struct catalog_backups *all = NULL;
+    bool left = false;
+
+    if (catalog_backup_list(d->cat, w->domain, 0, &all) < 0) {
+        vk_warn("cannot list the backups of domain '%s': %s", w->domain, vk_error_message());
+        return true; /* recovery only touches rows whose process is gone */
+    }
+    for (size_t i = 0; i < all->count && !left; i++) {
+        const struct catalog_backup *b = &all->items[i];
+        left = b->status == CATALOG_STATUS_RUNNING && b->pid == w->pid &&
+               (!b->pid_start || !w->pid_start || (uint64_t)b->pid_start == w->pid_start);
+    }
+    catalog_backups_free(all);
+    return left;
+}
+
+/* A worker that died without finishing its rows: what a restart of the
+ * daemon would do for them, now, so that its domain is not left busy. */
+static void rows_recover(struct daemon *d, struct daemon_worker *w)
+{
+    unsigned int drills = 0;
+
+    if (strcmp(w->kind, "drill") == 0) {
+        if (catalog_drill_fail_orphans(d->cat, 0, &drills) < 0)
+            vk_warn("cannot fail the drill of the dead worker: %s", vk_error_message());
+        else if (drills)
+            vk_info("marked %u drill(s) of a dead worker failed", drills);
+    }
+    if (strcmp(w->kind, "backup") != 0 || !backups_left(d, w))
+        return;
+    vk_warn("the backup worker of domain '%s' (pid %d) left its backup running: recovering it",
+            w->domain, (int)w->pid);
+    if (daemon_recover_domain(d, w->domain) < 0)
+        vk_warn("cannot recover the backup of domain '%s': %s", w->domain, vk_error_message());
+}
+
 static void worker_remove(struct daemon *d, size_t i)
 {
     struct daemon_worker *w = d->workers[i];
@@ -159,6 +199,8 @@ void daemon_job_reap(struct daemon *d)
         if (w->err_fd >= 0)
             daemon_job_read(w, w->err_fd);
         outcome_record(d, w);
+        if (!WIFEXITED(w->status) || WEXITSTATUS(w->status) != 0)
+            rows_recover(d, w);
         worker_remove(d, i);
     }
 }

@@ -20,6 +20,7 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/util.h"
 #include "src/daemon/daemon.h"
 
@@ -179,7 +180,13 @@ static int worker_add(struct daemon *d, struct daemon_worker *w, const char *con
     w->own_row = strcmp(w->kind, "copy") == 0 || strcmp(w->kind, "drill") == 0;
     if (worker_spawn(d, w, args) < 0)
         return -1;
+    /* Not reaped before the row is recorded: /proc has it, even if it died. */
+    if (vk_proc_start_time(w->pid, &w->pid_start) < 0) {
+        vk_debug("%s", vk_error_message());
+        w->pid_start = 0;
+    }
     row.pid = w->pid;
+    row.pid_start = w->pid_start > INT64_MAX ? 0 : (int64_t)w->pid_start;
     row.started = w->started;
     w->job_id = w->own_row ? 0 : catalog_job_insert(d->cat, &row);
     if (w->job_id < 0)

@@ -1,9 +1,7 @@
-/* virtkeep - virtkeepd at start: jobs and backups of killed processes.
- * The order is described in daemon.h. */
+/* virtkeep - virtkeepd at start, and when a worker dies: jobs and backups
+ * of killed processes.  The order is described in daemon.h. */
 #include <config.h>
 
-#include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,24 +9,21 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/util.h"
 #include "src/backup/backup.h"
 #include "src/daemon/daemon.h"
 #include "src/virt/virt.h"
 
-static bool pid_gone(int64_t pid)
-{
-    return pid <= 0 || (kill((pid_t)pid, 0) < 0 && errno == ESRCH);
-}
-
-/* A backup a killed process left: running without its process, or failed
- * as an orphan and not recovered yet. */
+/* A backup a killed process left: running without its process (none has
+ * its pid, a zombie has it, or one that started at another time), or
+ * failed as an orphan and not recovered yet. */
 static bool orphaned(const struct catalog_backup *b)
 {
     const char *e = b->error;
 
     if (b->status == CATALOG_STATUS_RUNNING)
-        return pid_gone(b->pid);
+        return !vk_proc_alive(b->pid, (uint64_t)b->pid_start);
     return b->status == CATALOG_STATUS_FAILED && e &&
            strncmp(e, CATALOG_ORPHAN_ERROR, strlen(CATALOG_ORPHAN_ERROR)) == 0 &&
            !strstr(e, "; recovered");
@@ -74,6 +69,28 @@ fail:
 out:
     backup_lock_release(lock);
     virt_domain_free(dom);
+}
+
+int daemon_recover_domain(struct daemon *d, const char *domain)
+{
+    struct virt_conn *conn;
+    unsigned int backups = 0;
+
+    /* First the rows, so that the scheduler sees the failure (and backs
+     * off) even when the domain cannot be reached; the rest is done under
+     * the domain's lock, or by the next backup or restart. */
+    if (catalog_backup_fail_orphans(d->cat, 0, &backups) < 0)
+        return -1;
+    if (backups)
+        vk_info("marked %u interrupted backup(s) failed", backups);
+    if (!(conn = virt_conn_open(d->connect_uri, 0))) {
+        vk_warn("cannot recover the interrupted backups of domain '%s': %s", domain,
+                vk_error_message());
+        return 0;
+    }
+    domain_recover(d, conn, domain);
+    virt_conn_close(conn);
+    return 0;
 }
 
 int daemon_recover(struct daemon *d)

@@ -240,12 +240,12 @@ static void signals_handle(struct daemon *d)
             d->stop = true;
         } else if (c == SIGHUP) {
             vk_info("SIGHUP: reloading the configuration");
-            /* The API server borrows the configuration: restart it on the new one. */
-            if (daemon_config_load(d) == 0) {
-                daemon_api_stop(d);
-                if (daemon_api_start(d) < 0)
-                    vk_log_error("cannot restart the control API: %s", vk_error_message());
-            }
+            /* The API server borrows the configuration: move it to the new
+             * one, the listeners only once the new ones are bound. */
+            if (daemon_config_load(d) == 0 && daemon_api_reload(d) < 0)
+                vk_log_error("cannot apply the new [daemon] listen or token_file to the control "
+                             "API: %s; it keeps serving as before",
+                             vk_error_message());
         }
     }
 }

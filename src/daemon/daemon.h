@@ -21,13 +21,24 @@
  * aborts the libvirt job, deletes its checkpoint and its partial objects;
  * then the remaining orphans of domains that no longer exist are failed
  * (catalog_backup_fail_orphans).  Missed runs are spread with
- * sched_catchup() so that they do not start at once.
+ * sched_catchup() so that they do not start at once.  A row's process is
+ * its pid and start time (common/proc.h): a zombie, or a process that got
+ * the pid later, does not keep a row alive.
+ *
+ * A worker that dies without finishing its rows while the daemon runs
+ * (kill -9, OOM, a crash) gets the same recovery when it is reaped
+ * (daemon-finish.c, daemon_recover_domain): its backup row is marked
+ * failed (one failure: the scheduler backs off, the domain is no longer
+ * busy), then under the domain's lock the libvirt job is aborted, its
+ * checkpoint deleted and its partial objects removed.
  *
  * Signals: SIGTERM/SIGINT stop starting jobs, send SIGTERM to the workers,
  * wait for them (DAEMON_STOP_WAIT seconds, then SIGKILL) and return 0.
  * SIGHUP reloads the configuration; an invalid one is logged and the old
- * one kept.  Workers get PR_SET_PDEATHSIG(SIGTERM): a killed daemon does
- * not leave them running unsupervised.
+ * one kept.  The control API moves to the new [daemon] listen and token
+ * only once they are bound and read: until then, and when that fails, it
+ * keeps serving on the old ones.  Workers get PR_SET_PDEATHSIG(SIGTERM): a
+ * killed daemon does not leave them running unsupervised.
  *
  * The API server (api.h) calls the ops in daemon-api.c from its threads;
  * the worker list and the cached next jobs are behind a mutex.
@@ -69,6 +80,7 @@ struct daemon_worker {
     char *kind; /* "backup", "copy", "prune", "drill" */
     char *domain, *target, *backup_id, *level, *reason;
     pid_t pid;
+    uint64_t pid_start; /* its start time (common/proc.h), 0 if unknown */
     int out_fd, err_fd; /* -1 once at EOF */
     char *out;
     size_t out_len;
@@ -152,10 +164,18 @@ char *daemon_worker_error(const char *err, size_t len);
 
 /* daemon-recover.c */
 int daemon_recover(struct daemon *d);
+/* Recover the backups of DOMAIN whose process is gone, now (a worker died):
+ * rows failed, then backup_recover() under the domain's lock.  A domain
+ * that cannot be reached or locked is left to the next backup or start
+ * (warning); -1 only when the catalog fails. */
+int daemon_recover_domain(struct daemon *d, const char *domain);
 
 /* daemon-api.c */
 void daemon_api_ops(struct daemon *d, struct api_ops *ops);
 int daemon_api_start(struct daemon *d);
+/* After SIGHUP: the new configuration, token and listen address.  On
+ * failure (a listen port that is taken) the old listeners keep serving. */
+int daemon_api_reload(struct daemon *d);
 void daemon_api_stop(struct daemon *d);
 
 #endif

@@ -3,7 +3,9 @@
  * with a token, fake daemon ops, and a temporary catalog. */
 #include <config.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -478,7 +480,7 @@ static void test_client(void **state)
     struct status_report rep;
     char *none = vk_asprintf("%s/none.sock", f->dir);
 
-    assert_int_equal(api_client_init(&cl, NULL, f->sock, 0), 0);
+    assert_int_equal(api_client_init(&cl, NULL, f->sock, NULL, 0), 0);
     assert_int_equal(api_client_call(&cl, "GET", "/v1/status", &j), 0);
     assert_int_equal(status_report_from_json(j, &rep), 0);
     json_object_put(j);
@@ -491,12 +493,136 @@ static void test_client(void **state)
     api_client_clear(&cl);
 
     /* Nobody there: VK_ERR_NETWORK, which the CLI takes as "not running". */
-    assert_int_equal(api_client_init(&cl, NULL, none, 0), 0);
+    assert_int_equal(api_client_init(&cl, NULL, none, NULL, 0), 0);
     assert_int_equal(api_client_call(&cl, "GET", "/v1/health", &j), -1);
     assert_int_equal(vk_error_code(), VK_ERR_NETWORK);
     assert_non_null(strstr(vk_error_message(), "virtkeepd is not running"));
     api_client_clear(&cl);
     free(none);
+}
+
+/* The client never sends the token to [daemon] listen by itself: only to
+ * an address it is given (or $VIRTKEEP_DAEMON_URL), and there only to a
+ * server run by root, this user or the owner of the token file. */
+static void test_client_tcp_explicit(void **state)
+{
+    struct fixture *f = *state;
+    int port = api_server_port(f->srv);
+    char *none = vk_asprintf("%s/none.sock", f->dir);
+    char *text = vk_asprintf("[daemon]\nsocket = %s\nlisten = 127.0.0.1:%d\ntoken_file = %s\n",
+                             none, port, f->token);
+    char *url = vk_asprintf("http://127.0.0.1:%d/", port);
+    struct config *cfg = config_parse_buffer("t.conf", text, strlen(text), 0);
+    struct api_client cl;
+    struct json_object *j = NULL;
+
+    assert_non_null(cfg);
+    unsetenv("VIRTKEEP_DAEMON_URL");
+    assert_int_equal(api_client_init(&cl, cfg, NULL, NULL, 0), 0);
+    assert_int_equal(cl.count, 1);
+    assert_non_null(cl.ends[0].socket_path);
+    assert_int_equal(api_client_call(&cl, "GET", "/v1/health", &j), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_NETWORK);
+    api_client_clear(&cl);
+
+    /* Given: the server is ours, the token goes. */
+    assert_int_equal(api_client_init(&cl, cfg, NULL, url, 0), 0);
+    assert_int_equal(cl.count, 1);
+    assert_null(cl.ends[0].socket_path);
+    if (api_client_call(&cl, "GET", "/v1/health", &j) < 0)
+        fail_msg("health over TCP: %s", vk_error_message());
+    json_object_put(j);
+    api_client_clear(&cl);
+
+    /* From the environment: after the socket. */
+    setenv("VIRTKEEP_DAEMON_URL", url + 7, 1);
+    assert_int_equal(api_client_init(&cl, cfg, NULL, NULL, 0), 0);
+    assert_int_equal(cl.count, 2);
+    if (api_client_call(&cl, "GET", "/v1/health", &j) < 0)
+        fail_msg("health over $VIRTKEEP_DAEMON_URL: %s", vk_error_message());
+    json_object_put(j);
+    api_client_clear(&cl);
+    unsetenv("VIRTKEEP_DAEMON_URL");
+
+    /* Not http://. */
+    assert_int_equal(api_client_init(&cl, cfg, NULL, "https://127.0.0.1:1", 0), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_INVALID);
+    /* No token file configured: nothing is sent, and it says why. */
+    assert_int_equal(api_client_init(&cl, NULL, NULL, url, 0), 0);
+    assert_int_equal(api_client_call(&cl, "GET", "/v1/health", &j), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_INVALID);
+    assert_non_null(strstr(vk_error_message(), "token_file"));
+    api_client_clear(&cl);
+    config_free(cfg);
+    free(url);
+    free(text);
+    free(none);
+}
+
+/* SIGHUP: a new listen port that is taken leaves the server as it was
+ * (both listeners answer); a free one moves the TCP listener; the same
+ * one keeps it. */
+static void test_reload(void **state)
+{
+    struct fixture *f = *state;
+    int port = api_server_port(f->srv), busy = socket(AF_INET, SOCK_STREAM, 0), taken;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    struct api_server_options o = {.socket_path = f->sock,
+                                   .token_file = f->token,
+                                   .catalog_path = f->catalog,
+                                   .config = f->cfg};
+    char listen_addr[64];
+    struct reply r;
+
+    assert_int_equal(bind(busy, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(busy, 1), 0);
+    assert_int_equal(getsockname(busy, (struct sockaddr *)&sa, &len), 0);
+    taken = ntohs(sa.sin_port);
+    snprintf(listen_addr, sizeof listen_addr, "127.0.0.1:%d", taken);
+    o.listen = listen_addr;
+    assert_int_equal(api_server_reload(f->srv, &o), -1);
+    assert_non_null(strstr(vk_error_message(), listen_addr));
+    assert_int_equal(api_server_port(f->srv), port);
+    r = http(f, "GET", "/v1/health", 0, NULL);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    r = http(f, "GET", "/v1/health", port, "Authorization: Bearer s3cret-token");
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    close(busy);
+
+    /* A new token file that is not 0600: refused, the old token works. */
+    write_file(f->token, "other-token\n", 0644);
+    snprintf(listen_addr, sizeof listen_addr, "127.0.0.1:%d", port);
+    assert_int_equal(api_server_reload(f->srv, &o), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_PERMISSION);
+    r = http(f, "GET", "/v1/health", port, "Authorization: Bearer s3cret-token");
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    /* The same address with a new token: the listener stays, the token changes. */
+    assert_int_equal(chmod(f->token, 0600), 0);
+    assert_int_equal(api_server_reload(f->srv, &o), 0);
+    assert_int_equal(api_server_port(f->srv), port);
+    r = http(f, "GET", "/v1/health", port, "Authorization: Bearer other-token");
+    assert_int_equal(r.status, 200);
+    free(r.body);
+
+    /* A free port: the listener moves. */
+    o.listen = "127.0.0.1:0";
+    assert_int_equal(api_server_reload(f->srv, &o), 0);
+    assert_true(api_server_port(f->srv) > 0);
+    assert_int_not_equal(api_server_port(f->srv), port);
+    r = http(f, "GET", "/v1/health", api_server_port(f->srv), "Authorization: Bearer other-token");
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    /* No listen address: only the socket is left. */
+    o.listen = NULL;
+    assert_int_equal(api_server_reload(f->srv, &o), 0);
+    assert_int_equal(api_server_port(f->srv), -1);
+    r = http(f, "GET", "/v1/health", 0, NULL);
+    assert_int_equal(r.status, 200);
+    free(r.body);
 }
 
 /* The offline computation gives the numbers the server gives. */
@@ -536,6 +662,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_token_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_mode_and_stale, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_tcp_explicit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_offline_same, setup, teardown),
     };
     int r;

@@ -932,6 +932,81 @@ static void test_fail_orphans(void **state)
     catalog_close(cat);
 }
 
+/* The owner of a row is its pid and the process's start time: a live
+ * process with the row's pid that started at another time (the pid was
+ * reused) does not own it, and the row is an orphan.  A row with the right
+ * start time, or none recorded (older catalogs), belongs to the process. */
+static void test_fail_orphans_pid_reused(void **state)
+{
+    struct catalog *cat = open_new("reused.db");
+    struct catalog_backup b = {.domain = (char *)"web1",
+                               .level = CATALOG_LEVEL_FULL,
+                               .status = CATALOG_STATUS_RUNNING,
+                               .started = 100,
+                               .pid = getpid()};
+    struct catalog_job job = {.kind = (char *)"backup", .state = CATALOG_JOB_RUNNING};
+    struct catalog_drill drill = {.domain = (char *)"web1", .state = CATALOG_DRILL_RUNNING};
+    struct catalog_backup *got;
+    struct catalog_job *gotjob;
+    struct catalog_drill *gotdrill;
+    unsigned int marked = 99;
+    int64_t self_start, reused_job, own_job, reused_drill;
+
+    (void)state;
+    b.id = (char *)"own";
+    assert_int_equal(catalog_backup_insert(cat, &b), 0);
+    got = catalog_backup_get(cat, "own");
+    self_start = got->pid_start;
+    assert_true(self_start > 0); /* read from /proc at insert */
+    catalog_backup_free(got);
+    b.id = (char *)"reused";
+    b.pid_start = self_start + 1;
+    assert_int_equal(catalog_backup_insert(cat, &b), 0);
+    b.id = (char *)"explicit";
+    b.pid_start = self_start;
+    assert_int_equal(catalog_backup_insert(cat, &b), 0);
+    job.pid = getpid();
+    job.pid_start = self_start - 1;
+    reused_job = catalog_job_insert(cat, &job);
+    job.pid_start = 0;
+    own_job = catalog_job_insert(cat, &job);
+    drill.pid = getpid();
+    drill.pid_start = self_start + 100;
+    reused_drill = catalog_drill_insert(cat, &drill);
+    assert_true(reused_job > 0 && own_job > 0 && reused_drill > 0);
+
+    assert_int_equal(catalog_backup_fail_orphans(cat, 0, &marked), 0);
+    assert_int_equal(marked, 1);
+    got = catalog_backup_get(cat, "reused");
+    assert_int_equal(got->status, CATALOG_STATUS_FAILED);
+    assert_non_null(strstr(got->error, CATALOG_ORPHAN_ERROR));
+    catalog_backup_free(got);
+    got = catalog_backup_get(cat, "own");
+    assert_int_equal(got->status, CATALOG_STATUS_RUNNING);
+    catalog_backup_free(got);
+    got = catalog_backup_get(cat, "explicit");
+    assert_int_equal(got->status, CATALOG_STATUS_RUNNING);
+    assert_int_equal(got->pid_start, self_start);
+    catalog_backup_free(got);
+
+    assert_int_equal(catalog_job_fail_orphans(cat, 0, &marked), 0);
+    assert_int_equal(marked, 1);
+    gotjob = catalog_job_get(cat, reused_job);
+    assert_int_equal(gotjob->state, CATALOG_JOB_FAILED);
+    catalog_job_free(gotjob);
+    gotjob = catalog_job_get(cat, own_job);
+    assert_int_equal(gotjob->state, CATALOG_JOB_RUNNING);
+    assert_int_equal(gotjob->pid_start, self_start);
+    catalog_job_free(gotjob);
+
+    assert_int_equal(catalog_drill_fail_orphans(cat, 0, &marked), 0);
+    assert_int_equal(marked, 1);
+    gotdrill = catalog_drill_get(cat, reused_drill);
+    assert_int_equal(gotdrill->state, CATALOG_DRILL_FAILED);
+    catalog_drill_free(gotdrill);
+    catalog_close(cat);
+}
+
 /* A row that cannot be read (a state no version writes) fails the whole
  * list, after good rows were read: nothing is returned and, under the
  * sanitizers, nothing leaks. */
@@ -1085,6 +1160,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_jobs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throughput, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fail_orphans, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fail_orphans_pid_reused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_unreadable_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_connections, setup, teardown),

@@ -1,14 +1,20 @@
 /* Unit tests for the common layer: errors, logging, units, util, cleanup. */
 #include <config.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -16,6 +22,7 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/units.h"
 #include "common/util.h"
 
@@ -325,6 +332,131 @@ static void test_log_prefix(void **state)
     vk_log_init("virtkeep");
 }
 
+/* A row's owner is (pid, start time): a live process with the pid but
+ * another start time (the pid was reused) is not the owner, and neither is
+ * a zombie nor a reaped process. */
+static void test_proc_owner(void **state)
+{
+    uint64_t self = 0, kid_start = 0;
+    pid_t kid;
+    int status;
+
+    (void)state;
+    assert_int_equal(vk_proc_start_time(getpid(), &self), 0);
+    assert_true(self > 0);
+    assert_true(vk_proc_alive(getpid(), self));
+    assert_true(vk_proc_alive(getpid(), 0)); /* start unknown: the pid decides */
+    assert_false(vk_proc_alive(getpid(), self + 1));
+    assert_false(vk_proc_alive(getpid(), self - 1));
+    assert_false(vk_proc_alive(0, 0));
+    assert_false(vk_proc_alive(-1, 0));
+    assert_false(vk_proc_alive((int64_t)INT32_MAX + 1, 0));
+
+    /* A zombie keeps its pid and start time, but it is not running. */
+    kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0)
+        _exit(0);
+    for (int i = 0; i < 500; i++) {
+        char st[64], buf[256];
+        FILE *f;
+        snprintf(st, sizeof st, "/proc/%d/stat", (int)kid);
+        f = fopen(st, "r");
+        assert_non_null(f);
+        assert_non_null(fgets(buf, sizeof buf, f));
+        fclose(f);
+        if (strstr(buf, ") Z "))
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(vk_proc_start_time(kid, &kid_start), 0);
+    assert_true(kid_start >= self);
+    assert_false(vk_proc_alive(kid, kid_start));
+    assert_false(vk_proc_alive(kid, 0));
+    assert_int_equal(waitpid(kid, &status, 0), kid);
+    /* Reaped: no process has the pid (until it is reused). */
+    assert_false(vk_proc_alive(kid, kid_start));
+    assert_int_equal(vk_proc_start_time(kid, &kid_start), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_NOT_FOUND);
+}
+
+/* A listening socket of 127.0.0.1 on a free port, its address in *SA. */
+static int loopback_listen(struct sockaddr_in *sa)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    socklen_t len = sizeof *sa;
+
+    assert_true(fd >= 0);
+    memset(sa, 0, sizeof *sa);
+    sa->sin_family = AF_INET;
+    sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)sa, sizeof *sa), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)sa, &len), 0);
+    return fd;
+}
+
+/* Who owns each end of a loopback connection (/proc/net/tcp): the client's
+ * end its creator, the server's end (accepted or not yet) the owner of the
+ * listening socket. */
+static void test_tcp_socket_uid(void **state)
+{
+    struct sockaddr_in srv, cli, none;
+    socklen_t len = sizeof cli;
+    int lfd = loopback_listen(&srv), c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int pfd[2];
+    uid_t uid = 12345;
+    pid_t kid;
+
+    (void)state;
+    assert_int_equal(connect(c, (struct sockaddr *)&srv, sizeof srv), 0);
+    assert_int_equal(getsockname(c, (struct sockaddr *)&cli, &len), 0);
+    assert_int_equal(vk_tcp_socket_uid((struct sockaddr *)&cli, (struct sockaddr *)&srv, &uid), 0);
+    assert_int_equal(uid, geteuid());
+    uid = 12345;
+    assert_int_equal(vk_tcp_socket_uid((struct sockaddr *)&srv, (struct sockaddr *)&cli, &uid), 0);
+    assert_int_equal(uid, geteuid());
+    none = cli;
+    none.sin_port = htons(ntohs(cli.sin_port) == 1 ? 2 : 1);
+    assert_int_equal(vk_tcp_socket_uid((struct sockaddr *)&srv, (struct sockaddr *)&none, &uid),
+                     -1);
+    assert_int_equal(vk_error_code(), VK_ERR_NOT_FOUND);
+    close(c);
+    close(lfd);
+    if (geteuid() != 0)
+        return;
+
+    /* A server run by another user (nobody): its end of our connection is
+     * that user's. */
+    assert_int_equal(pipe(pfd), 0);
+    kid = fork();
+    assert_true(kid >= 0);
+    if (kid == 0) {
+        struct sockaddr_in sa;
+        if (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
+            _exit(1);
+        lfd = loopback_listen(&sa);
+        if (write(pfd[1], &sa, sizeof sa) != sizeof sa)
+            _exit(1);
+        pause(); /* until the parent is done */
+        _exit(0);
+    }
+    assert_int_equal(read(pfd[0], &srv, sizeof srv), sizeof srv);
+    c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(c, (struct sockaddr *)&srv, sizeof srv), 0);
+    len = sizeof cli;
+    assert_int_equal(getsockname(c, (struct sockaddr *)&cli, &len), 0);
+    assert_int_equal(vk_tcp_socket_uid((struct sockaddr *)&srv, (struct sockaddr *)&cli, &uid), 0);
+    assert_int_equal(uid, 65534);
+    assert_int_equal(vk_tcp_socket_uid((struct sockaddr *)&cli, (struct sockaddr *)&srv, &uid), 0);
+    assert_int_equal(uid, 0);
+    close(c);
+    close(pfd[1]);
+    close(pfd[0]);
+    kill(kid, SIGKILL);
+    assert_int_equal(waitpid(kid, NULL, 0), kid);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -334,6 +466,7 @@ int main(void)
         cmocka_unit_test(test_formatters),           cmocka_unit_test(test_strv_split),
         cmocka_unit_test(test_parse_uint),           cmocka_unit_test(test_cleanup_scope),
         cmocka_unit_test(test_log_levels),           cmocka_unit_test(test_log_prefix),
+        cmocka_unit_test(test_proc_owner),           cmocka_unit_test(test_tcp_socket_uid),
     };
 
     unsetenv("VIRTKEEP_DEBUG");
