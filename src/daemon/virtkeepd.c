@@ -5,6 +5,7 @@
 #include <config.h>
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +120,10 @@ int main(int argc, char **argv)
     struct daemon *d;
     int r;
 
+    /* From the start (daemon_new already opens the catalog):
+     * a peer that goes away is an error to log, not a silent death.  Workers
+     * get the default back before exec; virtkeep ignores it again. */
+    signal(SIGPIPE, SIG_IGN);
     vk_log_init("virtkeepd");
     if ((r = options_parse(argc, argv, &o)) >= 0)
         return r;

@@ -38,6 +38,10 @@ struct virt_conn *virt_conn_open(const char *uri, unsigned int flags);
 void virt_conn_close(struct virt_conn *c);
 /* Whether the connection is to a privileged (system) QEMU driver. */
 bool virt_conn_is_system(const struct virt_conn *c);
+/* False once a call found the connection broken (libvirtd gone, or the
+ * client disconnected by virt-admin): every later call fails, so cleanup
+ * needs a new connection. */
+bool virt_conn_is_alive(const struct virt_conn *c);
 
 /* ---------------------------------------------------------------- domains */
 
@@ -204,6 +208,7 @@ enum virt_failure {
     VIRT_FAIL_BITMAP_EXISTS,           /* "Bitmap already exists" */
     VIRT_FAIL_CHECKPOINT_MISSING,      /* no such checkpoint / bitmap */
     VIRT_FAIL_NO_AGENT,                /* no guest agent for quiesce */
+    VIRT_FAIL_CONN_LOST,               /* the connection to libvirtd broke */
 };
 
 /* Record "WHAT: libvirt's message." from the last libvirt error on this
