@@ -84,7 +84,11 @@ static int options_parse(int argc, char **argv, struct daemon_options *o)
             o->log = optarg;
             break;
         case OPT_TICK:
-            if (vk_duration_parse(optarg, &o->tick) < 0 || o->tick == 0) {
+            if (vk_duration_parse(optarg, &o->tick) < 0) {
+                fprintf(stderr, "virtkeepd: --tick: %s\n", vk_error_message());
+                return 2;
+            }
+            if (o->tick == 0) {
                 fprintf(stderr, "virtkeepd: --tick takes a positive duration, not '%s'\n", optarg);
                 return 2;
             }
