@@ -466,7 +466,7 @@ static int disk_one(struct bk *b, const struct virt_disk *d, const struct pipeli
                                   .pipeline = po,
                                   .progress = disk_progress_cb,
                                   .opaque = &dp};
-    CLEANUP_FREE char *sock = NULL, *ctx = NULL;
+    CLEANUP_FREE char *sock = NULL, *ctx = NULL, *tarname = NULL;
     struct backup_result_disk *rd = backup_result_disk_add(b->res);
     struct virt_nbd *nbd = NULL;
     uint64_t t0 = vk_now_ns();
@@ -475,7 +475,8 @@ static int disk_one(struct bk *b, const struct virt_disk *d, const struct pipeli
     if (!rd || !(rd->disk = vk_strdup(d->target)))
         return -1;
     rd->format = vk_strdup(d->format ? d->format : "raw");
-    rd->key = vk_asprintf("%s/%s/%s.tar", b->res->domain, b->res->id, d->target);
+    tarname = vk_asprintf("%s.tar", d->target);
+    rd->key = tarname ? format_object_key(b->res->domain, b->res->id, tarname) : NULL;
     if (!rd->format || !rd->key || disk_source(b, d, &nbd, &sock, &ctx) < 0)
         goto out;
     job.socket = sock;
@@ -565,7 +566,7 @@ static int manifest_write(struct bk *b)
     if (manifest_fill(b, &m) == 0)
         json = manifest_to_json(&m, 0);
     manifest_clear(&m);
-    b->res->manifest_key = vk_asprintf("%s/%s/manifest.json", b->res->domain, b->res->id);
+    b->res->manifest_key = format_object_key(b->res->domain, b->res->id, "manifest.json");
     if (!json || !b->res->manifest_key)
         return -1;
     len = strlen(json);
