@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -649,6 +651,99 @@ static void test_rundir(void **state)
     rm_rf(parent);
 }
 
+/* A run directory is named after its process (vk-PID-XXXXXX); recovery
+ * removes those whose process is gone, with what QEMU left in them, and
+ * nothing else. */
+static void test_rundir_stale(void **state)
+{
+    CLEANUP_FREE char *parent = tmpdir_new();
+    CLEANUP_FREE char *mine = NULL, *alive = NULL, *other = NULL, *link = NULL;
+    CLEANUP_FREE char *old_empty = NULL, *old_full = NULL, *new_empty = NULL, *f = NULL;
+    char dead[512] = "", want[64];
+    struct timeval old[2] = {{time(NULL) - 7200, 0}, {time(NULL) - 7200, 0}};
+    unsigned int n = 99;
+    int fds[2], status;
+    struct stat st;
+    pid_t pid;
+    FILE *fp;
+
+    (void)state;
+    /* Ours: named after this process, kept. */
+    mine = virt_rundir_create(parent, VIRT_RUNDIR_NO_CHOWN);
+    assert_non_null(mine);
+    snprintf(want, sizeof want, "/vk-%ld-", (long)getpid());
+    assert_non_null(strstr(mine, want));
+    /* A process killed with kill -9 while its backup ran: socket and
+     * scratch file left in its directory. */
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char *d = virt_rundir_create(parent, VIRT_RUNDIR_NO_CHOWN);
+        char *s = d ? vk_asprintf("%s/vda.scratch", d) : NULL;
+        FILE *c = s ? fopen(s, "w") : NULL;
+        if (!c || write(fds[1], d, strlen(d)) < 0)
+            _exit(1);
+        fclose(c);
+        close(fds[1]);
+        pause();
+        _exit(0);
+    }
+    close(fds[1]);
+    assert_true(read(fds[0], dead, sizeof dead - 1) > 0);
+    close(fds[0]);
+    /* While it runs, its directory is kept. */
+    assert_int_equal(virt_rundir_clean_stale(parent, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(stat(dead, &st), 0);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+
+    /* Others: a live process (pid 1), a symbolic link, a name not ours,
+     * and directories of versions before the pid in the name (vk-XXXXXX):
+     * only an empty one older than an hour is removed. */
+    alive = vk_asprintf("%s/vk-1-AbCd12", parent);
+    assert_int_equal(mkdir(alive, 0750), 0);
+    link = vk_asprintf("%s/vk-999999999-zzzzzz", parent);
+    assert_int_equal(symlink(dead, link), 0);
+    other = vk_asprintf("%s/web1.lock", parent);
+    fp = fopen(other, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    old_empty = vk_asprintf("%s/vk-Old1ab", parent);
+    old_full = vk_asprintf("%s/vk-Old2ab", parent);
+    new_empty = vk_asprintf("%s/vk-New3ab", parent);
+    assert_int_equal(mkdir(old_empty, 0750), 0);
+    assert_int_equal(mkdir(old_full, 0750), 0);
+    assert_int_equal(mkdir(new_empty, 0750), 0);
+    f = vk_asprintf("%s/backup.sock", old_full);
+    fp = fopen(f, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(utimes(old_empty, old), 0);
+    assert_int_equal(utimes(old_full, old), 0);
+
+    assert_int_equal(virt_rundir_clean_stale(parent, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(lstat(dead, &st), -1); /* the dead process's, with its file */
+    assert_int_equal(lstat(old_empty, &st), -1);
+    assert_int_equal(stat(mine, &st), 0);
+    assert_int_equal(stat(alive, &st), 0);
+    assert_int_equal(lstat(link, &st), 0);
+    assert_int_equal(stat(other, &st), 0);
+    assert_int_equal(stat(old_full, &st), 0);
+    assert_int_equal(stat(new_empty, &st), 0);
+    /* Nothing more to do; a parent that does not exist is not an error. */
+    assert_int_equal(virt_rundir_clean_stale(parent, &n), 0);
+    assert_int_equal(n, 0);
+    free(f);
+    f = vk_asprintf("%s/none", parent);
+    assert_int_equal(virt_rundir_clean_stale(f, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(virt_rundir_remove(mine), 0);
+    rm_rf(parent);
+}
+
 static void test_qemu_user(void **state)
 {
     CLEANUP_FREE char *dir = tmpdir_new();
@@ -821,6 +916,7 @@ int main(void)
         cmocka_unit_test(test_domain_lookup),
         cmocka_unit_test(test_checkpoints),
         cmocka_unit_test(test_rundir),
+        cmocka_unit_test(test_rundir_stale),
         cmocka_unit_test(test_qemu_user),
         cmocka_unit_test(test_image_bitmaps),
         cmocka_unit_test(test_checkpoint_offline_refused),

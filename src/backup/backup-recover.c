@@ -214,8 +214,20 @@ int backup_recover(struct catalog *cat, struct virt_domain *dom, const struct co
     }
     if (recovered)
         *recovered = n;
-    r = 0;
+    /* Last, once this domain's job is aborted.  Other domains' orphaned
+     * jobs keep the files they have open; their own recovery ends them. */
+    r = backup_recover_rundirs(NULL);
 out:
     catalog_backups_free(all);
     return r;
+}
+
+int backup_recover_rundirs(unsigned int *removed)
+{
+    if (virt_rundir_clean_stale(NULL, removed) < 0) {
+        vk_warn("cannot remove the run directories of killed processes: %s", vk_error_message());
+        if (removed)
+            *removed = 0;
+    }
+    return 0;
 }

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -357,7 +358,9 @@ char *virt_rundir_create(const char *parent, unsigned int flags)
             return NULL;
         parent = DEFAULT_RUN_PARENT;
     }
-    dir = vk_asprintf("%s/vk-XXXXXX", parent);
+    /* Named after this process: recovery removes the directories of dead
+     * processes (virt_rundir_clean_stale). */
+    dir = vk_asprintf("%s/vk-%ld-XXXXXX", parent, (long)getpid());
     if (!dir)
         return NULL;
     if (!mkdtemp(dir)) {
@@ -407,6 +410,82 @@ int virt_rundir_remove(const char *dir)
         r = -1;
     }
     return r;
+}
+
+/* The process that made run directory NAME (vk-PID-XXXXXX); 0 for one of
+ * the versions before the pid was in the name (vk-XXXXXX); -1 when NAME is
+ * not a run directory. */
+static long rundir_owner(const char *name)
+{
+    const char *p, *dash;
+    CLEANUP_FREE char *num = NULL;
+    unsigned long long pid;
+
+    if (strncmp(name, "vk-", 3) != 0)
+        return -1;
+    p = name + 3;
+    dash = strrchr(name, '-');
+    if (strlen(dash + 1) != 6)
+        return -1;
+    if (dash == name + 2)
+        return 0;
+    if (!(num = vk_strndup(p, (size_t)(dash - p))) || vk_parse_uint(num, INT32_MAX, &pid) < 0 ||
+        pid == 0)
+        return -1;
+    return (long)pid;
+}
+
+static bool process_gone(long pid)
+{
+    return pid != (long)getpid() && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+int virt_rundir_clean_stale(const char *parent, unsigned int *removed)
+{
+    unsigned int n = 0;
+    struct dirent *e;
+    DIR *dp;
+
+    if (removed)
+        *removed = 0;
+    if (!parent)
+        parent = DEFAULT_RUN_PARENT;
+    if (!(dp = opendir(parent))) {
+        if (errno == ENOENT)
+            return 0;
+        vk_error_errno(errno, "cannot open the run directories in '%s'", parent);
+        return -1;
+    }
+    while ((e = readdir(dp)) != NULL) {
+        long pid = rundir_owner(e->d_name);
+        CLEANUP_FREE char *path = NULL;
+        struct stat st;
+
+        if (pid < 0 || (pid > 0 && !process_gone(pid)))
+            continue;
+        if (fstatat(dirfd(dp), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+            continue;
+        if (!(path = vk_asprintf("%s/%s", parent, e->d_name))) {
+            closedir(dp);
+            return -1;
+        }
+        if (pid == 0) {
+            /* Whose it is, nobody knows: an empty one (rmdir refuses any
+             * other) that nothing touched for an hour is not in use. */
+            if (st.st_mtime > time(NULL) - 3600 || rmdir(path) < 0)
+                continue;
+        } else if (virt_rundir_remove(path) < 0) {
+            vk_warn("cannot remove the run directory of process %ld, which is gone: %s", pid,
+                    vk_error_message());
+            continue;
+        }
+        vk_info("removed run directory '%s' of a process that is gone", path);
+        n++;
+    }
+    closedir(dp);
+    if (removed)
+        *removed = n;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- qemu-nbd */

@@ -247,14 +247,20 @@ int virt_fs_thaw(struct virt_domain *d);
 
 /* ---------------------------------------------------------------- run directory */
 
-/* A fresh directory under PARENT (NULL: /var/lib/virtkeep/run, created if
- * needed) that QEMU can write: for a system connection it is owned by
+/* A fresh directory vk-PID-XXXXXX under PARENT (NULL: /var/lib/virtkeep/run,
+ * created if needed) that QEMU can write: for a system connection it is owned by
  * QEMU's user (qemu.conf 'user', default libvirt-qemu, then qemu).  Pull
  * sockets and scratch files go there. */
 #define VIRT_RUNDIR_NO_CHOWN 1u /* session connection: QEMU runs as us */
 char *virt_rundir_create(const char *parent, unsigned int flags);
 /* Remove the files directly inside DIR (scratch files, sockets) and DIR. */
 int virt_rundir_remove(const char *dir);
+/* Remove the run directories under PARENT (NULL: the default) whose process
+ * is gone (killed with kill -9, a crash): each is named vk-PID-XXXXXX after
+ * its process.  Older ones (vk-XXXXXX) go only when empty and untouched for
+ * an hour.  A directory that cannot be removed is a warning.  Sets *REMOVED
+ * (may be NULL) to the count. */
+int virt_rundir_clean_stale(const char *parent, unsigned int *removed);
 /* QEMU's user from a qemu.conf at PATH (NULL: /etc/libvirt/qemu.conf). */
 char *virt_qemu_user(const char *qemu_conf);
 
