@@ -348,15 +348,57 @@ static int rundir_give_to_qemu(const char *dir)
     return 0;
 }
 
+char *virt_rundir_default(uid_t euid)
+{
+    const char *run = getenv("XDG_RUNTIME_DIR");
+    const char *cache = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+
+    if (euid == 0)
+        return vk_strdup(DEFAULT_RUN_PARENT);
+    if (run && run[0] == '/')
+        return vk_asprintf("%s/virtkeep", run);
+    if (cache && cache[0] == '/')
+        return vk_asprintf("%s/virtkeep/run", cache);
+    if (home && home[0] == '/')
+        return vk_asprintf("%s/.cache/virtkeep/run", home);
+    vk_error(VK_ERR_NOT_FOUND,
+             "cannot find a place for the run directories of user %u: neither XDG_RUNTIME_DIR "
+             "nor HOME is set to an absolute path",
+             (unsigned int)euid);
+    return NULL;
+}
+
+/* mkdir -p DIR: MODE for the components that are missing (root: 0711, so
+ * that QEMU's user reaches its run directory; others: 0700). */
+static int mkdir_parents(const char *dir, mode_t mode)
+{
+    CLEANUP_FREE char *p = vk_strdup(dir);
+
+    if (!p)
+        return -1;
+    for (char *s = p + 1;; s++) {
+        char c = *s;
+        if (c != '/' && c != '\0')
+            continue;
+        *s = '\0';
+        if (mkdir_exist_ok(p, mode) < 0)
+            return -1;
+        *s = c;
+        if (c == '\0')
+            return 0;
+    }
+}
+
 char *virt_rundir_create(const char *parent, unsigned int flags)
 {
-    CLEANUP_FREE char *dir = NULL;
+    CLEANUP_FREE char *dir = NULL, *dflt = NULL;
 
     if (!parent) {
-        if (mkdir_exist_ok("/var/lib/virtkeep", 0711) < 0 ||
-            mkdir_exist_ok(DEFAULT_RUN_PARENT, 0711) < 0)
+        if (!(dflt = virt_rundir_default(geteuid())) ||
+            mkdir_parents(dflt, geteuid() == 0 ? 0711 : 0700) < 0)
             return NULL;
-        parent = DEFAULT_RUN_PARENT;
+        parent = dflt;
     }
     /* Named after this process: recovery removes the directories of dead
      * processes (virt_rundir_clean_stale). */
@@ -442,14 +484,15 @@ static bool process_gone(long pid)
 
 int virt_rundir_clean_stale(const char *parent, unsigned int *removed)
 {
+    CLEANUP_FREE char *dflt = NULL;
     unsigned int n = 0;
     struct dirent *e;
     DIR *dp;
 
     if (removed)
         *removed = 0;
-    if (!parent)
-        parent = DEFAULT_RUN_PARENT;
+    if (!parent && !(parent = dflt = virt_rundir_default(geteuid())))
+        return -1;
     if (!(dp = opendir(parent))) {
         if (errno == ENOENT)
             return 0;

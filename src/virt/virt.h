@@ -247,9 +247,14 @@ int virt_fs_thaw(struct virt_domain *d);
 
 /* ---------------------------------------------------------------- run directory */
 
-/* A fresh directory vk-PID-XXXXXX under PARENT (NULL: /var/lib/virtkeep/run,
- * created if needed) that QEMU can write: for a system connection it is owned by
- * QEMU's user (qemu.conf 'user', default libvirt-qemu, then qemu).  Pull
+/* Where run directories go by default for a process of EUID (malloc'd):
+ * /var/lib/virtkeep/run for root; for other users $XDG_RUNTIME_DIR/virtkeep,
+ * else $XDG_CACHE_HOME/virtkeep/run, else $HOME/.cache/virtkeep/run (each
+ * only if absolute); VK_ERR_NOT_FOUND without any. */
+char *virt_rundir_default(uid_t euid);
+/* A fresh directory vk-PID-XXXXXX under PARENT (NULL: virt_rundir_default(),
+ * created if needed) that QEMU can write: for a system connection it is owned
+ * by QEMU's user (qemu.conf 'user', default libvirt-qemu, then qemu).  Pull
  * sockets and scratch files go there. */
 #define VIRT_RUNDIR_NO_CHOWN 1u /* session connection: QEMU runs as us */
 char *virt_rundir_create(const char *parent, unsigned int flags);
