@@ -116,6 +116,8 @@ int vk_size_parse(const char *str, uint64_t *bytes)
             goto too_big;
         result += extra;
     }
+    if (result > VK_SIZE_MAX)
+        goto too_big;
     *bytes = result;
     return 0;
 
@@ -126,7 +128,7 @@ garbage:
              str);
     return -1;
 too_big:
-    vk_error(VK_ERR_INVALID, "invalid size '%s': too large (the limit is 16 EiB)", str);
+    vk_error(VK_ERR_INVALID, "invalid size '%s': too large (the limit is 1 EiB)", str);
     return -1;
 }
 
@@ -173,6 +175,8 @@ int vk_duration_parse(const char *str, uint64_t *seconds)
         if (overflow || value > UINT64_MAX / factor || total > UINT64_MAX - value * factor)
             goto too_big;
         total += value * factor;
+        if (total > VK_DURATION_MAX)
+            goto too_big;
         last_unit = ui;
     }
     *seconds = total;
@@ -185,7 +189,8 @@ garbage:
              str ? str : "");
     return -1;
 too_big:
-    vk_error(VK_ERR_INVALID, "invalid duration '%s': too large", str);
+    vk_error(VK_ERR_INVALID,
+             "invalid duration '%s': too large (the limit is 36500d, about 100 years)", str);
     return -1;
 }
 

@@ -8,14 +8,21 @@
  * (the unit is the second).  A bare number is seconds.
  *
  * Parsers are strict: empty strings, signs, garbage, trailing text, a unit
- * repeated or out of order, and overflow all fail with VK_ERR_INVALID and a
- * message that quotes the input.
+ * repeated or out of order, and values above VK_SIZE_MAX or VK_DURATION_MAX
+ * all fail with VK_ERR_INVALID and a message that quotes the input.
  */
 #ifndef VIRTKEEP_UNITS_H
 #define VIRTKEEP_UNITS_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* The largest size and duration a parser accepts: 1 EiB, 100 years.  Far
+ * beyond any disk, part or period, yet small enough that callers can turn
+ * them into int64 bytes, seconds, milliseconds or nanoseconds, or add them
+ * to the current time, without overflow. */
+#define VK_SIZE_MAX (1ULL << 60)
+#define VK_DURATION_MAX (36500ULL * 86400)
 
 int vk_size_parse(const char *str, uint64_t *bytes);
 int vk_duration_parse(const char *str, uint64_t *seconds);

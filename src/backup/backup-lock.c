@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "src/backup/backup.h"
+#include "src/format/format.h"
 
 struct backup_lock {
     int fd;
@@ -90,16 +91,18 @@ static int pid_write(int fd, const char *path)
 
 struct backup_lock *backup_lock_acquire(const char *dir, const char *domain, unsigned int flags)
 {
-    CLEANUP_FREE char *path = NULL;
+    CLEANUP_FREE char *path = NULL, *file = NULL;
     CLEANUP_CLOSE int fd = -1;
     struct backup_lock *l;
 
     (void)flags;
-    if (strchr(domain, '/') || domain[0] == '.' || !domain[0]) {
-        vk_error(VK_ERR_INVALID, "cannot lock domain '%s': the name cannot be a file name", domain);
+    /* Any name libvirt allows (".hidden-vm", even "../x") is a file name
+     * inside DIR once encoded as in object keys. */
+    if (!(file = format_name_encode(domain))) {
+        vk_error_prefix("cannot lock domain '%s'", domain);
         return NULL;
     }
-    if (dir_make(dir) < 0 || !(path = vk_asprintf("%s/%s.lock", dir, domain)))
+    if (dir_make(dir) < 0 || !(path = vk_asprintf("%s/%s.lock", dir, file)))
         return NULL;
     fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {

@@ -13,6 +13,7 @@
 #include "common/util.h"
 #include "src/backup/backup.h"
 #include "src/conf/conf.h"
+#include "src/format/format.h"
 #include "src/virt/virt.h"
 #include "transport/transport.h"
 
@@ -79,8 +80,10 @@ static int obj_collect(void *opaque, const char *key, const struct transport_sta
 /* Delete DOMAIN/ID/ on T: the committed pieces, then the temp files. */
 static int target_clean(struct transport *t, const char *domain, const char *id)
 {
-    CLEANUP_FREE char *dir = vk_asprintf("%s/%s", domain, id);
-    CLEANUP_FREE char *prefix = vk_asprintf("%s/%s/", domain, id);
+    CLEANUP_FREE char *d = format_name_encode(domain);
+    CLEANUP_FREE char *b = d ? format_name_encode(id) : NULL;
+    CLEANUP_FREE char *dir = b ? vk_asprintf("%s/%s", d, b) : NULL;
+    CLEANUP_FREE char *prefix = dir ? vk_asprintf("%s/", dir) : NULL;
     struct objs o = {0};
     unsigned int temps = 0;
     int r = -1;
@@ -211,8 +214,20 @@ int backup_recover(struct catalog *cat, struct virt_domain *dom, const struct co
     }
     if (recovered)
         *recovered = n;
-    r = 0;
+    /* Last, once this domain's job is aborted.  Other domains' orphaned
+     * jobs keep the files they have open; their own recovery ends them. */
+    r = backup_recover_rundirs(NULL);
 out:
     catalog_backups_free(all);
     return r;
+}
+
+int backup_recover_rundirs(unsigned int *removed)
+{
+    if (virt_rundir_clean_stale(NULL, removed) < 0) {
+        vk_warn("cannot remove the run directories of killed processes: %s", vk_error_message());
+        if (removed)
+            *removed = 0;
+    }
+    return 0;
 }

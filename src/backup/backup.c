@@ -39,9 +39,10 @@ struct bk {
     char *cp_xml;
     bool cp_made; /* the new checkpoint exists: remove it on failure */
     char *rundir;
-    bool job;    /* a pull-mode job runs */
-    bool frozen; /* guest file systems frozen */
-    bool row;    /* the catalog row exists */
+    bool job;       /* a pull-mode job runs */
+    bool frozen;    /* guest file systems frozen */
+    bool row;       /* the catalog row exists */
+    bool conn_lost; /* the libvirt connection broke: cleanup used a new one */
     uint64_t t0;
     uint64_t bytes_written;
     size_t disk_index;
@@ -465,7 +466,7 @@ static int disk_one(struct bk *b, const struct virt_disk *d, const struct pipeli
                                   .pipeline = po,
                                   .progress = disk_progress_cb,
                                   .opaque = &dp};
-    CLEANUP_FREE char *sock = NULL, *ctx = NULL;
+    CLEANUP_FREE char *sock = NULL, *ctx = NULL, *tarname = NULL;
     struct backup_result_disk *rd = backup_result_disk_add(b->res);
     struct virt_nbd *nbd = NULL;
     uint64_t t0 = vk_now_ns();
@@ -474,7 +475,8 @@ static int disk_one(struct bk *b, const struct virt_disk *d, const struct pipeli
     if (!rd || !(rd->disk = vk_strdup(d->target)))
         return -1;
     rd->format = vk_strdup(d->format ? d->format : "raw");
-    rd->key = vk_asprintf("%s/%s/%s.tar", b->res->domain, b->res->id, d->target);
+    tarname = vk_asprintf("%s.tar", d->target);
+    rd->key = tarname ? format_object_key(b->res->domain, b->res->id, tarname) : NULL;
     if (!rd->format || !rd->key || disk_source(b, d, &nbd, &sock, &ctx) < 0)
         goto out;
     job.socket = sock;
@@ -564,7 +566,7 @@ static int manifest_write(struct bk *b)
     if (manifest_fill(b, &m) == 0)
         json = manifest_to_json(&m, 0);
     manifest_clear(&m);
-    b->res->manifest_key = vk_asprintf("%s/%s/manifest.json", b->res->domain, b->res->id);
+    b->res->manifest_key = format_object_key(b->res->domain, b->res->id, "manifest.json");
     if (!json || !b->res->manifest_key)
         return -1;
     len = strlen(json);
@@ -631,11 +633,42 @@ static void checkpoint_undo(struct bk *b)
                 vk_error_message());
 }
 
+/* The libvirt connection broke (libvirtd restarted or killed, the client
+ * disconnected through virt-admin): every call on it fails, so the
+ * cleanup opens a new one.  False when the domain cannot be reached. */
+static bool conn_renew(struct bk *b)
+{
+    struct virt_conn *c;
+    struct virt_domain *d = NULL;
+
+    if (!b->conn || !b->dom)
+        return false;
+    if (virt_conn_is_alive(b->conn))
+        return true;
+    b->conn_lost = true;
+    if (!(c = virt_conn_open(b->o->connect_uri, 0)) || !(d = virt_domain_lookup(c, b->o->domain))) {
+        vk_warn("cannot clean up after the backup of domain '%s' on a new connection to libvirt: "
+                "%s",
+                b->o->domain, vk_error_message());
+        virt_conn_close(c);
+        return false;
+    }
+    vk_debug("reconnected to libvirt to clean up after the backup of domain '%s'", d->name);
+    virt_domain_free(b->dom);
+    virt_conn_close(b->conn);
+    b->dom = d;
+    b->conn = c;
+    return true;
+}
+
 static void bk_fail(struct bk *b)
 {
     CLEANUP_FREE char *msg = vk_strdup(vk_error_message() ? vk_error_message() : "unknown error");
     enum vk_error_code code = vk_error_code() ? vk_error_code() : VK_ERR_INTERNAL;
+    bool lost = code == VK_ERR_NETWORK && virt_last_failure() == VIRT_FAIL_CONN_LOST;
 
+    if ((b->frozen || b->job || b->cp_made) && !conn_renew(b))
+        b->frozen = b->job = b->cp_made = false; /* nothing to do it with */
     if (b->frozen && virt_fs_thaw(b->dom) < 0)
         vk_warn("%s", vk_error_message());
     if (b->job && virt_backup_abort(b->dom, 60000) < 0)
@@ -651,7 +684,13 @@ static void bk_fail(struct bk *b)
      * it, not about what the user named: the exit status says "failed". */
     if (b->row && (code == VK_ERR_NOT_FOUND || code == VK_ERR_INVALID))
         code = VK_ERR_IO;
-    vk_error(code, "%s", msg ? msg : "the backup failed");
+    if (lost || b->conn_lost)
+        vk_error(VK_ERR_NETWORK,
+                 "the backup of domain '%s' failed: %s; check that libvirtd is running, then run "
+                 "the backup again",
+                 b->o->domain, msg ? msg : "the connection to libvirt was lost");
+    else
+        vk_error(code, "%s", msg ? msg : "the backup failed");
 }
 
 static void bk_close(struct bk *b)

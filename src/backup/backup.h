@@ -141,12 +141,20 @@ struct virt_domain;
  *         delete the objects under DOMAIN/ID/, then the temp files of puts
  *         in flight (transport_purge_temps);
  *      d. drop its locations from the catalog and append "; recovered" to
- *         its error, so that it is done once.
+ *         its error, so that it is done once;
+ *   3. backup_recover_rundirs(): the run directories of dead processes.
  * T and CFG may be NULL.  A target that cannot be opened is skipped with a
  * warning (the next recovery tries again only if the step before it
  * failed).  *RECOVERED (may be NULL) gets how many backups were recovered.
  * Called by backup_run() after taking the lock, and by virtkeepd at start. */
 int backup_recover(struct catalog *cat, struct virt_domain *dom, const struct config *cfg,
                    struct transport *t, unsigned int flags, unsigned int *recovered);
+
+/* Remove the run directories (pull sockets, scratch files) that killed
+ * processes left in the default place (virt_rundir_clean_stale), whatever
+ * their domain; one that cannot be removed is a warning.  *REMOVED (may be
+ * NULL) gets the count.  Part of backup_recover(); virtkeepd calls it at
+ * start, after the per-domain recovery. */
+int backup_recover_rundirs(unsigned int *removed);
 
 #endif

@@ -114,6 +114,10 @@ int main(int argc, char **argv)
     struct cli cli;
     int r;
 
+    /* A peer that goes away (libvirtd, an SSH server, the reader of our
+     * output) must be an error we report and clean up after, not a
+     * silent death by SIGPIPE that leaves a backup 'running'. */
+    signal(SIGPIPE, SIG_IGN);
     vk_log_init("virtkeep");
     cli_init(&cli);
     r = cli_run(&cli, argc, argv);

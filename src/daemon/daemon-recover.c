@@ -117,5 +117,6 @@ int daemon_recover(struct daemon *d)
         return -1;
     if (backups)
         vk_info("marked %u more interrupted backup(s) failed", backups);
-    return 0;
+    /* Run directories of killed workers, after their jobs were aborted. */
+    return backup_recover_rundirs(NULL);
 }

@@ -99,8 +99,9 @@ static bool drill_due(const struct daemon *d, const struct sched_input_owned *o,
 /* A backup worker can fail before it records a backup row (the target
  * cannot be opened, the domain is gone): the scheduler, which counts
  * failed backup rows, would retry at once.  Back off from the failed
- * backup jobs of the domain too, with the scheduler's backoff. */
-static int64_t job_backoff_until(const struct sched_input_owned *o)
+ * backup jobs of the domain too, with the scheduler's backoff and its
+ * limit LATEST (the backup job's latest_start). */
+static int64_t job_backoff_until(const struct sched_input_owned *o, int64_t latest)
 {
     unsigned int failures = 0;
     int64_t last = 0;
@@ -117,7 +118,7 @@ static int64_t job_backoff_until(const struct sched_input_owned *o)
     }
     if (!failures)
         return 0;
-    return last + sched_backoff(failures, o->in.policy->rpo, o->domain);
+    return sched_retry_at(failures, last, latest, o->in.policy->rpo, o->domain);
 }
 
 static int plan_domain(struct daemon *d, const char *name, int64_t now, struct pass *p)
@@ -125,7 +126,7 @@ static int plan_domain(struct daemon *d, const char *name, int64_t now, struct p
     struct sched_input_owned o;
     struct sched_job *jobs = NULL, *v;
     struct daemon_domain *dd = domain_slot(d, name);
-    int64_t hold;
+    int64_t hold, latest = 0;
     size_t n = 0;
     int r = -1;
 
@@ -139,7 +140,10 @@ static int plan_domain(struct daemon *d, const char *name, int64_t now, struct p
         !(v = vk_realloc_array(p->jobs, p->n + n + 1, sizeof *v)))
         goto out;
     p->jobs = v;
-    hold = job_backoff_until(&o);
+    for (size_t i = 0; i < n; i++)
+        if (jobs[i].kind != SCHED_COPY)
+            latest = jobs[i].latest_start;
+    hold = job_backoff_until(&o, latest);
     if (dd->not_before > hold)
         hold = dd->not_before;
     for (size_t i = 0; i < n; i++)

@@ -20,7 +20,8 @@
  * backup, under the domain's backup lock, backup_recover() marks it failed,
  * aborts the libvirt job, deletes its checkpoint and its partial objects;
  * then the remaining orphans of domains that no longer exist are failed
- * (catalog_backup_fail_orphans).  Missed runs are spread with
+ * (catalog_backup_fail_orphans), and the run directories of killed workers
+ * removed (backup_recover_rundirs).  Missed runs are spread with
  * sched_catchup() so that they do not start at once.  A row's process is
  * its pid and start time (common/proc.h): a zombie, or a process that got
  * the pid later, does not keep a row alive.

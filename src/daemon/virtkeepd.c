@@ -5,6 +5,7 @@
 #include <config.h>
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +84,11 @@ static int options_parse(int argc, char **argv, struct daemon_options *o)
             o->log = optarg;
             break;
         case OPT_TICK:
-            if (vk_duration_parse(optarg, &o->tick) < 0 || o->tick == 0) {
+            if (vk_duration_parse(optarg, &o->tick) < 0) {
+                fprintf(stderr, "virtkeepd: --tick: %s\n", vk_error_message());
+                return 2;
+            }
+            if (o->tick == 0) {
                 fprintf(stderr, "virtkeepd: --tick takes a positive duration, not '%s'\n", optarg);
                 return 2;
             }
@@ -119,6 +124,10 @@ int main(int argc, char **argv)
     struct daemon *d;
     int r;
 
+    /* From the start (daemon_new already opens the catalog):
+     * a peer that goes away is an error to log, not a silent death.  Workers
+     * get the default back before exec; virtkeep ignores it again. */
+    signal(SIGPIPE, SIG_IGN);
     vk_log_init("virtkeepd");
     if ((r = options_parse(argc, argv, &o)) >= 0)
         return r;

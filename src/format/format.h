@@ -186,6 +186,25 @@ int archive_json_get_u64(struct json_object *obj, const char *key, const char *w
 int archive_json_get_str(struct json_object *obj, const char *key, bool nullable, const char *what,
                          char **out);
 
+/* ======== object keys on a target (docs/FORMAT.md, "Object keys").
+ *
+ * A backup's objects are DOMAIN/BACKUP_ID/DISK.tar and
+ * DOMAIN/BACKUP_ID/manifest.json, each component encoded: '%', '/',
+ * control characters, a leading '.' and the '.' of ".vk-tmp-" become %XX
+ * (upper-case hex); every other byte is kept.  So a name libvirt allows
+ * (".hidden-vm", "..", "a/b") is never a hidden entry, never "." or "..",
+ * never leaves the target directory, and decodes back to itself; a plain
+ * name ("web1") is its own encoding.
+ */
+
+/* The encoded component of NAME (malloc'd); an empty name is VK_ERR_INVALID. */
+char *format_name_encode(const char *name);
+/* The name of an encoded COMPONENT (malloc'd); anything format_name_encode()
+ * would not have written is VK_ERR_CORRUPT. */
+char *format_name_decode(const char *component);
+/* "ENC(DOMAIN)/ENC(BACKUP_ID)/ENC(FILE)", e.g. FILE "vda.tar" (malloc'd). */
+char *format_object_key(const char *domain, const char *backup_id, const char *file);
+
 /* ======== the per-backup manifest (JSON, json-c).
  *
  * One small document per backup, stored on the target beside the archives,

@@ -208,17 +208,25 @@ static int manifest_record(struct catalog *cat, struct rebuild_result *res,
                : 0;
 }
 
-/* A manifest whose path disagrees with its content is not trusted. */
+/* A manifest whose path disagrees with its content is not trusted.  The
+ * path is the encoded one (docs/FORMAT.md, "Object keys"); before names
+ * were encoded, a name with '%' was written at its raw path. */
 static int manifest_place_check(const struct manifest *m, const char *key)
 {
-    CLEANUP_FREE char *want = vk_asprintf("%s/%s/manifest.json", m->domain_name, m->backup_id);
+    CLEANUP_FREE char *want = format_object_key(m->domain_name, m->backup_id, "manifest.json");
+    CLEANUP_FREE char *raw = NULL;
 
-    if (want && strcmp(want, key) != 0) {
-        vk_error(VK_ERR_CORRUPT, "it describes backup '%s' of domain '%s', which belongs at '%s'",
-                 m->backup_id, m->domain_name, want);
+    if (!want)
         return -1;
-    }
-    return want ? 0 : -1;
+    if (strcmp(want, key) == 0)
+        return 0;
+    if (strchr(m->domain_name, '%') &&
+        (raw = vk_asprintf("%s/%s/manifest.json", m->domain_name, m->backup_id)) &&
+        strcmp(raw, key) == 0)
+        return 0;
+    vk_error(VK_ERR_CORRUPT, "it describes backup '%s' of domain '%s', which belongs at '%s'",
+             m->backup_id, m->domain_name, want);
+    return -1;
 }
 
 static int manifest_one(struct catalog *cat, struct transport *t, const char *key,

@@ -247,13 +247,13 @@ static struct reader_archive *open_from(struct reader_targets *ts, const char *d
                                         const struct catalog_locations *locs)
 {
     struct catalog_location loc = {.backup_id = (char *)backup_id, .disk = (char *)disk};
-    CLEANUP_FREE char *key = NULL;
+    CLEANUP_FREE char *key = NULL, *tarname = NULL;
 
     for (size_t i = 0; i < locs->count && !loc.key; i++)
         if (locs->items[i].disk && strcmp(locs->items[i].disk, disk) == 0)
             loc.key = locs->items[i].key;
-    if (!loc.key)
-        loc.key = key = vk_asprintf("%s/%s/%s.tar", domain, backup_id, disk);
+    if (!loc.key && (tarname = vk_asprintf("%s.tar", disk)))
+        loc.key = key = format_object_key(domain, backup_id, tarname);
     if (!loc.key)
         return NULL;
     return reader_archive_open_at(ts, &loc, ts->from);

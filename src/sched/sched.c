@@ -101,17 +101,30 @@ uint32_t sched_jitter(const char *domain, uint32_t span)
 
 int64_t sched_backoff(unsigned int failures, uint64_t rpo, const char *domain)
 {
-    int64_t cap = (int64_t)(rpo / 4), wait = SCHED_RETRY_BASE;
+    /* The cap wins over the base: a short RPO retries sooner (an RPO of
+     * 15 s retries after 3 s, not 60), and never at once. */
+    int64_t cap = (int64_t)(rpo / 4 < SCHED_RETRY_MAX ? rpo / 4 : SCHED_RETRY_MAX);
+    int64_t wait = SCHED_RETRY_BASE;
 
-    if (cap > SCHED_RETRY_MAX)
-        cap = SCHED_RETRY_MAX;
-    if (cap < SCHED_RETRY_BASE)
-        cap = SCHED_RETRY_BASE;
+    if (cap < 1)
+        cap = 1;
     for (unsigned int i = 1; i < failures && wait < cap; i++)
         wait *= 2;
     if (wait > cap)
         wait = cap;
     return wait + sched_jitter(domain, (uint32_t)(wait / 8 + 1));
+}
+
+int64_t sched_retry_at(unsigned int failures, int64_t last_end, int64_t latest, uint64_t rpo,
+                       const char *domain)
+{
+    int64_t t = last_end + sched_backoff(failures, rpo, domain);
+
+    /* A failure that left time for a retry must not lose the RPO by
+     * waiting: retry by the last start that still commits in time. */
+    if (latest && last_end <= latest && t > latest)
+        t = latest;
+    return t;
 }
 
 bool sched_window_contains(const struct config_window *w, int64_t t)
@@ -259,7 +272,7 @@ static int backup_delay(const struct sched_input *in, int64_t now, int64_t since
 
     job->attempt = failures_since(in->history, in->domain, since, &last_end);
     if (job->attempt) {
-        t = last_end + sched_backoff(job->attempt, p->rpo, in->domain);
+        t = sched_retry_at(job->attempt, last_end, job->latest_start, p->rpo, in->domain);
         if (t > job->due)
             job->due = t;
         r = vk_asprintf("%s; retry %u after %u failures", job->reason, job->attempt + 1,
@@ -307,9 +320,10 @@ static int backup_job(const struct sched_input *in, int64_t now, struct sched_jo
     level = job->kind == SCHED_FULL ? CATALOG_LEVEL_FULL : CATALOG_LEVEL_INC;
     job->expected_seconds =
         sched_expected_duration(in->history, in->domain, level, in->default_duration);
-    if (last)
-        job->due =
-            last->started + (int64_t)p->rpo - (int64_t)job->expected_seconds - sched_margin(p->rpo);
+    if (last) {
+        job->latest_start = last->started + (int64_t)p->rpo - (int64_t)job->expected_seconds;
+        job->due = job->latest_start - sched_margin(p->rpo);
+    }
     if (p->targets && p->targets[0] && !(job->target = vk_strdup(p->targets[0])))
         return -1;
     return backup_delay(in, now, last ? last->started : INT64_MIN, job);

@@ -21,8 +21,12 @@
  *     full misses the RTO, another full does not help: inc, and the status
  *     says so).  Otherwise an incremental on top of the chain.
  *   - after consecutive failures the next attempt waits SCHED_RETRY_BASE
- *     doubled per failure, at most min(RPO/4, SCHED_RETRY_MAX) (at least the
- *     base), plus a deterministic per-domain jitter of up to 1/8 of the wait.
+ *     doubled per failure, at most min(RPO/4, SCHED_RETRY_MAX) (so less
+ *     than the base for an RPO under 4 minutes; at least a second), plus a
+ *     deterministic per-domain jitter of up to 1/8 of the wait.  But when
+ *     the failure left time for a retry that still commits before the RPO
+ *     runs out, the retry starts by then (latest_start): a single failure
+ *     never by itself costs the RPO (sched_retry_at).
  *   - a backup starts only inside the policy's window (config_window); a
  *     due time outside it moves to the next opening.
  *   - no backup is due while one of the domain runs.
@@ -89,6 +93,8 @@ struct sched_job {
     unsigned int priority;
     unsigned int attempt; /* failures since the last success (0: first try) */
     double expected_seconds;
+    int64_t latest_start; /* backups: the last start that commits before the RPO
+                           * runs out (last good start + RPO - expected); 0: none */
     char *reason;
 };
 void sched_job_clear(struct sched_job *job);
@@ -109,6 +115,11 @@ double sched_restore_estimate(const struct catalog_backups *chain, uint64_t extr
 int64_t sched_margin(uint64_t rpo);
 /* The wait before attempt FAILURES + 1 of DOMAIN (FAILURES >= 1). */
 int64_t sched_backoff(unsigned int failures, uint64_t rpo, const char *domain);
+/* When attempt FAILURES + 1 may start, the last failure having ended at
+ * LAST_END: LAST_END + sched_backoff(), but no later than LATEST (a backup
+ * job's latest_start; 0: no limit) when the failure ended by then. */
+int64_t sched_retry_at(unsigned int failures, int64_t last_end, int64_t latest, uint64_t rpo,
+                       const char *domain);
 /* A deterministic value in [0, SPAN) from the domain name (0 when SPAN is 0). */
 uint32_t sched_jitter(const char *domain, uint32_t span);
 bool sched_window_contains(const struct config_window *w, int64_t t);

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -347,17 +348,61 @@ static int rundir_give_to_qemu(const char *dir)
     return 0;
 }
 
+char *virt_rundir_default(uid_t euid)
+{
+    const char *run = getenv("XDG_RUNTIME_DIR");
+    const char *cache = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+
+    if (euid == 0)
+        return vk_strdup(DEFAULT_RUN_PARENT);
+    if (run && run[0] == '/')
+        return vk_asprintf("%s/virtkeep", run);
+    if (cache && cache[0] == '/')
+        return vk_asprintf("%s/virtkeep/run", cache);
+    if (home && home[0] == '/')
+        return vk_asprintf("%s/.cache/virtkeep/run", home);
+    vk_error(VK_ERR_NOT_FOUND,
+             "cannot find a place for the run directories of user %u: neither XDG_RUNTIME_DIR "
+             "nor HOME is set to an absolute path",
+             (unsigned int)euid);
+    return NULL;
+}
+
+/* mkdir -p DIR: MODE for the components that are missing (root: 0711, so
+ * that QEMU's user reaches its run directory; others: 0700). */
+static int mkdir_parents(const char *dir, mode_t mode)
+{
+    CLEANUP_FREE char *p = vk_strdup(dir);
+
+    if (!p)
+        return -1;
+    for (char *s = p + 1;; s++) {
+        char c = *s;
+        if (c != '/' && c != '\0')
+            continue;
+        *s = '\0';
+        if (mkdir_exist_ok(p, mode) < 0)
+            return -1;
+        *s = c;
+        if (c == '\0')
+            return 0;
+    }
+}
+
 char *virt_rundir_create(const char *parent, unsigned int flags)
 {
-    CLEANUP_FREE char *dir = NULL;
+    CLEANUP_FREE char *dir = NULL, *dflt = NULL;
 
     if (!parent) {
-        if (mkdir_exist_ok("/var/lib/virtkeep", 0711) < 0 ||
-            mkdir_exist_ok(DEFAULT_RUN_PARENT, 0711) < 0)
+        if (!(dflt = virt_rundir_default(geteuid())) ||
+            mkdir_parents(dflt, geteuid() == 0 ? 0711 : 0700) < 0)
             return NULL;
-        parent = DEFAULT_RUN_PARENT;
+        parent = dflt;
     }
-    dir = vk_asprintf("%s/vk-XXXXXX", parent);
+    /* Named after this process: recovery removes the directories of dead
+     * processes (virt_rundir_clean_stale). */
+    dir = vk_asprintf("%s/vk-%ld-XXXXXX", parent, (long)getpid());
     if (!dir)
         return NULL;
     if (!mkdtemp(dir)) {
@@ -407,6 +452,83 @@ int virt_rundir_remove(const char *dir)
         r = -1;
     }
     return r;
+}
+
+/* The process that made run directory NAME (vk-PID-XXXXXX); 0 for one of
+ * the versions before the pid was in the name (vk-XXXXXX); -1 when NAME is
+ * not a run directory. */
+static long rundir_owner(const char *name)
+{
+    const char *p, *dash;
+    CLEANUP_FREE char *num = NULL;
+    unsigned long long pid;
+
+    if (strncmp(name, "vk-", 3) != 0)
+        return -1;
+    p = name + 3;
+    dash = strrchr(name, '-');
+    if (strlen(dash + 1) != 6)
+        return -1;
+    if (dash == name + 2)
+        return 0;
+    if (!(num = vk_strndup(p, (size_t)(dash - p))) || vk_parse_uint(num, INT32_MAX, &pid) < 0 ||
+        pid == 0)
+        return -1;
+    return (long)pid;
+}
+
+static bool process_gone(long pid)
+{
+    return pid != (long)getpid() && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+int virt_rundir_clean_stale(const char *parent, unsigned int *removed)
+{
+    CLEANUP_FREE char *dflt = NULL;
+    unsigned int n = 0;
+    struct dirent *e;
+    DIR *dp;
+
+    if (removed)
+        *removed = 0;
+    if (!parent && !(parent = dflt = virt_rundir_default(geteuid())))
+        return -1;
+    if (!(dp = opendir(parent))) {
+        if (errno == ENOENT)
+            return 0;
+        vk_error_errno(errno, "cannot open the run directories in '%s'", parent);
+        return -1;
+    }
+    while ((e = readdir(dp)) != NULL) {
+        long pid = rundir_owner(e->d_name);
+        CLEANUP_FREE char *path = NULL;
+        struct stat st;
+
+        if (pid < 0 || (pid > 0 && !process_gone(pid)))
+            continue;
+        if (fstatat(dirfd(dp), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+            continue;
+        if (!(path = vk_asprintf("%s/%s", parent, e->d_name))) {
+            closedir(dp);
+            return -1;
+        }
+        if (pid == 0) {
+            /* Whose it is, nobody knows: an empty one (rmdir refuses any
+             * other) that nothing touched for an hour is not in use. */
+            if (st.st_mtime > time(NULL) - 3600 || rmdir(path) < 0)
+                continue;
+        } else if (virt_rundir_remove(path) < 0) {
+            vk_warn("cannot remove the run directory of process %ld, which is gone: %s", pid,
+                    vk_error_message());
+            continue;
+        }
+        vk_info("removed run directory '%s' of a process that is gone", path);
+        n++;
+    }
+    closedir(dp);
+    if (removed)
+        *removed = n;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- qemu-nbd */

@@ -100,6 +100,20 @@ static enum vk_error_code code_from_libvirt(int code, enum virt_failure f)
     return f == VIRT_FAIL_NO_AGENT ? VK_ERR_UNSUPPORTED : VK_ERR_LIBVIRT;
 }
 
+/* The RPC layer's errors when libvirtd went away or dropped us: a write to
+ * the closed socket (EPIPE, ECONNRESET: SIGPIPE is ignored), end of file,
+ * then "client socket is closed" for every later call. */
+static bool conn_lost(const virError *e)
+{
+    const char *m = e->message ? e->message : "";
+
+    if (e->domain != VIR_FROM_RPC && e->domain != VIR_FROM_REMOTE)
+        return false;
+    if (e->code == VIR_ERR_SYSTEM_ERROR && (e->int1 == EPIPE || e->int1 == ECONNRESET))
+        return true;
+    return strstr(m, "client socket is closed") || strstr(m, "End of file while reading");
+}
+
 /* Record "WHAT: libvirt's message." from the last libvirt error. */
 static void lv_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void lv_error(const char *fmt, ...)
@@ -114,6 +128,12 @@ static void lv_error(const char *fmt, ...)
     if (vasprintf(&what, fmt, ap) < 0)
         what = NULL;
     va_end(ap);
+    if (e && conn_lost(e)) {
+        last_failure = VIRT_FAIL_CONN_LOST;
+        vk_error(VK_ERR_NETWORK, "%s: the connection to libvirt was lost (%s)",
+                 what ? what : "libvirt failed", msg);
+        return;
+    }
     last_failure = virt_failure_classify(code, msg);
     vk_error(code_from_libvirt(code, last_failure), "%s: %s", what ? what : "libvirt failed", msg);
 }
@@ -172,6 +192,11 @@ void virt_conn_close(struct virt_conn *c)
 bool virt_conn_is_system(const struct virt_conn *c)
 {
     return c && c->uri && strncmp(c->uri, "qemu", 4) == 0 && strstr(c->uri, "/system");
+}
+
+bool virt_conn_is_alive(const struct virt_conn *c)
+{
+    return c && c->conn && virConnectIsAlive(c->conn) == 1;
 }
 
 /* ---------------------------------------------------------------- domains */

@@ -38,6 +38,10 @@ struct virt_conn *virt_conn_open(const char *uri, unsigned int flags);
 void virt_conn_close(struct virt_conn *c);
 /* Whether the connection is to a privileged (system) QEMU driver. */
 bool virt_conn_is_system(const struct virt_conn *c);
+/* False once a call found the connection broken (libvirtd gone, or the
+ * client disconnected by virt-admin): every later call fails, so cleanup
+ * needs a new connection. */
+bool virt_conn_is_alive(const struct virt_conn *c);
 
 /* ---------------------------------------------------------------- domains */
 
@@ -204,6 +208,7 @@ enum virt_failure {
     VIRT_FAIL_BITMAP_EXISTS,           /* "Bitmap already exists" */
     VIRT_FAIL_CHECKPOINT_MISSING,      /* no such checkpoint / bitmap */
     VIRT_FAIL_NO_AGENT,                /* no guest agent for quiesce */
+    VIRT_FAIL_CONN_LOST,               /* the connection to libvirtd broke */
 };
 
 /* Record "WHAT: libvirt's message." from the last libvirt error on this
@@ -242,14 +247,25 @@ int virt_fs_thaw(struct virt_domain *d);
 
 /* ---------------------------------------------------------------- run directory */
 
-/* A fresh directory under PARENT (NULL: /var/lib/virtkeep/run, created if
- * needed) that QEMU can write: for a system connection it is owned by
- * QEMU's user (qemu.conf 'user', default libvirt-qemu, then qemu).  Pull
+/* Where run directories go by default for a process of EUID (malloc'd):
+ * /var/lib/virtkeep/run for root; for other users $XDG_RUNTIME_DIR/virtkeep,
+ * else $XDG_CACHE_HOME/virtkeep/run, else $HOME/.cache/virtkeep/run (each
+ * only if absolute); VK_ERR_NOT_FOUND without any. */
+char *virt_rundir_default(uid_t euid);
+/* A fresh directory vk-PID-XXXXXX under PARENT (NULL: virt_rundir_default(),
+ * created if needed) that QEMU can write: for a system connection it is owned
+ * by QEMU's user (qemu.conf 'user', default libvirt-qemu, then qemu).  Pull
  * sockets and scratch files go there. */
 #define VIRT_RUNDIR_NO_CHOWN 1u /* session connection: QEMU runs as us */
 char *virt_rundir_create(const char *parent, unsigned int flags);
 /* Remove the files directly inside DIR (scratch files, sockets) and DIR. */
 int virt_rundir_remove(const char *dir);
+/* Remove the run directories under PARENT (NULL: the default) whose process
+ * is gone (killed with kill -9, a crash): each is named vk-PID-XXXXXX after
+ * its process.  Older ones (vk-XXXXXX) go only when empty and untouched for
+ * an hour.  A directory that cannot be removed is a warning.  Sets *REMOVED
+ * (may be NULL) to the count. */
+int virt_rundir_clean_stale(const char *parent, unsigned int *removed);
 /* QEMU's user from a qemu.conf at PATH (NULL: /etc/libvirt/qemu.conf). */
 char *virt_qemu_user(const char *qemu_conf);
 

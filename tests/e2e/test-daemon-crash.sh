@@ -89,7 +89,7 @@ vk_has_line "$(vk_checkpoints "$dom")" "$cp_killed" || vk_fail "no checkpoint of
 vk_expect_eq "$(q "SELECT state FROM jobs WHERE id = $job")" running "job row before the restart"
 
 # Restart: recovery comes before any job.  The killed backup counts as a
-# failure, so the scheduler backs off (60s) before its next attempt: the
+# failure, so the scheduler backs off (RPO/4: 5s) before its next attempt: the
 # daemon is stopped (SIGTERM, exit 0) once it has recovered, and the next
 # backup is an incremental run by the CLI on the chain of the committed
 # full, which shows that the killed backup's bitmap was merged back.

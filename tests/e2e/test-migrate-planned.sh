@@ -6,7 +6,8 @@
 # pool "default": two daemons, two "hosts" on one machine.  (Both sides as
 # session daemons of another user would not do: a pull-mode backup needs a
 # run directory that QEMU's user can write, and the backup engine gives it
-# to QEMU's user only for a system daemon.)
+# to QEMU's user only for a system daemon; a move between two session
+# daemons, virtkeep run as their user: test-backup-session.sh.)
 #
 # 1. A move: guest data written before it (some of it after an earlier full
 #    backup, so the move's backups are incrementals) is on the destination

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -107,14 +108,34 @@ static void test_lock_other_process(void **state)
     tmpdir_remove(dir);
 }
 
-static void test_lock_bad_name(void **state)
+/* Any name libvirt allows locks a file inside DIR, named as in object
+ * keys (".hidden-vm" -> "%2Ehidden-vm.lock"); the empty name is refused. */
+static void test_lock_odd_names(void **state)
 {
+    static const char *const names[][2] = {
+        {".hidden-vm", "%2Ehidden-vm.lock"},
+        {"../etc", "%2E.%2Fetc.lock"},
+        {"a/b", "a%2Fb.lock"},
+        {"..", "%2E..lock"},
+    };
     char *dir = tmpdir_make();
+    struct stat st;
 
     (void)state;
-    assert_null(backup_lock_acquire(dir, "../etc", 0));
+    for (size_t i = 0; i < VK_ARRAY_SIZE(names); i++) {
+        CLEANUP_FREE char *path = vk_asprintf("%s/%s", dir, names[i][1]);
+        struct backup_lock *l = backup_lock_acquire(dir, names[i][0], 0);
+        if (!l)
+            fail_msg("cannot lock '%s': %s", names[i][0], vk_error_message());
+        assert_int_equal(stat(path, &st), 0);
+        assert_true(S_ISREG(st.st_mode));
+        assert_null(backup_lock_acquire(dir, names[i][0], 0));
+        assert_int_equal(vk_error_code(), VK_ERR_BUSY);
+        backup_lock_release(l);
+        assert_int_equal(unlink(path), 0);
+    }
+    assert_null(backup_lock_acquire(dir, "", 0));
     assert_int_equal(vk_error_code(), VK_ERR_INVALID);
-    assert_null(backup_lock_acquire(dir, "a/b", 0));
     tmpdir_remove(dir);
 }
 
@@ -332,7 +353,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lock_same_process), cmocka_unit_test(test_lock_other_process),
-        cmocka_unit_test(test_lock_bad_name),     cmocka_unit_test(test_options_defaults),
+        cmocka_unit_test(test_lock_odd_names),    cmocka_unit_test(test_options_defaults),
         cmocka_unit_test(test_options_all),       cmocka_unit_test(test_options_errors),
         cmocka_unit_test(test_result_json),       cmocka_unit_test(test_result_summary),
         cmocka_unit_test(test_progress_format),

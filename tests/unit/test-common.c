@@ -99,8 +99,9 @@ static void test_size_parse_good(void **state)
         {"10MB", 10000000},
         {"1T", 1ULL << 40},
         {"100B", 100},
-        {"15EiB", 15ULL << 60},
-        {"18446744073709551615", UINT64_MAX},
+        {"1EiB", 1ULL << 60},
+        {"1152921504606846976", 1ULL << 60},
+        {"1024P", 1ULL << 60},
     };
     (void)state;
     for (size_t i = 0; i < VK_ARRAY_SIZE(cases); i++) {
@@ -143,6 +144,65 @@ static void test_size_parse_garbage(void **state)
         assert_non_null(strstr(vk_error_message(), "invalid size '"));
     }
     assert_int_equal(vk_size_parse(NULL, &(uint64_t){0}), -1);
+}
+
+/* Sizes and durations end at a sane maximum, far below what would
+ * overflow int64 bytes or seconds (or nanoseconds) in the callers: the
+ * error says so and names the limit. */
+static void test_units_bounds(void **state)
+{
+    static const char *const big_sizes[] = {
+        "1152921504606846977",
+        "1025P",
+        "1.1EiB",
+        "2EiB",
+        "8EiB",
+        "15EiB",
+        "9223372036854775807",
+        "9223372036854775808",
+        "18446744073709551615",
+        "2000PB",
+    };
+    static const char *const long_durations[] = {
+        "30000000000000w",
+        "3153600001",
+        "36500d1s",
+        "5218w",
+        "876001h",
+        "9223372036854775807",
+        "9223372036854775808s",
+        "18446744073709551615",
+    };
+    uint64_t v;
+
+    (void)state;
+    assert_int_equal(vk_size_parse("1EiB", &v), 0);
+    assert_true(v == 1ULL << 60);
+    for (size_t i = 0; i < VK_ARRAY_SIZE(big_sizes); i++) {
+        v = 3;
+        vk_error_clear();
+        if (vk_size_parse(big_sizes[i], &v) == 0)
+            fail_msg("size '%s' was accepted as %llu", big_sizes[i], (unsigned long long)v);
+        assert_int_equal(v, 3);
+        assert_int_equal(vk_error_code(), VK_ERR_INVALID);
+        assert_non_null(strstr(vk_error_message(), "too large (the limit is 1 EiB)"));
+    }
+    assert_int_equal(vk_duration_parse("36500d", &v), 0);
+    assert_true(v == 36500ULL * 86400);
+    assert_int_equal(vk_duration_parse("3153600000", &v), 0);
+    assert_true(v == 36500ULL * 86400);
+    /* Even in nanoseconds the largest duration fits in an int64. */
+    assert_true(v * 1000000000ULL <= (uint64_t)INT64_MAX);
+    for (size_t i = 0; i < VK_ARRAY_SIZE(long_durations); i++) {
+        v = 3;
+        vk_error_clear();
+        if (vk_duration_parse(long_durations[i], &v) == 0)
+            fail_msg("duration '%s' was accepted as %llu", long_durations[i],
+                     (unsigned long long)v);
+        assert_int_equal(v, 3);
+        assert_int_equal(vk_error_code(), VK_ERR_INVALID);
+        assert_non_null(strstr(vk_error_message(), "too large (the limit is 36500d"));
+    }
 }
 
 static void test_duration_parse(void **state)
@@ -463,6 +523,7 @@ int main(void)
         cmocka_unit_test(test_error_set_and_prefix), cmocka_unit_test(test_error_errno),
         cmocka_unit_test(test_error_thread_local),   cmocka_unit_test(test_size_parse_good),
         cmocka_unit_test(test_size_parse_garbage),   cmocka_unit_test(test_duration_parse),
+        cmocka_unit_test(test_units_bounds),
         cmocka_unit_test(test_formatters),           cmocka_unit_test(test_strv_split),
         cmocka_unit_test(test_parse_uint),           cmocka_unit_test(test_cleanup_scope),
         cmocka_unit_test(test_log_levels),           cmocka_unit_test(test_log_prefix),

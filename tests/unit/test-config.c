@@ -412,6 +412,16 @@ static void test_value_errors(void **state)
     expect_error("[policy gold]\nrpo = 0\n", 2,
                  "t.conf:2: [policy gold] rpo: invalid duration '0': expected a positive duration "
                  "such as 90s, 15m, 1h30m or 7d");
+    /* Bounds: nothing that overflows int64 seconds, nor more than a century. */
+    expect_error("[policy gold]\nrto = 1h\nrpo = 30000000000000w\n", 3,
+                 "t.conf:3: [policy gold] rpo: invalid duration '30000000000000w': too large (the "
+                 "limit is 36500d, about 100 years)");
+    expect_error("[policy gold]\nkeep_within = 9223372036854775808\n", 2,
+                 "t.conf:2: [policy gold] keep_within: invalid duration '9223372036854775808': "
+                 "too large (the limit is 36500d, about 100 years)");
+    expect_error("[daemon]\ntick = 36500d1s\n", 2,
+                 "t.conf:2: [daemon] tick: invalid duration '36500d1s': too large (the limit is "
+                 "36500d, about 100 years)");
     expect_error("[policy gold]\nkeep_last = -1\n", 2,
                  "t.conf:2: [policy gold] keep_last: invalid count '-1': expected a whole number "
                  "from 0 to 1000000");

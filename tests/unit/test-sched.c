@@ -178,7 +178,29 @@ static void test_helpers(void **state)
         assert_int_equal(w, sched_backoff(f, HOUR, "web1")); /* deterministic */
     }
     assert_in_range(sched_backoff(30, 30 * DAY, "x"), SCHED_RETRY_MAX, SCHED_RETRY_MAX * 9 / 8);
-    assert_in_range(sched_backoff(5, 20, "x"), SCHED_RETRY_BASE, SCHED_RETRY_BASE * 9 / 8);
+    /* At most min(RPO/4, 1 hour) plus the jitter, as virtkeepd(8) says:
+     * under 60 s for an RPO under 4 minutes, and at least a second. */
+    assert_int_equal(sched_backoff(5, 20, "x"), 5);
+    assert_int_equal(sched_backoff(1, 15, "x"), 3);
+    assert_int_equal(sched_backoff(1, 1, "x"), 1);
+    for (uint64_t rpo = 1; rpo < 40 * DAY; rpo = rpo * 3 / 2 + 1)
+        for (unsigned int f = 1; f < 40; f++) {
+            int64_t cap = (int64_t)(rpo / 4 < SCHED_RETRY_MAX ? rpo / 4 : SCHED_RETRY_MAX);
+            int64_t w = sched_backoff(f, rpo, "web1");
+            if (cap < 1)
+                cap = 1;
+            if (w < 1 || w > cap + cap / 8)
+                fail_msg("backoff after %u failures with rpo %llus: %llds (cap %llds)", f,
+                         (unsigned long long)rpo, (long long)w, (long long)cap);
+        }
+    /* The retry time: the backoff, but by LATEST when the failure ended
+     * before it (a failure after LATEST loses the RPO anyway: backoff). */
+    assert_int_equal(sched_retry_at(1, T0, 0, HOUR, "x"), T0 + sched_backoff(1, HOUR, "x"));
+    assert_int_equal(sched_retry_at(1, T0, T0 + HOUR, HOUR, "x"), T0 + sched_backoff(1, HOUR, "x"));
+    assert_int_equal(sched_retry_at(1, T0, T0 + 10, HOUR, "x"), T0 + 10);
+    assert_int_equal(sched_retry_at(3, T0, T0, HOUR, "x"), T0);
+    assert_int_equal(sched_retry_at(1, T0 + 11, T0 + 10, HOUR, "x"),
+                     T0 + 11 + sched_backoff(1, HOUR, "x"));
     assert_int_equal(sched_jitter("web1", 0), 0);
     assert_true(sched_jitter("web1", 1000) < 1000);
     assert_int_not_equal(sched_jitter("web1", 1000000), sched_jitter("web2", 1000000));
@@ -398,6 +420,65 @@ static void test_failing_target(void **state)
     for (unsigned int h = 17; h < 48; h++)
         assert_in_range(per_hour[h], 1, 2);
     sim_free(&s);
+}
+
+/* One failure alone never costs the RPO: for RPOs from 15 s to a day, the
+ * attempt due fails (at once, or after using up the margin) and the retry
+ * still commits before the RPO runs out; where there is room, it still
+ * backs off.  (With rpo = 15s the retry used to wait 60 to 75 s.) */
+static void test_single_failure_keeps_rpo(void **state)
+{
+    static const uint64_t rpos[] = {15, 20, 60, 4 * MIN, 10 * MIN, HOUR, 6 * HOUR, DAY};
+
+    (void)state;
+    for (size_t i = 0; i < VK_ARRAY_SIZE(rpos); i++) {
+        int64_t rpo = (int64_t)rpos[i], d = rpo / 8 > 0 ? rpo / 8 : 1,
+                margin = sched_margin(rpos[i]);
+        int64_t fails[] = {0, margin / 2, margin};
+
+        for (size_t k = 0; k < VK_ARRAY_SIZE(fails); k++) {
+            struct sched_job job;
+            struct sim s;
+            int64_t now = T0, start, last_start, last_end, retry, room;
+
+            sim_init(&s, "web1");
+            s.pol.rpo = rpos[i];
+            /* Steady state: a full and a few incs, each taking D. */
+            sim_backup(&s, SCHED_FULL, NULL, now, d, 100, CATALOG_STATUS_COMMITTED);
+            now += d;
+            for (int n = 0; n < 4; n++) {
+                assert_int_equal(sched_next(&s.in, now, &job), 0);
+                start = job.due > now ? job.due : now;
+                sim_backup(&s, job.kind, job.parent, start, d, 10, CATALOG_STATUS_COMMITTED);
+                now = start + d;
+                sched_job_clear(&job);
+            }
+            last_start = sim_last(&s)->started;
+            /* The next attempt fails after FAILS[K] seconds. */
+            assert_int_equal(sched_next(&s.in, now, &job), 0);
+            assert_int_equal(job.attempt, 0);
+            start = job.due > now ? job.due : now;
+            sim_backup(&s, job.kind, job.parent, start, fails[k], 0, CATALOG_STATUS_FAILED);
+            last_end = start + fails[k];
+            now = last_end;
+            sched_job_clear(&job);
+            /* The retry commits before the RPO runs out. */
+            assert_int_equal(sched_next(&s.in, now, &job), 0);
+            assert_int_equal(job.attempt, 1);
+            retry = job.due > now ? job.due : now;
+            if (retry + d - last_start > rpo)
+                fail_msg("rpo %llds, failure after %llds: the retry starts %llds after it and "
+                         "commits %llds after the last backup",
+                         (long long)rpo, (long long)fails[k], (long long)(retry - last_end),
+                         (long long)(retry + d - last_start));
+            /* ... and still waits when there is room for the backoff. */
+            room = last_start + rpo - d - last_end;
+            if (room >= sched_backoff(1, rpos[i], "web1"))
+                assert_true(retry - last_end >= sched_backoff(1, rpos[i], "web1") * 8 / 9);
+            sched_job_clear(&job);
+            sim_free(&s);
+        }
+    }
 }
 
 /* Copies follow each backup to the second target; failed copies back off. */
@@ -654,11 +735,17 @@ static void test_dispatch_limits(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_helpers),         cmocka_unit_test(test_rpo_never_exceeded),
-        cmocka_unit_test(test_rto_forces_full), cmocka_unit_test(test_chain_limit),
-        cmocka_unit_test(test_failing_target),  cmocka_unit_test(test_copies),
-        cmocka_unit_test(test_running),         cmocka_unit_test(test_window),
-        cmocka_unit_test(test_catchup_spread),  cmocka_unit_test(test_dispatch_limits),
+        cmocka_unit_test(test_helpers),
+        cmocka_unit_test(test_rpo_never_exceeded),
+        cmocka_unit_test(test_rto_forces_full),
+        cmocka_unit_test(test_chain_limit),
+        cmocka_unit_test(test_failing_target),
+        cmocka_unit_test(test_copies),
+        cmocka_unit_test(test_single_failure_keeps_rpo),
+        cmocka_unit_test(test_running),
+        cmocka_unit_test(test_window),
+        cmocka_unit_test(test_catchup_spread),
+        cmocka_unit_test(test_dispatch_limits),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

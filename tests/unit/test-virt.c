@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -649,6 +651,199 @@ static void test_rundir(void **state)
     rm_rf(parent);
 }
 
+/* A run directory is named after its process (vk-PID-XXXXXX); recovery
+ * removes those whose process is gone, with what QEMU left in them, and
+ * nothing else. */
+static void test_rundir_stale(void **state)
+{
+    CLEANUP_FREE char *parent = tmpdir_new();
+    CLEANUP_FREE char *mine = NULL, *alive = NULL, *other = NULL, *link = NULL;
+    CLEANUP_FREE char *old_empty = NULL, *old_full = NULL, *new_empty = NULL, *f = NULL;
+    char dead[512] = "", want[64];
+    struct timeval old[2] = {{time(NULL) - 7200, 0}, {time(NULL) - 7200, 0}};
+    unsigned int n = 99;
+    int fds[2], status;
+    struct stat st;
+    pid_t pid;
+    FILE *fp;
+
+    (void)state;
+    /* Ours: named after this process, kept. */
+    mine = virt_rundir_create(parent, VIRT_RUNDIR_NO_CHOWN);
+    assert_non_null(mine);
+    snprintf(want, sizeof want, "/vk-%ld-", (long)getpid());
+    assert_non_null(strstr(mine, want));
+    /* A process killed with kill -9 while its backup ran: socket and
+     * scratch file left in its directory. */
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char *d = virt_rundir_create(parent, VIRT_RUNDIR_NO_CHOWN);
+        char *s = d ? vk_asprintf("%s/vda.scratch", d) : NULL;
+        FILE *c = s ? fopen(s, "w") : NULL;
+        if (!c || write(fds[1], d, strlen(d)) < 0)
+            _exit(1);
+        fclose(c);
+        close(fds[1]);
+        pause();
+        _exit(0);
+    }
+    close(fds[1]);
+    assert_true(read(fds[0], dead, sizeof dead - 1) > 0);
+    close(fds[0]);
+    /* While it runs, its directory is kept. */
+    assert_int_equal(virt_rundir_clean_stale(parent, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(stat(dead, &st), 0);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+
+    /* Others: a live process (pid 1), a symbolic link, a name not ours,
+     * and directories of versions before the pid in the name (vk-XXXXXX):
+     * only an empty one older than an hour is removed. */
+    alive = vk_asprintf("%s/vk-1-AbCd12", parent);
+    assert_int_equal(mkdir(alive, 0750), 0);
+    link = vk_asprintf("%s/vk-999999999-zzzzzz", parent);
+    assert_int_equal(symlink(dead, link), 0);
+    other = vk_asprintf("%s/web1.lock", parent);
+    fp = fopen(other, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    old_empty = vk_asprintf("%s/vk-Old1ab", parent);
+    old_full = vk_asprintf("%s/vk-Old2ab", parent);
+    new_empty = vk_asprintf("%s/vk-New3ab", parent);
+    assert_int_equal(mkdir(old_empty, 0750), 0);
+    assert_int_equal(mkdir(old_full, 0750), 0);
+    assert_int_equal(mkdir(new_empty, 0750), 0);
+    f = vk_asprintf("%s/backup.sock", old_full);
+    fp = fopen(f, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(utimes(old_empty, old), 0);
+    assert_int_equal(utimes(old_full, old), 0);
+
+    assert_int_equal(virt_rundir_clean_stale(parent, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(lstat(dead, &st), -1); /* the dead process's, with its file */
+    assert_int_equal(lstat(old_empty, &st), -1);
+    assert_int_equal(stat(mine, &st), 0);
+    assert_int_equal(stat(alive, &st), 0);
+    assert_int_equal(lstat(link, &st), 0);
+    assert_int_equal(stat(other, &st), 0);
+    assert_int_equal(stat(old_full, &st), 0);
+    assert_int_equal(stat(new_empty, &st), 0);
+    /* Nothing more to do; a parent that does not exist is not an error. */
+    assert_int_equal(virt_rundir_clean_stale(parent, &n), 0);
+    assert_int_equal(n, 0);
+    free(f);
+    f = vk_asprintf("%s/none", parent);
+    assert_int_equal(virt_rundir_clean_stale(f, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(virt_rundir_remove(mine), 0);
+    rm_rf(parent);
+}
+
+/* virt_rundir_create(NULL) as a user other than root: under BASE/virtkeep,
+ * made 0700.  In a child (CHILD): exit 0 if so, else 1. */
+static void user_rundir_check(const char *base, bool child)
+{
+    CLEANUP_FREE char *parent = vk_asprintf("%s/virtkeep", base);
+    CLEANUP_FREE char *prefix = vk_asprintf("%s/vk-%ld-", parent, (long)getpid());
+    char *dir = virt_rundir_create(NULL, VIRT_RUNDIR_NO_CHOWN);
+    struct stat st;
+    bool ok = dir && strncmp(dir, prefix, strlen(prefix)) == 0 && stat(parent, &st) == 0 &&
+              (st.st_mode & 07777) == 0700 && st.st_uid == geteuid() &&
+              virt_rundir_remove(dir) == 0;
+
+    if (!ok)
+        fprintf(stderr, "run directory '%s' (want '%s...'): %s\n", dir ? dir : "(none)", prefix,
+                dir ? "wrong place or mode" : vk_error_message());
+    free(dir);
+    if (child)
+        _exit(ok ? 0 : 1);
+    assert_true(ok);
+}
+
+/* setenv, or unsetenv for NULL. */
+static void env_set(const char *name, const char *value)
+{
+    assert_int_equal(value ? setenv(name, value, 1) : unsetenv(name), 0);
+}
+
+/* Where run directories go: /var/lib/virtkeep/run for root; for any other
+ * user $XDG_RUNTIME_DIR/virtkeep, else $XDG_CACHE_HOME/virtkeep/run, else
+ * $HOME/.cache/virtkeep/run (as the configuration and catalog defaults). */
+static void test_rundir_default(void **state)
+{
+    static const char *const vars[] = {"XDG_RUNTIME_DIR", "XDG_CACHE_HOME", "HOME"};
+    static const struct {
+        uid_t uid;
+        const char *run, *cache, *home, *want;
+    } cases[] = {
+        {0, "/run/user/0", "/root/.cache", "/root", "/var/lib/virtkeep/run"},
+        {0, NULL, NULL, NULL, "/var/lib/virtkeep/run"},
+        {1000, "/run/user/1000", "/home/u/.c", "/home/u", "/run/user/1000/virtkeep"},
+        {1000, NULL, "/home/u/.c", "/home/u", "/home/u/.c/virtkeep/run"},
+        {1000, NULL, NULL, "/home/u", "/home/u/.cache/virtkeep/run"},
+        {1000, "", "", "/home/u", "/home/u/.cache/virtkeep/run"},
+        {1000, "run", "cache", "/home/u", "/home/u/.cache/virtkeep/run"},
+        {1000, NULL, NULL, NULL, NULL},
+        {1000, NULL, NULL, "home", NULL},
+    };
+    char *saved[3];
+
+    (void)state;
+    for (size_t i = 0; i < 3; i++)
+        saved[i] = getenv(vars[i]) ? strdup(getenv(vars[i])) : NULL;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CLEANUP_FREE char *got = NULL;
+        env_set("XDG_RUNTIME_DIR", cases[i].run);
+        env_set("XDG_CACHE_HOME", cases[i].cache);
+        env_set("HOME", cases[i].home);
+        vk_error_clear();
+        got = virt_rundir_default(cases[i].uid);
+        if (!cases[i].want) {
+            assert_null(got);
+            assert_int_equal(vk_error_code(), VK_ERR_NOT_FOUND);
+            assert_non_null(strstr(vk_error_message(), "XDG_RUNTIME_DIR"));
+            continue;
+        }
+        if (!got)
+            fail_msg("case %zu: %s", i, vk_error_message());
+        assert_string_equal(got, cases[i].want);
+    }
+
+    /* Not root: the default parent is made (0700) under $XDG_RUNTIME_DIR
+     * and the run directory in it.  As root, in a child that becomes
+     * "nobody". */
+    {
+        CLEANUP_FREE char *base = tmpdir_new();
+        struct passwd *pw = geteuid() == 0 ? getpwnam("nobody") : NULL;
+        pid_t pid = 0;
+        int status;
+
+        if (pw)
+            assert_int_equal(chown(base, pw->pw_uid, pw->pw_gid), 0);
+        if (geteuid() != 0 || (pw && (pid = fork()) == 0)) {
+            if (pid == 0 && pw && (setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0))
+                _exit(2);
+            env_set("XDG_RUNTIME_DIR", base);
+            user_rundir_check(base, geteuid() != 0 && pw);
+        }
+        if (pid > 0) {
+            assert_int_equal(waitpid(pid, &status, 0), pid);
+            assert_true(WIFEXITED(status));
+            assert_int_equal(WEXITSTATUS(status), 0);
+        }
+        rm_rf(base);
+    }
+    for (size_t i = 0; i < 3; i++) {
+        env_set(vars[i], saved[i]);
+        free(saved[i]);
+    }
+}
+
 static void test_qemu_user(void **state)
 {
     CLEANUP_FREE char *dir = tmpdir_new();
@@ -821,6 +1016,8 @@ int main(void)
         cmocka_unit_test(test_domain_lookup),
         cmocka_unit_test(test_checkpoints),
         cmocka_unit_test(test_rundir),
+        cmocka_unit_test(test_rundir_stale),
+        cmocka_unit_test(test_rundir_default),
         cmocka_unit_test(test_qemu_user),
         cmocka_unit_test(test_image_bitmaps),
         cmocka_unit_test(test_checkpoint_offline_refused),
