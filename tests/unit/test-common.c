@@ -523,11 +523,11 @@ int main(void)
         cmocka_unit_test(test_error_set_and_prefix), cmocka_unit_test(test_error_errno),
         cmocka_unit_test(test_error_thread_local),   cmocka_unit_test(test_size_parse_good),
         cmocka_unit_test(test_size_parse_garbage),   cmocka_unit_test(test_duration_parse),
-        cmocka_unit_test(test_units_bounds),
-        cmocka_unit_test(test_formatters),           cmocka_unit_test(test_strv_split),
-        cmocka_unit_test(test_parse_uint),           cmocka_unit_test(test_cleanup_scope),
-        cmocka_unit_test(test_log_levels),           cmocka_unit_test(test_log_prefix),
-        cmocka_unit_test(test_proc_owner),           cmocka_unit_test(test_tcp_socket_uid),
+        cmocka_unit_test(test_units_bounds),         cmocka_unit_test(test_formatters),
+        cmocka_unit_test(test_strv_split),           cmocka_unit_test(test_parse_uint),
+        cmocka_unit_test(test_cleanup_scope),        cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_log_prefix),           cmocka_unit_test(test_proc_owner),
+        cmocka_unit_test(test_tcp_socket_uid),
     };
 
     unsetenv("VIRTKEEP_DEBUG");
