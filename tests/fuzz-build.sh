@@ -23,9 +23,12 @@ if ! command -v "$CLANG" >/dev/null ||
 fi
 
 mkdir -p "$outdir/obj"
-lib_sources=$(cd "$srcdir" && ls common/*.c transport/*.c catalog/*.c src/*.c |
-    grep -v -e '^src/cli' -e '^src/virtkeepd')
-newest_header=$(cd "$srcdir" && ls -t common/*.h transport/*.h catalog/*.h src/*.h | head -1)
+# Every library source, at any depth (the tree may have one folder per
+# module), but the front ends' mains.
+lib_sources=$(cd "$srcdir" && find common transport catalog src -name '*.c' | LC_ALL=C sort |
+    grep -v -e '^src/cli' -e 'virtkeepd\.c$')
+newest_header=$(cd "$srcdir" && find common transport catalog src -name '*.h' -printf '%T@ %p\n' |
+    sort -n | tail -n 1 | cut -d' ' -f2)
 
 objs=()
 for src in $lib_sources; do
