@@ -1,4 +1,4 @@
-/* Unit tests for the common layer: errors, logging, units, util, cleanup. */
+/* Unit tests for the common layer: errors, logging, units, util, cleanup, JSON. */
 #include <config.h>
 
 #include <errno.h>
@@ -12,9 +12,11 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <json-c/json.h>
 
 #include "common/cleanup.h"
 #include "common/error.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/units.h"
 #include "common/util.h"
@@ -325,6 +327,46 @@ static void test_log_prefix(void **state)
     vk_log_init("virtkeep");
 }
 
+static void test_json_strict(void **state)
+{
+    static const char *const keys[] = {"format", "version", "name", "size", "note", NULL};
+    const char *good = "{\"format\":\"f\",\"version\":1,\"name\":\"a\",\"size\":7,"
+                       "\"note\":null}\n";
+    struct json_object *o, *s;
+    char *name = NULL, *note = NULL;
+    uint64_t size = 0;
+
+    (void)state;
+    o = vk_json_parse(good, strlen(good), "the test document");
+    assert_non_null(o);
+    assert_int_equal(vk_json_check_object(o, keys, "the test document"), 0);
+    assert_int_equal(vk_json_check_format(o, "f", 1, "the test document"), 0);
+    assert_int_equal(vk_json_get_str(o, "name", false, "the test document", &name), 0);
+    assert_string_equal(name, "a");
+    assert_int_equal(vk_json_get_str(o, "note", true, "the test document", &note), 0);
+    assert_null(note);
+    assert_int_equal(vk_json_get_u64(o, "size", "the test document", &size), 0);
+    assert_int_equal(size, 7);
+    assert_int_equal(vk_json_check_format(o, "f", 2, "the test document"), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_UNSUPPORTED);
+    assert_int_equal(vk_json_get_u64(o, "name", "the test document", &size), -1);
+    assert_string_equal(vk_error_message(),
+                        "the test document is corrupt: key 'name' is not an integer");
+    json_object_put(o);
+    free(name);
+
+    assert_null(vk_json_parse("{} x", 4, "the test document"));
+    assert_int_equal(vk_error_code(), VK_ERR_CORRUPT);
+    assert_null(vk_json_parse("[1]", 3, "the test document"));
+    assert_int_equal(vk_error_code(), VK_ERR_CORRUPT);
+    vk_error_clear();
+
+    assert_null(vk_json_string_or_null(NULL));
+    s = vk_json_string_or_null("x");
+    assert_string_equal(json_object_get_string(s), "x");
+    json_object_put(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -334,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_formatters),           cmocka_unit_test(test_strv_split),
         cmocka_unit_test(test_parse_uint),           cmocka_unit_test(test_cleanup_scope),
         cmocka_unit_test(test_log_levels),           cmocka_unit_test(test_log_prefix),
+        cmocka_unit_test(test_json_strict),
     };
 
     unsetenv("VIRTKEEP_DEBUG");

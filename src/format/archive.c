@@ -16,6 +16,7 @@
 
 #include "common/cleanup.h"
 #include "common/error.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "src/format/format.h"
@@ -193,159 +194,6 @@ static uint64_t round_up_block(uint64_t n)
     return (n + BLOCK - 1) / BLOCK * BLOCK;
 }
 
-/* ------------------------------------------------------------ strict JSON */
-
-#define JSON_MAX_DEPTH 16
-
-struct json_object *archive_json_parse(const char *buf, size_t len, const char *what)
-{
-    struct json_tokener *tok;
-    struct json_object *o;
-    size_t end;
-
-    if (len > INT32_MAX) {
-        vk_error(VK_ERR_CORRUPT, "%s is corrupt: it is too large", what);
-        return NULL;
-    }
-    tok = json_tokener_new_ex(JSON_MAX_DEPTH);
-    if (!tok) {
-        vk_error(VK_ERR_INTERNAL, "out of memory");
-        return NULL;
-    }
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    o = json_tokener_parse_ex(tok, buf, (int)len);
-    if (!o) {
-        enum json_tokener_error err = json_tokener_get_error(tok);
-        vk_error(VK_ERR_CORRUPT, "%s is corrupt: %s", what,
-                 err == json_tokener_continue ? "the JSON text ends early"
-                                              : json_tokener_error_desc(err));
-        json_tokener_free(tok);
-        return NULL;
-    }
-    end = json_tokener_get_parse_end(tok);
-    json_tokener_free(tok);
-    while (end < len &&
-           (buf[end] == ' ' || buf[end] == '\n' || buf[end] == '\t' || buf[end] == '\r'))
-        end++;
-    if (end != len || !json_object_is_type(o, json_type_object)) {
-        vk_error(VK_ERR_CORRUPT, "%s is corrupt: %s", what,
-                 end != len ? "bytes follow the JSON text" : "it is not a JSON object");
-        json_object_put(o);
-        return NULL;
-    }
-    return o;
-}
-
-int archive_json_check_object(struct json_object *obj, const char *const *allowed, const char *what)
-{
-    if (!json_object_is_type(obj, json_type_object)) {
-        vk_error(VK_ERR_CORRUPT, "%s is corrupt: it is not a JSON object", what);
-        return -1;
-    }
-    json_object_object_foreach(obj, key, val)
-    {
-        size_t i = 0;
-        (void)val;
-        while (allowed[i] && strcmp(allowed[i], key) != 0)
-            i++;
-        if (!allowed[i]) {
-            vk_error(VK_ERR_CORRUPT, "%s is corrupt: unknown key '%.64s'", what, key);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static const char *type_name(int type)
-{
-    switch (type) {
-    case json_type_int:
-        return "an integer";
-    case json_type_string:
-        return "a string";
-    case json_type_object:
-        return "an object";
-    case json_type_array:
-        return "an array";
-    default:
-        return "of another type";
-    }
-}
-
-int archive_json_get_typed(struct json_object *obj, const char *key, int type, const char *what,
-                           struct json_object **out)
-{
-    struct json_object *v;
-
-    if (!json_object_object_get_ex(obj, key, &v)) {
-        vk_error(VK_ERR_CORRUPT, "%s is corrupt: key '%s' is missing", what, key);
-        return -1;
-    }
-    if (!json_object_is_type(v, (enum json_type)type)) {
-        vk_error(VK_ERR_CORRUPT, "%s is corrupt: key '%s' is not %s", what, key, type_name(type));
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-int archive_json_get_u64(struct json_object *obj, const char *key, const char *what, uint64_t *out)
-{
-    struct json_object *v;
-
-    if (archive_json_get_typed(obj, key, json_type_int, what, &v) < 0)
-        return -1;
-    if (json_object_get_int64(v) < 0 || json_object_get_uint64(v) > INT64_MAX) {
-        vk_error(VK_ERR_CORRUPT, "%s is corrupt: key '%s' is out of range", what, key);
-        return -1;
-    }
-    *out = json_object_get_uint64(v);
-    return 0;
-}
-
-int archive_json_get_str(struct json_object *obj, const char *key, bool nullable, const char *what,
-                         char **out)
-{
-    struct json_object *v;
-    const char *s;
-
-    *out = NULL;
-    if (nullable && json_object_object_get_ex(obj, key, &v) && v == NULL)
-        return 0;
-    if (archive_json_get_typed(obj, key, json_type_string, what, &v) < 0)
-        return -1;
-    s = json_object_get_string(v);
-    if (strlen(s) != (size_t)json_object_get_string_len(v)) {
-        vk_error(VK_ERR_CORRUPT, "%s is corrupt: key '%s' holds a NUL byte", what, key);
-        return -1;
-    }
-    *out = vk_strdup(s);
-    return *out ? 0 : -1;
-}
-
-int archive_json_check_format(struct json_object *obj, const char *name, int version,
-                              const char *what)
-{
-    CLEANUP_FREE char *format = NULL;
-    uint64_t v;
-
-    if (archive_json_get_str(obj, "format", false, what, &format) < 0)
-        return -1;
-    if (strcmp(format, name) != 0) {
-        vk_error(VK_ERR_CORRUPT, "%s is corrupt: its format is '%.64s', not '%s'", what, format,
-                 name);
-        return -1;
-    }
-    if (archive_json_get_u64(obj, "version", what, &v) < 0)
-        return -1;
-    if (v != (uint64_t)version) {
-        vk_error(VK_ERR_UNSUPPORTED, "%s has format version %" PRIu64 ", this build reads %d", what,
-                 v, version);
-        return -1;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------ header JSON */
 
 static int header_check(const struct archive_header *hdr, enum vk_error_code code, const char *what)
@@ -396,14 +244,14 @@ static int header_from_json(struct json_object *o, const char *what, struct arch
     uint64_t v;
 
     memset(out, 0, sizeof(*out));
-    if (archive_json_check_object(o, keys, what) < 0 ||
-        archive_json_check_format(o, ARCHIVE_FORMAT_NAME, ARCHIVE_FORMAT_VERSION, what) < 0 ||
-        archive_json_get_str(o, "disk", false, what, &out->disk) < 0 ||
-        archive_json_get_str(o, "backup_id", false, what, &out->backup_id) < 0 ||
-        archive_json_get_str(o, "level", false, what, &out->level) < 0 ||
-        archive_json_get_u64(o, "virtual_size", what, &out->virtual_size) < 0 ||
-        archive_json_get_u64(o, "chunk_size", what, &out->chunk_size) < 0 ||
-        archive_json_get_u64(o, "created", what, &v) < 0)
+    if (vk_json_check_object(o, keys, what) < 0 ||
+        vk_json_check_format(o, ARCHIVE_FORMAT_NAME, ARCHIVE_FORMAT_VERSION, what) < 0 ||
+        vk_json_get_str(o, "disk", false, what, &out->disk) < 0 ||
+        vk_json_get_str(o, "backup_id", false, what, &out->backup_id) < 0 ||
+        vk_json_get_str(o, "level", false, what, &out->level) < 0 ||
+        vk_json_get_u64(o, "virtual_size", what, &out->virtual_size) < 0 ||
+        vk_json_get_u64(o, "chunk_size", what, &out->chunk_size) < 0 ||
+        vk_json_get_u64(o, "created", what, &v) < 0)
         goto fail;
     out->created = (int64_t)v;
     if (header_check(out, VK_ERR_CORRUPT, what) < 0)
@@ -810,7 +658,7 @@ static int extent_kind_parse(struct json_object *o, const char *what,
 {
     CLEANUP_FREE char *k = NULL;
 
-    if (archive_json_get_str(o, "kind", false, what, &k) < 0)
+    if (vk_json_get_str(o, "kind", false, what, &k) < 0)
         return -1;
     if (strcmp(k, "data") == 0)
         *kind = ARCHIVE_EXTENT_DATA;
@@ -829,10 +677,10 @@ static int extent_parse_data(struct json_object *o, const char *what, struct arc
                                        "position", "size",   NULL};
     CLEANUP_FREE char *sha = NULL;
 
-    if (archive_json_check_object(o, keys, what) < 0 ||
-        archive_json_get_str(o, "sha256", false, what, &sha) < 0 ||
-        archive_json_get_u64(o, "position", what, &e->position) < 0 ||
-        archive_json_get_u64(o, "size", what, &e->size) < 0)
+    if (vk_json_check_object(o, keys, what) < 0 ||
+        vk_json_get_str(o, "sha256", false, what, &sha) < 0 ||
+        vk_json_get_u64(o, "position", what, &e->position) < 0 ||
+        vk_json_get_u64(o, "size", what, &e->size) < 0)
         return -1;
     if (archive_sha256_unhex(sha, e->sha256) < 0) {
         vk_error(VK_ERR_CORRUPT, "%s is corrupt: sha256 is not 64 lower-case hex digits", what);
@@ -846,12 +694,11 @@ static int extent_parse(struct json_object *o, const char *what, struct archive_
     static const char *const zero_keys[] = {"offset", "length", "kind", NULL};
 
     memset(e, 0, sizeof(*e));
-    if (archive_json_get_u64(o, "offset", what, &e->offset) < 0 ||
-        archive_json_get_u64(o, "length", what, &e->length) < 0 ||
-        extent_kind_parse(o, what, &e->kind))
+    if (vk_json_get_u64(o, "offset", what, &e->offset) < 0 ||
+        vk_json_get_u64(o, "length", what, &e->length) < 0 || extent_kind_parse(o, what, &e->kind))
         return -1;
     if (e->kind == ARCHIVE_EXTENT_ZERO)
-        return archive_json_check_object(o, zero_keys, what);
+        return vk_json_check_object(o, zero_keys, what);
     return extent_parse_data(o, what, e);
 }
 
@@ -919,12 +766,12 @@ static int index_from_json(struct json_object *root, uint64_t index_pos, const c
     char hwhat[300];
 
     snprintf(hwhat, sizeof(hwhat), "the header in the index of archive '%s'", name);
-    if (archive_json_check_object(root, keys, what) < 0 ||
-        archive_json_check_format(root, INDEX_FORMAT_NAME, ARCHIVE_FORMAT_VERSION, what) < 0 ||
-        archive_json_get_typed(root, "header", json_type_object, what, &hj) < 0 ||
+    if (vk_json_check_object(root, keys, what) < 0 ||
+        vk_json_check_format(root, INDEX_FORMAT_NAME, ARCHIVE_FORMAT_VERSION, what) < 0 ||
+        vk_json_get_typed(root, "header", json_type_object, what, &hj) < 0 ||
         header_from_json(hj, hwhat, &out->header) < 0 ||
-        archive_json_get_str(root, "body_sha256", false, what, &body) < 0 ||
-        archive_json_get_typed(root, "extents", json_type_array, what, &arr) < 0)
+        vk_json_get_str(root, "body_sha256", false, what, &body) < 0 ||
+        vk_json_get_typed(root, "extents", json_type_array, what, &arr) < 0)
         return -1;
     if (archive_sha256_unhex(body, out->body_sha256) < 0) {
         vk_error(VK_ERR_CORRUPT, "%s is corrupt: body_sha256 is not 64 lower-case hex digits",
@@ -943,7 +790,7 @@ int archive_index_parse(const char *json, size_t len, uint64_t index_pos, const 
 
     memset(out, 0, sizeof(*out));
     snprintf(what, sizeof(what), "the index of archive '%s'", name);
-    root = archive_json_parse(json, len, what);
+    root = vk_json_parse(json, len, what);
     if (!root)
         return -1;
     r = index_from_json(root, index_pos, name, what, out);

@@ -165,27 +165,6 @@ int archive_index_parse(const char *json, size_t len, uint64_t index_pos, const 
 void archive_index_clear(struct archive_index *idx);
 void archive_header_clear(struct archive_header *hdr);
 
-/* Strict JSON helpers shared with manifest.c.  WHAT names the document in
- * errors ("the index of archive 'k'"); every failure is VK_ERR_CORRUPT,
- * "WHAT is corrupt: ...".  Parse refuses trailing bytes, deep nesting and
- * a non-object top level. */
-struct json_object;
-struct json_object *archive_json_parse(const char *buf, size_t len, const char *what);
-/* OBJ is an object whose keys are all in the NULL-terminated ALLOWED. */
-int archive_json_check_object(struct json_object *obj, const char *const *allowed,
-                              const char *what);
-/* "format" is NAME and "version" is VERSION. */
-int archive_json_check_format(struct json_object *obj, const char *name, int version,
-                              const char *what);
-/* Member KEY of type TYPE (an enum json_type), borrowed. */
-int archive_json_get_typed(struct json_object *obj, const char *key, int type, const char *what,
-                           struct json_object **out);
-/* A non-negative integer no larger than INT64_MAX. */
-int archive_json_get_u64(struct json_object *obj, const char *key, const char *what, uint64_t *out);
-/* A string without NUL bytes, copied; NULLABLE accepts null (gives NULL). */
-int archive_json_get_str(struct json_object *obj, const char *key, bool nullable, const char *what,
-                         char **out);
-
 /* ======== the per-backup manifest (JSON, json-c).
  *
  * One small document per backup, stored on the target beside the archives,

@@ -18,6 +18,7 @@
 
 #include "common/cleanup.h"
 #include "common/error.h"
+#include "common/json.h"
 #include "common/util.h"
 #include "src/snapshot/snapshot.h"
 
@@ -419,27 +420,22 @@ char *snapshot_xml_replace_base(const char *xml, const char *old_path, const cha
 
 /* ---------------------------------------------------------------- JSON */
 
-static struct json_object *jstr(const char *s)
-{
-    return s ? json_object_new_string(s) : NULL;
-}
-
 struct json_object *snapshot_info_to_json(const struct snapshot_info *s)
 {
     struct json_object *o = json_object_new_object(), *a = json_object_new_array();
 
-    json_object_object_add(o, "name", jstr(s->name));
-    json_object_object_add(o, "parent", jstr(s->parent));
-    json_object_object_add(o, "state", jstr(s->state));
+    json_object_object_add(o, "name", vk_json_string_or_null(s->name));
+    json_object_object_add(o, "parent", vk_json_string_or_null(s->parent));
+    json_object_object_add(o, "state", vk_json_string_or_null(s->state));
     json_object_object_add(o, "created", json_object_new_int64(s->created));
     json_object_object_add(o, "current", json_object_new_boolean(s->current));
     json_object_object_add(o, "external", json_object_new_boolean(s->external));
-    json_object_object_add(o, "memory_file", jstr(s->memory_file));
+    json_object_object_add(o, "memory_file", vk_json_string_or_null(s->memory_file));
     for (size_t i = 0; i < s->nr_disks; i++) {
         struct json_object *d = json_object_new_object();
-        json_object_object_add(d, "disk", jstr(s->disks[i].target));
-        json_object_object_add(d, "overlay", jstr(s->disks[i].overlay));
-        json_object_object_add(d, "base", jstr(s->disks[i].base));
+        json_object_object_add(d, "disk", vk_json_string_or_null(s->disks[i].target));
+        json_object_object_add(d, "overlay", vk_json_string_or_null(s->disks[i].overlay));
+        json_object_object_add(d, "base", vk_json_string_or_null(s->disks[i].base));
         json_object_array_add(a, d);
     }
     json_object_object_add(o, "disks", a);
