@@ -1,5 +1,8 @@
 /* virtkeep - the backup format: archives (pax tar of zstd chunk frames with an index
- * and a trailer) and manifests.  docs/FORMAT.md is the specification.
+ * and a trailer), their codec and manifests.  docs/FORMAT.md is the
+ * specification.  Files: archive-write.c (the writer), archive-read.c (the
+ * index, the reader and the decoder), codec.c (zstd, sha256, zero
+ * detection), manifest.c.
  */
 #ifndef VIRTKEEP_FORMAT_H
 #define VIRTKEEP_FORMAT_H
@@ -76,7 +79,15 @@ struct archive_extent {
     uint64_t size;                      /* of the frame (data only) */
 };
 
-/* Helpers for the compression pool. */
+/* Is LEVEL one of the archive levels? */
+bool archive_level_valid(const char *level);
+
+/* ======== the codec (codec.c): zstd frames, sha256, zero detection.
+ *
+ * The compression pool (src/datapath/pipeline.c) compresses and hashes
+ * chunks with these before the writer takes them; restore and verify hash
+ * with them.  Thread-safe, but a compressor belongs to one thread.
+ */
 struct archive_compressor;
 struct archive_compressor *archive_compressor_new(int level);
 void archive_compressor_free(struct archive_compressor *c);
@@ -92,8 +103,8 @@ bool archive_is_zero(const void *buf, size_t len);
 void archive_sha256_hex(const uint8_t sha[ARCHIVE_SHA256_LEN],
                         char out[ARCHIVE_SHA256_HEX_LEN + 1]);
 int archive_sha256_unhex(const char *hex, uint8_t out[ARCHIVE_SHA256_LEN]);
-/* Is LEVEL one of the archive levels? */
-bool archive_level_valid(const char *level);
+
+/* ======== writing (archive-write.c) and reading (archive-read.c) archives. */
 
 /* Writing.  Extents must come in increasing offset order without overlap;
  * gaps are regions this backup does not hold.  Any failure is sticky: the
