@@ -1,4 +1,4 @@
-/* Unit tests for the common layer: errors, logging, units, util, cleanup, JSON. */
+/* Unit tests for the common layer: errors, logging, units, util, cleanup, JSON, XML. */
 #include <config.h>
 
 #include <errno.h>
@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/units.h"
 #include "common/util.h"
+#include "common/xml.h"
 
 static void test_error_set_and_prefix(void **state)
 {
@@ -367,6 +368,64 @@ static void test_json_strict(void **state)
     json_object_put(s);
 }
 
+static void test_xml(void **state)
+{
+    const char *text = "<domain type='kvm'><name> web1 </name><devices>"
+                       "<disk device='disk'><source file='/a.qcow2'/><backingStore/></disk>"
+                       "<disk device='cdrom'/><disk/></devices></domain>";
+    CLEANUP_XMLDOC xmlDoc *doc = NULL;
+    CLEANUP_FREE xmlNode **disks = NULL;
+    CLEANUP_FREE char *type = NULL;
+    CLEANUP_FREE char *name = NULL;
+    CLEANUP_FREE char *file = NULL;
+    CLEANUP_FREE char *dump = NULL;
+    CLEANUP_FREE char *disk = NULL;
+    xmlNode *root;
+
+    (void)state;
+    assert_null(vk_xml_parse_str("<domain><devices>", VK_ERR_CORRUPT, "test XML"));
+    assert_int_equal(vk_error_code(), VK_ERR_CORRUPT);
+    assert_non_null(strstr(vk_error_message(), "cannot parse the test XML: "));
+    assert_null(strchr(vk_error_message(), '\n'));
+    assert_null(vk_xml_parse_str(NULL, VK_ERR_INVALID, "test XML"));
+    assert_string_equal(vk_error_message(), "cannot parse the test XML: it is empty.");
+    vk_error_clear();
+    assert_null(vk_xml_parse("x", 1, VK_ERR_INVALID, NULL));
+    assert_null(vk_error_message());
+
+    doc = vk_xml_parse_str(text, VK_ERR_INVALID, "test XML");
+    assert_non_null(doc);
+    assert_null(vk_xml_root(doc, "other"));
+    root = vk_xml_root(doc, "domain");
+    assert_non_null(root);
+    assert_true(vk_xml_is(root, "domain"));
+    assert_false(vk_xml_is(NULL, "domain"));
+    assert_int_equal(vk_xml_attr_get(root, "type", &type), 0);
+    assert_string_equal(type, "kvm");
+    assert_null(vk_xml_attr(root, "id"));
+    assert_null(vk_xml_attr(NULL, "id"));
+    name = vk_xml_text(vk_xml_child(root, "name"));
+    assert_string_equal(name, " web1 ");
+    assert_null(vk_xml_child(NULL, "name"));
+    assert_null(vk_xml_text(NULL));
+
+    assert_int_equal(vk_xml_xpath_nodes(doc, "/domain/devices/disk", &disks), 3);
+    assert_null(disks[3]);
+    assert_true(disks[0] == vk_xml_xpath_first(doc, "/domain/devices/disk"));
+    assert_null(vk_xml_xpath_first(doc, "/domain/nothing"));
+    file = vk_xml_xpath_string(doc, "string(/domain/devices/disk/source/@file)");
+    assert_string_equal(file, "/a.qcow2");
+    assert_null(vk_xml_xpath_string(doc, "string(/domain/@id)"));
+
+    vk_xml_remove_children(disks[0], "backingStore");
+    vk_xml_remove(disks[2]);
+    disk = vk_xml_node_dump(doc, disks[0]);
+    assert_string_equal(disk, "<disk device=\"disk\"><source file=\"/a.qcow2\"/></disk>");
+    assert_null(vk_xml_node_dump(doc, NULL));
+    dump = vk_xml_dump(doc, false, "test XML");
+    assert_non_null(strstr(dump, "<disk device=\"cdrom\"/></devices></domain>"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -376,7 +435,7 @@ int main(void)
         cmocka_unit_test(test_formatters),           cmocka_unit_test(test_strv_split),
         cmocka_unit_test(test_parse_uint),           cmocka_unit_test(test_cleanup_scope),
         cmocka_unit_test(test_log_levels),           cmocka_unit_test(test_log_prefix),
-        cmocka_unit_test(test_json_strict),
+        cmocka_unit_test(test_json_strict),          cmocka_unit_test(test_xml),
     };
 
     unsetenv("VIRTKEEP_DEBUG");
