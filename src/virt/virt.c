@@ -1,15 +1,12 @@
 /* virtkeep - the libvirt calls (see virt.h).
  *
- * Every libvirt failure is recorded once, here, as a sentence naming the
- * domain (and checkpoint or disk) followed by libvirt's own message.  The kind
- * of failure (error 109, "Bitmap already exists", no guest agent) is kept
- * beside the message so that the engine can decide to fall back to a full.
+ * Every libvirt failure is recorded once, here, through virt_error_libvirt()
+ * (virt-error.c): a sentence naming the domain (and checkpoint or disk)
+ * followed by libvirt's own message.
  */
 #include <config.h>
 
 #include <errno.h>
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,107 +26,6 @@
 #include "src/virt/virt-int.h"
 #include "src/virt/virt.h"
 
-static __thread enum virt_failure last_failure;
-static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
-
-/* libvirt prints every error to stderr unless a handler takes it; we report
- * errors ourselves, once, through vk_error. */
-static void error_swallow(void *opaque, virErrorPtr err)
-{
-    (void)opaque;
-    (void)err;
-}
-
-static void handler_install(void)
-{
-    virSetErrorFunc(NULL, error_swallow);
-}
-
-void virt_failure_set(enum virt_failure f)
-{
-    last_failure = f;
-}
-
-enum virt_failure virt_last_failure(void)
-{
-    return last_failure;
-}
-
-bool virt_error_needs_full(void)
-{
-    return last_failure == VIRT_FAIL_CHECKPOINT_INCONSISTENT ||
-           last_failure == VIRT_FAIL_BITMAP_EXISTS || last_failure == VIRT_FAIL_CHECKPOINT_MISSING;
-}
-
-enum virt_failure virt_failure_classify(int code, const char *message)
-{
-    const char *m = message ? message : "";
-
-    if (code == VIR_ERR_CHECKPOINT_INCONSISTENT || strstr(m, "inconsistent") || strstr(m, "in-use"))
-        return VIRT_FAIL_CHECKPOINT_INCONSISTENT;
-    if (strstr(m, "Bitmap already exists") || strstr(m, "bitmap already exists"))
-        return VIRT_FAIL_BITMAP_EXISTS;
-    if (code == VIR_ERR_NO_DOMAIN_CHECKPOINT)
-        return VIRT_FAIL_CHECKPOINT_MISSING;
-    if (code == VIR_ERR_AGENT_UNRESPONSIVE || strcasestr(m, "guest agent"))
-        return VIRT_FAIL_NO_AGENT;
-    return VIRT_FAIL_OTHER;
-}
-
-static enum vk_error_code code_from_libvirt(int code, enum virt_failure f)
-{
-    switch (code) {
-    case VIR_ERR_NO_DOMAIN:
-    case VIR_ERR_NO_DOMAIN_CHECKPOINT:
-    case VIR_ERR_NO_DOMAIN_SNAPSHOT:
-        return VK_ERR_NOT_FOUND;
-    case VIR_ERR_OPERATION_INVALID:  /* e.g. reverting a snapshot of a running domain */
-    case VIR_ERR_CONFIG_UNSUPPORTED: /* e.g. a snapshot XML libvirt cannot take */
-        return VK_ERR_INVALID;
-    case VIR_ERR_SYSTEM_ERROR:
-        return VK_ERR_IO;
-    case VIR_ERR_AUTH_FAILED:
-    case VIR_ERR_AUTH_CANCELLED:
-    case VIR_ERR_AUTH_UNAVAILABLE:
-        return VK_ERR_AUTH;
-    case VIR_ERR_OPERATION_DENIED:
-        return VK_ERR_PERMISSION;
-    case VIR_ERR_NO_SUPPORT:
-        return VK_ERR_UNSUPPORTED;
-    }
-    return f == VIRT_FAIL_NO_AGENT ? VK_ERR_UNSUPPORTED : VK_ERR_LIBVIRT;
-}
-
-/* Record "WHAT: libvirt's message." from the last libvirt error. */
-static void lv_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void lv_error(const char *fmt, ...)
-{
-    CLEANUP_FREE char *what = NULL;
-    virErrorPtr e = virGetLastError();
-    int code = e ? e->code : VIR_ERR_INTERNAL_ERROR;
-    const char *msg = e && e->message ? e->message : "unknown libvirt error";
-    va_list ap;
-
-    va_start(ap, fmt);
-    if (vasprintf(&what, fmt, ap) < 0)
-        what = NULL;
-    va_end(ap);
-    last_failure = virt_failure_classify(code, msg);
-    vk_error(code_from_libvirt(code, last_failure), "%s: %s", what ? what : "libvirt failed", msg);
-}
-
-void virt_error_libvirt(const char *fmt, ...)
-{
-    CLEANUP_FREE char *what = NULL;
-    va_list ap;
-
-    va_start(ap, fmt);
-    if (vasprintf(&what, fmt, ap) < 0)
-        what = NULL;
-    va_end(ap);
-    lv_error("%s", what ? what : "libvirt failed");
-}
-
 /* ---------------------------------------------------------------- connection */
 
 struct virt_conn *virt_conn_open(const char *uri, unsigned int flags)
@@ -138,14 +34,14 @@ struct virt_conn *virt_conn_open(const char *uri, unsigned int flags)
     char *real;
 
     (void)flags;
-    pthread_once(&handler_once, handler_install);
-    last_failure = VIRT_FAIL_NONE;
+    virt_error_init();
+    virt_failure_set(VIRT_FAIL_NONE);
     c = vk_calloc(1, sizeof(*c));
     if (!c)
         return NULL;
     c->conn = virConnectOpen(uri);
     if (!c->conn) {
-        lv_error("cannot connect to libvirt at '%s'", uri ? uri : "(default URI)");
+        virt_error_libvirt("cannot connect to libvirt at '%s'", uri ? uri : "(default URI)");
         free(c);
         return NULL;
     }
@@ -192,7 +88,7 @@ struct virt_domain *virt_domain_lookup(struct virt_conn *c, const char *name_or_
     struct virt_domain *d;
     const char *name;
 
-    last_failure = VIRT_FAIL_NONE;
+    virt_failure_set(VIRT_FAIL_NONE);
     d = vk_calloc(1, sizeof(*d));
     if (!d)
         return NULL;
@@ -201,10 +97,10 @@ struct virt_domain *virt_domain_lookup(struct virt_conn *c, const char *name_or_
     if (!d->dom) {
         virErrorPtr e = virGetLastError();
         if (!e || e->code == VIR_ERR_NO_DOMAIN || e->code == VIR_ERR_INVALID_ARG) {
-            last_failure = VIRT_FAIL_OTHER;
+            virt_failure_set(VIRT_FAIL_OTHER);
             vk_error(VK_ERR_NOT_FOUND, "domain '%s' not found on %s.", name_or_uuid, c->uri);
         } else {
-            lv_error("cannot look up domain '%s' on %s", name_or_uuid, c->uri);
+            virt_error_libvirt("cannot look up domain '%s' on %s", name_or_uuid, c->uri);
         }
         free(d);
         return NULL;
@@ -213,7 +109,7 @@ struct virt_domain *virt_domain_lookup(struct virt_conn *c, const char *name_or_
     d->name = vk_strdup(name ? name : name_or_uuid);
     if (!d->name || virDomainGetUUIDString(d->dom, d->uuid) < 0) {
         if (d->name)
-            lv_error("cannot get the UUID of domain '%s'", d->name);
+            virt_error_libvirt("cannot get the UUID of domain '%s'", d->name);
         virt_domain_free(d);
         return NULL;
     }
@@ -235,7 +131,7 @@ int virt_domain_get_state(struct virt_domain *d, enum virt_domain_state *state)
     int st, reason;
 
     if (virDomainGetState(d->dom, &st, &reason, 0) < 0) {
-        lv_error("cannot get the state of domain '%s'", d->name);
+        virt_error_libvirt("cannot get the state of domain '%s'", d->name);
         return -1;
     }
     switch (st) {
@@ -274,7 +170,7 @@ int virt_domain_is_persistent(struct virt_domain *d)
     int r = virDomainIsPersistent(d->dom);
 
     if (r < 0)
-        lv_error("cannot tell whether domain '%s' is persistent", d->name);
+        virt_error_libvirt("cannot tell whether domain '%s' is persistent", d->name);
     return r;
 }
 
@@ -285,7 +181,7 @@ char *virt_domain_get_xml(struct virt_domain *d, unsigned int flags)
     char *r;
 
     if (!xml) {
-        lv_error("cannot get the XML of domain '%s'", d->name);
+        virt_error_libvirt("cannot get the XML of domain '%s'", d->name);
         return NULL;
     }
     /* Hand out memory from our allocator's point of view (free()). */
@@ -334,7 +230,7 @@ char **virt_checkpoint_list(struct virt_domain *d, unsigned int flags)
 
     n = virDomainListAllCheckpoints(d->dom, &cps, VIR_DOMAIN_CHECKPOINT_LIST_TOPOLOGICAL);
     if (n < 0) {
-        lv_error("cannot list the checkpoints of domain '%s'", d->name);
+        virt_error_libvirt("cannot list the checkpoints of domain '%s'", d->name);
         return NULL;
     }
     names = vk_calloc((size_t)n + 1, sizeof(*names));
@@ -358,9 +254,9 @@ static virDomainCheckpointPtr checkpoint_get(struct virt_domain *d, const char *
     virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(d->dom, name, 0);
 
     if (!cp) {
-        lv_error("cannot find checkpoint '%s' of domain '%s'", name, d->name);
+        virt_error_libvirt("cannot find checkpoint '%s' of domain '%s'", name, d->name);
         if (vk_error_code() == VK_ERR_NOT_FOUND)
-            last_failure = VIRT_FAIL_CHECKPOINT_MISSING;
+            virt_failure_set(VIRT_FAIL_CHECKPOINT_MISSING);
     }
     return cp;
 }
@@ -376,7 +272,7 @@ int virt_checkpoint_exists(struct virt_domain *d, const char *name)
     if (vk_error_code() != VK_ERR_NOT_FOUND)
         return -1;
     vk_error_clear();
-    last_failure = VIRT_FAIL_NONE;
+    virt_failure_set(VIRT_FAIL_NONE);
     return 0;
 }
 
@@ -389,7 +285,7 @@ char *virt_checkpoint_get_xml(struct virt_domain *d, const char *name)
         return NULL;
     xml = virDomainCheckpointGetXMLDesc(cp, 0);
     if (!xml)
-        lv_error("cannot get the XML of checkpoint '%s' of domain '%s'", name, d->name);
+        virt_error_libvirt("cannot get the XML of checkpoint '%s' of domain '%s'", name, d->name);
     virDomainCheckpointFree(cp);
     r = xml ? vk_strdup(xml) : NULL;
     free(xml);
@@ -440,7 +336,7 @@ static int checkpoint_create_xml(struct virt_domain *d, const char *xml, unsigne
     }
     cp = virDomainCheckpointCreateXML(d->dom, xml, lvflags);
     if (!cp) {
-        lv_error("cannot %s checkpoint '%s' of domain '%s'", verb, name, d->name);
+        virt_error_libvirt("cannot %s checkpoint '%s' of domain '%s'", verb, name, d->name);
         return -1;
     }
     virDomainCheckpointFree(cp);
@@ -450,7 +346,7 @@ static int checkpoint_create_xml(struct virt_domain *d, const char *xml, unsigne
 int virt_checkpoint_create(struct virt_domain *d, const char *xml, unsigned int flags)
 {
     (void)flags;
-    last_failure = VIRT_FAIL_NONE;
+    virt_failure_set(VIRT_FAIL_NONE);
     return checkpoint_create_xml(d, xml, 0, "create");
 }
 
@@ -458,7 +354,7 @@ int virt_checkpoint_redefine(struct virt_domain *d, const char *xml, unsigned in
 {
     unsigned int lvflags = VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE;
 
-    last_failure = VIRT_FAIL_NONE;
+    virt_failure_set(VIRT_FAIL_NONE);
     if (flags & VIRT_CHECKPOINT_VALIDATE)
         lvflags |= VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE;
     return checkpoint_create_xml(d, xml, lvflags, "redefine");
@@ -469,7 +365,7 @@ int virt_checkpoint_delete(struct virt_domain *d, const char *name, unsigned int
     virDomainCheckpointPtr cp;
     int r;
 
-    last_failure = VIRT_FAIL_NONE;
+    virt_failure_set(VIRT_FAIL_NONE);
     if (!virt_checkpoint_is_ours(name)) {
         vk_error(VK_ERR_INVALID,
                  "refusing to delete checkpoint '%s' of domain '%s': it does "
@@ -482,13 +378,13 @@ int virt_checkpoint_delete(struct virt_domain *d, const char *name, unsigned int
         if (vk_error_code() != VK_ERR_NOT_FOUND)
             return -1;
         vk_error_clear();
-        last_failure = VIRT_FAIL_NONE;
+        virt_failure_set(VIRT_FAIL_NONE);
         return 0;
     }
     r = virDomainCheckpointDelete(
         cp, flags & VIRT_CHECKPOINT_METADATA_ONLY ? VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY : 0);
     if (r < 0)
-        lv_error("cannot delete checkpoint '%s' of domain '%s'", name, d->name);
+        virt_error_libvirt("cannot delete checkpoint '%s' of domain '%s'", name, d->name);
     virDomainCheckpointFree(cp);
     return r < 0 ? -1 : 0;
 }
@@ -499,9 +395,9 @@ int virt_backup_begin(struct virt_domain *d, const char *backup_xml, const char 
                       unsigned int flags)
 {
     (void)flags;
-    last_failure = VIRT_FAIL_NONE;
+    virt_failure_set(VIRT_FAIL_NONE);
     if (virDomainBackupBegin(d->dom, backup_xml, checkpoint_xml, 0) < 0) {
-        lv_error("cannot begin the backup of domain '%s'", d->name);
+        virt_error_libvirt("cannot begin the backup of domain '%s'", d->name);
         return -1;
     }
     return 0;
@@ -513,7 +409,7 @@ char *virt_backup_get_xml(struct virt_domain *d)
     char *r;
 
     if (!xml) {
-        lv_error("cannot get the backup job XML of domain '%s'", d->name);
+        virt_error_libvirt("cannot get the backup job XML of domain '%s'", d->name);
         return NULL;
     }
     r = vk_strdup(xml);
@@ -527,7 +423,7 @@ int virt_backup_is_active(struct virt_domain *d)
     int nparams = 0, type = VIR_DOMAIN_JOB_NONE, op = 0;
 
     if (virDomainGetJobStats(d->dom, &type, &params, &nparams, 0) < 0) {
-        lv_error("cannot get the job of domain '%s'", d->name);
+        virt_error_libvirt("cannot get the job of domain '%s'", d->name);
         return -1;
     }
     if (virTypedParamsGetInt(params, nparams, VIR_DOMAIN_JOB_OPERATION, &op) <= 0)
@@ -544,7 +440,7 @@ int virt_backup_abort(struct virt_domain *d, unsigned int timeout_ms)
     if (active <= 0)
         return active;
     if (virDomainAbortJob(d->dom) < 0 && virt_backup_is_active(d) != 0) {
-        lv_error("cannot abort the backup job of domain '%s'", d->name);
+        virt_error_libvirt("cannot abort the backup job of domain '%s'", d->name);
         return -1;
     }
     while ((active = virt_backup_is_active(d)) > 0) {
@@ -569,12 +465,12 @@ static int fs_freeze_thaw(struct virt_domain *d, bool freeze)
 {
     int r;
 
-    last_failure = VIRT_FAIL_NONE;
+    virt_failure_set(VIRT_FAIL_NONE);
     r = freeze ? virDomainFSFreeze(d->dom, NULL, 0, 0) : virDomainFSThaw(d->dom, NULL, 0, 0);
     if (r < 0) {
-        lv_error("cannot %s the file systems of domain '%s' through its guest agent",
-                 freeze ? "freeze" : "thaw", d->name);
-        if (last_failure == VIRT_FAIL_NO_AGENT)
+        virt_error_libvirt("cannot %s the file systems of domain '%s' through its guest agent",
+                           freeze ? "freeze" : "thaw", d->name);
+        if (virt_last_failure() == VIRT_FAIL_NO_AGENT)
             vk_error_prefix("domain '%s' has no usable guest agent (install qemu-guest-agent "
                             "and add its channel)",
                             d->name);
@@ -626,8 +522,8 @@ static int check_offline(struct virt_domain *d, const char *name,
             return -1;
         if (st == VIRT_BITMAP_OK)
             continue;
-        last_failure = st == VIRT_BITMAP_ABSENT ? VIRT_FAIL_CHECKPOINT_MISSING
-                                                : VIRT_FAIL_CHECKPOINT_INCONSISTENT;
+        virt_failure_set(st == VIRT_BITMAP_ABSENT ? VIRT_FAIL_CHECKPOINT_MISSING
+                                                  : VIRT_FAIL_CHECKPOINT_INCONSISTENT);
         vk_error(VK_ERR_LIBVIRT,
                  "checkpoint '%s' of domain '%s' cannot be used: disk '%s' (%s) %s.", name, d->name,
                  disk->target, disk->source,
@@ -668,7 +564,7 @@ static json_object *monitor_nodes(struct virt_domain *d)
     json_object *j;
 
     if (virDomainQemuMonitorCommand(d->dom, cmd, &reply, 0) < 0) {
-        lv_error("cannot list the block nodes of domain '%s'", d->name);
+        virt_error_libvirt("cannot list the block nodes of domain '%s'", d->name);
         return NULL;
     }
     j = json_tokener_parse(reply);
@@ -712,7 +608,8 @@ static int monitor_bitmap_remove(struct virt_domain *d, const char *node, const 
     r = virDomainQemuMonitorCommand(d->dom, cmd, &reply, 0);
     free(reply);
     if (r < 0)
-        lv_error("cannot remove bitmap '%s' from node '%s' of domain '%s'", name, node, d->name);
+        virt_error_libvirt("cannot remove bitmap '%s' from node '%s' of domain '%s'", name, node,
+                           d->name);
     return r < 0 ? -1 : 0;
 }
 
@@ -757,7 +654,7 @@ int virt_checkpoint_discard(struct virt_domain *d, const char *name,
                             const struct virt_disk_list *disks, char *const *selected,
                             unsigned int flags)
 {
-    enum virt_failure why = last_failure;
+    enum virt_failure why = virt_last_failure();
     bool shutoff;
     int r;
 
@@ -768,7 +665,7 @@ int virt_checkpoint_discard(struct virt_domain *d, const char *name,
     r = shutoff ? discard_offline(name, disks, selected) : discard_running(d, name);
     if (r == 0) {
         vk_debug("discarded checkpoint '%s' of domain '%s' and its bitmaps", name, d->name);
-        last_failure = why; /* the reason for the full stays visible */
+        virt_failure_set(why); /* the reason for the full stays visible */
     }
     return r;
 }
@@ -828,7 +725,7 @@ char *virt_checkpoint_create_offline(struct virt_domain *d, const char *name, co
     size_t added = 0;
 
     (void)flags;
-    last_failure = VIRT_FAIL_NONE;
+    virt_failure_set(VIRT_FAIL_NONE);
     if (!virt_checkpoint_is_ours(name)) {
         vk_error(VK_ERR_INVALID,
                  "cannot create checkpoint '%s' of domain '%s': its name does "
@@ -846,11 +743,11 @@ char *virt_checkpoint_create_offline(struct virt_domain *d, const char *name, co
         /* Keep the first error: the undo may record its own. */
         CLEANUP_FREE char *msg = vk_strdup(vk_error_message());
         enum vk_error_code code = vk_error_code();
-        enum virt_failure why = last_failure;
+        enum virt_failure why = virt_last_failure();
 
         bitmaps_undo(name, disks, selected, added);
         vk_error(code, "%s", msg ? msg : "cannot create an offline checkpoint.");
-        last_failure = why;
+        virt_failure_set(why);
         return NULL;
     }
     return VK_STEAL(xml);

@@ -1,11 +1,13 @@
 /* virtkeep - the libvirt glue for backups.
  *
- * Only this module (virt.c) and the engine files call libvirt.  Three files:
- *   virt.c      connection, domains, checkpoints, pull-mode backup jobs,
- *               guest file-system freeze (the libvirt calls)
- *   virt-xml.c  the domain disk list, checkpoint and backup XML (libxml2)
- *   virt-run.c  the run directory QEMU writes into, qemu-img bitmaps and
- *               qemu-nbd for shut-off domains (child processes)
+ * Only this module and the engine files call libvirt.  Its files:
+ *   virt.c        connection, domains, checkpoints, pull-mode backup jobs,
+ *                 guest file-system freeze (the libvirt calls)
+ *   virt-error.c  libvirt errors: the quiet handler, the map to vk_error
+ *                 codes and virt_failure kinds, the last failure
+ *   virt-xml.c    the domain disk list, checkpoint and backup XML (libxml2)
+ *   virt-run.c    the run directory QEMU writes into, qemu-img bitmaps and
+ *                 qemu-nbd for shut-off domains (child processes)
  *
  * Errors follow common/error.h: one message naming the domain and disk,
  * with libvirt's own message appended, and VK_ERR_LIBVIRT, VK_ERR_NOT_FOUND,
