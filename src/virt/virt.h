@@ -1,8 +1,10 @@
 /* virtkeep - the libvirt glue for backups.
  *
  * Only this module and the engine files call libvirt.  Its files:
- *   virt.c        connection, domains, checkpoints, pull-mode backup jobs,
- *                 guest file-system freeze (the libvirt calls)
+ *   virt.c        connection, domains, pull-mode backup jobs, guest
+ *                 file-system freeze (the libvirt calls)
+ *   virt-checkpoint.c  checkpoints and their chain hygiene (libvirt, the
+ *                 monitor for bitmaps of a running domain, qemu-img offline)
  *   virt-error.c  libvirt errors: the quiet handler, the map to vk_error
  *                 codes and virt_failure kinds, the last failure
  *   virt-xml.c    the domain disk list, checkpoint and backup XML (libxml2)
