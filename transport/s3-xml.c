@@ -6,63 +6,23 @@
  */
 #include <config.h>
 
-#include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <libxml/parser.h>
 #include <libxml/tree.h>
 
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/util.h"
+#include "common/xml.h"
 #include "transport/s3-int.h"
-
-#define S3_XML_OPTIONS (XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING)
-
-static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
-
-static void xml_init(void)
-{
-    xmlInitParser();
-}
-
-static xmlDocPtr xml_parse(const char *body, size_t len)
-{
-    pthread_once(&xml_once, xml_init);
-    if (!body || len == 0 || len > INT_MAX)
-        return NULL;
-    return xmlReadMemory(body, (int)len, "s3.xml", NULL, S3_XML_OPTIONS);
-}
-
-static bool named(const xmlNode *n, const char *name)
-{
-    return n && n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0;
-}
-
-/* The root element, if it is named NAME. */
-static xmlNode *root_named(xmlDocPtr doc, const char *name)
-{
-    xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
-
-    return named(root, name) ? root : NULL;
-}
 
 /* The text of child NAME of PARENT (malloc'd), or NULL when absent. */
 static char *child_text(const xmlNode *parent, const char *name)
 {
-    for (xmlNode *c = parent->children; c; c = c->next) {
-        if (named(c, name)) {
-            xmlChar *t = xmlNodeGetContent(c);
-            char *s = vk_strdup(t ? (const char *)t : "");
-            xmlFree(t);
-            return s;
-        }
-    }
-    return NULL;
+    return vk_xml_text(vk_xml_child(parent, name));
 }
 
 static void copy_child(const xmlNode *parent, const char *name, char *out, size_t len)
@@ -78,8 +38,8 @@ static void copy_child(const xmlNode *parent, const char *name, char *out, size_
 
 bool s3_xml_error(const char *body, size_t len, struct s3_error_info *out)
 {
-    xmlDocPtr doc = xml_parse(body, len);
-    xmlNode *root = root_named(doc, "Error");
+    CLEANUP_XMLDOC xmlDoc *doc = vk_xml_parse(body, len, VK_ERR_CORRUPT, NULL);
+    xmlNode *root = vk_xml_root(doc, "Error");
 
     memset(out, 0, sizeof *out);
     if (root) {
@@ -87,7 +47,6 @@ bool s3_xml_error(const char *body, size_t len, struct s3_error_info *out)
         copy_child(root, "Message", out->message, sizeof out->message);
         copy_child(root, "BucketName", out->bucket, sizeof out->bucket);
     }
-    xmlFreeDoc(doc);
     return root != NULL && out->code[0] != '\0';
 }
 
@@ -152,7 +111,7 @@ static int list_walk(const xmlNode *root, struct s3_list_page *out)
     size_t cap = 0;
 
     for (xmlNode *c = root->children; c; c = c->next)
-        if (named(c, "Contents") && list_add(out, c, &cap) < 0)
+        if (vk_xml_is(c, "Contents") && list_add(out, c, &cap) < 0)
             return -1;
     if (trunc && strcmp(trunc, "true") != 0 && strcmp(trunc, "false") != 0)
         return list_fail("IsTruncated is neither true nor false");
@@ -165,17 +124,14 @@ static int list_walk(const xmlNode *root, struct s3_list_page *out)
 
 int s3_xml_list(const char *body, size_t len, struct s3_list_page *out)
 {
-    xmlDocPtr doc = xml_parse(body, len);
-    xmlNode *root = root_named(doc, "ListBucketResult");
+    CLEANUP_XMLDOC xmlDoc *doc = vk_xml_parse(body, len, VK_ERR_CORRUPT, NULL);
+    xmlNode *root = vk_xml_root(doc, "ListBucketResult");
     int r;
 
     memset(out, 0, sizeof *out);
-    if (!root) {
-        xmlFreeDoc(doc);
+    if (!root)
         return list_fail(doc ? "it is not a ListBucketResult" : "it is not well-formed XML");
-    }
     r = list_walk(root, out);
-    xmlFreeDoc(doc);
     if (r < 0)
         s3_list_page_clear(out);
     return r;
@@ -194,11 +150,10 @@ void s3_list_page_clear(struct s3_list_page *page)
 
 char *s3_xml_upload_id(const char *body, size_t len)
 {
-    xmlDocPtr doc = xml_parse(body, len);
-    xmlNode *root = root_named(doc, "InitiateMultipartUploadResult");
+    CLEANUP_XMLDOC xmlDoc *doc = vk_xml_parse(body, len, VK_ERR_CORRUPT, NULL);
+    xmlNode *root = vk_xml_root(doc, "InitiateMultipartUploadResult");
     char *id = root ? child_text(root, "UploadId") : NULL;
 
-    xmlFreeDoc(doc);
     if (!id || !*id || strcspn(id, "&=?# \t\r\n") != strlen(id)) {
         free(id);
         vk_error(VK_ERR_CORRUPT, "the answer to a multipart upload request has no valid UploadId");
@@ -209,9 +164,7 @@ char *s3_xml_upload_id(const char *body, size_t len)
 
 bool s3_xml_complete_ok(const char *body, size_t len)
 {
-    xmlDocPtr doc = xml_parse(body, len);
-    bool ok = root_named(doc, "CompleteMultipartUploadResult") != NULL;
+    CLEANUP_XMLDOC xmlDoc *doc = vk_xml_parse(body, len, VK_ERR_CORRUPT, NULL);
 
-    xmlFreeDoc(doc);
-    return ok;
+    return vk_xml_root(doc, "CompleteMultipartUploadResult") != NULL;
 }

@@ -10,6 +10,7 @@
 #include "catalog/catalog.h"
 #include "common/cleanup.h"
 #include "common/error.h"
+#include "common/json.h"
 #include "common/units.h"
 #include "common/util.h"
 #include "src/api/api.h"
@@ -193,11 +194,6 @@ fail:
 
 /* ---- JSON ------------------------------------------------------------- */
 
-static struct json_object *jstr(const char *s)
-{
-    return s ? json_object_new_string(s) : NULL;
-}
-
 static struct json_object *jpos(int64_t v)
 {
     return v >= 0 ? json_object_new_int64(v) : NULL;
@@ -213,8 +209,8 @@ static struct json_object *next_json(const struct status_domain *d)
     json_object_object_add(o, "kind", json_object_new_string(sched_kind_name(d->next_kind)));
     json_object_object_add(o, "due",
                            d->next_kind == SCHED_NONE ? NULL : json_object_new_int64(d->next_due));
-    json_object_object_add(o, "target", jstr(d->next_target));
-    json_object_object_add(o, "reason", jstr(d->next_reason));
+    json_object_object_add(o, "target", vk_json_string_or_null(d->next_target));
+    json_object_object_add(o, "reason", vk_json_string_or_null(d->next_reason));
     return o;
 }
 
@@ -222,19 +218,19 @@ static struct json_object *domain_json(const struct status_domain *d)
 {
     struct json_object *o = json_object_new_object();
 
-    json_object_object_add(o, "domain", jstr(d->domain));
-    json_object_object_add(o, "policy", jstr(d->policy));
-    json_object_object_add(o, "last_backup", jstr(d->last_backup));
+    json_object_object_add(o, "domain", vk_json_string_or_null(d->domain));
+    json_object_object_add(o, "policy", vk_json_string_or_null(d->policy));
+    json_object_object_add(o, "last_backup", vk_json_string_or_null(d->last_backup));
     json_object_object_add(o, "last_success", d->last_backup ? jpos(d->last_success) : NULL);
     json_object_object_add(o, "rpo_exposure", jpos(d->exposure));
     json_object_object_add(o, "rpo", d->rpo ? json_object_new_int64((int64_t)d->rpo) : NULL);
     json_object_object_add(o, "rpo_violated", json_object_new_boolean(d->rpo_violated));
-    json_object_object_add(o, "rpo_reason", jstr(d->rpo_reason));
+    json_object_object_add(o, "rpo_reason", vk_json_string_or_null(d->rpo_reason));
     json_object_object_add(o, "rto_estimate",
                            d->rto_estimate >= 0 ? json_object_new_double(d->rto_estimate) : NULL);
     json_object_object_add(o, "rto", d->rto ? json_object_new_int64((int64_t)d->rto) : NULL);
     json_object_object_add(o, "rto_violated", json_object_new_boolean(d->rto_violated));
-    json_object_object_add(o, "rto_reason", jstr(d->rto_reason));
+    json_object_object_add(o, "rto_reason", vk_json_string_or_null(d->rto_reason));
     json_object_object_add(o, "chain_length", json_object_new_int64(d->chain_length));
     json_object_object_add(o, "failures", json_object_new_int64(d->failures));
     json_object_object_add(o, "next_job", next_json(d));

@@ -39,6 +39,7 @@
 #include "catalog/catalog.h"
 #include "common/cleanup.h"
 #include "common/error.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/util.h"
@@ -469,22 +470,17 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- JSON of jobs ----------------------------------------------------- */
 
-static struct json_object *jstr(const char *s)
-{
-    return s ? json_object_new_string(s) : NULL;
-}
-
 struct json_object *api_job_json(const struct api_job *job)
 {
     struct json_object *o = json_object_new_object();
 
     json_object_object_add(o, "id", json_object_new_int64(job->id));
-    json_object_object_add(o, "kind", jstr(job->kind));
-    json_object_object_add(o, "domain", jstr(job->domain));
-    json_object_object_add(o, "target", jstr(job->target));
-    json_object_object_add(o, "backup_id", jstr(job->backup_id));
-    json_object_object_add(o, "level", jstr(job->level));
-    json_object_object_add(o, "state", jstr(job->state));
+    json_object_object_add(o, "kind", vk_json_string_or_null(job->kind));
+    json_object_object_add(o, "domain", vk_json_string_or_null(job->domain));
+    json_object_object_add(o, "target", vk_json_string_or_null(job->target));
+    json_object_object_add(o, "backup_id", vk_json_string_or_null(job->backup_id));
+    json_object_object_add(o, "level", vk_json_string_or_null(job->level));
+    json_object_object_add(o, "state", vk_json_string_or_null(job->state));
     json_object_object_add(o, "pid", json_object_new_int64(job->pid));
     json_object_object_add(o, "started", json_object_new_int64(job->started));
     return o;
@@ -495,11 +491,11 @@ struct json_object *api_catalog_job_json(const struct catalog_job *job)
     struct json_object *o = json_object_new_object();
 
     json_object_object_add(o, "id", json_object_new_int64(job->id));
-    json_object_object_add(o, "kind", jstr(job->kind));
-    json_object_object_add(o, "domain", jstr(job->domain));
-    json_object_object_add(o, "target", jstr(job->target));
-    json_object_object_add(o, "backup_id", jstr(job->backup_id));
-    json_object_object_add(o, "state", jstr(catalog_job_state_name(job->state)));
+    json_object_object_add(o, "kind", vk_json_string_or_null(job->kind));
+    json_object_object_add(o, "domain", vk_json_string_or_null(job->domain));
+    json_object_object_add(o, "target", vk_json_string_or_null(job->target));
+    json_object_object_add(o, "backup_id", vk_json_string_or_null(job->backup_id));
+    json_object_object_add(o, "state", vk_json_string_or_null(catalog_job_state_name(job->state)));
     json_object_object_add(o, "pid", json_object_new_int64(job->pid));
     json_object_object_add(o, "started", json_object_new_int64(job->started));
     json_object_object_add(o, "finished", json_object_new_int64(job->finished));
@@ -508,7 +504,7 @@ struct json_object *api_catalog_job_json(const struct catalog_job *job)
                            json_object_new_int64((int64_t)job->progress_total));
     json_object_object_add(o, "estimate_seconds", json_object_new_double(job->estimate_seconds));
     json_object_object_add(o, "elapsed_seconds", json_object_new_double(job->elapsed_seconds));
-    json_object_object_add(o, "error", jstr(job->error));
+    json_object_object_add(o, "error", vk_json_string_or_null(job->error));
     return o;
 }
 

@@ -1,5 +1,8 @@
 /* virtkeep - the backup format: archives (pax tar of zstd chunk frames with an index
- * and a trailer) and manifests.  docs/FORMAT.md is the specification.
+ * and a trailer), their codec and manifests.  docs/FORMAT.md is the
+ * specification.  Files: archive-write.c (the writer), archive-read.c (the
+ * index, the reader and the decoder), codec.c (zstd, sha256, zero
+ * detection), manifest.c.
  */
 #ifndef VIRTKEEP_FORMAT_H
 #define VIRTKEEP_FORMAT_H
@@ -76,7 +79,15 @@ struct archive_extent {
     uint64_t size;                      /* of the frame (data only) */
 };
 
-/* Helpers for the compression pool. */
+/* Is LEVEL one of the archive levels? */
+bool archive_level_valid(const char *level);
+
+/* ======== the codec (codec.c): zstd frames, sha256, zero detection.
+ *
+ * The compression pool (src/datapath/pipeline.c) compresses and hashes
+ * chunks with these before the writer takes them; restore and verify hash
+ * with them.  Thread-safe, but a compressor belongs to one thread.
+ */
 struct archive_compressor;
 struct archive_compressor *archive_compressor_new(int level);
 void archive_compressor_free(struct archive_compressor *c);
@@ -92,8 +103,8 @@ bool archive_is_zero(const void *buf, size_t len);
 void archive_sha256_hex(const uint8_t sha[ARCHIVE_SHA256_LEN],
                         char out[ARCHIVE_SHA256_HEX_LEN + 1]);
 int archive_sha256_unhex(const char *hex, uint8_t out[ARCHIVE_SHA256_LEN]);
-/* Is LEVEL one of the archive levels? */
-bool archive_level_valid(const char *level);
+
+/* ======== writing (archive-write.c) and reading (archive-read.c) archives. */
 
 /* Writing.  Extents must come in increasing offset order without overlap;
  * gaps are regions this backup does not hold.  Any failure is sticky: the
@@ -164,27 +175,6 @@ int archive_index_parse(const char *json, size_t len, uint64_t index_pos, const 
                         struct archive_index *out);
 void archive_index_clear(struct archive_index *idx);
 void archive_header_clear(struct archive_header *hdr);
-
-/* Strict JSON helpers shared with manifest.c.  WHAT names the document in
- * errors ("the index of archive 'k'"); every failure is VK_ERR_CORRUPT,
- * "WHAT is corrupt: ...".  Parse refuses trailing bytes, deep nesting and
- * a non-object top level. */
-struct json_object;
-struct json_object *archive_json_parse(const char *buf, size_t len, const char *what);
-/* OBJ is an object whose keys are all in the NULL-terminated ALLOWED. */
-int archive_json_check_object(struct json_object *obj, const char *const *allowed,
-                              const char *what);
-/* "format" is NAME and "version" is VERSION. */
-int archive_json_check_format(struct json_object *obj, const char *name, int version,
-                              const char *what);
-/* Member KEY of type TYPE (an enum json_type), borrowed. */
-int archive_json_get_typed(struct json_object *obj, const char *key, int type, const char *what,
-                           struct json_object **out);
-/* A non-negative integer no larger than INT64_MAX. */
-int archive_json_get_u64(struct json_object *obj, const char *key, const char *what, uint64_t *out);
-/* A string without NUL bytes, copied; NULLABLE accepts null (gives NULL). */
-int archive_json_get_str(struct json_object *obj, const char *key, bool nullable, const char *what,
-                         char **out);
 
 /* ======== object keys on a target (docs/FORMAT.md, "Object keys").
  *

@@ -15,6 +15,7 @@
 
 #include "common/cleanup.h"
 #include "common/error.h"
+#include "common/json.h"
 #include "common/util.h"
 #include "src/format/format.h"
 
@@ -127,11 +128,6 @@ int manifest_validate(const struct manifest *m)
 
 /* ---------------------------------------------------------------- build */
 
-static struct json_object *str_or_null(const char *s)
-{
-    return s ? json_object_new_string(s) : NULL;
-}
-
 static struct json_object *disk_to_json(const struct manifest_disk *d)
 {
     struct json_object *o = json_object_new_object();
@@ -148,7 +144,7 @@ static struct json_object *disk_to_json(const struct manifest_disk *d)
     json_object_object_add(o, "cluster_size",
                            d->cluster_size ? json_object_new_int64((int64_t)d->cluster_size)
                                            : NULL);
-    json_object_object_add(o, "compat", str_or_null(d->compat));
+    json_object_object_add(o, "compat", vk_json_string_or_null(d->compat));
     return o;
 }
 
@@ -172,7 +168,7 @@ static struct json_object *manifest_to_object(const struct manifest *m)
     json_object_object_add(o, "version", json_object_new_int(MANIFEST_FORMAT_VERSION));
     json_object_object_add(o, "backup_id", json_object_new_string(m->backup_id));
     json_object_object_add(o, "level", json_object_new_string(m->level));
-    json_object_object_add(o, "parent_id", str_or_null(m->parent_id));
+    json_object_object_add(o, "parent_id", vk_json_string_or_null(m->parent_id));
     json_object_object_add(o, "domain", dom);
     json_object_object_add(o, "checkpoint", cp);
     json_object_object_add(o, "started", json_object_new_int64(m->started));
@@ -211,9 +207,9 @@ static int disk_qcow2_from_json(struct json_object *o, const char *what, struct 
         vk_error(VK_ERR_CORRUPT, "%s is corrupt: key 'cluster_size' is missing", what);
         return -1;
     }
-    if (v && archive_json_get_u64(o, "cluster_size", what, &d->cluster_size) < 0)
+    if (v && vk_json_get_u64(o, "cluster_size", what, &d->cluster_size) < 0)
         return -1;
-    return archive_json_get_str(o, "compat", true, what, &d->compat);
+    return vk_json_get_str(o, "compat", true, what, &d->compat);
 }
 
 static int disk_from_json(struct json_object *o, int version, const char *what,
@@ -227,15 +223,15 @@ static int disk_from_json(struct json_object *o, int version, const char *what,
         "bytes_read", "bytes_stored", "cluster_size", "compat",       NULL};
     CLEANUP_FREE char *hex = NULL;
 
-    if (archive_json_check_object(o, version == 1 ? keys1 : keys2, what) < 0 ||
+    if (vk_json_check_object(o, version == 1 ? keys1 : keys2, what) < 0 ||
         (version >= 2 && disk_qcow2_from_json(o, what, d) < 0) ||
-        archive_json_get_str(o, "target", false, what, &d->target) < 0 ||
-        archive_json_get_u64(o, "virtual_size", what, &d->virtual_size) < 0 ||
-        archive_json_get_str(o, "archive_key", false, what, &d->archive_key) < 0 ||
-        archive_json_get_u64(o, "archive_size", what, &d->archive_size) < 0 ||
-        archive_json_get_str(o, "archive_sha256", false, what, &hex) < 0 ||
-        archive_json_get_u64(o, "bytes_read", what, &d->bytes_read) < 0 ||
-        archive_json_get_u64(o, "bytes_stored", what, &d->bytes_stored) < 0)
+        vk_json_get_str(o, "target", false, what, &d->target) < 0 ||
+        vk_json_get_u64(o, "virtual_size", what, &d->virtual_size) < 0 ||
+        vk_json_get_str(o, "archive_key", false, what, &d->archive_key) < 0 ||
+        vk_json_get_u64(o, "archive_size", what, &d->archive_size) < 0 ||
+        vk_json_get_str(o, "archive_sha256", false, what, &hex) < 0 ||
+        vk_json_get_u64(o, "bytes_read", what, &d->bytes_read) < 0 ||
+        vk_json_get_u64(o, "bytes_stored", what, &d->bytes_stored) < 0)
         return -1;
     if (archive_sha256_unhex(hex, d->archive_sha256) < 0) {
         vk_error(VK_ERR_CORRUPT, "%s is corrupt: archive_sha256 is not 64 lower-case hex digits",
@@ -251,7 +247,7 @@ static int disks_from_json(struct json_object *root, int version, const char *wh
     struct json_object *arr;
     size_t n;
 
-    if (archive_json_get_typed(root, "disks", json_type_array, what, &arr) < 0)
+    if (vk_json_get_typed(root, "disks", json_type_array, what, &arr) < 0)
         return -1;
     n = json_object_array_length(arr);
     for (size_t i = 0; i < n; i++) {
@@ -267,11 +263,11 @@ static int domain_from_json(struct json_object *root, const char *what, struct m
     static const char *const keys[] = {"name", "uuid", "xml", NULL};
     struct json_object *dom;
 
-    return archive_json_get_typed(root, "domain", json_type_object, what, &dom) < 0 ||
-                   archive_json_check_object(dom, keys, what) < 0 ||
-                   archive_json_get_str(dom, "name", false, what, &m->domain_name) < 0 ||
-                   archive_json_get_str(dom, "uuid", false, what, &m->domain_uuid) < 0 ||
-                   archive_json_get_str(dom, "xml", false, what, &m->domain_xml) < 0
+    return vk_json_get_typed(root, "domain", json_type_object, what, &dom) < 0 ||
+                   vk_json_check_object(dom, keys, what) < 0 ||
+                   vk_json_get_str(dom, "name", false, what, &m->domain_name) < 0 ||
+                   vk_json_get_str(dom, "uuid", false, what, &m->domain_uuid) < 0 ||
+                   vk_json_get_str(dom, "xml", false, what, &m->domain_xml) < 0
                ? -1
                : 0;
 }
@@ -287,10 +283,10 @@ static int checkpoint_from_json(struct json_object *root, const char *what, stru
     }
     if (!cp)
         return 0;
-    return archive_json_get_typed(root, "checkpoint", json_type_object, what, &cp) < 0 ||
-                   archive_json_check_object(cp, keys, what) < 0 ||
-                   archive_json_get_str(cp, "name", false, what, &m->checkpoint_name) < 0 ||
-                   archive_json_get_str(cp, "xml", false, what, &m->checkpoint_xml) < 0
+    return vk_json_get_typed(root, "checkpoint", json_type_object, what, &cp) < 0 ||
+                   vk_json_check_object(cp, keys, what) < 0 ||
+                   vk_json_get_str(cp, "name", false, what, &m->checkpoint_name) < 0 ||
+                   vk_json_get_str(cp, "xml", false, what, &m->checkpoint_xml) < 0
                ? -1
                : 0;
 }
@@ -299,8 +295,8 @@ static int times_from_json(struct json_object *root, const char *what, struct ma
 {
     uint64_t started, finished;
 
-    if (archive_json_get_u64(root, "started", what, &started) < 0 ||
-        archive_json_get_u64(root, "finished", what, &finished) < 0)
+    if (vk_json_get_u64(root, "started", what, &started) < 0 ||
+        vk_json_get_u64(root, "finished", what, &finished) < 0)
         return -1;
     m->started = (int64_t)started;
     m->finished = (int64_t)finished;
@@ -327,11 +323,11 @@ static int manifest_from_json(struct json_object *root, const char *what, struct
                                        "finished",  "disks",   NULL};
     const char *why;
 
-    if (archive_json_check_object(root, keys, what) < 0 ||
-        archive_json_check_format(root, MANIFEST_FORMAT_NAME, version, what) < 0 ||
-        archive_json_get_str(root, "backup_id", false, what, &m->backup_id) < 0 ||
-        archive_json_get_str(root, "level", false, what, &m->level) < 0 ||
-        archive_json_get_str(root, "parent_id", true, what, &m->parent_id) < 0 ||
+    if (vk_json_check_object(root, keys, what) < 0 ||
+        vk_json_check_format(root, MANIFEST_FORMAT_NAME, version, what) < 0 ||
+        vk_json_get_str(root, "backup_id", false, what, &m->backup_id) < 0 ||
+        vk_json_get_str(root, "level", false, what, &m->level) < 0 ||
+        vk_json_get_str(root, "parent_id", true, what, &m->parent_id) < 0 ||
         domain_from_json(root, what, m) < 0 || checkpoint_from_json(root, what, m) < 0 ||
         times_from_json(root, what, m) < 0 || disks_from_json(root, version, what, m) < 0)
         return -1;
@@ -356,7 +352,7 @@ int manifest_parse(const char *json, size_t len, const char *name, struct manife
                  MANIFEST_MAX_SIZE);
         return -1;
     }
-    root = archive_json_parse(json, len, what);
+    root = vk_json_parse(json, len, what);
     if (!root)
         return -1;
     r = manifest_from_json(root, what, out);

@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <libgen.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,15 +25,14 @@
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
-#include <libxml/parser.h>
 #include <libxml/tree.h>
-#include <libxml/xpath.h>
 
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/units.h"
 #include "common/util.h"
+#include "common/xml.h"
 #include "src/migrate/migrate.h"
 #include "src/virt/virt.h"
 
@@ -176,78 +174,16 @@ char *migrate_dest_path(const char *source, const char *dest_dir)
 
 /* ---------------------------------------------------------------- XML */
 
-static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
-
-static void xml_init(void)
+static int move_one_source(xmlNode *src, const char *dest_dir)
 {
-    xmlInitParser();
-}
-
-static void xml_doc_free(xmlDocPtr *doc)
-{
-    xmlFreeDoc(*doc);
-}
-#define CLEANUP_XMLDOC __attribute__((cleanup(xml_doc_free)))
-
-static xmlDocPtr xml_read(const char *text)
-{
-    xmlDocPtr doc;
-
-    pthread_once(&xml_once, xml_init);
-    doc = text ? xmlReadMemory(text, (int)strlen(text), "domain.xml", NULL,
-                               XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING)
-               : NULL;
-    if (!doc || !xmlDocGetRootElement(doc)) {
-        xmlFreeDoc(doc);
-        vk_error(VK_ERR_INVALID, "cannot parse the domain XML.");
-        return NULL;
-    }
-    return doc;
-}
-
-/* The value of XPath EXPR (a string() expression) in DOC, malloc'd, NULL
- * when empty. */
-static char *xml_string(xmlDocPtr doc, const char *expr)
-{
-    xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
-    xmlXPathObjectPtr obj = ctx ? xmlXPathEvalExpression(BAD_CAST expr, ctx) : NULL;
-    char *out = NULL;
-
-    if (obj && obj->type == XPATH_STRING && obj->stringval && *obj->stringval)
-        out = vk_strdup((const char *)obj->stringval);
-    xmlXPathFreeObject(obj);
-    xmlXPathFreeContext(ctx);
-    return out;
-}
-
-/* The first node matching EXPR serialised, or NULL. */
-static char *xml_node_dump(xmlDocPtr doc, const char *expr)
-{
-    xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
-    xmlXPathObjectPtr obj = ctx ? xmlXPathEvalExpression(BAD_CAST expr, ctx) : NULL;
-    xmlBufferPtr buf = NULL;
-    char *out = NULL;
-
-    if (obj && obj->type == XPATH_NODESET && obj->nodesetval && obj->nodesetval->nodeNr > 0) {
-        buf = xmlBufferCreate();
-        if (buf && xmlNodeDump(buf, doc, obj->nodesetval->nodeTab[0], 0, 0) > 0)
-            out = vk_strdup((const char *)xmlBufferContent(buf));
-    }
-    xmlBufferFree(buf);
-    xmlXPathFreeObject(obj);
-    xmlXPathFreeContext(ctx);
-    return out;
-}
-
-static int move_one_source(xmlNodePtr src, const char *dest_dir)
-{
-    xmlChar *file = xmlGetProp(src, BAD_CAST "file");
+    CLEANUP_FREE char *file = NULL;
     CLEANUP_FREE char *dst = NULL;
 
+    if (vk_xml_attr_get(src, "file", &file) < 0)
+        return -1;
     if (!file)
         return 0;
-    dst = migrate_dest_path((const char *)file, dest_dir);
-    xmlFree(file);
+    dst = migrate_dest_path(file, dest_dir);
     if (!dst || !xmlSetProp(src, BAD_CAST "file", BAD_CAST dst)) {
         vk_error(VK_ERR_INTERNAL, "out of memory");
         return -1;
@@ -257,34 +193,20 @@ static int move_one_source(xmlNodePtr src, const char *dest_dir)
 
 char *migrate_xml_move_disks(const char *xml, const char *dest_dir)
 {
-    CLEANUP_XMLDOC xmlDocPtr doc = NULL;
-    xmlXPathContextPtr ctx;
-    xmlXPathObjectPtr obj;
-    xmlChar *text = NULL;
-    char *out = NULL;
-    int len = 0, r = 0;
+    CLEANUP_XMLDOC xmlDoc *doc = NULL;
+    CLEANUP_FREE xmlNode **sources = NULL;
+    int n;
 
     if (!dest_dir)
         return vk_strdup(xml);
-    if (!(doc = xml_read(xml)))
+    if (!(doc = vk_xml_parse_str(xml, VK_ERR_INVALID, "domain XML")))
         return NULL;
-    ctx = xmlXPathNewContext(doc);
-    obj = ctx ? xmlXPathEvalExpression(
-                    BAD_CAST "/domain/devices/disk[@device='disk' or not(@device)]/source", ctx)
-              : NULL;
-    for (int i = 0; obj && obj->nodesetval && i < obj->nodesetval->nodeNr && r == 0; i++)
-        r = move_one_source(obj->nodesetval->nodeTab[i], dest_dir);
-    xmlXPathFreeObject(obj);
-    xmlXPathFreeContext(ctx);
-    if (r < 0)
-        return NULL;
-    xmlDocDumpMemory(doc, &text, &len);
-    if (text)
-        out = vk_strdup((const char *)text);
-    else
-        vk_error(VK_ERR_INTERNAL, "out of memory");
-    xmlFree(text);
-    return out;
+    n = vk_xml_xpath_nodes(doc, "/domain/devices/disk[@device='disk' or not(@device)]/source",
+                           &sources);
+    for (int i = 0; i < n; i++)
+        if (move_one_source(sources[i], dest_dir) < 0)
+            return NULL;
+    return n < 0 ? NULL : vk_xml_dump(doc, false, "domain XML");
 }
 
 /* ---------------------------------------------------------------- checks */
@@ -311,21 +233,21 @@ static const char *lv_message(void)
  *   whichever host starts it and libvirt verifies nothing, so there is
  *   nothing to compare (NULL, with *WHY saying so).  Once running, the
  *   live XML says check='full' with the real features, and is compared. */
-static char *cpu_xml_pick(xmlDocPtr doc, virConnectPtr sconn, char **why)
+static char *cpu_xml_pick(xmlDoc *doc, virConnectPtr sconn, char **why)
 {
-    CLEANUP_FREE char *mode = xml_string(doc, "string(/domain/cpu/@mode)");
-    CLEANUP_FREE char *model = xml_string(doc, "string(/domain/cpu/model)");
-    CLEANUP_FREE char *check = xml_string(doc, "string(/domain/cpu/@check)");
+    CLEANUP_FREE char *mode = vk_xml_xpath_string(doc, "string(/domain/cpu/@mode)");
+    CLEANUP_FREE char *model = vk_xml_xpath_string(doc, "string(/domain/cpu/model)");
+    CLEANUP_FREE char *check = vk_xml_xpath_string(doc, "string(/domain/cpu/@check)");
     CLEANUP_FREE char *caps = NULL;
-    CLEANUP_XMLDOC xmlDocPtr cdoc = NULL;
+    CLEANUP_XMLDOC xmlDoc *cdoc = NULL;
 
     if (mode &&
         (strcmp(mode, "host-passthrough") == 0 || (strcmp(mode, "host-model") == 0 && !model))) {
         *why = vk_asprintf("%s: the source host's CPU was compared", mode);
         caps = virConnectGetCapabilities(sconn);
-        if (!caps || !(cdoc = xml_read(caps)))
+        if (!caps || !(cdoc = vk_xml_parse_str(caps, VK_ERR_INVALID, "capabilities XML")))
             return NULL;
-        return xml_node_dump(cdoc, "/capabilities/host/cpu");
+        return vk_xml_node_dump(cdoc, vk_xml_xpath_first(cdoc, "/capabilities/host/cpu"));
     }
     if (model && check && strcmp(check, "none") == 0) {
         *why = vk_asprintf("CPU model '%s' with check='none': QEMU fits it to the host that "
@@ -335,7 +257,7 @@ static char *cpu_xml_pick(xmlDocPtr doc, virConnectPtr sconn, char **why)
     }
     if (model) {
         *why = vk_asprintf("CPU model '%s' with the features the guest runs with", model);
-        return xml_node_dump(doc, "/domain/cpu");
+        return vk_xml_node_dump(doc, vk_xml_xpath_first(doc, "/domain/cpu"));
     }
     *why = vk_strdup("no <cpu> element: QEMU fits its default model to the host that starts the "
                      "domain, nothing to compare");
@@ -345,7 +267,7 @@ static char *cpu_xml_pick(xmlDocPtr doc, virConnectPtr sconn, char **why)
 static int check_cpu(struct migrate_report *r, virDomainPtr dom, virConnectPtr dconn)
 {
     CLEANUP_FREE char *live = virDomainGetXMLDesc(dom, 0);
-    CLEANUP_XMLDOC xmlDocPtr doc = live ? xml_read(live) : NULL;
+    CLEANUP_XMLDOC xmlDoc *doc = live ? vk_xml_parse_str(live, VK_ERR_INVALID, "domain XML") : NULL;
     CLEANUP_FREE char *arch = NULL;
     CLEANUP_FREE char *machine = NULL;
     CLEANUP_FREE char *virttype = NULL;
@@ -357,9 +279,9 @@ static int check_cpu(struct migrate_report *r, virDomainPtr dom, virConnectPtr d
         return migrate_report_add(r, "cpu", MIGRATE_CHECK_FAIL,
                                   "cannot read the domain's CPU definition: %s",
                                   live ? vk_error_message() : lv_message());
-    arch = xml_string(doc, "string(/domain/os/type/@arch)");
-    machine = xml_string(doc, "string(/domain/os/type/@machine)");
-    virttype = xml_string(doc, "string(/domain/@type)");
+    arch = vk_xml_xpath_string(doc, "string(/domain/os/type/@arch)");
+    machine = vk_xml_xpath_string(doc, "string(/domain/os/type/@machine)");
+    virttype = vk_xml_xpath_string(doc, "string(/domain/@type)");
     cpu = cpu_xml_pick(doc, virDomainGetConnect(dom), &why);
     if (!cpu)
         return migrate_report_add(r, "cpu", why ? MIGRATE_CHECK_PASS : MIGRATE_CHECK_FAIL, "%s.",

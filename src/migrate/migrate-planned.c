@@ -15,9 +15,11 @@
  *   restore       restore_run into a local staging directory
  *   upload        one raw volume per disk in the destination pool (the
  *                 size of the restored qcow2 file), the file sent with a
- *                 sparse stream (virStorageVolUpload): any libvirt URI
- *   verify        each volume is downloaded back (sparse stream) and its
- *                 SHA-256 compared with the one computed while uploading.
+ *                 sparse stream (virStorageVolUpload, virt_storage_vol_upload):
+ *                 any libvirt URI
+ *   verify        each volume is downloaded back (sparse stream,
+ *                 virt_storage_vol_sha256) and its SHA-256 compared with the
+ *                 one computed while uploading.
  *                 This runs before the guest starts: once it runs, it may
  *                 write to its disks and the bytes would no longer compare.
  *   define        the source's persistent XML, disks pointed at the new
@@ -51,7 +53,6 @@
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
-#include <openssl/evp.h>
 
 #include "catalog/catalog.h"
 #include "common/cleanup.h"
@@ -96,7 +97,7 @@ struct planned_vol {
     char *path;  /* on the destination */
     char *image; /* the restored image it came from */
     uint64_t size;
-    unsigned char sha[EVP_MAX_MD_SIZE]; /* of the bytes sent */
+    uint8_t sha[VIRT_SHA256_LEN]; /* of the bytes sent */
 };
 
 struct planned {
@@ -444,89 +445,6 @@ static int restore_staging(struct planned *p)
 
 /* ---------------------------------------------------------------- upload */
 
-static const char zeros[64 * 1024];
-
-struct hashed {
-    EVP_MD_CTX *md;
-    uint64_t bytes;
-};
-
-static int hash_zeros(struct hashed *h, long long len)
-{
-    for (long long left = len; left > 0;) {
-        size_t n = left < (long long)sizeof(zeros) ? (size_t)left : sizeof(zeros);
-        if (EVP_DigestUpdate(h->md, zeros, n) != 1)
-            return -1;
-        left -= (long long)n;
-    }
-    h->bytes += (uint64_t)len;
-    return 0;
-}
-
-struct src_file {
-    int fd;
-    uint64_t size;
-    struct hashed h;
-};
-
-static int src_read(virStreamPtr st, char *data, size_t nbytes, void *opaque)
-{
-    struct src_file *f = opaque;
-    ssize_t n;
-
-    (void)st;
-    do
-        n = read(f->fd, data, nbytes);
-    while (n < 0 && errno == EINTR);
-    if (n > 0) {
-        if (EVP_DigestUpdate(f->h.md, data, (size_t)n) != 1)
-            return -1;
-        f->h.bytes += (uint64_t)n;
-    }
-    return (int)n;
-}
-
-/* Where we are: in data or in a hole, and for how long (libvirt wants 0
- * and 0 at the end of the file). */
-static int src_hole(virStreamPtr st, int *in_data, long long *length, void *opaque)
-{
-    struct src_file *f = opaque;
-    off_t cur = lseek(f->fd, 0, SEEK_CUR), data, hole;
-
-    (void)st;
-    if (cur < 0)
-        return -1;
-    if ((uint64_t)cur >= f->size) {
-        *in_data = 0;
-        *length = 0;
-        return 0;
-    }
-    data = lseek(f->fd, cur, SEEK_DATA);
-    if (data < 0 && errno != ENXIO)
-        return -1;
-    if (data < 0 || data > cur) {
-        *in_data = 0;
-        *length = (data < 0 ? (off_t)f->size : data) - cur;
-    } else {
-        hole = lseek(f->fd, cur, SEEK_HOLE);
-        if (hole < 0)
-            return -1;
-        *in_data = 1;
-        *length = hole - cur;
-    }
-    return lseek(f->fd, cur, SEEK_SET) < 0 ? -1 : 0;
-}
-
-static int src_skip(virStreamPtr st, long long length, void *opaque)
-{
-    struct src_file *f = opaque;
-
-    (void)st;
-    if (lseek(f->fd, length, SEEK_CUR) < 0)
-        return -1;
-    return hash_zeros(&f->h, length);
-}
-
 static virStorageVolPtr vol_create(struct planned *p, const char *name, uint64_t size)
 {
     CLEANUP_FREE char *ename = virt_xml_escape(name);
@@ -549,49 +467,21 @@ static virStorageVolPtr vol_create(struct planned *p, const char *name, uint64_t
     return vol;
 }
 
-static int stream_send(struct planned *p, struct planned_vol *v, struct src_file *f)
-{
-    virStreamPtr st = virStreamNew(p->dst->conn, 0);
-    int r = -1;
-
-    if (!st) {
-        virt_error_libvirt("cannot open a stream to '%s'", p->o->to);
-        return -1;
-    }
-    if (virStorageVolUpload(v->vol, st, 0, v->size, VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM) < 0 ||
-        virStreamSparseSendAll(st, src_read, src_hole, src_skip, f) < 0 || virStreamFinish(st) < 0)
-        virt_error_libvirt("cannot upload disk '%s' of domain '%s' to volume '%s'", v->disk,
-                           p->dom->name, v->path);
-    else
-        r = 0;
-    if (r < 0)
-        virStreamAbort(st);
-    virStreamFree(st);
-    return r;
-}
-
 static int vol_upload(struct planned *p, struct planned_vol *v)
 {
-    struct src_file f = {.fd = open(v->image, O_RDONLY | O_CLOEXEC), .size = v->size};
-    unsigned int len = 0;
-    int r = -1;
+    CLEANUP_FREE char *what =
+        vk_asprintf("disk '%s' of domain '%s' to volume '%s'", v->disk, p->dom->name, v->path);
+    int fd, r;
 
-    if (f.fd < 0) {
+    if (!what)
+        return -1;
+    fd = open(v->image, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
         vk_error_errno(errno, "cannot open restored image '%s'", v->image);
         return -1;
     }
-    f.h.md = EVP_MD_CTX_new();
-    if (!f.h.md || EVP_DigestInit_ex(f.h.md, EVP_sha256(), NULL) != 1)
-        vk_error(VK_ERR_INTERNAL, "cannot compute sha256");
-    else if (stream_send(p, v, &f) == 0) {
-        if (f.h.bytes != v->size || EVP_DigestFinal_ex(f.h.md, v->sha, &len) != 1)
-            vk_error(VK_ERR_IO, "the upload of disk '%s' sent %" PRIu64 " of %" PRIu64 " bytes.",
-                     v->disk, f.h.bytes, v->size);
-        else
-            r = 0;
-    }
-    EVP_MD_CTX_free(f.h.md);
-    close(f.fd);
+    r = virt_storage_vol_upload(p->dst, v->vol, fd, v->size, what, v->sha);
+    close(fd);
     return r;
 }
 
@@ -648,51 +538,22 @@ static int upload_all(struct planned *p)
 
 /* ---------------------------------------------------------------- verify */
 
-static int sink_data(virStreamPtr st, const char *data, size_t nbytes, void *opaque)
-{
-    struct hashed *h = opaque;
-
-    (void)st;
-    if (EVP_DigestUpdate(h->md, data, nbytes) != 1)
-        return -1;
-    h->bytes += nbytes;
-    return (int)nbytes;
-}
-
-static int sink_hole(virStreamPtr st, long long length, void *opaque)
-{
-    (void)st;
-    return hash_zeros(opaque, length);
-}
-
 static int vol_read_back(struct planned *p, const struct planned_vol *v)
 {
-    virStreamPtr st = virStreamNew(p->dst->conn, 0);
-    struct hashed h = {.md = EVP_MD_CTX_new()};
-    unsigned char sha[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    int r = -1;
+    CLEANUP_FREE char *what = vk_asprintf("volume '%s'", v->path);
+    uint8_t sha[VIRT_SHA256_LEN];
+    uint64_t bytes = 0;
 
-    if (!st || !h.md || EVP_DigestInit_ex(h.md, EVP_sha256(), NULL) != 1)
-        vk_error(VK_ERR_INTERNAL, "cannot set up the read-back of volume '%s'.", v->path);
-    else if (virStorageVolDownload(v->vol, st, 0, v->size, VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM) <
-                 0 ||
-             virStreamSparseRecvAll(st, sink_data, sink_hole, &h) < 0 || virStreamFinish(st) < 0)
-        virt_error_libvirt("cannot read volume '%s' back", v->path);
-    else if (EVP_DigestFinal_ex(h.md, sha, &len) != 1 || h.bytes != v->size ||
-             memcmp(sha, v->sha, len) != 0)
+    if (!what || virt_storage_vol_sha256(p->dst, v->vol, v->size, what, sha, &bytes) < 0)
+        return -1;
+    if (bytes != v->size || memcmp(sha, v->sha, sizeof(sha)) != 0) {
         vk_error(VK_ERR_CORRUPT,
                  "volume '%s' reads back as %" PRIu64 " bytes that differ from the restored "
                  "disk '%s' (%" PRIu64 " bytes).",
-                 v->path, h.bytes, v->disk, v->size);
-    else
-        r = 0;
-    if (st && r < 0)
-        virStreamAbort(st);
-    if (st)
-        virStreamFree(st);
-    EVP_MD_CTX_free(h.md);
-    return r;
+                 v->path, bytes, v->disk, v->size);
+        return -1;
+    }
+    return 0;
 }
 
 static int verify_all(struct planned *p)

@@ -19,58 +19,15 @@
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
-#include <libxml/parser.h>
 #include <libxml/tree.h>
 
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "common/xml.h"
 #include "src/restore/restore-int.h"
 #include "src/virt/virt.h"
-
-static bool node_is(const xmlNode *n, const char *name)
-{
-    return n && n->type == XML_ELEMENT_NODE && xmlStrEqual(n->name, (const xmlChar *)name);
-}
-
-static xmlNode *child_find(const xmlNode *parent, const char *name)
-{
-    for (xmlNode *c = parent ? parent->children : NULL; c; c = c->next)
-        if (node_is(c, name))
-            return c;
-    return NULL;
-}
-
-static void node_drop(xmlNode *n)
-{
-    if (n) {
-        xmlUnlinkNode(n);
-        xmlFreeNode(n);
-    }
-}
-
-/* Drop every child element NAME of PARENT. */
-static void children_drop(xmlNode *parent, const char *name)
-{
-    xmlNode *c = parent ? parent->children : NULL;
-
-    while (c) {
-        xmlNode *next = c->next;
-        if (node_is(c, name))
-            node_drop(c);
-        c = next;
-    }
-}
-
-static char *attr_get(xmlNode *n, const char *name)
-{
-    xmlChar *v = xmlGetProp(n, (const xmlChar *)name);
-    char *s = v ? vk_strdup((const char *)v) : NULL;
-
-    xmlFree(v);
-    return s;
-}
 
 static void attr_drop(xmlNode *n, const char *name)
 {
@@ -82,7 +39,7 @@ static void attr_drop(xmlNode *n, const char *name)
 
 static int text_set(xmlNode *parent, const char *name, const char *text)
 {
-    xmlNode *n = child_find(parent, name);
+    xmlNode *n = vk_xml_child(parent, name);
 
     if (!n)
         n = xmlNewChild(parent, NULL, (const xmlChar *)name, NULL);
@@ -106,11 +63,11 @@ static const char *disk_path(const struct restore_define_disk *disks, size_t nr,
 /* Point disk N at PATH: a qcow2 file without a backing chain. */
 static int disk_repoint(xmlNode *n, const char *path)
 {
-    xmlNode *driver = child_find(n, "driver");
+    xmlNode *driver = vk_xml_child(n, "driver");
     xmlNode *src;
 
-    children_drop(n, "source");
-    children_drop(n, "backingStore");
+    vk_xml_remove_children(n, "source");
+    vk_xml_remove_children(n, "backingStore");
     xmlSetProp(n, (const xmlChar *)"type", (const xmlChar *)"file");
     src = xmlNewChild(n, NULL, (const xmlChar *)"source", NULL);
     if (!driver)
@@ -132,19 +89,19 @@ static int disks_rewrite(xmlNode *devices, const struct restore_define_disk *dis
 
     while (c) {
         xmlNode *next = c->next;
-        CLEANUP_FREE char *device = node_is(c, "disk") ? attr_get(c, "device") : NULL;
+        CLEANUP_FREE char *device = vk_xml_is(c, "disk") ? vk_xml_attr(c, "device") : NULL;
         CLEANUP_FREE char *dev =
-            node_is(c, "disk") ? attr_get(child_find(c, "target"), "dev") : NULL;
+            vk_xml_is(c, "disk") ? vk_xml_attr(vk_xml_child(c, "target"), "dev") : NULL;
         const char *path = disk_path(disks, nr, dev);
 
-        if (node_is(c, "disk") &&
+        if (vk_xml_is(c, "disk") &&
             (!device || strcmp(device, "disk") == 0 || strcmp(device, "lun") == 0)) {
             if (path && disk_repoint(c, path) < 0)
                 return -1;
             if (!path) {
                 if (vk_strv_add(dropped, dev ? dev : "(no target)") < 0)
                     return -1;
-                node_drop(c);
+                vk_xml_remove(c);
             }
         }
         c = next;
@@ -155,12 +112,12 @@ static int disks_rewrite(xmlNode *devices, const struct restore_define_disk *dis
 /* What a second domain beside the original must not share. */
 static void collisions_drop(xmlNode *root, xmlNode *devices)
 {
-    children_drop(root, "uuid");
-    children_drop(child_find(root, "os"), "nvram");
+    vk_xml_remove_children(root, "uuid");
+    vk_xml_remove_children(vk_xml_child(root, "os"), "nvram");
     for (xmlNode *c = devices ? devices->children : NULL; c; c = c->next) {
-        if (node_is(c, "interface"))
-            children_drop(c, "mac");
-        if (node_is(c, "graphics")) {
+        if (vk_xml_is(c, "interface"))
+            vk_xml_remove_children(c, "mac");
+        if (vk_xml_is(c, "graphics")) {
             attr_drop(c, "port");
             attr_drop(c, "tlsPort");
             attr_drop(c, "websocket");
@@ -177,33 +134,19 @@ static void live_state_drop(xmlNode *root)
     attr_drop(root, "id");
     while (c) {
         xmlNode *next = c->next;
-        CLEANUP_FREE char *type = node_is(c, "seclabel") ? attr_get(c, "type") : NULL;
+        CLEANUP_FREE char *type = vk_xml_is(c, "seclabel") ? vk_xml_attr(c, "type") : NULL;
         if (type && strcmp(type, "dynamic") == 0)
-            node_drop(c);
+            vk_xml_remove(c);
         c = next;
     }
-}
-
-static char *doc_dump(xmlDocPtr doc)
-{
-    xmlChar *buf = NULL;
-    int len = 0;
-    char *s;
-
-    xmlDocDumpFormatMemory(doc, &buf, &len, 1);
-    s = buf ? vk_strdup((const char *)buf) : NULL;
-    if (!buf)
-        vk_error(VK_ERR_INTERNAL, "cannot write the domain XML");
-    xmlFree(buf);
-    return s;
 }
 
 static int xml_edit(xmlDocPtr doc, const struct restore_define_options *o, char ***dropped)
 {
     xmlNode *root = xmlDocGetRootElement(doc);
-    xmlNode *devices = child_find(root, "devices");
+    xmlNode *devices = vk_xml_child(root, "devices");
 
-    if (!node_is(root, "domain")) {
+    if (!vk_xml_is(root, "domain")) {
         vk_error(VK_ERR_INVALID, "the saved domain XML has no <domain> root element");
         return -1;
     }
@@ -222,7 +165,7 @@ static int xml_edit(xmlDocPtr doc, const struct restore_define_options *o, char 
 char *restore_domain_xml(const char *xml, const struct restore_define_options *o, char ***dropped,
                          unsigned int flags)
 {
-    xmlDocPtr doc;
+    CLEANUP_XMLDOC xmlDoc *doc = NULL;
     char *out = NULL;
 
     *dropped = NULL;
@@ -230,15 +173,9 @@ char *restore_domain_xml(const char *xml, const struct restore_define_options *o
         vk_error(VK_ERR_INVALID, "restore_domain_xml: no XML or unknown flags");
         return NULL;
     }
-    xmlInitParser();
-    doc = xmlReadMemory(xml, (int)strnlen(xml, INT32_MAX), "domain.xml", NULL,
-                        XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    if (!doc || !xmlDocGetRootElement(doc)) {
-        vk_error(VK_ERR_CORRUPT, "cannot parse the saved domain XML");
-    } else if (xml_edit(doc, o, dropped) == 0) {
-        out = doc_dump(doc);
-    }
-    xmlFreeDoc(doc);
+    doc = vk_xml_parse_str(xml, VK_ERR_CORRUPT, "saved domain XML");
+    if (doc && xml_edit(doc, o, dropped) == 0)
+        out = vk_xml_dump(doc, true, "domain XML");
     if (!out) {
         vk_strv_free(*dropped);
         *dropped = NULL;

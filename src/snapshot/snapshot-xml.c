@@ -13,76 +13,37 @@
 #include <string.h>
 #include <time.h>
 
-#include <libxml/parser.h>
 #include <libxml/tree.h>
 
 #include "common/cleanup.h"
 #include "common/error.h"
+#include "common/json.h"
 #include "common/util.h"
+#include "common/xml.h"
 #include "src/snapshot/snapshot.h"
 
 #define NAME_MAX_LEN 128
 
-static xmlDocPtr xml_parse(const char *text, const char *what)
-{
-    xmlDocPtr doc = NULL;
-
-    xmlInitParser();
-    if (text)
-        doc = xmlReadMemory(text, (int)strnlen(text, INT32_MAX), "snapshot.xml", NULL,
-                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    if (!doc || !xmlDocGetRootElement(doc)) {
-        vk_error(VK_ERR_INVALID, "cannot parse the %s: malformed XML.", what);
-        xmlFreeDoc(doc);
-        return NULL;
-    }
-    return doc;
-}
-
-static bool node_is(const xmlNode *n, const char *name)
-{
-    return n && n->type == XML_ELEMENT_NODE && xmlStrEqual(n->name, (const xmlChar *)name);
-}
-
-static xmlNode *child(const xmlNode *parent, const char *name)
-{
-    for (xmlNode *c = parent ? parent->children : NULL; c; c = c->next)
-        if (node_is(c, name))
-            return c;
-    return NULL;
-}
-
-/* Attribute or element text as a malloc'd string; NULL when absent. */
-static char *prop(xmlNode *n, const char *name)
-{
-    xmlChar *v = n ? xmlGetProp(n, (const xmlChar *)name) : NULL;
-    char *r = v ? strdup((const char *)v) : NULL;
-
-    xmlFree(v);
-    return r;
-}
-
+/* Element text, trimmed (malloc'd); NULL when N is NULL. */
 static char *text(xmlNode *n)
 {
-    xmlChar *v = n ? xmlNodeGetContent(n) : NULL;
-    char *r = v ? strdup((const char *)v) : NULL;
+    char *r = vk_xml_text(n);
 
-    xmlFree(v);
     return r ? vk_trim(r) : NULL;
 }
 
 /* The path of a disk's <source>: file= or dev=. */
 static char *source_of(xmlNode *disk)
 {
-    xmlNode *src = child(disk, "source");
-    char *p = prop(src, "file");
+    xmlNode *src = vk_xml_child(disk, "source");
+    char *p = vk_xml_attr(src, "file");
 
-    return p ? p : prop(src, "dev");
+    return p ? p : vk_xml_attr(src, "dev");
 }
 
 static bool prop_eq(xmlNode *n, const char *name, const char *value)
 {
-    CLEANUP_FREE char *v = prop(n, name);
+    CLEANUP_FREE char *v = vk_xml_attr(n, name);
     return v && value && strcmp(v, value) == 0;
 }
 
@@ -266,7 +227,7 @@ const struct snapshot_disk *snapshot_info_disk(const struct snapshot_info *s, co
 static xmlNode *domain_disk_find(xmlNode *devices, const char *target)
 {
     for (xmlNode *c = devices ? devices->children : NULL; c; c = c->next)
-        if (node_is(c, "disk") && prop_eq(child(c, "target"), "dev", target))
+        if (vk_xml_is(c, "disk") && prop_eq(vk_xml_child(c, "target"), "dev", target))
             return c;
     return NULL;
 }
@@ -284,7 +245,7 @@ static int disk_parse(xmlNode *n, xmlNode *devices, struct snapshot_info *s)
     s->disks = grown;
     d = &s->disks[s->nr_disks++];
     memset(d, 0, sizeof(*d));
-    d->target = prop(n, "name");
+    d->target = vk_xml_attr(n, "name");
     d->overlay = source_of(n);
     if (!d->target || !d->overlay) {
         vk_error(VK_ERR_INVALID, "snapshot '%s' has an external disk without name or source.",
@@ -298,31 +259,32 @@ static int disk_parse(xmlNode *n, xmlNode *devices, struct snapshot_info *s)
 
 static int info_fill(xmlNode *root, struct snapshot_info *s)
 {
-    xmlNode *mem = child(root, "memory");
-    xmlNode *devices = child(child(root, "domain"), "devices");
-    CLEANUP_FREE char *created = text(child(root, "creationTime"));
+    xmlNode *mem = vk_xml_child(root, "memory");
+    xmlNode *devices = vk_xml_child(vk_xml_child(root, "domain"), "devices");
+    CLEANUP_FREE char *created = text(vk_xml_child(root, "creationTime"));
     unsigned long long t = 0;
 
-    s->name = text(child(root, "name"));
+    s->name = text(vk_xml_child(root, "name"));
     if (!s->name) {
         vk_error(VK_ERR_INVALID, "cannot parse the snapshot XML: it has no name.");
         return -1;
     }
-    s->parent = text(child(child(root, "parent"), "name"));
-    s->state = text(child(root, "state"));
+    s->parent = text(vk_xml_child(vk_xml_child(root, "parent"), "name"));
+    s->state = text(vk_xml_child(root, "state"));
     if (created && vk_parse_uint(created, INT64_MAX, &t) == 0)
         s->created = (int64_t)t;
     if (prop_eq(mem, "snapshot", "external"))
-        s->memory_file = prop(mem, "file");
-    for (xmlNode *c = child(root, "disks") ? child(root, "disks")->children : NULL; c; c = c->next)
-        if (node_is(c, "disk") && disk_parse(c, devices, s) < 0)
+        s->memory_file = vk_xml_attr(mem, "file");
+    for (xmlNode *c = vk_xml_child(root, "disks") ? vk_xml_child(root, "disks")->children : NULL; c;
+         c = c->next)
+        if (vk_xml_is(c, "disk") && disk_parse(c, devices, s) < 0)
             return -1;
     return 0;
 }
 
 int snapshot_xml_parse(const char *xml, struct snapshot_info *out)
 {
-    xmlDocPtr doc = xml_parse(xml, "snapshot XML");
+    CLEANUP_XMLDOC xmlDoc *doc = vk_xml_parse_str(xml, VK_ERR_INVALID, "snapshot XML");
     xmlNode *root;
     int r;
 
@@ -330,14 +292,13 @@ int snapshot_xml_parse(const char *xml, struct snapshot_info *out)
     if (!doc)
         return -1;
     root = xmlDocGetRootElement(doc);
-    if (!node_is(root, "domainsnapshot")) {
+    if (!vk_xml_is(root, "domainsnapshot")) {
         vk_error(VK_ERR_INVALID,
                  "cannot parse the snapshot XML: the root is not <domainsnapshot>.");
         r = -1;
     } else {
         r = info_fill(root, out);
     }
-    xmlFreeDoc(doc);
     if (r < 0)
         snapshot_info_clear(out);
     return r;
@@ -345,35 +306,16 @@ int snapshot_xml_parse(const char *xml, struct snapshot_info *out)
 
 /* ---------------------------------------------------------------- rewrite */
 
-static char *doc_dump(xmlDocPtr doc, const char *what)
-{
-    xmlChar *buf = NULL;
-    int len = 0;
-    char *r;
-
-    xmlDocDumpMemory(doc, &buf, &len);
-    r = buf ? vk_strndup((const char *)buf, (size_t)len) : NULL;
-    xmlFree(buf);
-    if (!r && buf)
-        return NULL;
-    if (!r)
-        vk_error(VK_ERR_INTERNAL, "cannot write the %s.", what);
-    return r;
-}
-
 static void disk_source_set(xmlNode *disk, const char *path, const char *format)
 {
-    xmlNode *src = child(disk, "source"), *bs, *drv = child(disk, "driver");
+    xmlNode *src = vk_xml_child(disk, "source"), *drv = vk_xml_child(disk, "driver");
 
     xmlSetProp(disk, (const xmlChar *)"type", (const xmlChar *)"file");
     if (!src)
         src = xmlNewChild(disk, NULL, (const xmlChar *)"source", NULL);
     xmlUnsetProp(src, (const xmlChar *)"dev");
     xmlSetProp(src, (const xmlChar *)"file", (const xmlChar *)path);
-    while ((bs = child(disk, "backingStore"))) {
-        xmlUnlinkNode(bs);
-        xmlFreeNode(bs);
-    }
+    vk_xml_remove_children(disk, "backingStore");
     if (format && drv)
         xmlSetProp(drv, (const xmlChar *)"type", (const xmlChar *)format);
 }
@@ -381,65 +323,54 @@ static void disk_source_set(xmlNode *disk, const char *path, const char *format)
 char *snapshot_domain_xml_set_source(const char *domain_xml, const char *target, const char *path,
                                      const char *format)
 {
-    xmlDocPtr doc = xml_parse(domain_xml, "domain XML");
+    CLEANUP_XMLDOC xmlDoc *doc = vk_xml_parse_str(domain_xml, VK_ERR_INVALID, "domain XML");
     xmlNode *disk;
-    char *r = NULL;
 
     if (!doc)
         return NULL;
-    disk = domain_disk_find(child(xmlDocGetRootElement(doc), "devices"), target);
+    disk = domain_disk_find(vk_xml_child(xmlDocGetRootElement(doc), "devices"), target);
     if (!disk) {
         vk_error(VK_ERR_NOT_FOUND, "the domain XML has no disk '%s'.", target);
-    } else {
-        disk_source_set(disk, path, format);
-        r = doc_dump(doc, "domain XML");
+        return NULL;
     }
-    xmlFreeDoc(doc);
-    return r;
+    disk_source_set(disk, path, format);
+    return vk_xml_dump(doc, false, "domain XML");
 }
 
 char *snapshot_xml_replace_base(const char *xml, const char *old_path, const char *new_path)
 {
-    xmlDocPtr doc = xml_parse(xml, "snapshot XML");
+    CLEANUP_XMLDOC xmlDoc *doc = vk_xml_parse_str(xml, VK_ERR_INVALID, "snapshot XML");
     xmlNode *devices;
-    char *r;
 
     if (!doc)
         return NULL;
-    devices = child(child(xmlDocGetRootElement(doc), "domain"), "devices");
+    devices = vk_xml_child(vk_xml_child(xmlDocGetRootElement(doc), "domain"), "devices");
     for (xmlNode *c = devices ? devices->children : NULL; c; c = c->next) {
-        CLEANUP_FREE char *src = node_is(c, "disk") ? source_of(c) : NULL;
+        CLEANUP_FREE char *src = vk_xml_is(c, "disk") ? source_of(c) : NULL;
         if (src && strcmp(src, old_path) == 0)
             disk_source_set(c, new_path, NULL);
     }
-    r = doc_dump(doc, "snapshot XML");
-    xmlFreeDoc(doc);
-    return r;
+    return vk_xml_dump(doc, false, "snapshot XML");
 }
 
 /* ---------------------------------------------------------------- JSON */
-
-static struct json_object *jstr(const char *s)
-{
-    return s ? json_object_new_string(s) : NULL;
-}
 
 struct json_object *snapshot_info_to_json(const struct snapshot_info *s)
 {
     struct json_object *o = json_object_new_object(), *a = json_object_new_array();
 
-    json_object_object_add(o, "name", jstr(s->name));
-    json_object_object_add(o, "parent", jstr(s->parent));
-    json_object_object_add(o, "state", jstr(s->state));
+    json_object_object_add(o, "name", vk_json_string_or_null(s->name));
+    json_object_object_add(o, "parent", vk_json_string_or_null(s->parent));
+    json_object_object_add(o, "state", vk_json_string_or_null(s->state));
     json_object_object_add(o, "created", json_object_new_int64(s->created));
     json_object_object_add(o, "current", json_object_new_boolean(s->current));
     json_object_object_add(o, "external", json_object_new_boolean(s->external));
-    json_object_object_add(o, "memory_file", jstr(s->memory_file));
+    json_object_object_add(o, "memory_file", vk_json_string_or_null(s->memory_file));
     for (size_t i = 0; i < s->nr_disks; i++) {
         struct json_object *d = json_object_new_object();
-        json_object_object_add(d, "disk", jstr(s->disks[i].target));
-        json_object_object_add(d, "overlay", jstr(s->disks[i].overlay));
-        json_object_object_add(d, "base", jstr(s->disks[i].base));
+        json_object_object_add(d, "disk", vk_json_string_or_null(s->disks[i].target));
+        json_object_object_add(d, "overlay", vk_json_string_or_null(s->disks[i].overlay));
+        json_object_object_add(d, "base", vk_json_string_or_null(s->disks[i].base));
         json_object_array_add(a, d);
     }
     json_object_object_add(o, "disks", a);

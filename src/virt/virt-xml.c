@@ -1,6 +1,6 @@
 /* virtkeep - domain disk list, checkpoint and backup XML (see virt.h).
  *
- * Parsing goes through libxml2 (already pulled in by libvirt), never through
+ * Parsing goes through libxml2 (common/xml.h), never through
  * string matching: a domain XML can hold comments, CDATA, entities and
  * attributes in any order.  Building is plain text with every value escaped.
  */
@@ -8,80 +8,18 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <libxml/parser.h>
 #include <libxml/tree.h>
 
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/util.h"
+#include "common/xml.h"
 #include "src/virt/virt.h"
-
-static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
-
-static void xml_init(void)
-{
-    xmlInitParser();
-}
-
-/* Parse XML text; WHAT names it in the error ("domain XML"). */
-static xmlDocPtr xml_parse(const char *text, const char *what)
-{
-    xmlDocPtr doc;
-
-    pthread_once(&xml_once, xml_init);
-    if (!text) {
-        vk_error(VK_ERR_INVALID, "cannot parse the %s: it is empty.", what);
-        return NULL;
-    }
-    doc = xmlReadMemory(text, (int)strnlen(text, INT32_MAX), "virtkeep.xml", NULL,
-                        XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    if (!doc || !xmlDocGetRootElement(doc)) {
-        const xmlError *e = xmlGetLastError();
-        vk_error(VK_ERR_INVALID, "cannot parse the %s: %s", what,
-                 e && e->message ? e->message : "malformed XML.");
-        xmlFreeDoc(doc);
-        return NULL;
-    }
-    return doc;
-}
-
-static bool node_is(const xmlNode *n, const char *name)
-{
-    return n->type == XML_ELEMENT_NODE && xmlStrEqual(n->name, (const xmlChar *)name);
-}
-
-static xmlNode *child_find(const xmlNode *parent, const char *name)
-{
-    for (xmlNode *c = parent ? parent->children : NULL; c; c = c->next)
-        if (node_is(c, name))
-            return c;
-    return NULL;
-}
-
-/* A malloc'd copy of attribute NAME of N, or NULL when absent (no error)
- * or out of memory (error recorded, *OOM set). */
-static char *attr_dup(xmlNode *n, const char *name, bool *oom)
-{
-    xmlChar *v;
-    char *r;
-
-    if (!n)
-        return NULL;
-    v = xmlGetProp(n, (const xmlChar *)name);
-    if (!v)
-        return NULL;
-    r = vk_strdup((const char *)v);
-    xmlFree(v);
-    if (!r)
-        *oom = true;
-    return r;
-}
 
 void virt_disks_clear(struct virt_disk_list *l)
 {
@@ -119,31 +57,32 @@ static int kind_parse(xmlNode *n, const char *target, enum virt_disk_kind *kind)
 {
     static const enum virt_disk_kind kinds[] = {VIRT_DISK_DISK, VIRT_DISK_CDROM, VIRT_DISK_FLOPPY,
                                                 VIRT_DISK_LUN};
-    xmlChar *v = xmlGetProp(n, (const xmlChar *)"device");
+    CLEANUP_FREE char *v = NULL;
 
     *kind = VIRT_DISK_DISK;
+    if (vk_xml_attr_get(n, "device", &v) < 0)
+        return -1;
     if (!v)
         return 0;
     for (size_t i = 0; i < VK_ARRAY_SIZE(kinds); i++) {
-        if (xmlStrEqual(v, (const xmlChar *)virt_disk_kind_name(kinds[i]))) {
+        if (strcmp(v, virt_disk_kind_name(kinds[i])) == 0) {
             *kind = kinds[i];
-            xmlFree(v);
             return 0;
         }
     }
-    vk_error(VK_ERR_INVALID, "disk '%s' has an unknown device kind '%s'.", target, (const char *)v);
-    xmlFree(v);
+    vk_error(VK_ERR_INVALID, "disk '%s' has an unknown device kind '%s'.", target, v);
     return -1;
 }
 
 /* The path of a file or block source; other source types have none. */
-static char *source_path(xmlNode *src, const char *type, bool *oom)
+static int source_path(xmlNode *src, const char *type, char **out)
 {
+    *out = NULL;
     if (strcmp(type, "file") == 0)
-        return attr_dup(src, "file", oom);
+        return vk_xml_attr_get(src, "file", out);
     if (strcmp(type, "block") == 0)
-        return attr_dup(src, "dev", oom);
-    return NULL;
+        return vk_xml_attr_get(src, "dev", out);
+    return 0;
 }
 
 static void disk_classify(struct virt_disk *d, bool has_source)
@@ -171,29 +110,24 @@ static void disk_classify(struct virt_disk *d, bool has_source)
 
 static int disk_parse(xmlNode *n, struct virt_disk *d)
 {
-    bool oom = false;
-    xmlNode *target = child_find(n, "target");
-    xmlNode *src = child_find(n, "source");
+    xmlNode *target = vk_xml_child(n, "target");
+    xmlNode *src = vk_xml_child(n, "source");
 
-    d->target = attr_dup(target, "dev", &oom);
+    if (vk_xml_attr_get(target, "dev", &d->target) < 0)
+        return -1;
     if (!d->target) {
-        if (!oom)
-            vk_error(VK_ERR_INVALID, "a disk of the domain XML has no target device.");
+        vk_error(VK_ERR_INVALID, "a disk of the domain XML has no target device.");
         return -1;
     }
-    if (kind_parse(n, d->target, &d->kind) < 0)
+    if (kind_parse(n, d->target, &d->kind) < 0 || vk_xml_attr_get(target, "bus", &d->bus) < 0 ||
+        vk_xml_attr_get(n, "type", &d->source_type) < 0)
         return -1;
-    d->bus = attr_dup(target, "bus", &oom);
-    d->source_type = attr_dup(n, "type", &oom);
-    if (!d->source_type && !oom)
-        d->source_type = vk_strdup("file");
-    if (!d->source_type)
+    if (!d->source_type && !(d->source_type = vk_strdup("file")))
         return -1;
-    d->source = source_path(src, d->source_type, &oom);
-    d->format = attr_dup(child_find(n, "driver"), "type", &oom);
-    if (oom)
+    if (source_path(src, d->source_type, &d->source) < 0 ||
+        vk_xml_attr_get(vk_xml_child(n, "driver"), "type", &d->format) < 0)
         return -1;
-    d->readonly = child_find(n, "readonly") != NULL;
+    d->readonly = vk_xml_child(n, "readonly") != NULL;
     /* A network or volume disk has a <source> without a local path. */
     disk_classify(d, src && (d->source || strcmp(d->source_type, "network") == 0 ||
                              strcmp(d->source_type, "volume") == 0));
@@ -205,12 +139,12 @@ static int disks_collect(xmlNode *devices, struct virt_disk_list *out)
     size_t n = 0;
 
     for (xmlNode *c = devices ? devices->children : NULL; c; c = c->next)
-        n += node_is(c, "disk");
+        n += vk_xml_is(c, "disk");
     out->disks = vk_calloc(n, sizeof(*out->disks));
     if (!out->disks)
         return -1;
     for (xmlNode *c = devices ? devices->children : NULL; c; c = c->next) {
-        if (!node_is(c, "disk"))
+        if (!vk_xml_is(c, "disk"))
             continue;
         out->nr++;
         if (disk_parse(c, &out->disks[out->nr - 1]) < 0)
@@ -226,24 +160,23 @@ static int disks_collect(xmlNode *devices, struct virt_disk_list *out)
 
 int virt_disks_parse(const char *domain_xml, struct virt_disk_list *out)
 {
-    xmlDocPtr doc;
+    CLEANUP_XMLDOC xmlDoc *doc = NULL;
     xmlNode *root;
     int r = -1;
 
     out->disks = NULL;
     out->nr = 0;
-    doc = xml_parse(domain_xml, "domain XML");
+    doc = vk_xml_parse_str(domain_xml, VK_ERR_INVALID, "domain XML");
     if (!doc)
         return -1;
     root = xmlDocGetRootElement(doc);
-    if (!node_is(root, "domain"))
+    if (!vk_xml_is(root, "domain"))
         vk_error(VK_ERR_INVALID,
                  "cannot parse the domain XML: the root element is <%s>, "
                  "not <domain>.",
                  (const char *)root->name);
     else
-        r = disks_collect(child_find(root, "devices"), out);
-    xmlFreeDoc(doc);
+        r = disks_collect(vk_xml_child(root, "devices"), out);
     if (r < 0)
         virt_disks_clear(out);
     return r;
@@ -459,23 +392,17 @@ char *virt_backup_xml_build(const char *socket, const char *rundir, const char *
 /* The text of /domaincheckpoint/ELEMENT, or NULL (error recorded). */
 static char *checkpoint_xml_text(const char *xml, const char *element)
 {
-    xmlDocPtr doc = xml_parse(xml, "checkpoint XML");
-    xmlNode *root, *n;
-    xmlChar *text;
-    char *r = NULL;
+    CLEANUP_XMLDOC xmlDoc *doc = vk_xml_parse_str(xml, VK_ERR_INVALID, "checkpoint XML");
+    xmlNode *n;
 
     if (!doc)
         return NULL;
-    root = xmlDocGetRootElement(doc);
-    n = node_is(root, "domaincheckpoint") ? child_find(root, element) : NULL;
-    text = n ? xmlNodeGetContent(n) : NULL;
-    if (text)
-        r = vk_strdup((const char *)text);
-    else
+    n = vk_xml_child(vk_xml_root(doc, "domaincheckpoint"), element);
+    if (!n) {
         vk_error(VK_ERR_INVALID, "the checkpoint XML has no <%s>.", element);
-    xmlFree(text);
-    xmlFreeDoc(doc);
-    return r;
+        return NULL;
+    }
+    return vk_xml_text(n);
 }
 
 char *virt_checkpoint_xml_get_name(const char *xml)

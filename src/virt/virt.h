@@ -1,11 +1,16 @@
 /* virtkeep - the libvirt glue for backups.
  *
- * Only this module (virt.c) and the engine files call libvirt.  Three files:
- *   virt.c      connection, domains, checkpoints, pull-mode backup jobs,
- *               guest file-system freeze (the libvirt calls)
- *   virt-xml.c  the domain disk list, checkpoint and backup XML (libxml2)
- *   virt-run.c  the run directory QEMU writes into, qemu-img bitmaps and
- *               qemu-nbd for shut-off domains (child processes)
+ * Only this module and the engine files call libvirt.  Its files:
+ *   virt.c        connection, domains, pull-mode backup jobs, guest
+ *                 file-system freeze (the libvirt calls)
+ *   virt-checkpoint.c  checkpoints and their chain hygiene (libvirt, the
+ *                 monitor for bitmaps of a running domain, qemu-img offline)
+ *   virt-error.c  libvirt errors: the quiet handler, the map to vk_error
+ *                 codes and virt_failure kinds, the last failure
+ *   virt-xml.c    the domain disk list, checkpoint and backup XML (libxml2)
+ *   virt-storage.c  storage volumes: upload and read-back with sparse streams
+ *   virt-run.c    the run directory QEMU writes into, qemu-img bitmaps and
+ *                 qemu-nbd for shut-off domains (child processes)
  *
  * Errors follow common/error.h: one message naming the domain and disk,
  * with libvirt's own message appended, and VK_ERR_LIBVIRT, VK_ERR_NOT_FOUND,
@@ -244,6 +249,24 @@ char *virt_pull_bitmap_context(const char *target);
  * agent: VK_ERR_UNSUPPORTED and virt_last_failure() == VIRT_FAIL_NO_AGENT. */
 int virt_fs_freeze(struct virt_domain *d);
 int virt_fs_thaw(struct virt_domain *d);
+
+/* ---------------------------------------------------------------- storage volumes */
+
+#define VIRT_SHA256_LEN 32
+
+/* Send SIZE bytes of FD (a regular file, read from offset 0) into volume
+ * VOL of C through a sparse stream (virStorageVolUpload): holes are skipped
+ * on the wire, the volume reads them as zeros.  SHA256 receives the sha256
+ * of the SIZE bytes as sent (holes as zeros).  WHAT names the transfer in
+ * errors: "cannot upload WHAT: libvirt's message". */
+int virt_storage_vol_upload(struct virt_conn *c, virStorageVolPtr vol, int fd, uint64_t size,
+                            const char *what, uint8_t sha256[VIRT_SHA256_LEN]);
+/* Read the first SIZE bytes of volume VOL of C back through a sparse stream
+ * (virStorageVolDownload) and give their sha256 (holes as zeros); *BYTES
+ * says how many bytes came, also on failure.  WHAT names the volume in
+ * errors: "cannot read WHAT back: libvirt's message". */
+int virt_storage_vol_sha256(struct virt_conn *c, virStorageVolPtr vol, uint64_t size,
+                            const char *what, uint8_t sha256[VIRT_SHA256_LEN], uint64_t *bytes);
 
 /* ---------------------------------------------------------------- run directory */
 

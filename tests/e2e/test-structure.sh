@@ -37,7 +37,7 @@ expect_refused() {
 }
 
 # 2. Upwards: a lower module including a higher one.
-expect_refused src/format/archive.c '#include "src/cli/cli.h"' 'format may not include cli'
+expect_refused src/format/manifest.c '#include "src/cli/cli.h"' 'format may not include cli'
 expect_refused src/reader/reader-merge.c '#include "src/restore/restore.h"' \
     'reader may not include restore'
 expect_refused common/util.c '#include "catalog/catalog.h"' 'common may not include catalog'

@@ -1,5 +1,4 @@
-/* Unit tests for the archive format (src/archive.c) and the manifest
- * (src/manifest.c).
+/* Unit tests for the archive format and the manifest (src/format/).
  *
  * Run with "write-sample ARCHIVE IMAGE" it writes the sample archive and the
  * raw disk image it holds (sparse) instead, for tests/e2e/test-archive-tools.sh.

@@ -1,4 +1,4 @@
-/* Unit tests for the common layer: errors, logging, units, util, cleanup. */
+/* Unit tests for the common layer: errors, logging, units, util, cleanup, JSON, XML. */
 #include <config.h>
 
 #include <arpa/inet.h>
@@ -18,13 +18,16 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <json-c/json.h>
 
 #include "common/cleanup.h"
 #include "common/error.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/units.h"
 #include "common/util.h"
+#include "common/xml.h"
 
 static void test_error_set_and_prefix(void **state)
 {
@@ -517,17 +520,124 @@ static void test_tcp_socket_uid(void **state)
     assert_int_equal(waitpid(kid, NULL, 0), kid);
 }
 
+static void test_json_strict(void **state)
+{
+    static const char *const keys[] = {"format", "version", "name", "size", "note", NULL};
+    const char *good = "{\"format\":\"f\",\"version\":1,\"name\":\"a\",\"size\":7,"
+                       "\"note\":null}\n";
+    struct json_object *o, *s;
+    char *name = NULL, *note = NULL;
+    uint64_t size = 0;
+
+    (void)state;
+    o = vk_json_parse(good, strlen(good), "the test document");
+    assert_non_null(o);
+    assert_int_equal(vk_json_check_object(o, keys, "the test document"), 0);
+    assert_int_equal(vk_json_check_format(o, "f", 1, "the test document"), 0);
+    assert_int_equal(vk_json_get_str(o, "name", false, "the test document", &name), 0);
+    assert_string_equal(name, "a");
+    assert_int_equal(vk_json_get_str(o, "note", true, "the test document", &note), 0);
+    assert_null(note);
+    assert_int_equal(vk_json_get_u64(o, "size", "the test document", &size), 0);
+    assert_int_equal(size, 7);
+    assert_int_equal(vk_json_check_format(o, "f", 2, "the test document"), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_UNSUPPORTED);
+    assert_int_equal(vk_json_get_u64(o, "name", "the test document", &size), -1);
+    assert_string_equal(vk_error_message(),
+                        "the test document is corrupt: key 'name' is not an integer");
+    json_object_put(o);
+    free(name);
+
+    assert_null(vk_json_parse("{} x", 4, "the test document"));
+    assert_int_equal(vk_error_code(), VK_ERR_CORRUPT);
+    assert_null(vk_json_parse("[1]", 3, "the test document"));
+    assert_int_equal(vk_error_code(), VK_ERR_CORRUPT);
+    vk_error_clear();
+
+    assert_null(vk_json_string_or_null(NULL));
+    s = vk_json_string_or_null("x");
+    assert_string_equal(json_object_get_string(s), "x");
+    json_object_put(s);
+}
+
+static void test_xml(void **state)
+{
+    const char *text = "<domain type='kvm'><name> web1 </name><devices>"
+                       "<disk device='disk'><source file='/a.qcow2'/><backingStore/></disk>"
+                       "<disk device='cdrom'/><disk/></devices></domain>";
+    CLEANUP_XMLDOC xmlDoc *doc = NULL;
+    CLEANUP_FREE xmlNode **disks = NULL;
+    CLEANUP_FREE char *type = NULL;
+    CLEANUP_FREE char *name = NULL;
+    CLEANUP_FREE char *file = NULL;
+    CLEANUP_FREE char *dump = NULL;
+    CLEANUP_FREE char *disk = NULL;
+    xmlNode *root;
+
+    (void)state;
+    assert_null(vk_xml_parse_str("<domain><devices>", VK_ERR_CORRUPT, "test XML"));
+    assert_int_equal(vk_error_code(), VK_ERR_CORRUPT);
+    assert_non_null(strstr(vk_error_message(), "cannot parse the test XML: "));
+    assert_null(strchr(vk_error_message(), '\n'));
+    assert_null(vk_xml_parse_str(NULL, VK_ERR_INVALID, "test XML"));
+    assert_string_equal(vk_error_message(), "cannot parse the test XML: it is empty.");
+    vk_error_clear();
+    assert_null(vk_xml_parse("x", 1, VK_ERR_INVALID, NULL));
+    assert_null(vk_error_message());
+
+    doc = vk_xml_parse_str(text, VK_ERR_INVALID, "test XML");
+    assert_non_null(doc);
+    assert_null(vk_xml_root(doc, "other"));
+    root = vk_xml_root(doc, "domain");
+    assert_non_null(root);
+    assert_true(vk_xml_is(root, "domain"));
+    assert_false(vk_xml_is(NULL, "domain"));
+    assert_int_equal(vk_xml_attr_get(root, "type", &type), 0);
+    assert_string_equal(type, "kvm");
+    assert_null(vk_xml_attr(root, "id"));
+    assert_null(vk_xml_attr(NULL, "id"));
+    name = vk_xml_text(vk_xml_child(root, "name"));
+    assert_string_equal(name, " web1 ");
+    assert_null(vk_xml_child(NULL, "name"));
+    assert_null(vk_xml_text(NULL));
+
+    assert_int_equal(vk_xml_xpath_nodes(doc, "/domain/devices/disk", &disks), 3);
+    assert_null(disks[3]);
+    assert_true(disks[0] == vk_xml_xpath_first(doc, "/domain/devices/disk"));
+    assert_null(vk_xml_xpath_first(doc, "/domain/nothing"));
+    file = vk_xml_xpath_string(doc, "string(/domain/devices/disk/source/@file)");
+    assert_string_equal(file, "/a.qcow2");
+    assert_null(vk_xml_xpath_string(doc, "string(/domain/@id)"));
+
+    vk_xml_remove_children(disks[0], "backingStore");
+    vk_xml_remove(disks[2]);
+    disk = vk_xml_node_dump(doc, disks[0]);
+    assert_string_equal(disk, "<disk device=\"disk\"><source file=\"/a.qcow2\"/></disk>");
+    assert_null(vk_xml_node_dump(doc, NULL));
+    dump = vk_xml_dump(doc, false, "test XML");
+    assert_non_null(strstr(dump, "<disk device=\"cdrom\"/></devices></domain>"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_error_set_and_prefix), cmocka_unit_test(test_error_errno),
-        cmocka_unit_test(test_error_thread_local),   cmocka_unit_test(test_size_parse_good),
-        cmocka_unit_test(test_size_parse_garbage),   cmocka_unit_test(test_duration_parse),
-        cmocka_unit_test(test_units_bounds),         cmocka_unit_test(test_formatters),
-        cmocka_unit_test(test_strv_split),           cmocka_unit_test(test_parse_uint),
-        cmocka_unit_test(test_cleanup_scope),        cmocka_unit_test(test_log_levels),
-        cmocka_unit_test(test_log_prefix),           cmocka_unit_test(test_proc_owner),
+        cmocka_unit_test(test_error_set_and_prefix),
+        cmocka_unit_test(test_error_errno),
+        cmocka_unit_test(test_error_thread_local),
+        cmocka_unit_test(test_size_parse_good),
+        cmocka_unit_test(test_size_parse_garbage),
+        cmocka_unit_test(test_duration_parse),
+        cmocka_unit_test(test_units_bounds),
+        cmocka_unit_test(test_formatters),
+        cmocka_unit_test(test_strv_split),
+        cmocka_unit_test(test_parse_uint),
+        cmocka_unit_test(test_cleanup_scope),
+        cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_log_prefix),
+        cmocka_unit_test(test_proc_owner),
         cmocka_unit_test(test_tcp_socket_uid),
+        cmocka_unit_test(test_json_strict),
+        cmocka_unit_test(test_xml),
     };
 
     unsetenv("VIRTKEEP_DEBUG");

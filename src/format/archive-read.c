@@ -1,0 +1,499 @@
+/* virtkeep - the archive format: the index parser, the reader by random
+ * access and the frame decoder (see format.h).  docs/FORMAT.md is the
+ * specification; keep the two in step.
+ */
+#include <config.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <zstd.h>
+
+#include "common/cleanup.h"
+#include "common/error.h"
+#include "common/json.h"
+#include "common/util.h"
+#include "src/format/format-int.h"
+#include "src/format/format.h"
+
+static uint32_t get_le32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static uint64_t round_up_block(uint64_t n)
+{
+    return (n + ARCHIVE_BLOCK - 1) / ARCHIVE_BLOCK * ARCHIVE_BLOCK;
+}
+
+/* ------------------------------------------------------------ header JSON */
+
+static int header_from_json(struct json_object *o, const char *what, struct archive_header *out)
+{
+    static const char *const keys[] = {"format",       "version",    "disk",
+                                       "virtual_size", "chunk_size", "backup_id",
+                                       "level",        "created",    NULL};
+    uint64_t v;
+
+    memset(out, 0, sizeof(*out));
+    if (vk_json_check_object(o, keys, what) < 0 ||
+        vk_json_check_format(o, ARCHIVE_FORMAT_NAME, ARCHIVE_FORMAT_VERSION, what) < 0 ||
+        vk_json_get_str(o, "disk", false, what, &out->disk) < 0 ||
+        vk_json_get_str(o, "backup_id", false, what, &out->backup_id) < 0 ||
+        vk_json_get_str(o, "level", false, what, &out->level) < 0 ||
+        vk_json_get_u64(o, "virtual_size", what, &out->virtual_size) < 0 ||
+        vk_json_get_u64(o, "chunk_size", what, &out->chunk_size) < 0 ||
+        vk_json_get_u64(o, "created", what, &v) < 0)
+        goto fail;
+    out->created = (int64_t)v;
+    if (archive_header_check(out, VK_ERR_CORRUPT, what) < 0)
+        goto fail;
+    return 0;
+fail:
+    archive_header_clear(out);
+    return -1;
+}
+
+/* ------------------------------------------------------------------ index */
+
+static int extent_kind_parse(struct json_object *o, const char *what,
+                             enum archive_extent_kind *kind)
+{
+    CLEANUP_FREE char *k = NULL;
+
+    if (vk_json_get_str(o, "kind", false, what, &k) < 0)
+        return -1;
+    if (strcmp(k, "data") == 0)
+        *kind = ARCHIVE_EXTENT_DATA;
+    else if (strcmp(k, "zero") == 0)
+        *kind = ARCHIVE_EXTENT_ZERO;
+    else {
+        vk_error(VK_ERR_CORRUPT, "%s is corrupt: kind '%s' is neither data nor zero", what, k);
+        return -1;
+    }
+    return 0;
+}
+
+static int extent_parse_data(struct json_object *o, const char *what, struct archive_extent *e)
+{
+    static const char *const keys[] = {"offset",   "length", "kind", "sha256",
+                                       "position", "size",   NULL};
+    CLEANUP_FREE char *sha = NULL;
+
+    if (vk_json_check_object(o, keys, what) < 0 ||
+        vk_json_get_str(o, "sha256", false, what, &sha) < 0 ||
+        vk_json_get_u64(o, "position", what, &e->position) < 0 ||
+        vk_json_get_u64(o, "size", what, &e->size) < 0)
+        return -1;
+    if (archive_sha256_unhex(sha, e->sha256) < 0) {
+        vk_error(VK_ERR_CORRUPT, "%s is corrupt: sha256 is not 64 lower-case hex digits", what);
+        return -1;
+    }
+    return 0;
+}
+
+static int extent_parse(struct json_object *o, const char *what, struct archive_extent *e)
+{
+    static const char *const zero_keys[] = {"offset", "length", "kind", NULL};
+
+    memset(e, 0, sizeof(*e));
+    if (vk_json_get_u64(o, "offset", what, &e->offset) < 0 ||
+        vk_json_get_u64(o, "length", what, &e->length) < 0 || extent_kind_parse(o, what, &e->kind))
+        return -1;
+    if (e->kind == ARCHIVE_EXTENT_ZERO)
+        return vk_json_check_object(o, zero_keys, what);
+    return extent_parse_data(o, what, e);
+}
+
+/* Bounds that make the extent list safe to use: sorted, no overlap, inside
+ * the disk, frames inside the tar before the index and not overlapping. */
+static const char *extent_check(const struct archive_extent *e, const struct archive_header *h,
+                                uint64_t prev_end, uint64_t *frames_end, uint64_t index_pos)
+{
+    if (e->length == 0)
+        return "it is empty";
+    if (e->offset < prev_end)
+        return "it is out of order or overlaps the previous extent";
+    if (e->offset > h->virtual_size || e->length > h->virtual_size - e->offset)
+        return "it ends beyond the virtual size";
+    if (e->kind == ARCHIVE_EXTENT_ZERO)
+        return NULL;
+    if (e->length > h->chunk_size)
+        return "it is larger than the chunk size";
+    if (e->size == 0 || e->size > archive_compress_bound(e->length))
+        return "its frame size is impossible";
+    if (e->position % ARCHIVE_BLOCK != 0 || e->position < *frames_end + ARCHIVE_BLOCK)
+        return "its frame position is misaligned or overlaps the previous member";
+    if (index_pos < ARCHIVE_BLOCK || e->position > index_pos - ARCHIVE_BLOCK ||
+        e->size > index_pos - ARCHIVE_BLOCK - e->position)
+        return "its frame lies beyond the start of the index";
+    *frames_end = e->position + round_up_block(e->size);
+    return NULL;
+}
+
+static int extents_parse(struct json_object *arr, uint64_t index_pos, const char *name,
+                         struct archive_index *out)
+{
+    size_t n = json_object_array_length(arr);
+    uint64_t prev_end = 0, frames_end = 2 * ARCHIVE_BLOCK; /* header.json ends at least here */
+    char what[320];
+
+    out->extents = vk_calloc(n, sizeof(*out->extents));
+    if (!out->extents)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        struct archive_extent *e = &out->extents[i];
+        const char *why;
+
+        snprintf(what, sizeof(what), "extent %zu in the index of archive '%s'", i, name);
+        if (extent_parse(json_object_array_get_idx(arr, i), what, e) < 0)
+            return -1;
+        why = extent_check(e, &out->header, prev_end, &frames_end, index_pos);
+        if (why) {
+            vk_error(VK_ERR_CORRUPT, "%s is corrupt: %s", what, why);
+            return -1;
+        }
+        prev_end = e->offset + e->length;
+        out->nr_extents++;
+    }
+    return 0;
+}
+
+static int index_from_json(struct json_object *root, uint64_t index_pos, const char *name,
+                           const char *what, struct archive_index *out)
+{
+    static const char *const keys[] = {"format",      "version", "header",
+                                       "body_sha256", "extents", NULL};
+    CLEANUP_FREE char *body = NULL;
+    struct json_object *hj, *arr;
+    char hwhat[300];
+
+    snprintf(hwhat, sizeof(hwhat), "the header in the index of archive '%s'", name);
+    if (vk_json_check_object(root, keys, what) < 0 ||
+        vk_json_check_format(root, ARCHIVE_INDEX_FORMAT_NAME, ARCHIVE_FORMAT_VERSION, what) < 0 ||
+        vk_json_get_typed(root, "header", json_type_object, what, &hj) < 0 ||
+        header_from_json(hj, hwhat, &out->header) < 0 ||
+        vk_json_get_str(root, "body_sha256", false, what, &body) < 0 ||
+        vk_json_get_typed(root, "extents", json_type_array, what, &arr) < 0)
+        return -1;
+    if (archive_sha256_unhex(body, out->body_sha256) < 0) {
+        vk_error(VK_ERR_CORRUPT, "%s is corrupt: body_sha256 is not 64 lower-case hex digits",
+                 what);
+        return -1;
+    }
+    return extents_parse(arr, index_pos, name, out);
+}
+
+int archive_index_parse(const char *json, size_t len, uint64_t index_pos, const char *name,
+                        struct archive_index *out)
+{
+    struct json_object *root;
+    char what[300];
+    int r;
+
+    memset(out, 0, sizeof(*out));
+    snprintf(what, sizeof(what), "the index of archive '%s'", name);
+    root = vk_json_parse(json, len, what);
+    if (!root)
+        return -1;
+    r = index_from_json(root, index_pos, name, what, out);
+    json_object_put(root);
+    if (r < 0)
+        archive_index_clear(out);
+    return r;
+}
+
+void archive_index_clear(struct archive_index *idx)
+{
+    archive_header_clear(&idx->header);
+    free(idx->extents);
+    memset(idx, 0, sizeof(*idx));
+}
+
+/* ----------------------------------------------------------------- reader */
+
+struct archive_reader {
+    struct archive_source src;
+    char *name;
+    struct archive_index idx;
+    ZSTD_DCtx *dctx;
+    uint8_t *frame; /* scratch for one frame */
+    size_t frame_cap;
+};
+
+static int corrupt(const struct archive_reader *r, const char *why)
+{
+    vk_error(VK_ERR_CORRUPT, "archive '%s' is corrupt: %s", r->name, why);
+    return -1;
+}
+
+static uint64_t octal_field(const uint8_t *p, size_t n, bool *ok)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+
+    while (i < n && p[i] == ' ')
+        i++;
+    if (i == n || p[i] < '0' || p[i] > '7')
+        *ok = false;
+    for (; i < n && p[i] >= '0' && p[i] <= '7'; i++)
+        v = v << 3 | (uint64_t)(p[i] - '0');
+    for (; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\0')
+            *ok = false;
+    return v;
+}
+
+/* The ustar header of the trailer member: name, size, magic, checksum. */
+static bool trailer_header_ok(const uint8_t *h)
+{
+    uint64_t sum = 0, want;
+    bool ok = true;
+
+    for (size_t i = 0; i < ARCHIVE_BLOCK; i++)
+        sum += (i >= 148 && i < 156) ? ' ' : h[i];
+    want = octal_field(h + 148, 8, &ok);
+    if (!ok || want != sum ||
+        memcmp(h + 257,
+               "ustar\0"
+               "00",
+               8) != 0 ||
+        h[156] != '0')
+        return false;
+    if (memcmp(h, ARCHIVE_TRAILER_NAME, sizeof(ARCHIVE_TRAILER_NAME)) != 0 || h[345] != '\0')
+        return false;
+    return octal_field(h + 124, 12, &ok) == ARCHIVE_TRAILER_LEN && ok;
+}
+
+struct trailer {
+    uint64_t index_pos, index_len, nr_extents;
+    uint8_t index_sha[ARCHIVE_SHA256_LEN];
+};
+
+static const char *trailer_parse(const uint8_t *tail, uint64_t size, struct trailer *t)
+{
+    const uint8_t *rec = tail + ARCHIVE_BLOCK;
+    uint8_t sha[ARCHIVE_SHA256_LEN];
+
+    if (!trailer_header_ok(tail))
+        return "the trailer member header is missing or damaged";
+    if (!archive_is_zero(rec + ARCHIVE_TRAILER_LEN,
+                         ARCHIVE_TAIL_LEN - ARCHIVE_BLOCK - ARCHIVE_TRAILER_LEN))
+        return "the end-of-archive blocks are not zero";
+    if (memcmp(rec, ARCHIVE_TRAILER_MAGIC, 8) != 0)
+        return "the trailer magic is wrong";
+    if (get_le32(rec + 8) != ARCHIVE_FORMAT_VERSION || get_le32(rec + 12) != 0)
+        return "the trailer has an unsupported format version or flags";
+    if (archive_sha256(rec, ARCHIVE_TRAILER_LEN - ARCHIVE_SHA256_LEN, sha) < 0 ||
+        memcmp(sha, rec + ARCHIVE_TRAILER_LEN - ARCHIVE_SHA256_LEN, sizeof(sha)) != 0)
+        return "the trailer fails its sha256 check";
+    t->index_pos = get_le64(rec + 16);
+    t->index_len = get_le64(rec + 24);
+    t->nr_extents = get_le64(rec + 32);
+    memcpy(t->index_sha, rec + 40, ARCHIVE_SHA256_LEN);
+    if (t->index_len == 0 || t->index_pos % ARCHIVE_BLOCK != 0 ||
+        t->index_pos < 3 * ARCHIVE_BLOCK || t->index_pos > size - ARCHIVE_TAIL_LEN ||
+        t->index_len > size - ARCHIVE_TAIL_LEN - t->index_pos)
+        return "the trailer places the index outside the archive";
+    if (t->nr_extents > t->index_len / 16)
+        return "the trailer gives an impossible extent count";
+    return NULL;
+}
+
+static int reader_load_index(struct archive_reader *r)
+{
+    uint8_t tail[ARCHIVE_TAIL_LEN], sha[ARCHIVE_SHA256_LEN];
+    CLEANUP_FREE char *index = NULL;
+    struct trailer t;
+    const char *why;
+    uint64_t size = r->src.size;
+
+    if (size < 4 * ARCHIVE_BLOCK + ARCHIVE_TAIL_LEN || size % ARCHIVE_BLOCK != 0)
+        return corrupt(r, "it is truncated (its size is not a whole number of tar blocks "
+                          "or is too small)");
+    if (r->src.pread(r->src.opaque, tail, sizeof(tail), size - ARCHIVE_TAIL_LEN) < 0)
+        return -1;
+    if ((why = trailer_parse(tail, size, &t)))
+        return corrupt(r, why);
+    index = vk_malloc((size_t)t.index_len);
+    if (!index || r->src.pread(r->src.opaque, index, (size_t)t.index_len, t.index_pos) < 0)
+        return -1;
+    if (archive_sha256(index, (size_t)t.index_len, sha) < 0)
+        return -1;
+    if (memcmp(sha, t.index_sha, sizeof(sha)) != 0)
+        return corrupt(r, "the index fails its sha256 check");
+    if (archive_index_parse(index, (size_t)t.index_len, t.index_pos, r->name, &r->idx) < 0)
+        return -1;
+    if (r->idx.nr_extents != t.nr_extents)
+        return corrupt(r, "the index and the trailer disagree on the number of extents");
+    return 0;
+}
+
+struct archive_reader *archive_reader_open(const struct archive_source *src, const char *name,
+                                           unsigned int flags)
+{
+    struct archive_reader *r;
+
+    if (flags != 0) {
+        vk_error(VK_ERR_INVALID, "archive_reader_open: unknown flags 0x%x", flags);
+        return NULL;
+    }
+    r = vk_calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->src = *src;
+    r->name = vk_strdup(name ? name : "(unnamed)");
+    r->dctx = ZSTD_createDCtx();
+    if (!r->name || !r->dctx) {
+        vk_error(VK_ERR_INTERNAL, "out of memory");
+        goto fail;
+    }
+    if (reader_load_index(r) < 0)
+        goto fail;
+    return r;
+fail:
+    archive_reader_free(r);
+    return NULL;
+}
+
+const struct archive_header *archive_reader_header(const struct archive_reader *r)
+{
+    return &r->idx.header;
+}
+
+const struct archive_extent *archive_reader_extents(const struct archive_reader *r, size_t *n)
+{
+    *n = r->idx.nr_extents;
+    return r->idx.extents;
+}
+
+const uint8_t *archive_reader_body_sha256(const struct archive_reader *r)
+{
+    return r->idx.body_sha256;
+}
+
+static int chunk_corrupt(const char *name, const struct archive_extent *e, const char *why)
+{
+    vk_error(VK_ERR_CORRUPT,
+             "archive '%s' is corrupt: the chunk at offset %" PRIu64 " (0x%" PRIx64 ", member "
+             "data/%016" PRIx64 "-%016" PRIx64 ".zst) %s",
+             name, e->offset, e->offset, e->offset, e->length, why);
+    return -1;
+}
+
+static int frame_buffer(struct archive_reader *r, size_t size)
+{
+    uint8_t *p;
+
+    if (size <= r->frame_cap)
+        return 0;
+    p = vk_malloc(size);
+    if (!p)
+        return -1;
+    free(r->frame);
+    r->frame = p;
+    r->frame_cap = size;
+    return 0;
+}
+
+static int chunk_decode(ZSTD_DCtx *dctx, const char *name, const struct archive_extent *e,
+                        const void *frame, void *out)
+{
+    uint8_t sha[ARCHIVE_SHA256_LEN];
+    unsigned long long fcs = ZSTD_getFrameContentSize(frame, e->size);
+    size_t n;
+
+    if (fcs == ZSTD_CONTENTSIZE_ERROR)
+        return chunk_corrupt(name, e, "is not a zstd frame");
+    if (fcs != ZSTD_CONTENTSIZE_UNKNOWN && fcs != e->length)
+        return chunk_corrupt(name, e, "holds a frame of the wrong size");
+    if (ZSTD_findFrameCompressedSize(frame, e->size) != e->size)
+        return chunk_corrupt(name, e, "is not exactly one zstd frame");
+    n = ZSTD_decompressDCtx(dctx, out, e->length, frame, e->size);
+    if (ZSTD_isError(n) || n != e->length)
+        return chunk_corrupt(name, e, "cannot be decompressed");
+    if (archive_sha256(out, e->length, sha) < 0)
+        return -1;
+    if (memcmp(sha, e->sha256, sizeof(sha)) != 0)
+        return chunk_corrupt(name, e, "fails its sha256 check");
+    return 0;
+}
+
+int archive_reader_read_chunk(struct archive_reader *r, const struct archive_extent *e,
+                              void *out_raw)
+{
+    if (e < r->idx.extents || e >= r->idx.extents + r->idx.nr_extents) {
+        vk_error(VK_ERR_INVALID, "the extent given for archive '%s' is not one of its own",
+                 r->name);
+        return -1;
+    }
+    if (e->kind == ARCHIVE_EXTENT_ZERO) {
+        memset(out_raw, 0, e->length);
+        return 0;
+    }
+    if (frame_buffer(r, e->size) < 0 ||
+        r->src.pread(r->src.opaque, r->frame, e->size, e->position) < 0)
+        return -1;
+    return chunk_decode(r->dctx, r->name, e, r->frame, out_raw);
+}
+
+void archive_reader_free(struct archive_reader *r)
+{
+    if (!r)
+        return;
+    archive_index_clear(&r->idx);
+    ZSTD_freeDCtx(r->dctx);
+    free(r->frame);
+    free(r->name);
+    free(r);
+}
+
+/* ---------------------------------------------------------------- decoder */
+
+struct archive_decoder {
+    ZSTD_DCtx *dctx;
+};
+
+struct archive_decoder *archive_decoder_new(void)
+{
+    struct archive_decoder *d = vk_calloc(1, sizeof(*d));
+
+    if (d && !(d->dctx = ZSTD_createDCtx())) {
+        vk_error(VK_ERR_INTERNAL, "cannot create a zstd decompression context: out of memory");
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+void archive_decoder_free(struct archive_decoder *d)
+{
+    if (!d)
+        return;
+    ZSTD_freeDCtx(d->dctx);
+    free(d);
+}
+
+int archive_decoder_decode(struct archive_decoder *d, const char *name,
+                           const struct archive_extent *e, const void *frame, void *out_raw)
+{
+    if (e->kind == ARCHIVE_EXTENT_ZERO) {
+        memset(out_raw, 0, e->length);
+        return 0;
+    }
+    return chunk_decode(d->dctx, name ? name : "(unnamed)", e, frame, out_raw);
+}
