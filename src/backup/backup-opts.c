@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 
 #include "common/error.h"
+#include "common/json.h"
 #include "common/units.h"
 #include "common/util.h"
 #include "src/backup/backup.h"
@@ -67,11 +68,6 @@ struct backup_result_disk *backup_result_disk_add(struct backup_result *r)
     return d;
 }
 
-static struct json_object *str_or_null(const char *s)
-{
-    return s ? json_object_new_string(s) : NULL;
-}
-
 static struct json_object *u64(uint64_t v)
 {
     return json_object_new_int64((int64_t)v);
@@ -81,10 +77,10 @@ static struct json_object *disk_to_json(const struct backup_result_disk *d)
 {
     struct json_object *o = json_object_new_object();
 
-    json_object_object_add(o, "disk", str_or_null(d->disk));
-    json_object_object_add(o, "format", str_or_null(d->format));
+    json_object_object_add(o, "disk", vk_json_string_or_null(d->disk));
+    json_object_object_add(o, "format", vk_json_string_or_null(d->format));
     json_object_object_add(o, "virtual_size", u64(d->virtual_size));
-    json_object_object_add(o, "key", str_or_null(d->key));
+    json_object_object_add(o, "key", vk_json_string_or_null(d->key));
     json_object_object_add(o, "archive_size", u64(d->archive_size));
     json_object_object_add(o, "sha256", json_object_new_string(d->sha256));
     json_object_object_add(o, "data_bytes", u64(d->data_bytes));
@@ -99,17 +95,17 @@ struct json_object *backup_result_to_json(const struct backup_result *r)
     struct json_object *o = json_object_new_object();
     struct json_object *disks = json_object_new_array();
 
-    json_object_object_add(o, "backup", str_or_null(r->id));
-    json_object_object_add(o, "domain", str_or_null(r->domain));
+    json_object_object_add(o, "backup", vk_json_string_or_null(r->id));
+    json_object_object_add(o, "domain", vk_json_string_or_null(r->domain));
     json_object_object_add(o, "level", json_object_new_string(catalog_level_name(r->level)));
     json_object_object_add(o, "requested_level",
                            json_object_new_string(r->requested_level == CATALOG_LEVEL_AUTO
                                                       ? "auto"
                                                       : catalog_level_name(r->requested_level)));
-    json_object_object_add(o, "parent", str_or_null(r->parent));
-    json_object_object_add(o, "reason", str_or_null(r->reason));
-    json_object_object_add(o, "checkpoint", str_or_null(r->checkpoint));
-    json_object_object_add(o, "target", str_or_null(r->target));
+    json_object_object_add(o, "parent", vk_json_string_or_null(r->parent));
+    json_object_object_add(o, "reason", vk_json_string_or_null(r->reason));
+    json_object_object_add(o, "checkpoint", vk_json_string_or_null(r->checkpoint));
+    json_object_object_add(o, "target", vk_json_string_or_null(r->target));
     json_object_object_add(o, "status", json_object_new_string("committed"));
     json_object_object_add(o, "started", json_object_new_int64(r->started));
     json_object_object_add(o, "finished", json_object_new_int64(r->finished));
@@ -119,7 +115,7 @@ struct json_object *backup_result_to_json(const struct backup_result *r)
     for (size_t i = 0; i < r->nr_disks; i++)
         json_object_array_add(disks, disk_to_json(&r->disks[i]));
     json_object_object_add(o, "disks", disks);
-    json_object_object_add(o, "manifest_key", str_or_null(r->manifest_key));
+    json_object_object_add(o, "manifest_key", vk_json_string_or_null(r->manifest_key));
     return o;
 }
 

@@ -12,6 +12,7 @@
 #include <json-c/json.h>
 
 #include "catalog/catalog.h"
+#include "common/json.h"
 #include "common/error.h"
 #include "common/units.h"
 #include "src/cli/cli.h"
@@ -23,13 +24,13 @@ static struct json_object *item_json(const struct copy_item *it)
 {
     struct json_object *j = json_object_new_object();
 
-    json_object_object_add(j, "backup", cli_json_string(it->backup_id));
-    json_object_object_add(j, "disk", cli_json_string(it->disk));
-    json_object_object_add(j, "key", cli_json_string(it->key));
+    json_object_object_add(j, "backup", vk_json_string_or_null(it->backup_id));
+    json_object_object_add(j, "disk", vk_json_string_or_null(it->disk));
+    json_object_object_add(j, "key", vk_json_string_or_null(it->key));
     json_object_object_add(j, "action", json_object_new_string(it->copied ? "copied" : "skipped"));
-    json_object_object_add(j, "source", cli_json_string(it->source));
+    json_object_object_add(j, "source", vk_json_string_or_null(it->source));
     json_object_object_add(j, "size", json_object_new_int64((int64_t)it->size));
-    json_object_object_add(j, "sha256", cli_json_string(it->sha256));
+    json_object_object_add(j, "sha256", vk_json_string_or_null(it->sha256));
     json_object_object_add(j, "seconds", json_object_new_double(it->seconds));
     return j;
 }
@@ -40,7 +41,7 @@ static void result_print_json(const struct copy_result *r, const char *error)
 
     for (size_t i = 0; i < r->nr; i++)
         json_object_array_add(items, item_json(&r->items[i]));
-    json_object_object_add(o, "target", cli_json_string(r->target));
+    json_object_object_add(o, "target", vk_json_string_or_null(r->target));
     json_object_object_add(o, "items", items);
     json_object_object_add(o, "backups_copied", json_object_new_int64((int64_t)r->backups_copied));
     json_object_object_add(o, "backups_skipped",
@@ -49,7 +50,7 @@ static void result_print_json(const struct copy_result *r, const char *error)
     json_object_object_add(o, "bytes_copied", json_object_new_int64((int64_t)r->bytes_copied));
     json_object_object_add(o, "job", json_object_new_int64(r->job_id));
     json_object_object_add(o, "seconds", json_object_new_double(r->seconds));
-    json_object_object_add(o, "error", cli_json_string(error));
+    json_object_object_add(o, "error", vk_json_string_or_null(error));
     cli_json_print(o);
 }
 

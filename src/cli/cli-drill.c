@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 
 #include "catalog/catalog.h"
+#include "common/json.h"
 #include "common/error.h"
 #include "common/units.h"
 #include "common/util.h"
@@ -46,12 +47,12 @@ static void print_json(const struct drill_result *r)
 
     for (size_t i = 0; r->chain && r->chain[i]; i++)
         json_object_array_add(chain, json_object_new_string(r->chain[i]));
-    json_object_object_add(o, "domain", cli_json_string(r->domain));
-    json_object_object_add(o, "backup", cli_json_string(r->backup_id));
+    json_object_object_add(o, "domain", vk_json_string_or_null(r->domain));
+    json_object_object_add(o, "backup", vk_json_string_or_null(r->backup_id));
     json_object_object_add(o, "chain", chain);
-    json_object_object_add(o, "scratch", cli_json_string(r->scratch));
+    json_object_object_add(o, "scratch", vk_json_string_or_null(r->scratch));
     json_object_object_add(o, "kept", json_object_new_boolean(r->kept));
-    json_object_object_add(o, "targets", cli_json_string(r->targets));
+    json_object_object_add(o, "targets", vk_json_string_or_null(r->targets));
     json_object_object_add(o, "estimate_seconds", json_object_new_double(r->estimate_seconds));
     json_object_object_add(o, "estimate_source",
                            json_object_new_string(reader_source_name(r->estimate_source)));
@@ -65,7 +66,7 @@ static void print_json(const struct drill_result *r)
     json_object_object_add(o, "drill_id", json_object_new_int64(r->drill_id));
     json_object_object_add(o, "job_id", json_object_new_int64(r->job_id));
     json_object_object_add(o, "ok", json_object_new_boolean(r->ok));
-    json_object_object_add(o, "error", cli_json_string(r->error));
+    json_object_object_add(o, "error", vk_json_string_or_null(r->error));
     cli_json_print(o);
 }
 

@@ -11,16 +11,12 @@
 #include <json-c/json.h>
 
 #include "catalog/catalog.h"
+#include "common/json.h"
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/units.h"
 #include "common/util.h"
 #include "src/cli/cli.h"
-
-static struct json_object *jstr(const char *s)
-{
-    return s ? json_object_new_string(s) : NULL;
-}
 
 static struct json_object *ju64(uint64_t v)
 {
@@ -46,11 +42,11 @@ static struct json_object *locations_json(const struct catalog_locations *locs, 
         if (strcmp(l->backup_id, id) != 0)
             continue;
         o = json_object_new_object();
-        json_object_object_add(o, "disk", jstr(l->disk));
-        json_object_object_add(o, "target", jstr(l->target));
-        json_object_object_add(o, "key", jstr(l->key));
+        json_object_object_add(o, "disk", vk_json_string_or_null(l->disk));
+        json_object_object_add(o, "target", vk_json_string_or_null(l->target));
+        json_object_object_add(o, "key", vk_json_string_or_null(l->key));
         json_object_object_add(o, "size", ju64(l->size));
-        json_object_object_add(o, "sha256", jstr(l->sha256));
+        json_object_object_add(o, "sha256", vk_json_string_or_null(l->sha256));
         json_object_array_add(a, o);
     }
     return a;
@@ -60,13 +56,13 @@ static struct json_object *backup_json(const struct catalog_backup *b)
 {
     struct json_object *o = json_object_new_object();
 
-    json_object_object_add(o, "id", jstr(b->id));
-    json_object_object_add(o, "domain", jstr(b->domain));
-    json_object_object_add(o, "level", jstr(catalog_level_name(b->level)));
-    json_object_object_add(o, "status", jstr(catalog_status_name(b->status)));
-    json_object_object_add(o, "checkpoint", jstr(b->checkpoint));
-    json_object_object_add(o, "parent", jstr(b->parent));
-    json_object_object_add(o, "error", jstr(b->error));
+    json_object_object_add(o, "id", vk_json_string_or_null(b->id));
+    json_object_object_add(o, "domain", vk_json_string_or_null(b->domain));
+    json_object_object_add(o, "level", vk_json_string_or_null(catalog_level_name(b->level)));
+    json_object_object_add(o, "status", vk_json_string_or_null(catalog_status_name(b->status)));
+    json_object_object_add(o, "checkpoint", vk_json_string_or_null(b->checkpoint));
+    json_object_object_add(o, "parent", vk_json_string_or_null(b->parent));
+    json_object_object_add(o, "error", vk_json_string_or_null(b->error));
     json_object_object_add(o, "started", json_object_new_int64(b->started));
     json_object_object_add(o, "finished", json_object_new_int64(b->finished));
     json_object_object_add(o, "bytes_read", ju64(b->bytes_read));
@@ -198,13 +194,13 @@ static void show_json(const struct shown *s)
     struct json_object *disks = json_object_new_array();
     struct json_object *chain = s->chain ? json_object_new_array() : NULL;
 
-    json_object_object_add(o, "checkpoint_xml", jstr(s->b->checkpoint_xml));
-    json_object_object_add(o, "domain_xml", jstr(s->b->domain_xml));
+    json_object_object_add(o, "checkpoint_xml", vk_json_string_or_null(s->b->checkpoint_xml));
+    json_object_object_add(o, "domain_xml", vk_json_string_or_null(s->b->domain_xml));
     for (size_t i = 0; i < s->disks->count; i++) {
         const struct catalog_backup_disk *d = &s->disks->items[i];
         struct json_object *dj = json_object_new_object();
-        json_object_object_add(dj, "disk", jstr(d->target));
-        json_object_object_add(dj, "format", jstr(d->format));
+        json_object_object_add(dj, "disk", vk_json_string_or_null(d->target));
+        json_object_object_add(dj, "format", vk_json_string_or_null(d->format));
         json_object_object_add(dj, "virtual_size", ju64(d->virtual_size));
         json_object_object_add(dj, "bytes_read", ju64(d->bytes_read));
         json_object_object_add(dj, "bytes_stored", ju64(d->bytes_stored));
@@ -213,9 +209,9 @@ static void show_json(const struct shown *s)
     json_object_object_add(o, "disks", disks);
     json_object_object_add(o, "locations", locations_json(s->locs, s->b->id));
     for (size_t i = 0; chain && i < s->chain->count; i++)
-        json_object_array_add(chain, jstr(s->chain->items[i].id));
+        json_object_array_add(chain, vk_json_string_or_null(s->chain->items[i].id));
     json_object_object_add(o, "chain", chain);
-    json_object_object_add(o, "chain_error", jstr(s->chain_error));
+    json_object_object_add(o, "chain_error", vk_json_string_or_null(s->chain_error));
     cli_json_print(o);
 }
 

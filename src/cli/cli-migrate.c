@@ -13,6 +13,7 @@
 #include <json-c/json.h>
 
 #include "catalog/catalog.h"
+#include "common/json.h"
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/units.h"
@@ -170,8 +171,8 @@ static struct json_object *result_json(const struct migrate_result *res)
 {
     struct json_object *o = json_object_new_object();
 
-    json_object_object_add(o, "domain", cli_json_string(res->domain));
-    json_object_object_add(o, "to", cli_json_string(res->to));
+    json_object_object_add(o, "domain", vk_json_string_or_null(res->domain));
+    json_object_object_add(o, "to", vk_json_string_or_null(res->to));
     json_object_object_add(o, "ok", json_object_new_boolean(res->ok));
     json_object_object_add(o, "dry_run", json_object_new_boolean(res->dry_run));
     json_object_object_add(o, "live", json_object_new_boolean(res->live));
@@ -183,11 +184,11 @@ static struct json_object *result_json(const struct migrate_result *res)
                            res->downtime_ms >= 0 ? json_object_new_int64(res->downtime_ms) : NULL);
     json_object_object_add(o, "data_total", json_object_new_int64((int64_t)res->data_total));
     json_object_object_add(o, "job", res->job_id ? json_object_new_int64(res->job_id) : NULL);
-    json_object_object_add(o, "error", cli_json_string(res->error));
+    json_object_object_add(o, "error", vk_json_string_or_null(res->error));
     json_object_object_add(o, "checks", checks_json(&res->report));
     if (res->planned) {
         json_object_object_add(o, "planned", json_object_new_boolean(true));
-        json_object_object_add(o, "failed_step", cli_json_string(res->failed_step));
+        json_object_object_add(o, "failed_step", vk_json_string_or_null(res->failed_step));
         json_object_object_add(o, "backups", strv_json(res->backups));
         json_object_object_add(o, "volumes", strv_json(res->volumes));
     }
@@ -301,8 +302,8 @@ static void evacuate_print_json(const struct evacuate_result *res)
     for (size_t i = 0; i < res->nr; i++) {
         const struct evacuate_item *it = &res->items[i];
         struct json_object *j = result_json(&it->res);
-        json_object_object_add(j, "domain", cli_json_string(it->domain));
-        json_object_object_add(j, "destination", cli_json_string(it->dest));
+        json_object_object_add(j, "domain", vk_json_string_or_null(it->domain));
+        json_object_object_add(j, "destination", vk_json_string_or_null(it->dest));
         json_object_object_add(j, "was_running", json_object_new_boolean(it->was_running));
         json_object_object_add(j, "outcome", json_object_new_string(outcome_name(it)));
         json_object_array_add(a, j);

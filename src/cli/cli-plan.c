@@ -190,8 +190,7 @@ static struct json_object *dr_item_json(const struct dr_item *it)
     json_object_object_add(o, "priority", i64(it->priority));
     json_object_object_add(o, "rpo", i64(it->rpo));
     json_object_object_add(o, "rto", i64(it->rto));
-    json_object_object_add(o, "backup",
-                           it->backup_id ? json_object_new_string(it->backup_id) : NULL);
+    json_object_object_add(o, "backup", vk_json_string_or_null(it->backup_id));
     json_object_object_add(o, "backup_time",
                            it->backup_id ? json_object_new_int64(it->backup_time) : NULL);
     json_object_object_add(o, "restorable", json_object_new_boolean(ok));

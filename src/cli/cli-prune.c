@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 
 #include "catalog/catalog.h"
+#include "common/json.h"
 #include "common/error.h"
 #include "common/units.h"
 #include "src/cli/cli.h"
@@ -26,10 +27,10 @@ static struct json_object *item_json(const struct prune_item *it, bool dry_run)
                          : dry_run     ? "delete"
                                        : "marked";
 
-    json_object_object_add(j, "backup", cli_json_string(it->backup_id));
-    json_object_object_add(j, "domain", cli_json_string(it->domain));
+    json_object_object_add(j, "backup", vk_json_string_or_null(it->backup_id));
+    json_object_object_add(j, "domain", vk_json_string_or_null(it->domain));
     json_object_object_add(j, "action", json_object_new_string(action));
-    json_object_object_add(j, "reason", cli_json_string(it->reason));
+    json_object_object_add(j, "reason", vk_json_string_or_null(it->reason));
     json_object_object_add(j, "resumed", json_object_new_boolean(it->resumed));
     json_object_object_add(j, "objects_deleted", json_object_new_int64((int64_t)it->objects));
     json_object_object_add(j, "bytes_deleted", json_object_new_int64((int64_t)it->bytes));
@@ -48,7 +49,7 @@ static void result_print_json(const struct prune_result *r, bool dry_run, const 
     json_object_object_add(o, "deleted", json_object_new_int64((int64_t)r->deleted));
     json_object_object_add(o, "objects_deleted", json_object_new_int64((int64_t)r->objects));
     json_object_object_add(o, "bytes_deleted", json_object_new_int64((int64_t)r->bytes));
-    json_object_object_add(o, "error", cli_json_string(error));
+    json_object_object_add(o, "error", vk_json_string_or_null(error));
     cli_json_print(o);
 }
 

@@ -17,6 +17,7 @@
 #include "catalog/catalog.h"
 #include "common/cleanup.h"
 #include "common/error.h"
+#include "common/json.h"
 #include "common/units.h"
 #include "common/util.h"
 #include "src/cli/cli.h"
@@ -50,7 +51,7 @@ static struct json_object *disk_json(const struct restore_disk_result *d)
     json_object_object_add(o, "path", json_object_new_string(d->path));
     json_object_object_add(o, "virtual_size", json_object_new_int64((int64_t)d->virtual_size));
     json_object_object_add(o, "cluster_size", json_object_new_int64((int64_t)d->cluster_size));
-    json_object_object_add(o, "compat", d->compat ? json_object_new_string(d->compat) : NULL);
+    json_object_object_add(o, "compat", vk_json_string_or_null(d->compat));
     json_object_object_add(o, "bytes_written", json_object_new_int64((int64_t)d->bytes_written));
     json_object_object_add(o, "zero_bytes", json_object_new_int64((int64_t)d->zero_bytes));
     json_object_object_add(o, "chunks_read", json_object_new_int64((int64_t)d->nr_chunks));
@@ -84,7 +85,7 @@ static void result_print_json(const struct restore_result *r)
     json_object_object_add(o, "job", json_object_new_int64(r->job_id));
     json_object_object_add(o, "seconds", json_object_new_double(r->seconds));
     json_object_object_add(o, "estimate_seconds", json_object_new_double(r->estimate_seconds));
-    json_object_object_add(o, "defined", r->defined ? json_object_new_string(r->defined) : NULL);
+    json_object_object_add(o, "defined", vk_json_string_or_null(r->defined));
     json_object_object_add(o, "started", json_object_new_boolean(r->started));
     json_object_object_add(o, "dropped_disks", dropped);
     cli_json_print(o);

@@ -12,6 +12,7 @@
 
 #include "common/cleanup.h"
 #include "common/error.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "src/cli/cli.h"
@@ -131,13 +132,11 @@ static void rows_print_json(const struct target_row *rows, size_t n, size_t unre
 
     for (size_t i = 0; i < n; i++) {
         struct json_object *t = json_object_new_object();
-        json_object_object_add(t, "name",
-                               rows[i].name ? json_object_new_string(rows[i].name) : NULL);
+        json_object_object_add(t, "name", vk_json_string_or_null(rows[i].name));
         json_object_object_add(t, "url", json_object_new_string(rows[i].url));
         json_object_object_add(t, "scheme", json_object_new_string(rows[i].scheme));
         json_object_object_add(t, "reachable", json_object_new_boolean(rows[i].reachable));
-        json_object_object_add(t, "error",
-                               rows[i].error ? json_object_new_string(rows[i].error) : NULL);
+        json_object_object_add(t, "error", vk_json_string_or_null(rows[i].error));
         json_object_array_add(list, t);
     }
     json_object_object_add(obj, "targets", list);

@@ -10,6 +10,7 @@
 #include <json-c/json.h>
 
 #include "catalog/catalog.h"
+#include "common/json.h"
 #include "common/error.h"
 #include "src/cli/cli.h"
 #include "src/restore/restore.h"
@@ -23,14 +24,14 @@ static void result_print_json(const struct verify_result *r)
     for (size_t i = 0; i < r->nr; i++) {
         const struct verify_item *it = &r->items[i];
         struct json_object *j = json_object_new_object();
-        json_object_object_add(j, "backup", cli_json_string(it->backup_id));
-        json_object_object_add(j, "disk", cli_json_string(it->disk));
-        json_object_object_add(j, "target", cli_json_string(it->target));
-        json_object_object_add(j, "key", cli_json_string(it->key));
+        json_object_object_add(j, "backup", vk_json_string_or_null(it->backup_id));
+        json_object_object_add(j, "disk", vk_json_string_or_null(it->disk));
+        json_object_object_add(j, "target", vk_json_string_or_null(it->target));
+        json_object_object_add(j, "key", vk_json_string_or_null(it->key));
         json_object_object_add(j, "ok", json_object_new_boolean(it->ok));
         json_object_object_add(j, "chunks", json_object_new_int64((int64_t)it->chunks));
         json_object_object_add(j, "bytes", json_object_new_int64((int64_t)it->bytes));
-        json_object_object_add(j, "error", cli_json_string(it->error));
+        json_object_object_add(j, "error", vk_json_string_or_null(it->error));
         json_object_array_add(items, j);
     }
     json_object_object_add(o, "items", items);

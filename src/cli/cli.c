@@ -15,6 +15,7 @@
 
 #include <json-c/json.h>
 
+#include "common/json.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -172,11 +173,6 @@ void cli_json_print(struct json_object *obj)
     puts(json_object_to_json_string_ext(obj,
                                         JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(obj);
-}
-
-struct json_object *cli_json_string(const char *s)
-{
-    return s ? json_object_new_string(s) : NULL;
 }
 
 int cli_option_default(const struct cli_command *cmd, int c)

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "common/json.h"
 #include "common/error.h"
 #include "src/conf/conf.h"
 
@@ -95,8 +96,6 @@ const char *cli_catalog_path(struct cli *cli);
 
 /* --json output: print OBJ pretty on stdout and release it. */
 void cli_json_print(struct json_object *obj);
-/* A JSON string of S, or NULL (JSON null) when S is NULL. */
-struct json_object *cli_json_string(const char *s);
 
 /* Print one command's help (cli.c). */
 void cli_help_print(const struct cli_command *cmd);
