@@ -11,13 +11,6 @@
 #include "src/reader/reader.h"
 #include "src/restore/restore.h"
 
-struct catalog;
-struct catalog_backup_disks;
-struct catalog_backups;
-struct catalog_location;
-struct config;
-struct transport;
-
 /* ---------------------------------------------------------------- image */
 
 struct restore_image;
