@@ -22,6 +22,9 @@
 #define S3_MAX_PART_SIZE (5ull * 1024 * 1024 * 1024)
 #define S3_MAX_PARTS 10000
 #define S3_MAX_PARALLEL 16
+/* S3 object names (prefix + key) are at most 1024 bytes (radosgw: 400
+ * InvalidObjectName beyond). */
+#define S3_NAME_MAX 1024
 
 /* Sequential read-ahead (s3-read.c): RA_SLOTS streams, one buffer each. */
 #define S3_RA_SLOTS 2

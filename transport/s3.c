@@ -294,6 +294,22 @@ static void s3_close(struct transport *t)
 /* ------------------------------------------------------------------ */
 /* Objects                                                             */
 
+/* S3 holds names of at most S3_NAME_MAX bytes, the prefix included: a
+ * longer key is refused here, before a multipart upload begins, with a
+ * message that says why. */
+static int name_fits(const struct s3 *s3, const char *key, const char *op)
+{
+    size_t n = strlen(s3->prefix) + strlen(key);
+
+    if (n <= S3_NAME_MAX)
+        return 0;
+    vk_error(VK_ERR_INVALID,
+             "cannot %s '%.1100s': with the prefix '%s' its S3 name has %zu bytes, more than the "
+             "%u that S3 allows",
+             op, key, s3->prefix, n, S3_NAME_MAX);
+    return -1;
+}
+
 /* One request on KEY whose answer must be 2xx; WHAT names the operation. */
 static int simple(struct s3 *s3, struct s3_req *r, const char *what)
 {
@@ -312,7 +328,7 @@ static int s3_stat(struct transport *t, const char *key, struct transport_stat *
     CLEANUP_FREE char *what = vk_asprintf("cannot stat '%s'", key);
     struct s3_req r = {.method = "HEAD", .key = key};
 
-    if (!what || simple(t->priv, &r, what) < 0)
+    if (!what || name_fits(t->priv, key, "stat") < 0 || simple(t->priv, &r, what) < 0)
         return -1;
     st->size = r.content_length;
     st->mtime = r.mtime;
@@ -327,6 +343,8 @@ static ssize_t s3_get_range(struct transport *t, const char *key, uint64_t offse
 
     if (len == 0) /* no empty ranges in HTTP: just check that it exists */
         return s3_stat(t, key, &st) < 0 ? -1 : 0;
+    if (name_fits(t->priv, key, "read") < 0)
+        return -1;
     return s3_ra_read(t->priv, key, offset, buf, len);
 }
 
@@ -339,7 +357,8 @@ static int s3_remove(struct transport *t, const char *key)
     int ret = -1;
 
     /* DELETE answers 204 for a missing key too. */
-    if (what && s3_stat(t, key, &st) == 0 && simple(t->priv, &r, what) == 0) {
+    if (what && name_fits(t->priv, key, "delete") == 0 && s3_stat(t, key, &st) == 0 &&
+        simple(t->priv, &r, what) == 0) {
         s3_req_clear(&r);
         ret = 0;
     }
@@ -476,9 +495,12 @@ struct put_op {
 
 static void *s3_put_begin_op(struct transport *t, const char *key, unsigned int flags)
 {
-    struct put_op *op = vk_calloc(1, sizeof *op);
+    struct put_op *op;
 
     (void)flags;
+    if (name_fits(t->priv, key, "put") < 0)
+        return NULL;
+    op = vk_calloc(1, sizeof *op);
     if (!op || !(op->key = vk_strdup(key)) || !(op->p = s3_put_begin(t->priv, key))) {
         if (op)
             free(op->key);

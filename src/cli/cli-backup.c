@@ -20,6 +20,10 @@
 #include "src/cli/cli.h"
 #include "common/progress.h"
 
+/* A number in the help text, from its constant. */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 struct ui {
     struct progress *progress;
 };
@@ -227,7 +231,8 @@ static const struct cli_option backup_options[] = {
     {"quiesce", no_argument, OPT_QUIESCE, NULL,
      "freeze the guest file systems (guest agent) around the start;\n"
      "fails when the domain has no agent"},
-    {"compress-level", required_argument, OPT_CLEVEL, "N", "zstd level 1..19 (default 3)"},
+    {"compress-level", required_argument, OPT_CLEVEL, "N",
+     "zstd level 1..19 (default " STR(BACKUP_COMPRESS_LEVEL_DEFAULT) ")"},
     {"threads", required_argument, OPT_THREADS, "N", "compression threads (default: online CPUs)"},
     {"json", no_argument, OPT_JSON, NULL,
      "print the result as one JSON object on stdout: backup, domain,\n"

@@ -137,6 +137,31 @@ bench_warm() {
     cat "$@" >/dev/null
 }
 
+# Resolve LEVEL and THREADS: set, they are passed to virtkeep (VK_LEVEL_ARGS,
+# VK_THREAD_ARGS); unset, virtkeep runs at its defaults and LEVEL and
+# THREADS become those defaults for the baseline and the report.
+# LEVEL_HOW and THREADS_HOW say which it was.
+bench_defaults() {
+    VK_LEVEL_ARGS=()
+    VK_THREAD_ARGS=()
+    if [ -n "$LEVEL" ]; then
+        VK_LEVEL_ARGS=(--compress-level "$LEVEL")
+        LEVEL_HOW="--compress-level $LEVEL (VIRTKEEP_BENCH_LEVEL)"
+    else
+        LEVEL=$("$VK_BIN" backup --help 2>&1 |
+            sed -n 's/.*--compress-level.*(default \([0-9][0-9]*\)).*/\1/p' | head -n 1)
+        [ -n "$LEVEL" ] || vk_fail "cannot read the default level from 'virtkeep backup --help'"
+        LEVEL_HOW="virtkeep's default (no --compress-level)"
+    fi
+    if [ -n "$THREADS" ]; then
+        VK_THREAD_ARGS=(--threads "$THREADS")
+        THREADS_HOW="--threads $THREADS (VIRTKEEP_BENCH_THREADS)"
+    else
+        THREADS=$(nproc)
+        THREADS_HOW="virtkeep's default, the online CPUs (no --threads)"
+    fi
+}
+
 bench_env_record() {
     bench_set env.date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     bench_set env.host "$(uname -n)"
@@ -152,7 +177,9 @@ bench_env_record() {
         echo unknown)"
     bench_set env.runs "$RUNS"
     bench_set env.level "$LEVEL"
+    bench_set env.level_how "$LEVEL_HOW"
     bench_set env.threads "$THREADS"
+    bench_set env.threads_how "$THREADS_HOW"
     bench_set env.vcpus_paused "${VIRTKEEP_BENCH_PAUSE:-1}"
     bench_set image.version "$IMG_VERSION"
 }
@@ -202,6 +229,8 @@ bench_report_figures() {
     echo
     echo "Figures (median of $RUNS runs; level $LEVEL, $THREADS threads; $(nproc) CPUs," \
         "$VK_DOMAIN_TYPE)"
+    echo "  virtkeep level:   $LEVEL_HOW; the zstd baseline: -$LEVEL"
+    echo "  virtkeep threads: $THREADS_HOW; the zstd baseline: -T$THREADS"
     for k in full peer zstd inc64.full inc64.inc inc64.peer_full inc64.peer_inc restore \
         convert chain.restore; do
         [ -n "$(bench_get "$k.wall_s")" ] || continue

@@ -41,8 +41,10 @@ bench_peer_checkpoints_delete() {
     done
 }
 
+# The options of every virtkeep backup here: none that changes how it
+# compresses unless VIRTKEEP_BENCH_LEVEL/THREADS ask (bench_defaults).
 bench_vk_backup_args() {
-    echo --json --threads "$THREADS" --compress-level "$LEVEL"
+    echo --json "${VK_THREAD_ARGS[@]}" "${VK_LEVEL_ARGS[@]}"
 }
 
 # Check a backup's --json output: level $2, and record its counters.

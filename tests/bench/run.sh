@@ -22,8 +22,13 @@
 #
 # Environment:
 #   VIRTKEEP_BENCH_RUNS     runs per measurement (default 3)
-#   VIRTKEEP_BENCH_LEVEL    zstd level for virtkeep and the baseline (default 1)
-#   VIRTKEEP_BENCH_THREADS  threads for virtkeep and the baseline (default 2)
+#   VIRTKEEP_BENCH_LEVEL    zstd level for virtkeep and the baseline; unset (the
+#                           default): virtkeep runs without --compress-level, at
+#                           the default users get, and the baseline uses that
+#                           level (read from `virtkeep backup --help`)
+#   VIRTKEEP_BENCH_THREADS  threads for virtkeep and the baseline; unset (the
+#                           default): virtkeep runs without --threads (its
+#                           default: the online CPUs), the baseline with -T$(nproc)
 #   VIRTKEEP_BENCH_PARTS    which parts to run (default "full peer zstd inc64 restore
 #                           remote")
 #   VIRTKEEP_BENCH_CACHE    image cache (default /var/cache/virtkeep-bench)
@@ -56,8 +61,9 @@ vk_start_libvirtd
 vk_start_libvirtd
 
 RUNS=${VIRTKEEP_BENCH_RUNS:-3}
-LEVEL=${VIRTKEEP_BENCH_LEVEL:-1}
-THREADS=${VIRTKEEP_BENCH_THREADS:-2}
+# virtkeep's defaults unless asked otherwise: what users get is what counts.
+LEVEL=${VIRTKEEP_BENCH_LEVEL:-}
+THREADS=${VIRTKEEP_BENCH_THREADS:-}
 PARTS=" ${VIRTKEEP_BENCH_PARTS:-full peer zstd inc64 restore remote} "
 CACHE=${VIRTKEEP_BENCH_CACHE:-/var/cache/virtkeep-bench}
 BUILD=$abs_top_builddir/tests/bench
@@ -72,6 +78,7 @@ rm -rf "$LOGS"
 mkdir -p "$LOGS"
 
 . "$BENCH_SRC/lib-bench.sh"
+bench_defaults
 . "$BENCH_SRC/image.sh"
 . "$BENCH_SRC/parts.sh"
 . "$BENCH_SRC/remote.sh"

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Backup chains written directly to remote targets: one domain backs up
 # full -> inc -> diff to an SSH/SFTP target (the harness sshd), another to
-# an S3 target (the harness s3rver).  The guest writes nothing by itself, so
+# an S3 target (the harness s3rver), a third to radosgw (an S3 server that
+# checks every signature and payload digest).  The guest writes nothing by itself, so
 # each point is the blank disk plus the writes made before it: a model
 # builds that reference, and every point restored with --from the remote
 # target must equal it (qemu-img compare).  Then the S3 chain is copied to
@@ -159,4 +160,28 @@ for n in 1 2 3; do
         "$VK_SCRATCH/restore-$dom_s3-offsite-$n/vda.qcow2" ||
         vk_fail "point $n restored from S3 and from SSH differ"
 done
+
+# radosgw: the same chain; the archives in the bucket (read back with
+# signed GETs) are what the catalog recorded.
+vk_start_rgw vk-remote
+cat >>"$VK_BK_CONFIG" <<EOF
+
+[target rgw]
+url = s3://$VK_S3_BUCKET/vk?endpoint=$VK_S3_ENDPOINT&region=$VK_S3_REGION
+access_key_id = $VK_S3_ACCESS_KEY
+secret_key_file = $VK_S3_SECRET_FILE
+EOF
+dom_rgw=vk-rrgw-$$-$RANDOM
+chain "$dom_rgw" rgw
+vk_list "$dom_rgw"
+while read -r id; do
+    vk_rgw_get "vk/$dom_rgw/$id/manifest.json" "$VK_SCRATCH/rgw-manifest.json"
+    vk_rgw_get "vk/$dom_rgw/$id/vda.tar" "$VK_SCRATCH/rgw-vda.tar"
+    sum=$(sha256sum "$VK_SCRATCH/rgw-vda.tar")
+    vk_expect_eq "$(jq -r --arg id "$id" '.backups[] | select(.id == $id) | .locations[] |
+        select(.disk == "vda") | .sha256' "$VK_SCRATCH/list.json")" "${sum%% *}" \
+        "sha256 of the archive of $id on radosgw"
+done <"$VK_SCRATCH/$dom_rgw.ids"
+restore_check "$dom_rgw" rgw
+verify_ok "$dom_rgw" rgw
 vk_log "PASS"

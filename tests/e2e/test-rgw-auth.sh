@@ -13,23 +13,12 @@
 # s3rver, the other test server, checks none of (b)-(e).
 #
 # VK_RGW_ENV=FILE reuses a radosgw started by 'tests/lib/rgw.sh start DIR'
-# (FILE is DIR/env) instead of starting one.
+# (FILE is DIR/env; scripts/test starts one for make check) instead of
+# starting one (harness.sh: vk_rgw_up).
 . "${abs_top_srcdir:?run this test through make check}/tests/lib/harness.sh"
 
 vk_require_cmd curl sha256sum md5sum base64
-if [ -n "${VK_RGW_ENV:-}" ]; then
-    [ -f "$VK_RGW_ENV" ] || vk_fail "VK_RGW_ENV='$VK_RGW_ENV' does not exist"
-    # shellcheck source=/dev/null
-    . "$VK_RGW_ENV"
-else
-    vk_require_root_or_skip
-    vk_require_cmd ceph-mon ceph-osd radosgw radosgw-admin ceph ceph-authtool monmaptool
-    . "$abs_top_srcdir/tests/lib/rgw.sh"
-    vk_on_exit "vk_rgw_stop '$VK_SCRATCH/rgw'"
-    vk_rgw_start "$VK_SCRATCH/rgw" || vk_fail "radosgw did not start (logs above)"
-    # shellcheck source=/dev/null
-    . "$VK_SCRATCH/rgw/env"
-fi
+vk_rgw_up
 vk_log "radosgw at $VK_RGW_ENDPOINT (started in ${VK_RGW_START_SECONDS:-?} s)"
 
 EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855

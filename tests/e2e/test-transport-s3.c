@@ -7,14 +7,19 @@
  *   test-transport-s3 absent KEY    KEY is not on the (restarted) server
  *
  * Environment: VK_S3_ENDPOINT, VK_S3_PROXY, VK_S3_BUCKET, VK_S3_ACCESS_KEY,
- * VK_S3_SECRET_FILE.
+ * VK_S3_SECRET_FILE, and VK_S3_FLAVOR: "s3rver" (the default) or "rgw"
+ * (Ceph radosgw, tests/lib/rgw.sh).  The same tests run against both.
  *
- * "Unwritable" and "full" are faults of the proxy: s3rver enforces no
- * bucket policy and has no quota, so the proxy answers 403 AccessDenied to
- * writes (what a read-only bucket policy gives) and 507 XMinioStorageFull to
- * bodies over 64 KiB (what a full MinIO gives).  s3rver implements neither
- * AbortMultipartUpload (405) nor ListMultipartUploads (501): that an abort
- * was sent is checked in the proxy's request log.
+ * "Unwritable" and "full" are faults of the proxy: neither server has a
+ * quota, and s3rver enforces no bucket policy, so the proxy answers 403
+ * AccessDenied to writes (what a read-only bucket policy gives) and 507
+ * XMinioStorageFull to bodies over 64 KiB (what a full MinIO gives).
+ * s3rver implements neither AbortMultipartUpload (405) nor
+ * ListMultipartUploads (501) and checks no signature or payload digest:
+ * there, that an abort was sent is checked in what the proxy saw.  radosgw
+ * does all of it, so with it the tests also ask the server which uploads
+ * are left (ListMultipartUploads), let the server refuse corrupted parts
+ * (the proxy forwards them), and sign with a wrong secret.
  */
 #include <config.h>
 
@@ -29,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -42,6 +48,8 @@
 
 static const char *endpoint, *proxy_ep, *bucket;
 static struct transport_options opts;
+static bool rgw;     /* the server is radosgw (VK_S3_FLAVOR=rgw) */
+static char *secret; /* the secret key, to sign test requests and to look for in logs */
 
 /* ------------------------------------------------------------------ */
 /* The proxy                                                           */
@@ -124,8 +132,124 @@ static size_t log_mark(void)
     return n;
 }
 
+/* The multipart uploads under PREFIX (of the bucket) that the proxy saw
+ * begin and that the client neither completed nor aborted. */
+static int proxy_uploads(const char *prefix)
+{
+    char *list = proxy("uploads"), *line = list, *end, path[512];
+    int n = 0;
+
+    snprintf(path, sizeof path, "/%s/%s", bucket, prefix);
+    for (; (end = strchr(line, '\n')) != NULL; line = end + 1)
+        n += strncmp(line, path, strlen(path)) == 0;
+    free(list);
+    return n;
+}
+
+/* A request to the server signed here with curl (not by the backend):
+ * METHOD PATH_QUERY (in canonical form); returns the status, 0 when none
+ * came, and the body in *BODY (malloc'd, or NULL). */
+static long server_request(const char *method, const char *path_query, char **body)
+{
+    struct curl_slist *hdrs =
+        curl_slist_append(NULL, "x-amz-content-sha256: "
+                                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    char url[2048];
+    CURL *h = curl_easy_init();
+    long status = 0;
+
+    *body = NULL;
+    snprintf(url, sizeof url, "%s/%s%s", endpoint, bucket, path_query);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(h, CURLOPT_AWS_SIGV4, "aws:amz:us-east-1:s3");
+    curl_easy_setopt(h, CURLOPT_USERNAME, opts.access_key_id);
+    curl_easy_setopt(h, CURLOPT_PASSWORD, secret);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, grow_cb);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
+    if (curl_easy_perform(h) == CURLE_OK)
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(h);
+    return status;
+}
+
+/* What the server says: ListMultipartUploads of PREFIX; the number of
+ * uploads it lists, or -1.  With ABORT, each is aborted too. */
+static int server_uploads_do(const char *prefix, bool abort)
+{
+    char q[1024], *body, *enc = curl_easy_escape(NULL, prefix, 0);
+    long status;
+    int n = 0;
+
+    /* Sorted "name=value" pairs: what curl 7.88 signs as given. */
+    snprintf(q, sizeof q, "?prefix=%s&uploads=", enc);
+    curl_free(enc);
+    status = server_request("GET", q, &body);
+    if (status != 200 || !body || !strstr(body, "<ListMultipartUploadsResult")) {
+        print_message("ListMultipartUploads %s: HTTP %ld: %s\n", q, status, body ? body : "");
+        free(body);
+        return -1;
+    }
+    for (const char *at = body; (at = strstr(at, "<Upload>")) != NULL; at++) {
+        const char *k = strstr(at, "<Key>"), *u = strstr(at, "<UploadId>");
+        char *key, *kenc, *uenc, *answer;
+        n++;
+        if (!abort || !k || !u)
+            continue;
+        k += 5;
+        u += 10;
+        key = strndup(k, strcspn(k, "<"));
+        kenc = curl_easy_escape(NULL, key, 0);
+        for (char *c = strstr(kenc, "%2F"); c; c = strstr(c, "%2F")) { /* keep '/' */
+            *c = '/';
+            memmove(c + 1, c + 3, strlen(c + 3) + 1);
+        }
+        uenc = curl_easy_escape(NULL, u, (int)strcspn(u, "<"));
+        snprintf(q, sizeof q, "/%s?uploadId=%s", kenc, uenc);
+        status = server_request("DELETE", q, &answer);
+        if (status / 100 != 2)
+            print_message("AbortMultipartUpload %s: HTTP %ld\n", q, status);
+        free(answer);
+        free(key);
+        curl_free(kenc);
+        curl_free(uenc);
+    }
+    free(body);
+    return n;
+}
+
+static int server_uploads(const char *prefix)
+{
+    return server_uploads_do(prefix, false);
+}
+
+/* Uploads left under PREFIX: none that the client did not end (the proxy),
+ * and with radosgw, none that the server still keeps. */
+static int uploads_left(const char *prefix)
+{
+    int n = proxy_uploads(prefix), m;
+
+    if (!rgw)
+        return n;
+    m = server_uploads(prefix);
+    return m < 0 ? -1 : n + m;
+}
+
 /* ------------------------------------------------------------------ */
 /* Contract hooks                                                      */
+
+static int hook_leftovers(void *opaque, unsigned int *count)
+{
+    int n = uploads_left("contract/");
+
+    (void)opaque;
+    if (n < 0)
+        return -1;
+    *count = (unsigned int)n;
+    return 0;
+}
 
 static int hook_unwritable(void *opaque)
 {
@@ -300,6 +424,7 @@ static void test_abort(void **state)
     assert_int_equal(log_count(mark, "POST /", "?uploadId="), 0); /* never completed */
     assert_int_equal(transport_list(t, "", any_cb, &n), 0);
     assert_int_equal(n, 0);
+    assert_int_equal(uploads_left("ab/"), 0);
     transport_close(t);
 }
 
@@ -396,26 +521,113 @@ static void test_reset_mid_part(void **state)
     proxy_set("mode=pass");
     assert_absent(t, "broken");
     assert_int_equal(log_count(mark, "DELETE /", "/rst/broken?uploadId="), 1);
+    assert_int_equal(uploads_left("rst/"), 0);
     transport_close(t);
 }
 
-/* A part corrupted in transit fails its checksum at the server (as AWS
- * does; the proxy checks for s3rver): the put fails naming the key, the
- * upload is aborted and nothing is visible. */
+/* A part corrupted in transit fails its checksum at the server (radosgw,
+ * as AWS does; for s3rver the proxy checks): the put fails naming the key,
+ * the upload is aborted and nothing is visible. */
 static void test_part_corrupted(void **state)
 {
     struct transport *t = open_url(proxy_ep, "bad", "part_size=5MiB&attempts=3", &opts);
-    long bad = proxy_stat("sha_mismatch");
+    long bad = proxy_stat("sha_mismatch"), refused = proxy_stat("400");
     size_t mark = log_mark();
 
     (void)state;
     proxy_set("mode=corrupt&n=1&match=partNumber=2");
     assert_int_equal(put_stream(t, "torn", 12 * MiB, 7), -1);
     assert_non_null(strstr(vk_error_message(), "'torn'"));
+    assert_non_null(strstr(vk_error_message(), "XAmzContentSHA256Mismatch"));
     assert_int_equal(proxy_stat("sha_mismatch") - bad, 1);
+    if (rgw) /* the server refused it, not the proxy */
+        assert_int_equal(proxy_stat("400"), refused);
     proxy_set("mode=pass");
     assert_absent(t, "torn");
     assert_int_equal(log_count(mark, "DELETE /", "/bad/torn?uploadId="), 1);
+    assert_int_equal(uploads_left("bad/"), 0);
+    transport_close(t);
+}
+
+/* radosgw checks signatures: the right key id with a wrong secret is
+ * refused (403 SignatureDoesNotMatch, an authentication error), for single
+ * puts, multipart puts, listings and the check; no upload is left. */
+static void test_wrong_secret(void **state)
+{
+    char path[] = "/tmp/vk-s3-secret-XXXXXX";
+    int fd = mkstemp(path);
+    struct transport_options bad = opts;
+    struct transport *t;
+    int n = 0;
+
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "not-the-secret", 14), 14);
+    close(fd);
+    bad.secret_key_file = path;
+    t = open_url(endpoint, "sig", "part_size=5MiB", &bad);
+    assert_int_equal(transport_put(t, "x", "data", 4), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_AUTH);
+    assert_non_null(strstr(vk_error_message(), "SignatureDoesNotMatch"));
+    assert_int_equal(put_stream(t, "big", 12 * MiB, 3), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_AUTH);
+    assert_int_equal(transport_list(t, "", any_cb, &n), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_AUTH);
+    assert_int_equal(transport_check(t), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_AUTH);
+    transport_close(t);
+    unlink(path);
+    assert_int_equal(server_uploads("sig/"), 0);
+}
+
+/* The client dies in the middle of a multipart upload (parts sent, never
+ * completed nor aborted): nothing is visible under the key.  radosgw keeps
+ * the orphan upload (a bucket lifecycle rule, AbortIncompleteMultipartUpload,
+ * is what removes such uploads); listing it proves the parts were sent. */
+static void test_client_killed(void **state)
+{
+    struct transport *t;
+    int status;
+    pid_t pid;
+
+    (void)state;
+    if (rgw) /* orphans of an earlier run */
+        assert_true(server_uploads_do("killed/", true) >= 0);
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* no cmocka here: a failure must not run on in the child */
+        static uint8_t buf[MiB];
+        char url[1024];
+        struct transport *ct;
+        struct transport_writer *w;
+        snprintf(url, sizeof url, "s3://%s/killed?endpoint=%s&part_size=5MiB&parallel=1", bucket,
+                 endpoint);
+        if (!(ct = transport_open("killed", url, &opts)) ||
+            !(w = transport_put_begin(ct, "victim", 0)))
+            _exit(3);
+        /* With one part in flight, the write that fills part 2 waits until
+         * part 1 is on the server. */
+        for (int i = 0; i < 11; i++)
+            if (transport_writer_write(w, buf, sizeof buf) < 0)
+                _exit(2);
+        _exit(0); /* killed: neither committed nor aborted */
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    t = open_url(endpoint, "killed", NULL, &opts);
+    assert_absent(t, "victim");
+    {
+        int n = 0;
+        assert_int_equal(transport_list(t, "", any_cb, &n), 0);
+        assert_int_equal(n, 0);
+    }
+    if (rgw) {
+        assert_int_equal(server_uploads("killed/victim"), 1);
+        assert_int_equal(server_uploads_do("killed/", true), 1);
+        assert_int_equal(server_uploads("killed/"), 0);
+    }
     transport_close(t);
 }
 
@@ -495,7 +707,7 @@ static void test_debug_hides_secrets(void **state)
     assert_non_null(strstr(buf, "PUT /"));
     assert_non_null(strstr(buf, "Authorization: (hidden)"));
     assert_null(strstr(buf, "Signature="));
-    assert_null(strstr(buf, "S3RVER")); /* s3rver's secret (and key id) */
+    assert_null(strstr(buf, secret));
     assert_int_equal(transport_delete(t, "secretive"), 0);
     transport_close(t);
 }
@@ -710,9 +922,17 @@ static int specific_run(void)
         T(test_readahead_random),
         T(test_readahead_invalidate),
         T(test_readahead_threads),
+        T(test_client_killed),
+    };
+    const struct CMUnitTest rgw_tests[] = {
+        T(test_wrong_secret),
     };
 #undef T
-    return cmocka_run_group_tests_name("transport-s3", tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("transport-s3", tests, NULL, NULL);
+
+    if (rgw)
+        failed += cmocka_run_group_tests_name("transport-s3-rgw", rgw_tests, NULL, NULL);
+    return failed;
 }
 
 /* ------------------------------------------------------------------ */
@@ -763,6 +983,23 @@ static int run_absent(const char *key)
     return r;
 }
 
+static char *read_secret(const char *file)
+{
+    char buf[256];
+    FILE *f = fopen(file, "r");
+    size_t n;
+
+    if (!f) {
+        perror(file);
+        return NULL;
+    }
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return strdup(buf);
+}
+
 int main(int argc, char **argv)
 {
     static struct contract_fixture fx = {
@@ -770,7 +1007,9 @@ int main(int argc, char **argv)
         .make_unwritable = hook_unwritable,
         .make_full = hook_full,
         .restore = hook_restore,
-        .full_put_bytes = 2 * MiB,
+        .leftovers = hook_leftovers,
+        .full_put_bytes = 12 * MiB,               /* a multipart upload */
+        .key_max = 1024 - sizeof "contract/" + 1, /* S3's limit with the prefix */
     };
     char url[1024];
     int failed;
@@ -780,20 +1019,26 @@ int main(int argc, char **argv)
     bucket = getenv("VK_S3_BUCKET");
     opts.access_key_id = getenv("VK_S3_ACCESS_KEY");
     opts.secret_key_file = getenv("VK_S3_SECRET_FILE");
+    rgw = getenv("VK_S3_FLAVOR") && strcmp(getenv("VK_S3_FLAVOR"), "rgw") == 0;
     if (!endpoint || !proxy_ep || !bucket || !opts.access_key_id || !opts.secret_key_file) {
         fprintf(stderr, "test-transport-s3: run it through test-transport-s3.sh\n");
         return 77;
     }
+    if (!(secret = read_secret(opts.secret_key_file)))
+        return 99;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (argc == 3 && strcmp(argv[1], "kill") == 0)
         return run_kill((pid_t)strtol(argv[2], NULL, 10));
     if (argc == 3 && strcmp(argv[1], "absent") == 0)
         return run_absent(argv[2]);
-    snprintf(url, sizeof url, "s3://%s/contract?endpoint=%s&backoff_ms=20", bucket, proxy_ep);
+    /* 5 MiB parts: the contract's 12 MiB puts are multipart uploads. */
+    snprintf(url, sizeof url, "s3://%s/contract?endpoint=%s&backoff_ms=20&part_size=5MiB", bucket,
+             proxy_ep);
     fx.url = url;
     fx.opts = &opts;
     failed = transport_contract_run("transport-contract-s3", &fx);
     failed += specific_run();
     curl_global_cleanup();
+    free(secret);
     return failed ? 1 : 0;
 }

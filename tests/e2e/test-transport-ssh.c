@@ -92,6 +92,13 @@ static int ssh_make_full(void *opaque)
     return 0;
 }
 
+static int ssh_leftovers(void *opaque, unsigned int *count)
+{
+    const struct mounts *m = opaque;
+
+    return contract_count_temp_files(m->root, count);
+}
+
 static int ssh_restore(void *opaque)
 {
     struct mounts *m = opaque;
@@ -948,6 +955,7 @@ int main(int argc, char **argv)
         .make_unwritable = ssh_make_unwritable,
         .make_full = ssh_make_full,
         .restore = ssh_restore,
+        .leftovers = ssh_leftovers,
         .opaque = &m,
         .full_put_bytes = 2 * MiB,
     };

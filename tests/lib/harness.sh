@@ -6,8 +6,8 @@
 # It gives every test a scratch directory ($VK_SCRATCH), a cleanup stack run on
 # EXIT, INT and TERM (vk_on_exit "command"), and helpers that start the real
 # services the tests need: libvirtd with QEMU and throwaway domains, an sshd on
-# 127.0.0.1, and an s3rver.  Everything a test starts is torn down when it
-# exits, whether it passed or failed.
+# 127.0.0.1, an s3rver and a Ceph radosgw.  Everything a test starts is torn
+# down when it exits, whether it passed or failed.
 #
 # Environment:
 #   VIRTKEEP_SKIP_E2E=1     every end-to-end test exits 77 (make distcheck)
@@ -15,6 +15,8 @@
 #   VIRTKEEP_TEST_KEEP=1    keep the scratch directory (for debugging)
 #   VIRTKEEP_TEST_CACHE     where scripts/lib.sh installed s3rver
 #                           (default /var/cache/virtkeep-test)
+#   VK_RGW_ENV              the env file of a running radosgw to share
+#                           (tests/lib/rgw.sh start DIR writes DIR/env)
 
 if [ -z "${BASH_VERSION:-}" ]; then
     echo "harness.sh needs bash" >&2
@@ -458,8 +460,10 @@ EOF
 
 # ---------------------------------------------------------------------------
 # vk_start_s3rver [BUCKET]: s3rver (npm) on 127.0.0.1 with one bucket.  Exports VK_S3_ENDPOINT
-# (http://127.0.0.1:PORT), VK_S3_BUCKET, VK_S3_REGION, VK_S3_ACCESS_KEY and
-# VK_S3_SECRET_FILE (a 0600 file holding the secret key).
+# (http://127.0.0.1:PORT), VK_S3_BUCKET, VK_S3_REGION, VK_S3_ACCESS_KEY,
+# VK_S3_SECRET_FILE (a 0600 file holding the secret key), VK_S3_DIR (its
+# data is under VK_S3_DIR/data) and VK_S3_FLAVOR=s3rver.  vk_start_rgw
+# (below) exports the same for radosgw.
 
 vk_s3rver_bin() {
     local b
@@ -509,4 +513,83 @@ vk_start_s3rver() {
     )
     export VK_S3_ENDPOINT=http://127.0.0.1:$port VK_S3_BUCKET=$bucket VK_S3_REGION=us-east-1
     export VK_S3_ACCESS_KEY=S3RVER VK_S3_SECRET_FILE=$dir/secret VK_S3_DIR=$dir
+    export VK_S3_FLAVOR=s3rver
+}
+
+# ---------------------------------------------------------------------------
+# Ceph radosgw, a real S3 server (tests/lib/rgw.sh): it checks signatures and
+# payload digests and implements ListMultipartUploads and
+# AbortMultipartUpload, which s3rver does not.
+#
+# vk_rgw_up: make a radosgw available and source its env (VK_RGW_*, see
+# rgw.sh).  When VK_RGW_ENV names the env file of a radosgw that answers
+# (scripts/test starts one for the whole make check), that one is used;
+# otherwise one is started for this test (about 10 s, root) and stopped on
+# exit.
+
+vk_rgw_answers() {
+    local out
+    out=$(curl -s -m 3 "$1/" 2>/dev/null) && [[ $out == *ListAllMyBucketsResult* ]]
+}
+
+vk_rgw_up() {
+    vk_require_cmd curl
+    if [ -n "${VK_RGW_ENDPOINT:-}" ] && vk_rgw_answers "$VK_RGW_ENDPOINT"; then
+        return 0
+    fi
+    if [ -n "${VK_RGW_ENV:-}" ] && [ -f "$VK_RGW_ENV" ]; then
+        # shellcheck source=/dev/null
+        . "$VK_RGW_ENV"
+        if vk_rgw_answers "$VK_RGW_ENDPOINT"; then
+            vk_log "radosgw: the shared one at $VK_RGW_ENDPOINT (VK_RGW_ENV)"
+            return 0
+        fi
+        vk_log "the radosgw of VK_RGW_ENV='$VK_RGW_ENV' does not answer: starting one"
+    fi
+    vk_require_root_or_skip
+    vk_require_cmd ceph-mon ceph-osd radosgw radosgw-admin ceph ceph-authtool monmaptool
+    # shellcheck source=tests/lib/rgw.sh
+    . "$abs_top_srcdir/tests/lib/rgw.sh"
+    vk_on_exit "vk_rgw_stop '$VK_SCRATCH/rgw'"
+    vk_rgw_start "$VK_SCRATCH/rgw" || vk_fail "radosgw did not start (logs above)"
+    # shellcheck source=/dev/null
+    . "$VK_SCRATCH/rgw/env"
+    vk_log "radosgw: started for this test in $VK_RGW_START_SECONDS s"
+}
+
+# vk_rgw_s3req OUT METHOD PATH [CURL ARGS...]: a request signed with the
+# test user's keys (through a curl config on stdin, not the command line);
+# the body goes to the file OUT, the HTTP status to VK_RGW_STATUS.  PATH
+# starts with '/' and is in canonical form (encoded, query sorted,
+# "name=value").
+vk_rgw_s3req() {
+    local out=$1 method=$2 path=$3
+    shift 3
+    VK_RGW_STATUS=$(printf 'user = "%s:%s"\n' "$VK_RGW_ACCESS_KEY" "$VK_RGW_SECRET_KEY" |
+        curl -sS -m 60 -K - --aws-sigv4 "aws:amz:${VK_RGW_REGION:-us-east-1}:s3" -X "$method" \
+            -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" \
+            -o "$out" -w '%{http_code}' "$@" "$VK_RGW_ENDPOINT$path") || VK_RGW_STATUS=000
+}
+
+# vk_start_rgw [NAME]: a radosgw (vk_rgw_up) and a new, empty bucket of its
+# own (NAME-PID-RANDOM: tests share the radosgw).  Exports what
+# vk_start_s3rver exports: VK_S3_ENDPOINT, VK_S3_BUCKET, VK_S3_REGION,
+# VK_S3_ACCESS_KEY, VK_S3_SECRET_FILE; and VK_S3_FLAVOR=rgw.
+vk_start_rgw() {
+    local name=${1:-vk}-$$-$RANDOM
+    vk_rgw_up
+    vk_rgw_s3req "$VK_SCRATCH/rgw-bucket.out" PUT "/$name"
+    [ "$VK_RGW_STATUS" = 200 ] ||
+        vk_fail "cannot create the bucket '$name' on radosgw: HTTP $VK_RGW_STATUS:" \
+            "$(head -c 400 "$VK_SCRATCH/rgw-bucket.out" 2>/dev/null)"
+    export VK_S3_ENDPOINT=$VK_RGW_ENDPOINT VK_S3_BUCKET=$name VK_S3_REGION=$VK_RGW_REGION
+    export VK_S3_ACCESS_KEY=$VK_RGW_ACCESS_KEY VK_S3_SECRET_FILE=$VK_RGW_SECRET_FILE
+    export VK_S3_FLAVOR=rgw
+    unset VK_S3_DIR
+}
+
+# vk_rgw_get KEY FILE: the object KEY of the bucket of vk_start_rgw into FILE.
+vk_rgw_get() {
+    vk_rgw_s3req "$2" GET "/$VK_S3_BUCKET/$1"
+    [ "$VK_RGW_STATUS" = 200 ] || vk_fail "cannot get '$1' from radosgw: HTTP $VK_RGW_STATUS"
 }

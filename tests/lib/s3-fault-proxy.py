@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A small fault-injecting HTTP proxy for the s3:// tests.
 
-    s3-fault-proxy.py PORT_FILE UPSTREAM   (e.g. http://127.0.0.1:4568)
+    s3-fault-proxy.py PORT_FILE UPSTREAM [upstream-checks]   (UPSTREAM: http://127.0.0.1:4568)
 
 Listens on 127.0.0.1 (a free port, written to PORT_FILE) and forwards every
 request to UPSTREAM, unless a fault is armed.  Faults are armed through the
@@ -27,9 +27,19 @@ contains TEXT, then the proxy passes again):
 Like AWS S3 (and unlike s3rver), the proxy checks every body against its
 x-amz-content-sha256 header when that is a hex digest, and answers 400
 XAmzContentSHA256Mismatch on a mismatch (stats: sha_checked, sha_mismatch).
+With a third argument "upstream-checks" (a server that checks payloads
+itself, radosgw) it still counts but forwards the body: the server refuses.
+
+It also follows multipart uploads as the client drives them: one opens when
+an InitiateMultipartUpload (POST ?uploads=) gets its UploadId and closes when
+the client sends the AbortMultipartUpload (DELETE ?uploadId=, whatever the
+answer: s3rver implements none) or a CompleteMultipartUpload succeeds.
+
+    GET /__proxy/uploads    the open ones, one "PATH UPLOADID" per line
 """
 import hashlib
 import http.client
+import re
 import socket
 import struct
 import sys
@@ -44,7 +54,9 @@ STATS = {"requests": 0, "503": 0, "resets": 0, "403": 0, "507": 0, "slowed": 0,
          "inflight": 0, "inflight_max": 0, "sha_checked": 0, "sha_mismatch": 0,
          "corrupted": 0}
 LOG = []
+UPLOADS = {}  # upload id -> path, while the client has neither completed nor aborted it
 UPSTREAM = None
+UPSTREAM_CHECKS = False
 
 ERROR = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
          '<Message>{msg}</Message><Resource>{res}</Resource>'
@@ -104,6 +116,10 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 text = "".join(f"{k} {v}\n" for k, v in sorted(STATS.items()))
             return self.reply(200, text.encode())
+        if url.path == "/__proxy/uploads":
+            with LOCK:
+                text = "".join(f"{p} {u}\n" for u, p in sorted(UPLOADS.items()))
+            return self.reply(200, text.encode())
         if url.path == "/__proxy/log":
             with LOCK:
                 text = "".join(line + "\n" for line in LOG)
@@ -149,6 +165,7 @@ class Handler(BaseHTTPRequestHandler):
         except http.client.IncompleteRead as e:
             data = e.partial  # pass on what the server sent (s3rver: empty ranges)
         conn.close()
+        self.track(resp.status, data)
         if delay:
             for _ in range(0, len(data), 65536):
                 time.sleep(delay)
@@ -165,6 +182,19 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
         return resp.status
+
+    def track(self, status, data):
+        """Follow the multipart uploads (see /__proxy/uploads)."""
+        path, _, query = self.path.partition("?")
+        q = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+        with LOCK:
+            if self.command == "POST" and "uploads" in q and status == 200:
+                m = re.search(rb"<UploadId>([^<]+)</UploadId>", data)
+                if m:
+                    UPLOADS[m.group(1).decode()] = path
+            elif "uploadId" in q and (self.command == "DELETE" or
+                                      (self.command == "POST" and status == 200)):
+                UPLOADS.pop(q["uploadId"], None)
 
     def handle_any(self):
         if self.path.startswith("/__proxy/"):
@@ -186,13 +216,15 @@ class Handler(BaseHTTPRequestHandler):
                 body = bytes([body[0] ^ 0xff]) + body[1:]
                 with LOCK:
                     STATS["corrupted"] += 1
-            if not self.payload_ok(body):
+            if not self.payload_ok(body) and not UPSTREAM_CHECKS:
                 status = self.error(400, "XAmzContentSHA256Mismatch",
                                     "The provided 'x-amz-content-sha256' header does not match "
                                     "what was computed.")
             elif fault == "fail503":
                 status = self.error(503, "SlowDown", "Please reduce your request rate.")
             elif fault == "readonly":
+                if self.command == "DELETE" and "uploadId=" in self.path:
+                    self.track(403, b"")  # the client did send its abort
                 status = self.error(403, "AccessDenied", "Access Denied")
             elif fault == "full":
                 status = self.error(507, "XMinioStorageFull",
@@ -215,8 +247,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    global UPSTREAM
+    global UPSTREAM, UPSTREAM_CHECKS
     port_file, UPSTREAM = sys.argv[1], urllib.parse.urlsplit(sys.argv[2])
+    UPSTREAM_CHECKS = sys.argv[3:] == ["upstream-checks"]
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     with open(port_file + ".tmp", "w") as f:

@@ -34,7 +34,22 @@ struct contract_fixture {
     void *opaque;
     /* A put of this many bytes must fail once make_full has run (0: 4 MiB). */
     size_t full_put_bytes;
+    /* The longest key the target holds (0: TRANSPORT_KEY_MAX).  S3 names
+     * are at most 1024 bytes with the target's prefix; a longer key must be
+     * refused as invalid before anything is written. */
+    size_t key_max;
+    /* Count what failed and aborted puts left on the target that listings
+     * do not show: temporary files, multipart uploads never completed nor
+     * aborted (S3 keeps their parts, and bills them, until an abort).  Sets
+     * *COUNT; returns 0, CONTRACT_UNAVAILABLE, or -1.  Tests check it is 0
+     * after an abort, a failed put, and on a full or read-only target. */
+    int (*leftovers)(void *opaque, unsigned int *count);
 };
+
+/* A leftovers hook for a target that is a local directory (file://, and
+ * ssh:// to this machine): the temporary files (".NAME.vk-tmp-XXXXXX")
+ * anywhere under DIR. */
+int contract_count_temp_files(const char *dir, unsigned int *count);
 
 /* Run the cmocka group; returns the number of failed tests. */
 int transport_contract_run(const char *suite_name, struct contract_fixture *fx);

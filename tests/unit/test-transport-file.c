@@ -76,6 +76,13 @@ static int file_make_full(void *opaque)
     return 0;
 }
 
+static int file_leftovers(void *opaque, unsigned int *count)
+{
+    const struct mounts *m = opaque;
+
+    return contract_count_temp_files(m->root, count);
+}
+
 static int file_restore(void *opaque)
 {
     struct mounts *m = opaque;
@@ -397,6 +404,7 @@ int main(void)
         .make_unwritable = file_make_unwritable,
         .make_full = file_make_full,
         .restore = file_restore,
+        .leftovers = file_leftovers,
         .opaque = &m,
         .full_put_bytes = 2 * 1024 * 1024,
     };
