@@ -1,6 +1,6 @@
 /* virtkeep - `virtkeep restore DOMAIN [--at TIME | --backup ID] --dest DIR
  * [--disks vda,...] [--from TARGET] [--force] [--define] [--name NEW]
- * [--start] [--json]`. */
+ * [--start] [--keep-host-devices] [--json]`. */
 #include <config.h>
 
 #include <getopt.h>
@@ -33,7 +33,8 @@ enum {
     OPT_JSON,
     OPT_DEFINE,
     OPT_NAME,
-    OPT_START
+    OPT_START,
+    OPT_KEEP_HOST_DEVICES
 };
 
 struct restore_args {
@@ -74,8 +75,12 @@ static void result_print_json(const struct restore_result *r)
     struct json_object *o = json_object_new_object(), *chain = json_object_new_array();
     struct json_object *disks = json_object_new_array(), *dropped = json_object_new_array();
 
+    struct json_object *devices = json_object_new_array();
+
     for (size_t i = 0; r->dropped && r->dropped[i]; i++)
         json_object_array_add(dropped, json_object_new_string(r->dropped[i]));
+    for (size_t i = 0; r->dropped_devices && r->dropped_devices[i]; i++)
+        json_object_array_add(devices, json_object_new_string(r->dropped_devices[i]));
     for (size_t i = 0; r->chain && r->chain[i]; i++)
         json_object_array_add(chain, json_object_new_string(r->chain[i]));
     for (size_t i = 0; i < r->nr_disks; i++)
@@ -88,6 +93,7 @@ static void result_print_json(const struct restore_result *r)
     json_object_object_add(o, "defined", vk_json_string_or_null(r->defined));
     json_object_object_add(o, "started", json_object_new_boolean(r->started));
     json_object_object_add(o, "dropped_disks", dropped);
+    json_object_object_add(o, "dropped_devices", devices);
     cli_json_print(o);
 }
 
@@ -107,6 +113,16 @@ static void result_print(const struct restore_result *r)
         printf("defined domain '%s'%s\n", r->defined, r->started ? " and started it" : "");
     for (size_t i = 0; r->dropped && r->dropped[i]; i++)
         printf("  disk %s was not restored: left out of the definition\n", r->dropped[i]);
+}
+
+/* On stderr whatever the output: the saved XML asked for these. */
+static void dropped_devices_warn(const struct restore_result *r)
+{
+    for (size_t i = 0; r->dropped_devices && r->dropped_devices[i]; i++)
+        fprintf(stderr,
+                "virtkeep: restore: %s reaches the host: left out of the definition "
+                "(--keep-host-devices keeps it)\n",
+                r->dropped_devices[i]);
 }
 
 static int args_parse(const struct cli_command *cmd, int argc, char **argv, struct restore_args *a)
@@ -147,6 +163,9 @@ static int args_parse(const struct cli_command *cmd, int argc, char **argv, stru
         case OPT_START:
             a->o.start = a->o.define = true;
             break;
+        case OPT_KEEP_HOST_DEVICES:
+            a->o.keep_host_devices = true;
+            break;
         default:
             return cli_option_default(cmd, c);
         }
@@ -168,6 +187,8 @@ static int args_check(int argc, char **argv, struct restore_args *a)
         return cli_usage_error("restore", "%s", vk_error_message());
     if (a->o.new_name && !a->o.define)
         return cli_usage_error("restore", "--name NEW needs --define");
+    if (a->o.keep_host_devices && !a->o.define)
+        return cli_usage_error("restore", "--keep-host-devices needs --define");
     if (a->o.new_name && (!*a->o.new_name || strchr(a->o.new_name, '/')))
         return cli_usage_error("restore", "--name '%s' is not a valid domain name", a->o.new_name);
     a->o.disks = a->disks;
@@ -198,6 +219,7 @@ int cli_cmd_restore(struct cli *cli, int argc, char **argv)
     cli_signals_default();
     if (r < 0)
         goto fail;
+    dropped_devices_warn(&res);
     if (a.json)
         result_print_json(&res);
     else if (!cli->quiet)
@@ -233,7 +255,16 @@ static const struct cli_option restore_options[] = {
      "define the domain (persistent) from the XML saved with the backup,\n"
      "its disks pointing at the restored images (qcow2); disks not\n"
      "restored are left out of the definition and named.  A domain of\n"
-     "that name already defined is refused unless --force."},
+     "that name already defined is refused unless --force.  The saved\n"
+     "XML is not trusted: devices that reach the host (file system\n"
+     "passthrough, host devices, char devices with host files or\n"
+     "sockets, smartcards, USB redirection, parallel ports, shared\n"
+     "memory, TPM passthrough, passthrough input, direct, hostdev and\n"
+     "vhost-user interfaces, qemu:commandline, static security labels)\n"
+     "are left out, cdrom and floppy media ejected, each named on stderr."},
+    {"keep-host-devices", no_argument, OPT_KEEP_HOST_DEVICES, NULL,
+     "with --define, keep the devices of the saved XML that reach the\n"
+     "host (only for a target you trust as much as this host)"},
     {"name", required_argument, OPT_NAME, "NEW",
      "define it as NEW, beside the original: no UUID, no MAC addresses,\n"
      "no fixed graphics ports, no NVRAM path (libvirt makes new ones)"},
@@ -243,7 +274,8 @@ static const struct cli_option restore_options[] = {
      "compat, bytes_written, zero_bytes, chunks_read,\n"
      "frame_bytes_fetched, raw_bytes_decompressed, index_bytes_fetched,\n"
      "merged_data_bytes, merged_frame_bytes, seconds}], job, seconds,\n"
-     "estimate_seconds, defined, started, dropped_disks} on stdout"},
+     "estimate_seconds, defined, started, dropped_disks,\n"
+     "dropped_devices} on stdout"},
     {NULL, 0, 0, NULL, NULL},
 };
 

@@ -145,36 +145,259 @@ static const char *extent_check(const struct archive_extent *e, const struct arc
     return NULL;
 }
 
-static int extents_parse(struct json_object *arr, uint64_t index_pos, const char *name,
-                         struct archive_index *out)
-{
-    size_t n = json_object_array_length(arr);
-    uint64_t prev_end = 0, frames_end = 2 * ARCHIVE_BLOCK; /* header.json ends at least here */
-    char what[320];
+/* The index of a large disk lists millions of extents, and a json-c tree
+ * costs about 1 KiB per extent (an object, its hash table, six keys and
+ * values): 2 million extents took 2.4 GB.  So the extents array is never
+ * built as a tree.  One scan of the text finds the array values of the top
+ * level; the rest (format, version, header, body_sha256: a few hundred
+ * bytes) is parsed as a small document with the array cut out; the extent
+ * count is checked against what the disk can hold (extents_max) before
+ * anything is allocated for it; then each extent is parsed on its own,
+ * converted and freed.  Memory: the text plus one struct per extent. */
 
-    out->extents = vk_calloc(n, sizeof(*out->extents));
-    if (!out->extents)
+/* Each extent is parsed inside the root object and the extents array. */
+#define EXTENT_JSON_DEPTH 14
+/* Beside its extents an index holds the header (strings of at most 255
+ * bytes) and a few short values. */
+#define INDEX_REST_MAX (64u * 1024)
+
+struct extents_span {
+    size_t start, end;     /* [start, end): '[' ... ']' of the first top-level array */
+    size_t commas;         /* commas between its elements */
+    bool nonempty, closed; /* it has an element; its closing bracket was found */
+    unsigned int arrays;   /* array values at the top level */
+};
+
+static bool json_ws(char c)
+{
+    return c == ' ' || c == '\n' || c == '\t' || c == '\r';
+}
+
+static size_t ws_skip(const char *t, size_t pos, size_t end)
+{
+    while (pos < end && json_ws(t[pos]))
+        pos++;
+    return pos;
+}
+
+/* Find the array values of the top-level object of T without parsing:
+ * brackets are counted outside strings.  A malformed text is left for the
+ * parsers to report. */
+static void extents_scan(const char *t, size_t len, struct extents_span *sp)
+{
+    size_t depth = 0;
+    bool in_str = false;
+
+    memset(sp, 0, sizeof(*sp));
+    for (size_t i = 0; i < len; i++) {
+        char c = t[i];
+        bool inside = sp->arrays == 1 && !sp->closed && depth >= 2;
+
+        if (in_str) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = false;
+            continue;
+        }
+        if (inside && !json_ws(c) && (depth > 2 || (c != ']' && c != '}')))
+            sp->nonempty = true;
+        switch (c) {
+        case '"':
+            in_str = true;
+            break;
+        case '[':
+        case '{':
+            if (depth == 1 && c == '[' && sp->arrays++ == 0)
+                sp->start = i;
+            depth++;
+            break;
+        case ']':
+        case '}':
+            if (depth == 0)
+                return;
+            depth--;
+            if (inside && depth == 1) {
+                sp->end = i + 1;
+                sp->closed = true;
+            }
+            break;
+        case ',':
+            if (inside && depth == 2)
+                sp->commas++;
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* The most extents a disk of this size can have: extents do not overlap,
+ * and their boundaries fall on 512-byte sectors (QEMU's block status is
+ * never finer) or where a data extent is cut into chunks; 2 more for an
+ * unaligned end. */
+static uint64_t extents_max(const struct archive_header *h)
+{
+    return h->virtual_size / 512 + h->virtual_size / h->chunk_size + 2;
+}
+
+static int extents_malformed(const char *what)
+{
+    vk_error(VK_ERR_CORRUPT, "%s is corrupt: its extents are not a well-formed JSON array", what);
+    return -1;
+}
+
+/* Where the array element at T[POS] ends: the ',' or ']' after it at its
+ * own level, or END. */
+static size_t element_end(const char *t, size_t pos, size_t end)
+{
+    size_t depth = 0;
+    bool in_str = false;
+
+    for (; pos < end; pos++) {
+        char c = t[pos];
+        if (in_str) {
+            if (c == '\\')
+                pos++;
+            else if (c == '"')
+                in_str = false;
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == '[' || c == '{') {
+            depth++;
+        } else if (c == ']' || c == '}') {
+            if (depth == 0)
+                return pos;
+            depth--;
+        } else if (c == ',' && depth == 0) {
+            return pos;
+        }
+    }
+    return end;
+}
+
+/* Parse one extent at T[*POS] (the text ends at END) into E; *POS moves
+ * past it.  json-c's strict mode wants the value alone: it is cut out. */
+static int extent_next(struct json_tokener *tok, const char *t, size_t *pos, size_t end,
+                       const char *what, const char *ewhat, struct archive_extent *e)
+{
+    size_t stop = element_end(t, *pos, end), n = stop - *pos;
+    struct json_object *o;
+    int r;
+
+    while (n > 0 && json_ws(t[*pos + n - 1]))
+        n--;
+    json_tokener_reset(tok);
+    o = json_tokener_parse_ex(tok, t + *pos, (int)n);
+    if (o && json_tokener_get_parse_end(tok) != n) {
+        json_object_put(o);
+        o = NULL;
+    }
+    if (!o) {
+        enum json_tokener_error err = json_tokener_get_error(tok);
+        vk_error(VK_ERR_CORRUPT, "%s is corrupt: %s", what,
+                 err == json_tokener_continue ? "the JSON text ends early"
+                                              : json_tokener_error_desc(err));
         return -1;
-    for (size_t i = 0; i < n; i++) {
-        struct archive_extent *e = &out->extents[i];
+    }
+    *pos = stop;
+    if (!json_object_is_type(o, json_type_object)) {
+        vk_error(VK_ERR_CORRUPT, "%s is corrupt: it is not a JSON object", ewhat);
+        r = -1;
+    } else {
+        r = extent_parse(o, ewhat, e);
+    }
+    json_object_put(o);
+    return r;
+}
+
+static int extents_parse(const char *t, const struct extents_span *sp, uint64_t index_pos,
+                         const char *name, const char *what, struct archive_index *out)
+{
+    size_t n = sp->nonempty ? sp->commas + 1 : 0, pos = ws_skip(t, sp->start + 1, sp->end);
+    uint64_t prev_end = 0, frames_end = 2 * ARCHIVE_BLOCK; /* header.json ends at least here */
+    uint64_t max = extents_max(&out->header);
+    struct json_tokener *tok;
+    char ewhat[320];
+    int r = -1;
+
+    if (n > max) {
+        vk_error(VK_ERR_CORRUPT,
+                 "%s is corrupt: it lists %zu extents, more than a disk of %" PRIu64
+                 " bytes can hold (%" PRIu64 " at most)",
+                 what, n, out->header.virtual_size, max);
+        return -1;
+    }
+    if (n && !(out->extents = vk_calloc(n, sizeof(*out->extents))))
+        return -1;
+    if (!(tok = json_tokener_new_ex(EXTENT_JSON_DEPTH))) {
+        vk_error(VK_ERR_INTERNAL, "out of memory");
+        return -1;
+    }
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    while (pos < sp->end - 1) {
+        struct archive_extent *e = &out->extents[out->nr_extents];
         const char *why;
 
-        snprintf(what, sizeof(what), "extent %zu in the index of archive '%s'", i, name);
-        if (extent_parse(json_object_array_get_idx(arr, i), what, e) < 0)
-            return -1;
+        if (out->nr_extents == n) {
+            extents_malformed(what);
+            goto out;
+        }
+        snprintf(ewhat, sizeof(ewhat), "extent %zu in the index of archive '%s'", out->nr_extents,
+                 name);
+        if (extent_next(tok, t, &pos, sp->end, what, ewhat, e) < 0)
+            goto out;
         why = extent_check(e, &out->header, prev_end, &frames_end, index_pos);
         if (why) {
-            vk_error(VK_ERR_CORRUPT, "%s is corrupt: %s", what, why);
-            return -1;
+            vk_error(VK_ERR_CORRUPT, "%s is corrupt: %s", ewhat, why);
+            goto out;
         }
         prev_end = e->offset + e->length;
         out->nr_extents++;
+        pos = ws_skip(t, pos, sp->end);
+        if (pos < sp->end - 1 && t[pos] == ',')
+            pos = ws_skip(t, pos + 1, sp->end);
+        else if (pos == sp->end - 1)
+            break;
+        if (pos >= sp->end - 1) { /* nothing, or nothing but a comma, before the ']' */
+            extents_malformed(what);
+            goto out;
+        }
     }
-    return 0;
+    if (t[sp->end - 1] != ']' || out->nr_extents != n) {
+        extents_malformed(what);
+        goto out;
+    }
+    r = 0;
+out:
+    json_tokener_free(tok);
+    return r;
 }
 
-static int index_from_json(struct json_object *root, uint64_t index_pos, const char *name,
-                           const char *what, struct archive_index *out)
+/* The index text without its extents array (replaced with []), for the
+ * small tree of the rest. */
+static char *index_rest(const char *json, size_t len, const struct extents_span *sp,
+                        size_t *rest_len)
+{
+    size_t head = sp->arrays ? sp->start : len, tail = sp->closed ? len - sp->end : 0;
+    char *rest;
+
+    if (!(rest = vk_malloc(head + tail + 3)))
+        return NULL;
+    memcpy(rest, json, head);
+    *rest_len = head;
+    if (sp->arrays) {
+        memcpy(rest + head, "[]", 2);
+        *rest_len += 2;
+    }
+    memcpy(rest + *rest_len, json + len - tail, tail);
+    *rest_len += tail;
+    rest[*rest_len] = '\0';
+    return rest;
+}
+
+static int index_from_json(struct json_object *root, const char *name, const char *what,
+                           struct archive_index *out)
 {
     static const char *const keys[] = {"format",      "version", "header",
                                        "body_sha256", "extents", NULL};
@@ -195,23 +418,41 @@ static int index_from_json(struct json_object *root, uint64_t index_pos, const c
                  what);
         return -1;
     }
-    return extents_parse(arr, index_pos, name, out);
+    return 0;
 }
 
 int archive_index_parse(const char *json, size_t len, uint64_t index_pos, const char *name,
                         struct archive_index *out)
 {
+    CLEANUP_FREE char *rest = NULL;
+    struct extents_span sp;
     struct json_object *root;
+    size_t rest_len = 0;
     char what[300];
     int r;
 
     memset(out, 0, sizeof(*out));
     snprintf(what, sizeof(what), "the index of archive '%s'", name);
-    root = vk_json_parse(json, len, what);
-    if (!root)
+    if (len > INT32_MAX) {
+        vk_error(VK_ERR_CORRUPT, "%s is corrupt: it is too large", what);
         return -1;
-    r = index_from_json(root, index_pos, name, what, out);
-    json_object_put(root);
+    }
+    extents_scan(json, len, &sp);
+    if (sp.arrays > 1) {
+        vk_error(VK_ERR_CORRUPT, "%s is corrupt: it has more than one list of extents", what);
+        return -1;
+    }
+    if ((sp.arrays ? sp.start : len) + (sp.closed ? len - sp.end : 0) > INDEX_REST_MAX) {
+        vk_error(VK_ERR_CORRUPT, "%s is corrupt: it holds too much beside its extents", what);
+        return -1;
+    }
+    if (!(rest = index_rest(json, len, &sp, &rest_len)) ||
+        !(root = vk_json_parse(rest, rest_len, what)))
+        return -1;
+    r = index_from_json(root, name, what, out);
+    json_object_put(root); /* the small tree goes before the extents come */
+    if (r == 0)
+        r = extents_parse(json, &sp, index_pos, name, what, out);
     if (r < 0)
         archive_index_clear(out);
     return r;

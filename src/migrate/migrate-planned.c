@@ -571,7 +571,9 @@ static int verify_all(struct planned *p)
 static char *dest_xml(struct planned *p)
 {
     struct restore_define_disk *dd = vk_calloc(p->nr_vols ? p->nr_vols : 1, sizeof(*dd));
-    struct restore_define_options ro = {.disks = dd, .nr_disks = p->nr_vols};
+    /* The live domain's own definition, not one read from a target. */
+    struct restore_define_options ro = {
+        .disks = dd, .nr_disks = p->nr_vols, .keep_host_devices = true};
     char **dropped = NULL;
     char *xml;
 
@@ -579,7 +581,7 @@ static char *dest_xml(struct planned *p)
         return NULL;
     for (size_t i = 0; i < p->nr_vols; i++)
         dd[i] = (struct restore_define_disk){.target = p->vols[i].disk, .path = p->vols[i].path};
-    xml = restore_domain_xml(p->xml, &ro, &dropped, 0);
+    xml = restore_domain_xml(p->xml, &ro, &dropped, NULL, 0);
     free(dd);
     if (xml && dropped) {
         CLEANUP_FREE char *list = dropped[0] ? vk_strdup(dropped[0]) : NULL;

@@ -42,6 +42,7 @@ void restore_result_clear(struct restore_result *r)
 {
     vk_strv_free(r->chain);
     vk_strv_free(r->dropped);
+    vk_strv_free(r->dropped_devices);
     free(r->defined);
     for (size_t i = 0; i < r->nr_disks; i++) {
         free(r->disks[i].target);
@@ -362,7 +363,8 @@ static int domain_define(struct ctx *c, struct restore_definer *def, const char 
     struct restore_define_options o = {.disks = dd,
                                        .nr_disks = out->nr_disks,
                                        .new_name = c->opts->new_name,
-                                       .uuid = restore_definer_uuid(def)};
+                                       .uuid = restore_definer_uuid(def),
+                                       .keep_host_devices = c->opts->keep_host_devices};
     int r = -1;
 
     if (!b || !dd)
@@ -373,7 +375,7 @@ static int domain_define(struct ctx *c, struct restore_definer *def, const char 
     }
     for (size_t i = 0; i < out->nr_disks; i++)
         dd[i] = (struct restore_define_disk){out->disks[i].target, out->disks[i].path};
-    xml = restore_domain_xml(b->domain_xml, &o, &out->dropped, 0);
+    xml = restore_domain_xml(b->domain_xml, &o, &out->dropped, &out->dropped_devices, 0);
     if (!xml || restore_definer_define(def, xml, c->opts->start) < 0)
         goto out;
     out->defined = vk_strdup(define_name(c->opts));

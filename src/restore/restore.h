@@ -45,6 +45,7 @@ struct restore_options {
     bool define;                 /* define the domain from the saved XML (persistent) */
     bool start;                  /* and start it (implies define) */
     const char *new_name;        /* define it as NEW: no UUID, no MACs (see restore_domain_xml) */
+    bool keep_host_devices;      /* define host-reaching devices of the saved XML as they are */
     const char *connect_uri;     /* libvirt URI for define, NULL: libvirt's default */
     const volatile sig_atomic_t *cancel; /* set (by a signal): stop, clean up, VK_ERR_INTERRUPTED */
 };
@@ -74,7 +75,8 @@ struct restore_result {
     double estimate_seconds; /* the planner's estimate, recorded in the job */
     char *defined;           /* the domain defined (--define), or NULL */
     bool started;
-    char **dropped; /* disks of the saved XML left out of the definition */
+    char **dropped;         /* disks of the saved XML left out of the definition */
+    char **dropped_devices; /* devices reaching the host left out (restore_domain_xml) */
 };
 
 /* Restore as OPTS say.  Records a "restore" job in CAT and the read
@@ -94,8 +96,9 @@ struct restore_define_disk {
 struct restore_define_options {
     const struct restore_define_disk *disks;
     size_t nr_disks;
-    const char *new_name; /* or NULL: keep the name */
-    const char *uuid;     /* set this UUID (replacing a domain with --force), or NULL */
+    const char *new_name;   /* or NULL: keep the name */
+    const char *uuid;       /* set this UUID (replacing a domain with --force), or NULL */
+    bool keep_host_devices; /* trust the saved XML's host devices (see restore_domain_xml) */
 };
 
 /* The saved domain XML rewritten for a restore: each disk device of DISKS
@@ -104,9 +107,17 @@ struct restore_define_options {
  * vk_strv_free; NULL when none); cdrom and floppy stay.  The domain id and
  * dynamic security labels are dropped.  With NEW_NAME: the name changes and
  * <uuid>, every interface <mac>, fixed graphics ports (autoport) and
- * <os><nvram> are removed so that libvirt generates fresh ones. */
+ * <os><nvram> are removed so that libvirt generates fresh ones.
+ *
+ * The saved XML is not trusted: unless O->keep_host_devices, devices that
+ * reach host resources (file system passthrough, host devices, char
+ * devices with host sources, qemu:commandline, ...: restore-define.c has
+ * the list) are removed, cdrom and floppy media ejected, and each is
+ * described in *REMOVED ("<filesystem type='mount'> source '/' target
+ * 'host'"; NULL-terminated, vk_strv_free; NULL when none; REMOVED may be
+ * NULL). */
 char *restore_domain_xml(const char *xml, const struct restore_define_options *o, char ***dropped,
-                         unsigned int flags);
+                         char ***removed, unsigned int flags);
 
 /* ---------------------------------------------------------------- verify */
 

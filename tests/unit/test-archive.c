@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1017,6 +1019,148 @@ static void test_index_parse(void **state)
     }
 }
 
+/* ------------------------------------------------------- index memory */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+#define HUGE_EXTENTS 2000000
+
+/* A genuine archive (written by the writer) whose index lists 2 million
+ * 1-byte zero extents, 32 bytes apart: about 80 MB of index JSON. */
+static void huge_index_write(struct membuf *out, uint64_t vsize)
+{
+    struct archive_sink sink = {.write = mem_write, .opaque = out};
+    uint8_t digest[ARCHIVE_SHA256_LEN];
+    struct archive_header h;
+    struct archive_writer *w;
+
+    memset(out, 0, sizeof(*out));
+    header_sample(&h);
+    h.virtual_size = vsize;
+    assert_non_null((w = archive_writer_open(&sink, &h, 0)));
+    for (uint64_t i = 0; i < HUGE_EXTENTS; i++)
+        assert_int_equal(archive_writer_add_zero(w, i * 32, 1), 0);
+    assert_int_equal(archive_writer_finish(w, digest), 0);
+    archive_writer_free(w);
+}
+
+static long maxrss_kib(void)
+{
+    struct rusage ru;
+
+    assert_int_equal(getrusage(RUSAGE_SELF, &ru), 0);
+    return ru.ru_maxrss;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static long rss_kib(void)
+{
+    long pages = 0, resident = 0;
+    FILE *fp = fopen("/proc/self/statm", "r");
+
+    assert_non_null(fp);
+    assert_int_equal(fscanf(fp, "%ld %ld", &pages, &resident), 2);
+    fclose(fp);
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* Start the peak RSS (ru_maxrss, VmHWM) over from the current RSS. */
+static void maxrss_reset(void)
+{
+    FILE *fp = fopen("/proc/self/clear_refs", "w");
+
+    assert_non_null(fp);
+    fputs("5", fp);
+    fclose(fp);
+}
+
+/* The peak RSS growth of opening OUT, in MiB (0 under ASan, whose shadow
+ * memory and quarantine make it meaningless). */
+static long open_rss_mib(struct membuf *out, struct archive_reader **r, double *seconds)
+{
+    long before = (maxrss_reset(), rss_kib());
+    double t0 = now_s();
+    struct memsrc s;
+
+    *r = open_mem(&s, out->buf, out->len);
+    *seconds = now_s() - t0;
+    long grown = (maxrss_kib() - before) / 1024;
+#ifdef UNDER_ASAN
+    grown = 0;
+#endif
+    return grown;
+}
+
+/* 2 million extents cannot lie on a 64 MiB disk (at most 131090 can): the
+ * open fails fast, names the archive, and never builds the extent list. */
+static void test_index_too_many_extents(void **state)
+{
+    struct archive_reader *r;
+    struct membuf out;
+    double secs;
+    long mib;
+
+    (void)state;
+    huge_index_write(&out, 64 * MiB);
+    mib = open_rss_mib(&out, &r, &secs);
+    print_message("refused in %.2f s, +%ld MiB peak RSS\n", secs, mib);
+    if (r)
+        fail_msg("an index of %d extents on a 64 MiB disk was accepted (+%ld MiB RSS)",
+                 HUGE_EXTENTS, mib);
+    assert_int_equal(vk_error_code(), VK_ERR_CORRUPT);
+    assert_non_null(strstr(vk_error_message(), "archive 'web1/b1/vda.tar'"));
+    assert_non_null(strstr(vk_error_message(), "2000000 extents"));
+    assert_non_null(strstr(vk_error_message(), "131090 at most"));
+    /* The index text itself (80 MB) is read; nothing proportional to the
+     * extents beyond it. */
+    if (mib > 160)
+        fail_msg("refusing the index took %ld MiB of RSS", mib);
+    if (secs > 10)
+        fail_msg("refusing the index took %.1f s", secs);
+    free(out.buf);
+}
+
+/* The same 2 million extents on a 1 TiB disk are valid: they are read
+ * without a JSON tree per extent (that took 2.4 GB): the index text and
+ * one struct per extent. */
+static void test_index_many_extents_memory(void **state)
+{
+    struct archive_reader *r;
+    struct membuf out;
+    const struct archive_extent *e;
+    size_t n;
+    double secs;
+    long mib;
+
+    (void)state;
+    huge_index_write(&out, 1024 * GiB);
+    mib = open_rss_mib(&out, &r, &secs);
+    print_message("opened in %.2f s, +%ld MiB peak RSS\n", secs, mib);
+    if (!r)
+        fail_msg("cannot open: %s", vk_error_message());
+    e = archive_reader_extents(r, &n);
+    assert_int_equal(n, HUGE_EXTENTS);
+    assert_int_equal(e[HUGE_EXTENTS - 1].offset, (uint64_t)(HUGE_EXTENTS - 1) * 32);
+    assert_int_equal(e[HUGE_EXTENTS - 1].kind, ARCHIVE_EXTENT_ZERO);
+    archive_reader_free(r);
+    if (mib > 400)
+        fail_msg("opening an index of %d extents took %ld MiB of RSS", HUGE_EXTENTS, mib);
+    free(out.buf);
+}
+
 /* -------------------------------------------------------------- manifest */
 
 static void manifest_sample(struct manifest *m, const char *level)
@@ -1301,15 +1445,26 @@ static int write_sample_files(const char *archive_path, const char *image_path)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sha256_and_zero),     cmocka_unit_test(test_compressor),
-        cmocka_unit_test(test_roundtrip),           cmocka_unit_test(test_decoder_threads),
-        cmocka_unit_test(test_positions_exact),     cmocka_unit_test(test_plain_tar_listing),
-        cmocka_unit_test(test_writer_rejects),      cmocka_unit_test(test_writer_bad_header),
-        cmocka_unit_test(test_writer_sink_full),    cmocka_unit_test(test_corrupt_frame),
-        cmocka_unit_test(test_corrupt_sha_message), cmocka_unit_test(test_corrupt_index),
-        cmocka_unit_test(test_corrupt_tail),        cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_forged_index),        cmocka_unit_test(test_index_parse),
-        cmocka_unit_test(test_manifest_roundtrip),  cmocka_unit_test(test_manifest_build_invalid),
+        cmocka_unit_test(test_sha256_and_zero),
+        cmocka_unit_test(test_compressor),
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_decoder_threads),
+        cmocka_unit_test(test_positions_exact),
+        cmocka_unit_test(test_plain_tar_listing),
+        cmocka_unit_test(test_writer_rejects),
+        cmocka_unit_test(test_writer_bad_header),
+        cmocka_unit_test(test_writer_sink_full),
+        cmocka_unit_test(test_corrupt_frame),
+        cmocka_unit_test(test_corrupt_sha_message),
+        cmocka_unit_test(test_corrupt_index),
+        cmocka_unit_test(test_corrupt_tail),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_forged_index),
+        cmocka_unit_test(test_index_parse),
+        cmocka_unit_test(test_index_too_many_extents),
+        cmocka_unit_test(test_index_many_extents_memory),
+        cmocka_unit_test(test_manifest_roundtrip),
+        cmocka_unit_test(test_manifest_build_invalid),
         cmocka_unit_test(test_manifest_malformed),
     };
 

@@ -415,7 +415,7 @@ static void test_define_xml_same_name(void **state)
     char *xml;
 
     (void)state;
-    assert_non_null((xml = restore_domain_xml(saved_xml, &o, &dropped, 0)));
+    assert_non_null((xml = restore_domain_xml(saved_xml, &o, &dropped, NULL, 0)));
     assert_non_null(strstr(xml, "<name>web1</name>"));
     assert_non_null(strstr(xml, "<uuid>6f1c3b2a-0d4e-4f5a-9b8c-7d6e5f4a3b2c</uuid>"));
     assert_non_null(strstr(xml, "<source file=\"/restore/vda.qcow2\"/>"));
@@ -424,7 +424,8 @@ static void test_define_xml_same_name(void **state)
     assert_null(strstr(xml, "/dev/sdz")); /* vdb not restored: left out */
     assert_int_equal(vk_strv_len(dropped), 1);
     assert_string_equal(dropped[0], "vdb");
-    assert_non_null(strstr(xml, "/iso/x.iso")); /* the cdrom stays */
+    assert_null(strstr(xml, "/iso/x.iso")); /* the cdrom stays, its medium does not */
+    assert_non_null(strstr(xml, "device=\"cdrom\""));
     assert_non_null(strstr(xml, "52:54:00:aa:bb:cc"));
     assert_null(strstr(xml, "id=\"7\""));
     assert_null(strstr(xml, "seclabel"));
@@ -433,7 +434,7 @@ static void test_define_xml_same_name(void **state)
 
     /* --force over an existing domain: its UUID. */
     o.uuid = "11111111-2222-3333-4444-555555555555";
-    assert_non_null((xml = restore_domain_xml(saved_xml, &o, &dropped, 0)));
+    assert_non_null((xml = restore_domain_xml(saved_xml, &o, &dropped, NULL, 0)));
     assert_non_null(strstr(xml, "<uuid>11111111-2222-3333-4444-555555555555</uuid>"));
     vk_strv_free(dropped);
     free(xml);
@@ -447,7 +448,7 @@ static void test_define_xml_new_name(void **state)
     char *xml;
 
     (void)state;
-    assert_non_null((xml = restore_domain_xml(saved_xml, &o, &dropped, 0)));
+    assert_non_null((xml = restore_domain_xml(saved_xml, &o, &dropped, NULL, 0)));
     assert_null(dropped);
     assert_non_null(strstr(xml, "<name>web1-clone</name>"));
     assert_null(strstr(xml, "<name>web1</name>"));
@@ -463,9 +464,9 @@ static void test_define_xml_new_name(void **state)
     assert_null(strstr(xml, "type=\"block\""));
     free(xml);
 
-    assert_null(restore_domain_xml("<domain><name>x</name>", &o, &dropped, 0));
+    assert_null(restore_domain_xml("<domain><name>x</name>", &o, &dropped, NULL, 0));
     assert_int_equal(vk_error_code(), VK_ERR_CORRUPT);
-    assert_null(restore_domain_xml("<network/>", &o, &dropped, 0));
+    assert_null(restore_domain_xml("<network/>", &o, &dropped, NULL, 0));
     assert_int_equal(vk_error_code(), VK_ERR_INVALID);
     assert_null(dropped);
 }
