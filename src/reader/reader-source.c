@@ -381,24 +381,31 @@ static void manifest_obj_clear(struct manifest_obj *o)
 }
 
 /* Read the manifest of BACKUP_ID from its recorded location on TARGET (any
- * target when NULL, PREFER first), hash it and, when PARSE, parse it. */
-static int manifest_obj_get(struct reader_targets *ts, const struct catalog_locations *locs,
-                            const char *target, const char *prefer, bool parse,
-                            struct manifest_obj *o)
+ * target when NULL: PREFER first, then --from, then where it was recorded,
+ * the fastest target first), hash it and, when PARSE, parse it. */
+static int manifest_obj_get(struct catalog *cat, struct reader_targets *ts,
+                            const struct catalog_locations *locs, const char *target,
+                            const char *prefer, bool parse, struct manifest_obj *o)
 {
-    int pass_first = prefer ? 0 : 1;
+    CLEANUP_FREE struct catalog_location **cand = vk_calloc(locs->count + 1, sizeof *cand);
+    size_t n = 0;
 
-    for (int pass = pass_first; pass < 2; pass++) {
-        for (size_t i = 0; i < locs->count; i++) {
-            const struct catalog_location *l = &locs->items[i];
-            const char *name = ts->from ? ts->from : l->target;
+    if (!cand)
+        return -1;
+    for (size_t i = 0; i < locs->count; i++)
+        if (!locs->items[i].disk)
+            cand[n++] = &locs->items[i];
+    locations_sort(cat, cand, n);
+    for (int pass = prefer ? 0 : 1; pass < (target || !ts->from ? 2 : 3); pass++) {
+        for (size_t i = 0; i < n; i++) {
+            const struct catalog_location *l = cand[i];
+            const char *name = ts->from && pass < 2 ? ts->from : l->target;
             CLEANUP_FREE void *buf = NULL;
             struct transport *t;
             uint8_t sha[ARCHIVE_SHA256_LEN];
             size_t len;
 
-            if (l->disk || (target && strcmp(name, target) != 0) ||
-                (pass == 0 && strcmp(name, prefer) != 0))
+            if ((target && strcmp(name, target) != 0) || (pass == 0 && strcmp(name, prefer) != 0))
                 continue;
             if (!(t = reader_targets_get(ts, name)) ||
                 transport_get_all(t, l->key, MANIFEST_MAX_SIZE, &buf, &len) < 0 ||
@@ -467,7 +474,7 @@ int reader_link_check(struct catalog *cat, struct reader_targets *ts,
     if (!child->parent)
         return 0;
     if (locations_of(cat, child->id, &clocs) < 0 ||
-        manifest_obj_get(ts, clocs, target, NULL, true, &c) < 0) {
+        manifest_obj_get(cat, ts, clocs, target, NULL, true, &c) < 0) {
         vk_error_prefix("cannot check the chain link of backup '%s' of domain '%s'", child->id,
                         child->domain);
         goto out;
@@ -483,7 +490,7 @@ int reader_link_check(struct catalog *cat, struct reader_targets *ts,
         goto out;
     }
     if (locations_of(cat, child->parent, &plocs) < 0 ||
-        manifest_obj_get(ts, plocs, NULL, c.target, false, &p) < 0) {
+        manifest_obj_get(cat, ts, plocs, NULL, c.target, false, &p) < 0) {
         vk_error_prefix("the chain link of backup '%s' of domain '%s' cannot be checked: the "
                         "manifest of its parent '%s'",
                         child->id, child->domain, child->parent);
