@@ -524,9 +524,54 @@ static void source_probe(const struct bk *b, struct manifest_disk *md)
         vk_warn("%s", vk_error_message());
 }
 
+/* The sha256 of the parent's manifest as stored, for the hash chain
+ * (docs/FORMAT.md): the digest the catalog recorded when the parent
+ * committed (the copy on this backup's target first), else the parent's
+ * manifest read back from this target. */
+static int parent_manifest_digest(const struct bk *b, const char *parent,
+                                  uint8_t out[ARCHIVE_SHA256_LEN])
+{
+    struct catalog_locations *locs = NULL;
+    const char *hex = NULL;
+    CLEANUP_FREE char *key = NULL;
+    CLEANUP_FREE void *buf = NULL;
+    size_t len;
+    int r = -1;
+
+    if (catalog_archive_list(b->cat, parent, NULL, &locs) < 0)
+        return -1;
+    for (size_t i = 0; i < locs->count; i++) {
+        const struct catalog_location *l = &locs->items[i];
+        if (l->disk || !l->sha256 || (hex && strcmp(l->target, b->res->target) != 0))
+            continue;
+        hex = l->sha256;
+    }
+    if (hex) {
+        r = archive_sha256_unhex(hex, out);
+        if (r < 0)
+            vk_error(VK_ERR_CORRUPT,
+                     "the catalog records a malformed sha256 of the manifest of backup '%s'",
+                     parent);
+    } else if ((key = format_object_key(b->res->domain, parent, "manifest.json")) &&
+               transport_get_all(b->t, key, MANIFEST_MAX_SIZE, &buf, &len) == 0) {
+        r = archive_sha256(buf, len, out);
+    }
+    if (r < 0)
+        vk_error_prefix("cannot link backup '%s' of domain '%s' to the manifest of its parent '%s'",
+                        b->res->id, b->res->domain, parent);
+    catalog_locations_free(locs);
+    return r;
+}
+
 static int manifest_fill(const struct bk *b, struct manifest *m)
 {
     const struct backup_result *r = b->res;
+
+    if (r->parent) {
+        if (parent_manifest_digest(b, r->parent, m->parent_manifest_sha256) < 0)
+            return -1;
+        m->has_parent_manifest_sha256 = true;
+    }
 
     m->backup_id = vk_strdup(r->id);
     m->domain_name = vk_strdup(r->domain);

@@ -38,6 +38,8 @@ static void result_print_json(const struct rebuild_result *r)
     json_object_object_add(o, "incomplete", strv_json(r->incomplete));
     json_object_object_add(o, "unreadable", strv_json(r->unreadable));
     json_object_object_add(o, "conflicts", strv_json(r->conflicts));
+    json_object_object_add(o, "refused", strv_json(r->refused));
+    json_object_object_add(o, "unchecked", strv_json(r->unchecked));
     cli_json_print(o);
 }
 
@@ -47,16 +49,21 @@ static void result_print(const struct rebuild_result *r)
            r->target, r->manifests, r->added, r->known, vk_strv_len(r->domains));
     for (size_t i = 0; r->incomplete && r->incomplete[i]; i++)
         printf("  incomplete (no manifest): %s\n", r->incomplete[i]);
+    for (size_t i = 0; r->unchecked && r->unchecked[i]; i++)
+        printf("  not checked: %s\n", r->unchecked[i]);
 }
 
-/* Unreadable manifests and conflicts go to stderr, one line each. */
+/* Unreadable manifests, conflicts and refused backups go to stderr, one
+ * line each. */
 static int problems_report(const struct rebuild_result *r)
 {
     for (size_t i = 0; r->unreadable && r->unreadable[i]; i++)
         cli_error("unreadable manifest %s", r->unreadable[i]);
     for (size_t i = 0; r->conflicts && r->conflicts[i]; i++)
         cli_error("conflict for backup %s", r->conflicts[i]);
-    return r->unreadable || r->conflicts ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+    for (size_t i = 0; r->refused && r->refused[i]; i++)
+        cli_error("refused backup %s", r->refused[i]);
+    return r->unreadable || r->conflicts || r->refused ? CLI_EXIT_FAILED : CLI_EXIT_OK;
 }
 
 static int rebuild(struct cli *cli, const struct cli_command *cmd, int argc, char **argv)
@@ -115,7 +122,7 @@ static const struct cli_option catalog_options[] = {
      "the target to read (a configured name or a URL); required"},
     {"json", no_argument, OPT_JSON, NULL,
      "print {target, manifests, added, known, domains, backups,\n"
-     "incomplete, unreadable, conflicts} on stdout"},
+     "incomplete, unreadable, conflicts, refused, unchecked} on stdout"},
     {NULL, 0, 0, NULL, NULL},
 };
 
@@ -124,16 +131,22 @@ const struct cli_command cli_command_catalog = {
     .synopsis = "rebuild --target NAME|URL [--json]",
     .summary = "Rebuild the catalog from the manifests on a target.",
     .help = "Reads every DOMAIN/BACKUP_ID/manifest.json on the target, checks each archive it\n"
-            "names (present, with the recorded size) and records the domains, the backups\n"
-            "(committed, level, parent, checkpoint, XML, times, sizes), their disks and the\n"
-            "archive locations in the catalog (--catalog), which is created when missing.\n"
+            "names (present, with the recorded size, its trailer and index sound and matching)\n"
+            "and each chain link (the parent exists, on the target or in the catalog, and its\n"
+            "manifest has the sha256 the child's manifest records), and records the domains,\n"
+            "the backups (committed, level, parent, checkpoint, XML, times, sizes), their disks\n"
+            "and the archive locations in the catalog (--catalog), which is created when\n"
+            "missing.\n"
             "Merging is idempotent: backups already recorded only get this target's locations\n"
             "added, so a rebuild never overwrites a catalog; a recorded backup that disagrees\n"
             "with its manifest is reported as a conflict and left alone.  Backup directories\n"
-            "without a manifest (incomplete backups) and unreadable manifests are reported by\n"
-            "name and recorded nowhere.\n",
+            "without a manifest (incomplete backups), unreadable manifests and backups whose\n"
+            "chain link is broken (refused) are reported by name and recorded nowhere.  What\n"
+            "cannot be checked without reading the data is listed as not checked: the links of\n"
+            "manifests older than version 3, the newest manifest of each chain, and the sha256\n"
+            "of whole archives (virtkeep verify reads them).\n",
     .options = catalog_options,
-    .tail = "Exit status: 0 done, 1 some manifests were unreadable or in conflict (the rest is\n"
-            "recorded) or the target could not be read, 2 usage error, 3 unknown target.\n",
+    .tail = "Exit status: 0 done, 1 some manifests were unreadable, in conflict or refused (the\n"
+            "rest is recorded) or the target could not be read, 2 usage error, 3 unknown target.\n",
     .run = cli_cmd_catalog,
 };

@@ -35,7 +35,22 @@ static void result_print_json(const struct verify_result *r)
         json_object_array_add(items, j);
     }
     json_object_object_add(o, "items", items);
+    items = json_object_new_array();
+    for (size_t i = 0; i < r->nr_links; i++) {
+        const struct verify_item *it = &r->links[i];
+        struct json_object *j = json_object_new_object();
+        json_object_object_add(j, "backup", cli_json_string(it->backup_id));
+        json_object_object_add(j, "parent", cli_json_string(it->parent));
+        json_object_object_add(j, "target", cli_json_string(it->target));
+        json_object_object_add(j, "key", cli_json_string(it->key));
+        json_object_object_add(j, "ok", json_object_new_boolean(it->ok));
+        json_object_object_add(j, "checked", json_object_new_boolean(it->ok && !it->unchecked));
+        json_object_object_add(j, "error", cli_json_string(it->error));
+        json_object_array_add(items, j);
+    }
+    json_object_object_add(o, "links", items);
     json_object_object_add(o, "failed", json_object_new_int64((int64_t)r->failed));
+    json_object_object_add(o, "unchecked", json_object_new_int64((int64_t)r->unchecked));
     cli_json_print(o);
 }
 
@@ -49,8 +64,23 @@ static void result_print(const struct verify_result *r, bool quiet)
         else if (!it->ok)
             cli_error("%s", it->error ? it->error : "verification failed");
     }
-    if (!quiet)
-        printf("%zu checked, %zu failed\n", r->nr, r->failed);
+    for (size_t i = 0; i < r->nr_links; i++) {
+        const struct verify_item *it = &r->links[i];
+        if (!it->ok)
+            cli_error("%s", it->error ? it->error : "chain link broken");
+        else if (it->unchecked && !quiet)
+            printf("UNCHECKED %s link to %s on '%s' (%s): its manifest is older than version 3 "
+                   "and records no digest of its parent's manifest\n",
+                   it->backup_id, it->parent, it->target, it->key ? it->key : "-");
+        else if (!quiet)
+            printf("OK      %s link to %s on '%s' (%s)\n", it->backup_id, it->parent, it->target,
+                   it->key ? it->key : "-");
+    }
+    if (!quiet && r->unchecked)
+        printf("%zu checked, %zu failed, %zu chain links not checked\n", r->nr + r->nr_links,
+               r->failed, r->unchecked);
+    else if (!quiet)
+        printf("%zu checked, %zu failed\n", r->nr + r->nr_links, r->failed);
 }
 
 int cli_cmd_verify(struct cli *cli, int argc, char **argv)
@@ -90,6 +120,9 @@ int cli_cmd_verify(struct cli *cli, int argc, char **argv)
         for (size_t i = 0; i < res.nr; i++)
             if (!res.items[i].ok)
                 cli_error("%s", res.items[i].error ? res.items[i].error : "verification failed");
+        for (size_t i = 0; i < res.nr_links; i++)
+            if (!res.links[i].ok)
+                cli_error("%s", res.links[i].error ? res.links[i].error : "chain link broken");
     } else
         result_print(&res, cli->quiet);
     r = res.failed ? CLI_EXIT_FAILED : CLI_EXIT_OK;
@@ -106,7 +139,8 @@ static const struct cli_option verify_options[] = {
      "check only the copies on this target (name or URL)"},
     {"json", no_argument, OPT_JSON, NULL,
      "print {items: [{backup, disk, target, key, ok, chunks, bytes,\n"
-     "error}], failed} on stdout"},
+     "error}], links: [{backup, parent, target, key, ok, checked, error}],\n"
+     "failed, unchecked} on stdout"},
     {NULL, 0, 0, NULL, NULL},
 };
 
@@ -117,7 +151,11 @@ const struct cli_command cli_command_verify = {
     .help = "Checks every recorded copy of backup BACKUP, or of every committed backup of DOMAIN:\n"
             "the object size against the catalog, the trailer, the index and its sha256, every\n"
             "chunk (zstd and sha256), and the sha256 of each archive against the catalog and the\n"
-            "manifest.  Each problem names the backup, the disk, the chunk and its offset.\n",
+            "manifest.  Each problem names the backup, the disk, the chunk and its offset.\n"
+            "On each target, the chain link of every backup with a parent is checked too: its\n"
+            "manifest names the catalog's parent and records the sha256 of the parent's manifest\n"
+            "(a hash chain).  Manifests older than version 3 record no such digest: their links\n"
+            "are reported as not checked, not as failures.\n",
     .options = verify_options,
     .tail = "Exit status: 0 all good, 1 something is corrupt or missing, 3 unknown backup.\n",
     .run = cli_cmd_verify,

@@ -204,9 +204,11 @@ char *format_object_key(const char *domain, const char *backup_id, const char *f
  */
 
 #define MANIFEST_FORMAT_NAME "virtkeep-manifest"
-/* Version 2 adds each disk's qcow2 cluster size and compat level; version 1
- * manifests are still read (those fields are then 0 and NULL). */
-#define MANIFEST_FORMAT_VERSION 2
+/* Version 2 adds each disk's qcow2 cluster size and compat level; version 3
+ * the sha256 of the parent's manifest (the chain becomes a hash chain).
+ * Versions 1 and 2 are still read (those fields are then 0, NULL and
+ * has_parent_manifest_sha256 false: the link cannot be checked). */
+#define MANIFEST_FORMAT_VERSION 3
 /* The largest manifest manifest_parse() accepts. */
 #define MANIFEST_MAX_SIZE (16u * 1024 * 1024)
 
@@ -225,9 +227,15 @@ struct manifest_disk {
 struct manifest {
     char *backup_id;
     char *domain_name;
-    char *domain_uuid;     /* 36-character RFC 4122 text form */
-    char *level;           /* full, inc, diff, copy */
-    char *parent_id;       /* NULL for full and copy */
+    char *domain_uuid; /* 36-character RFC 4122 text form */
+    char *level;       /* full, inc, diff, copy */
+    char *parent_id;   /* NULL for full and copy */
+    /* The sha256 of the parent's manifest object, as stored on the target
+     * (version 3; set exactly when parent_id is).  False in the manifests
+     * of versions 1 and 2, which do not record it. */
+    bool has_parent_manifest_sha256;
+    uint8_t parent_manifest_sha256[ARCHIVE_SHA256_LEN];
+    int version;           /* the format version parsed (manifest_parse); ignored when building */
     char *checkpoint_name; /* NULL for copy */
     char *checkpoint_xml;  /* NULL for copy */
     char *domain_xml;
@@ -246,6 +254,8 @@ char *manifest_to_json(const struct manifest *m, unsigned int flags);
  * version with VK_ERR_UNSUPPORTED.  Fills OUT (cleared on failure). */
 int manifest_parse(const char *json, size_t len, const char *name, struct manifest *out);
 void manifest_clear(struct manifest *m);
+/* Is LEN bytes at S valid UTF-8 (no overlong forms, no surrogates)? */
+bool manifest_utf8_valid(const char *s, size_t len);
 /* Append a zeroed disk to M; returns it or NULL. */
 struct manifest_disk *manifest_disk_add(struct manifest *m);
 /* Fill D's cluster_size and compat from the qcow2 header of the image at

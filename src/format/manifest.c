@@ -80,6 +80,44 @@ static const char *disks_check(const struct manifest *m)
     return NULL;
 }
 
+bool manifest_utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+
+    while (p < end) {
+        unsigned int c = *p, n, cp;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf)
+            n = 1, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+            n = 2, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+            n = 3, cp = c & 0x07;
+        else
+            return false; /* a continuation byte, an overlong lead or beyond U+10FFFF */
+        if ((size_t)(end - p) <= n)
+            return false;
+        for (unsigned int i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (p[i] & 0x3f);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return false;
+        p += n + 1;
+    }
+    return true;
+}
+
+static bool xml_ok(const char *xml)
+{
+    return manifest_utf8_valid(xml, strlen(xml));
+}
+
 static const char *chain_check(const struct manifest *m)
 {
     bool incremental = strcmp(m->level, "inc") == 0 || strcmp(m->level, "diff") == 0;
@@ -89,10 +127,14 @@ static const char *chain_check(const struct manifest *m)
         return "a parent backup is given for a full or copy backup, or missing for inc or diff";
     if (m->parent_id && !name_ok(m->parent_id))
         return "the parent backup id is malformed";
+    if (m->has_parent_manifest_sha256 && !m->parent_id)
+        return "a parent manifest sha256 is given for a backup without a parent";
     if (copy != (m->checkpoint_name == NULL) || copy != (m->checkpoint_xml == NULL))
         return "a copy backup has a checkpoint, or another level lacks one";
     if (m->checkpoint_name && (!name_ok(m->checkpoint_name) || !*m->checkpoint_xml))
         return "the checkpoint name or XML is malformed";
+    if (m->checkpoint_xml && !xml_ok(m->checkpoint_xml))
+        return "the checkpoint XML is not valid UTF-8";
     return NULL;
 }
 
@@ -106,6 +148,8 @@ static const char *manifest_check(const struct manifest *m)
         return "the domain UUID is not in the 8-4-4-4-12 hex form";
     if (!m->domain_xml || !*m->domain_xml)
         return "the domain XML is empty";
+    if (!xml_ok(m->domain_xml))
+        return "the domain XML is not valid UTF-8";
     if (!archive_level_valid(m->level))
         return "the level is not one of full, inc, diff, copy";
     if (m->started < 0 || m->finished < m->started)
@@ -117,6 +161,10 @@ static const char *manifest_check(const struct manifest *m)
 int manifest_validate(const struct manifest *m)
 {
     const char *why = manifest_check(m);
+
+    /* What is written is the current version: a child records its link. */
+    if (!why && m->parent_id && !m->has_parent_manifest_sha256)
+        why = "the sha256 of the parent's manifest is missing";
 
     if (why) {
         vk_error(VK_ERR_INVALID, "the manifest of backup '%s' is invalid: %s",
@@ -169,6 +217,13 @@ static struct json_object *manifest_to_object(const struct manifest *m)
     json_object_object_add(o, "backup_id", json_object_new_string(m->backup_id));
     json_object_object_add(o, "level", json_object_new_string(m->level));
     json_object_object_add(o, "parent_id", vk_json_string_or_null(m->parent_id));
+    if (m->has_parent_manifest_sha256) {
+        char hex[ARCHIVE_SHA256_HEX_LEN + 1];
+        archive_sha256_hex(m->parent_manifest_sha256, hex);
+        json_object_object_add(o, "parent_manifest_sha256", json_object_new_string(hex));
+    } else {
+        json_object_object_add(o, "parent_manifest_sha256", NULL);
+    }
     json_object_object_add(o, "domain", dom);
     json_object_object_add(o, "checkpoint", cp);
     json_object_object_add(o, "started", json_object_new_int64(m->started));
@@ -303,16 +358,46 @@ static int times_from_json(struct json_object *root, const char *what, struct ma
     return 0;
 }
 
-/* The version to check the document against: 1 when it says 1 (still
- * read), else the current one (which refuses any other). */
+/* The version to check the document against: 1 or 2 when it says so
+ * (still read), else the current one (which refuses any other). */
 static int version_of(struct json_object *root)
 {
     struct json_object *v;
 
     if (json_object_object_get_ex(root, "version", &v) && json_object_is_type(v, json_type_int) &&
-        json_object_get_int64(v) == 1)
-        return 1;
+        (json_object_get_int64(v) == 1 || json_object_get_int64(v) == 2))
+        return (int)json_object_get_int64(v);
     return MANIFEST_FORMAT_VERSION;
+}
+
+/* Version 3: parent_manifest_sha256, 64 hex digits or null. */
+static int parent_link_from_json(struct json_object *root, const char *what, struct manifest *m)
+{
+    CLEANUP_FREE char *hex = NULL;
+    struct json_object *v;
+
+    if (!json_object_object_get_ex(root, "parent_manifest_sha256", &v)) {
+        vk_error(VK_ERR_CORRUPT, "%s is corrupt: key 'parent_manifest_sha256' is missing", what);
+        return -1;
+    }
+    if (vk_json_get_str(root, "parent_manifest_sha256", true, what, &hex) < 0)
+        return -1;
+    if (!hex) {
+        if (m->parent_id) {
+            vk_error(VK_ERR_CORRUPT,
+                     "%s is corrupt: parent_manifest_sha256 is null for a backup with a parent",
+                     what);
+            return -1;
+        }
+        return 0;
+    }
+    if (archive_sha256_unhex(hex, m->parent_manifest_sha256) < 0) {
+        vk_error(VK_ERR_CORRUPT,
+                 "%s is corrupt: parent_manifest_sha256 is not 64 lower-case hex digits", what);
+        return -1;
+    }
+    m->has_parent_manifest_sha256 = true;
+    return 0;
 }
 
 static int manifest_from_json(struct json_object *root, const char *what, struct manifest *m)
@@ -321,13 +406,18 @@ static int manifest_from_json(struct json_object *root, const char *what, struct
     static const char *const keys[] = {"format",    "version", "backup_id",  "level",
                                        "parent_id", "domain",  "checkpoint", "started",
                                        "finished",  "disks",   NULL};
+    static const char *const keys3[] = {
+        "format", "version",    "backup_id", "level",    "parent_id", "parent_manifest_sha256",
+        "domain", "checkpoint", "started",   "finished", "disks",     NULL};
     const char *why;
 
-    if (vk_json_check_object(root, keys, what) < 0 ||
+    m->version = version;
+    if (vk_json_check_object(root, version >= 3 ? keys3 : keys, what) < 0 ||
         vk_json_check_format(root, MANIFEST_FORMAT_NAME, version, what) < 0 ||
         vk_json_get_str(root, "backup_id", false, what, &m->backup_id) < 0 ||
         vk_json_get_str(root, "level", false, what, &m->level) < 0 ||
         vk_json_get_str(root, "parent_id", true, what, &m->parent_id) < 0 ||
+        (version >= 3 && parent_link_from_json(root, what, m) < 0) ||
         domain_from_json(root, what, m) < 0 || checkpoint_from_json(root, what, m) < 0 ||
         times_from_json(root, what, m) < 0 || disks_from_json(root, version, what, m) < 0)
         return -1;

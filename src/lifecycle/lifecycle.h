@@ -245,11 +245,26 @@ struct rebuild_result {
     char **incomplete; /* "DOMAIN/BACKUP_ID": archives without a manifest */
     char **unreadable; /* "KEY: why" */
     char **conflicts;  /* "BACKUP_ID: why" */
+    char **refused;    /* "BACKUP_ID: why": a broken chain link (recorded nowhere) */
+    char **unchecked;  /* what could not be checked without reading data, one line each */
 };
 
-/* Returns 0 when the target could be listed (RESULT says what was found;
- * unreadable manifests and conflicts are not failures of the run), -1
- * otherwise. */
+/* Without reading any data, each manifest is checked: its JSON (version,
+ * keys, UTF-8 in the XML), its place, each archive's size, trailer and index
+ * (their sha256s) and header against it; and the chain links: a backup
+ * with a parent is recorded only when the parent is on the target (and
+ * recorded first) or a committed backup of the same domain in the catalog,
+ * and the sha256 of the parent's manifest equals the one the child's
+ * manifest records (version 3, the hash chain).  A broken link, a missing
+ * parent or a refused parent refuses the backup (REFUSED names the domain,
+ * both backups and the object).  What cannot be checked this way is listed
+ * in UNCHECKED: links of manifests before version 3, the newest manifest of
+ * each chain (no child records its digest) and the sha256 of whole
+ * archives (verify reads them).
+ *
+ * Returns 0 when the target could be listed (RESULT says what was found;
+ * unreadable manifests, conflicts and refused backups are not failures of
+ * the run), -1 otherwise. */
 int rebuild_run(struct catalog *cat, const struct rebuild_options *opts,
                 struct rebuild_result *result, unsigned int flags);
 void rebuild_result_clear(struct rebuild_result *r);

@@ -359,3 +359,175 @@ void reader_source_qcow2(struct catalog *cat, struct reader_targets *ts, const c
     manifest_clear(&m);
     catalog_locations_free(locs);
 }
+
+/* ---------------------------------------------------------------- links */
+
+/* One stored manifest: its bytes' digest, where it was read, parsed. */
+struct manifest_obj {
+    char hex[ARCHIVE_SHA256_HEX_LEN + 1];
+    char *target; /* the target it was read from */
+    char *key;
+    const char *recorded; /* the catalog's sha256 of it, or NULL (points into locs) */
+    struct manifest m;
+    bool parsed;
+};
+
+static void manifest_obj_clear(struct manifest_obj *o)
+{
+    free(o->target);
+    free(o->key);
+    manifest_clear(&o->m);
+    memset(o, 0, sizeof *o);
+}
+
+/* Read the manifest of BACKUP_ID from its recorded location on TARGET (any
+ * target when NULL: PREFER first, then --from, then where it was recorded,
+ * the fastest target first), hash it and, when PARSE, parse it. */
+static int manifest_obj_get(struct catalog *cat, struct reader_targets *ts,
+                            const struct catalog_locations *locs, const char *target,
+                            const char *prefer, bool parse, struct manifest_obj *o)
+{
+    CLEANUP_FREE struct catalog_location **cand = vk_calloc(locs->count + 1, sizeof *cand);
+    size_t n = 0;
+
+    if (!cand)
+        return -1;
+    for (size_t i = 0; i < locs->count; i++)
+        if (!locs->items[i].disk)
+            cand[n++] = &locs->items[i];
+    locations_sort(cat, cand, n);
+    for (int pass = prefer ? 0 : 1; pass < (target || !ts->from ? 2 : 3); pass++) {
+        for (size_t i = 0; i < n; i++) {
+            const struct catalog_location *l = cand[i];
+            const char *name = ts->from && pass < 2 ? ts->from : l->target;
+            CLEANUP_FREE void *buf = NULL;
+            struct transport *t;
+            uint8_t sha[ARCHIVE_SHA256_LEN];
+            size_t len;
+
+            if ((target && strcmp(name, target) != 0) || (pass == 0 && strcmp(name, prefer) != 0))
+                continue;
+            if (!(t = reader_targets_get(ts, name)) ||
+                transport_get_all(t, l->key, MANIFEST_MAX_SIZE, &buf, &len) < 0 ||
+                archive_sha256(buf, len, sha) < 0) {
+                vk_debug("manifest '%s' on target '%s': %s", l->key, name, vk_error_message());
+                continue;
+            }
+            archive_sha256_hex(sha, o->hex);
+            o->recorded = l->sha256;
+            if (!(o->target = vk_strdup(name)) || !(o->key = vk_strdup(l->key)))
+                return -1;
+            if (parse && manifest_parse(buf, len, l->key, &o->m) < 0)
+                return -1;
+            o->parsed = parse;
+            return 0;
+        }
+    }
+    vk_error(VK_ERR_NOT_FOUND, "no recorded manifest of backup '%s'%s%s can be read",
+             locs->count ? locs->items[0].backup_id : "?", target ? " on target " : "",
+             target ? target : "");
+    return -1;
+}
+
+static int locations_of(struct catalog *cat, const char *id, struct catalog_locations **out)
+{
+    if (catalog_archive_list(cat, id, NULL, out) < 0)
+        return -1;
+    if ((*out)->count == 0) {
+        vk_error(VK_ERR_NOT_FOUND, "backup '%s' has no object recorded on any target", id);
+        return -1;
+    }
+    return 0;
+}
+
+/* The child's side of a link, with the child's manifest in C. */
+static int link_child_check(const struct catalog_backup *child, const struct manifest_obj *c)
+{
+    const char *mp = c->m.parent_id;
+
+    if (c->recorded && strcmp(c->hex, c->recorded) != 0) {
+        vk_error(VK_ERR_CORRUPT,
+                 "the manifest of backup '%s' of domain '%s' (object '%s' on target '%s') has "
+                 "sha256 %s, the catalog records %s",
+                 child->id, child->domain, c->key, c->target, c->hex, c->recorded);
+        return -1;
+    }
+    if (!mp || strcmp(mp, child->parent) != 0) {
+        vk_error(VK_ERR_CORRUPT,
+                 "the chain link of backup '%s' of domain '%s' is broken: its manifest (object "
+                 "'%s' on target '%s') names parent '%s', the catalog '%s'",
+                 child->id, child->domain, c->key, c->target, mp ? mp : "none", child->parent);
+        return -1;
+    }
+    return 0;
+}
+
+int reader_link_check(struct catalog *cat, struct reader_targets *ts,
+                      const struct catalog_backup *child, const char *target, bool *unchecked)
+{
+    struct catalog_locations *clocs = NULL, *plocs = NULL;
+    struct manifest_obj c = {0}, p = {0};
+    char want[ARCHIVE_SHA256_HEX_LEN + 1];
+    int r = -1;
+
+    *unchecked = false;
+    if (!child->parent)
+        return 0;
+    if (locations_of(cat, child->id, &clocs) < 0 ||
+        manifest_obj_get(cat, ts, clocs, target, NULL, true, &c) < 0) {
+        vk_error_prefix("cannot check the chain link of backup '%s' of domain '%s'", child->id,
+                        child->domain);
+        goto out;
+    }
+    if (link_child_check(child, &c) < 0)
+        goto out;
+    if (!c.m.has_parent_manifest_sha256) {
+        *unchecked = true; /* a manifest of version 1 or 2 */
+        vk_debug("the chain link of backup '%s' to '%s' is not checked: its manifest (version %d) "
+                 "records no digest of its parent's manifest",
+                 child->id, child->parent, c.m.version);
+        r = 0;
+        goto out;
+    }
+    if (locations_of(cat, child->parent, &plocs) < 0 ||
+        manifest_obj_get(cat, ts, plocs, NULL, c.target, false, &p) < 0) {
+        vk_error_prefix("the chain link of backup '%s' of domain '%s' cannot be checked: the "
+                        "manifest of its parent '%s'",
+                        child->id, child->domain, child->parent);
+        goto out;
+    }
+    archive_sha256_hex(c.m.parent_manifest_sha256, want);
+    if (strcmp(p.hex, want) != 0) {
+        vk_error(VK_ERR_CORRUPT,
+                 "the chain link of backup '%s' of domain '%s' is broken: the manifest of its "
+                 "parent '%s' (object '%s' on target '%s') has sha256 %s, backup '%s' records %s",
+                 child->id, child->domain, child->parent, p.key, p.target, p.hex, child->id, want);
+        goto out;
+    }
+    r = 0;
+out:
+    manifest_obj_clear(&c);
+    manifest_obj_clear(&p);
+    catalog_locations_free(clocs);
+    catalog_locations_free(plocs);
+    return r;
+}
+
+int reader_chain_check(struct catalog *cat, struct reader_targets *ts,
+                       const struct catalog_backups *chain, size_t *unchecked)
+{
+    *unchecked = 0;
+    for (size_t i = 1; i < chain->count; i++) {
+        const struct catalog_backup *b = &chain->items[i];
+        bool u;
+        if (!b->parent || strcmp(b->parent, chain->items[i - 1].id) != 0) {
+            vk_error(VK_ERR_CORRUPT, "backup '%s' of domain '%s' does not follow '%s' in its chain",
+                     b->id, b->domain, chain->items[i - 1].id);
+            return -1;
+        }
+        if (reader_link_check(cat, ts, b, NULL, &u) < 0)
+            return -1;
+        *unchecked += u;
+    }
+    return 0;
+}

@@ -146,6 +146,25 @@ int reader_chain_find(struct catalog *cat, const char *domain, const char *backu
 int reader_disks_select(struct catalog *cat, char *const *disks, const char *tip,
                         struct catalog_backup_disks **out);
 
+/* ---------------------------------------------------------------- links */
+
+struct catalog_backup;
+
+/* The hash chain (docs/FORMAT.md): each manifest records the sha256 of its
+ * parent's manifest.  Check the link from CHILD (a catalog backup) to its
+ * parent: CHILD's manifest, read from TARGET (NULL: the first recorded copy
+ * that can be read; --from applies), must have the digest the catalog
+ * records, name the catalog's parent, and record the sha256 of the parent's
+ * manifest as stored (read from the same target when it holds it).  A
+ * manifest of version 1 or 2 records no digest: *UNCHECKED is set and the
+ * link is not a failure.  A broken link is VK_ERR_CORRUPT, naming the
+ * domain, both backups and the object.  0 when CHILD has no parent. */
+int reader_link_check(struct catalog *cat, struct reader_targets *ts,
+                      const struct catalog_backup *child, const char *target, bool *unchecked);
+/* Every link of CHAIN (full first); *UNCHECKED counts the links not checked. */
+int reader_chain_check(struct catalog *cat, struct reader_targets *ts,
+                       const struct catalog_backups *chain, size_t *unchecked);
+
 /* ---------------------------------------------------------------- qcow2 */
 
 /* The cluster size and compat level of DISK in the manifest of BACKUP_ID

@@ -26,16 +26,23 @@
 
 #define HASH_BLOCK (4u * 1024 * 1024)
 
+static void items_free(struct verify_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(items[i].backup_id);
+        free(items[i].disk);
+        free(items[i].parent);
+        free(items[i].target);
+        free(items[i].key);
+        free(items[i].error);
+    }
+    free(items);
+}
+
 void verify_result_clear(struct verify_result *r)
 {
-    for (size_t i = 0; i < r->nr; i++) {
-        free(r->items[i].backup_id);
-        free(r->items[i].disk);
-        free(r->items[i].target);
-        free(r->items[i].key);
-        free(r->items[i].error);
-    }
-    free(r->items);
+    items_free(r->items, r->nr);
+    items_free(r->links, r->nr_links);
     memset(r, 0, sizeof *r);
 }
 
@@ -176,21 +183,27 @@ static int item_check(struct reader_targets *ts, const struct catalog_location *
     return r;
 }
 
-static struct verify_item *item_add(struct verify_result *res, const struct catalog_location *loc,
-                                    const char *target)
+static struct verify_item *item_append(struct verify_item **arr, size_t *nr,
+                                       const struct catalog_location *loc, const char *target)
 {
-    struct verify_item *items = vk_realloc_array(res->items, res->nr + 1, sizeof *items), *it;
+    struct verify_item *items = vk_realloc_array(*arr, *nr + 1, sizeof *items), *it;
 
     if (!items)
         return NULL;
-    res->items = items;
-    it = &items[res->nr++];
+    *arr = items;
+    it = &items[(*nr)++];
     memset(it, 0, sizeof *it);
     it->backup_id = vk_strdup(loc->backup_id);
     it->disk = loc->disk ? vk_strdup(loc->disk) : NULL;
     it->target = vk_strdup(target);
     it->key = loc->key ? vk_strdup(loc->key) : NULL;
     return it;
+}
+
+static struct verify_item *item_add(struct verify_result *res, const struct catalog_location *loc,
+                                    const char *target)
+{
+    return item_append(&res->items, &res->nr, loc, target);
 }
 
 static void item_result(struct verify_result *res, struct verify_item *it, int r)
@@ -239,8 +252,25 @@ static void manifest_check(struct reader_targets *ts, const struct catalog_locat
     item_result(res, it, r);
 }
 
-/* Every copy on one target: the manifest, then each disk's archive. */
-static void target_verify(struct reader_targets *ts, const struct catalog_locations *locs,
+/* The chain link of backup B on TARGET, after its manifest (MLOC). */
+static void link_check(struct catalog *cat, struct reader_targets *ts,
+                       const struct catalog_backup *b, const struct catalog_location *mloc,
+                       const char *target, struct verify_result *res)
+{
+    struct verify_item *it = item_append(&res->links, &res->nr_links, mloc, target);
+    int r;
+
+    if (!it || !(it->parent = vk_strdup(b->parent)))
+        return;
+    r = reader_link_check(cat, ts, b, target, &it->unchecked);
+    item_result(res, it, r);
+    res->unchecked += it->unchecked;
+}
+
+/* Every copy on one target: the manifest, its chain link, then each disk's
+ * archive. */
+static void target_verify(struct catalog *cat, struct reader_targets *ts,
+                          const struct catalog_backup *b, const struct catalog_locations *locs,
                           const char *id, const char *target, const char *from, unsigned int flags,
                           struct verify_result *res)
 {
@@ -252,6 +282,8 @@ static void target_verify(struct reader_targets *ts, const struct catalog_locati
         if (!locs->items[i].disk && location_on(locs, i, target, from))
             mloc = &locs->items[i];
     manifest_check(ts, mloc, target, &mc, res);
+    if (b && b->parent && mloc != &none)
+        link_check(cat, ts, b, mloc, target, res);
     for (size_t j = 0; j < locs->count; j++) {
         const struct catalog_location *loc = &locs->items[j];
         struct verify_item *it;
@@ -266,9 +298,12 @@ static int backup_verify(struct catalog *cat, struct reader_targets *ts, const c
                          const char *id, unsigned int flags, struct verify_result *res)
 {
     struct catalog_locations *locs = NULL;
+    struct catalog_backup *b = catalog_backup_get(cat, id);
 
-    if (catalog_archive_list(cat, id, NULL, &locs) < 0)
+    if (!b || catalog_archive_list(cat, id, NULL, &locs) < 0) {
+        catalog_backup_free(b);
         return -1;
+    }
     if (locs->count == 0) {
         struct catalog_location none = {.backup_id = (char *)id, .key = (char *)""};
         struct verify_item *it = item_add(res, &none, from ? from : "");
@@ -281,9 +316,11 @@ static int backup_verify(struct catalog *cat, struct reader_targets *ts, const c
         for (size_t j = 0; j < i && first; j++)
             first = !from && strcmp(locs->items[j].target, locs->items[i].target) != 0;
         if (first)
-            target_verify(ts, locs, id, from ? from : locs->items[i].target, from, flags, res);
+            target_verify(cat, ts, b, locs, id, from ? from : locs->items[i].target, from, flags,
+                          res);
     }
     catalog_locations_free(locs);
+    catalog_backup_free(b);
     return 0;
 }
 

@@ -437,8 +437,15 @@ int restore_run(struct catalog *cat, const struct restore_options *opts, struct 
     if (!(c.ts = reader_targets_new(opts->config, opts->from)) ||
         !(w = vk_calloc(disks->count + 1, sizeof *w)))
         goto out;
-    /* A disk that cannot be prepared still fails inside a recorded job. */
-    r = disks_prepare(&c, disks, out, w);
+    /* A broken chain link or a disk that cannot be prepared still fails
+     * inside a recorded job. */
+    r = reader_chain_check(cat, c.ts, chain, &out->links_unchecked);
+    if (r == 0 && out->links_unchecked)
+        vk_info("%zu link(s) of the chain of backup '%s' not checked: manifests older than "
+                "version 3 record no digest of their parent's manifest",
+                out->links_unchecked, tip);
+    if (r == 0)
+        r = disks_prepare(&c, disks, out, w);
     if (r == 0)
         out->estimate_seconds = estimate_get(&c, out, w);
     if ((out->job_id = job_start(&c, tip, out->estimate_seconds)) < 0) {

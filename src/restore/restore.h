@@ -77,11 +77,15 @@ struct restore_result {
     bool started;
     char **dropped;         /* disks of the saved XML left out of the definition */
     char **dropped_devices; /* devices reaching the host left out (restore_domain_xml) */
+    /* Links of the chain not checked: manifests older than version 3 record
+     * no digest of their parent's manifest. */
+    size_t links_unchecked;
 };
 
 /* Restore as OPTS say.  Records a "restore" job in CAT and the read
- * throughput per target.  On failure the job is marked failed and nothing
- * is left under a final name. */
+ * throughput per target.  Before reading any data, every link of the chain
+ * is checked (reader_chain_check): a broken one refuses the restore.  On
+ * failure the job is marked failed and nothing is left under a final name. */
 int restore_run(struct catalog *cat, const struct restore_options *opts, struct restore_result *out,
                 unsigned int flags);
 void restore_result_clear(struct restore_result *r);
@@ -131,7 +135,9 @@ struct verify_options {
 
 struct verify_item {
     char *backup_id;
-    char *disk; /* NULL for the manifest */
+    char *disk;     /* NULL for the manifest and the chain link */
+    char *parent;   /* the chain link to this parent (the hash chain), else NULL */
+    bool unchecked; /* a link that could not be checked (manifest before version 3) */
     char *target;
     char *key;
     bool ok;
@@ -143,12 +149,18 @@ struct verify_item {
 struct verify_result {
     struct verify_item *items;
     size_t nr;
-    size_t failed;
+    /* The chain links (the hash chain of the manifests), one per backup
+     * with a parent and target: its manifest's key, ok or not. */
+    struct verify_item *links;
+    size_t nr_links;
+    size_t failed;    /* items and links */
+    size_t unchecked; /* links not checked: ok, but unknown */
 };
 
 /* Verify every archive copy of backup OPTS->what, or of every committed
- * backup of domain OPTS->what.  Returns 0 when the items could be listed
- * (RESULT->failed says how many are bad), -1 otherwise. */
+ * backup of domain OPTS->what, and on each target the chain link of each
+ * backup with a parent (reader_link_check): one item per link.  Returns 0 when the items could be
+ * listed (RESULT->failed says how many are bad), -1 otherwise. */
 int verify_run(struct catalog *cat, const struct verify_options *opts, unsigned int flags,
                struct verify_result *result);
 void verify_result_clear(struct verify_result *r);

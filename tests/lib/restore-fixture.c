@@ -148,6 +148,16 @@ static void manifest_init(struct restore_fixture *fx, struct manifest *m, const 
     m->domain_uuid = strdup(fx->uuid);
     m->level = strdup(level);
     m->parent_id = parent ? strdup(parent) : NULL;
+    if (parent) { /* the hash chain: the digest of the parent's manifest as stored */
+        char *pkey = vk_asprintf("%s/%s/manifest.json", fx->domain, parent);
+        void *buf = NULL;
+        size_t len = 0;
+        assert_int_equal(transport_get_all(fx->t, pkey, MANIFEST_MAX_SIZE, &buf, &len), 0);
+        assert_int_equal(archive_sha256(buf, len, m->parent_manifest_sha256), 0);
+        m->has_parent_manifest_sha256 = true;
+        free(buf);
+        free(pkey);
+    }
     m->checkpoint_name = vk_asprintf("virtkeep-%s", id);
     m->checkpoint_xml = strdup("<domaincheckpoint/>");
     m->domain_xml = vk_asprintf("<domain type='kvm'><name>%s</name></domain>", fx->domain);

@@ -1174,6 +1174,9 @@ static void manifest_sample(struct manifest *m, const char *level)
     m->domain_uuid = strdup("6f1c3b52-2b4e-4a51-9d0e-3c2b1a0f9e8d");
     m->level = strdup(level);
     m->parent_id = inc ? strdup("20261127T010000Z") : NULL;
+    m->has_parent_manifest_sha256 = inc;
+    for (int k = 0; inc && k < ARCHIVE_SHA256_LEN; k++)
+        m->parent_manifest_sha256[k] = (uint8_t)(0xa0 + k);
     m->checkpoint_name = copy ? NULL : strdup("virtkeep-20261128T010000Z");
     m->checkpoint_xml =
         copy ? NULL : strdup("<domaincheckpoint><name>x</name>\n\"q\"/</domaincheckpoint>");
@@ -1204,6 +1207,10 @@ static void manifest_equal(const struct manifest *a, const struct manifest *b)
     assert_true((a->parent_id == NULL) == (b->parent_id == NULL));
     if (a->parent_id)
         assert_string_equal(a->parent_id, b->parent_id);
+    assert_int_equal(a->has_parent_manifest_sha256, b->has_parent_manifest_sha256);
+    if (a->has_parent_manifest_sha256)
+        assert_memory_equal(a->parent_manifest_sha256, b->parent_manifest_sha256,
+                            ARCHIVE_SHA256_LEN);
     assert_true((a->checkpoint_name == NULL) == (b->checkpoint_name == NULL));
     if (a->checkpoint_name) {
         assert_string_equal(a->checkpoint_name, b->checkpoint_name);
@@ -1337,6 +1344,7 @@ static void test_manifest_malformed(void **state)
                                        "backup_id",
                                        "level",
                                        "parent_id",
+                                       "parent_manifest_sha256",
                                        "domain",
                                        "checkpoint",
                                        "started",
@@ -1357,7 +1365,11 @@ static void test_manifest_malformed(void **state)
     static const struct {
         const char *spec, *why;
     } sets[] = {
-        {"version=3", "format version 3"},
+        {"version=4", "format version 4"},
+        {"parent_manifest_sha256=null", "null for a backup with a parent"},
+        {"parent_manifest_sha256=\"00\"", "parent_manifest_sha256 is not 64"},
+        {"parent_manifest_sha256=\"AA\"", "parent_manifest_sha256 is not 64"},
+        {"domain.xml=\"<domain>\\u00e9</domain>\"", "__valid__"},
         {"format=\"virtkeep-archive\"", "format"},
         {"extra=1", "unknown key 'extra'"},
         {"domain.uuid=\"6f1c3b52-2b4e-4a51-9d0e-3c2b1a0f9e8\"", "UUID"},
@@ -1391,6 +1403,12 @@ static void test_manifest_malformed(void **state)
     }
     for (size_t i = 0; i < VK_ARRAY_SIZE(sets); i++) {
         int r = parse_edited(valid, edit_set, sets[i].spec, &out);
+        if (strcmp(sets[i].why, "__valid__") == 0) { /* UTF-8 that is valid passes */
+            if (r < 0)
+                fail_msg("case '%s': %s", sets[i].spec, vk_error_message());
+            manifest_clear(&out);
+            continue;
+        }
         if (r == 0 || !strstr(vk_error_message(), sets[i].why))
             fail_msg("case '%s': got '%s'", sets[i].spec, r == 0 ? "success" : vk_error_message());
     }
@@ -1406,6 +1424,136 @@ static void test_manifest_malformed(void **state)
     assert_int_equal(manifest_parse(valid, strlen(valid), "m", &out), 0);
     manifest_clear(&out);
     free(valid);
+}
+
+/* The parent's manifest digest (version 3): written for inc and diff, null
+ * for full and copy, required to build a child, and the text a version-2
+ * reader would refuse (a new key) comes with a new version. */
+static void test_manifest_parent_link(void **state)
+{
+    struct manifest m, back;
+    char *json;
+
+    (void)state;
+    manifest_sample(&m, "inc");
+    json = manifest_to_json(&m, 0);
+    assert_non_null(json);
+    assert_non_null(strstr(json, "\"version\": 3"));
+    assert_non_null(strstr(json,
+                           "\"parent_manifest_sha256\": "
+                           "\"a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf\""));
+    assert_int_equal(manifest_parse(json, strlen(json), "web1/x/manifest.json", &back), 0);
+    assert_int_equal(back.version, 3);
+    assert_true(back.has_parent_manifest_sha256);
+    assert_memory_equal(back.parent_manifest_sha256, m.parent_manifest_sha256, ARCHIVE_SHA256_LEN);
+    manifest_clear(&back);
+    free(json);
+
+    /* A child without the record cannot be written. */
+    m.has_parent_manifest_sha256 = false;
+    assert_null(manifest_to_json(&m, 0));
+    assert_int_equal(vk_error_code(), VK_ERR_INVALID);
+    assert_non_null(strstr(vk_error_message(), "parent's manifest"));
+    manifest_clear(&m);
+
+    /* A full: null, and a digest without a parent is refused. */
+    manifest_sample(&m, "full");
+    json = manifest_to_json(&m, 0);
+    assert_non_null(strstr(json, "\"parent_manifest_sha256\": null"));
+    assert_int_equal(manifest_parse(json, strlen(json), "k", &back), 0);
+    assert_false(back.has_parent_manifest_sha256);
+    manifest_clear(&back);
+    free(json);
+    m.has_parent_manifest_sha256 = true;
+    assert_int_equal(manifest_validate(&m), -1);
+    manifest_clear(&m);
+}
+
+/* Versions 1 and 2 (no parent_manifest_sha256) are still read: the link is
+ * then unknown, not broken.  A version-2 text with the new key is not. */
+static void test_manifest_parent_link_old(void **state)
+{
+    struct manifest m, back;
+    struct json_object *root;
+    const char *text;
+    char *json;
+
+    (void)state;
+    manifest_sample(&m, "inc");
+    json = manifest_to_json(&m, 0);
+    manifest_clear(&m);
+    root = json_tokener_parse(json);
+    json_object_object_add(root, "version", json_object_new_int(2));
+    text = json_object_to_json_string(root);
+    assert_int_equal(manifest_parse(text, strlen(text), "k", &back), -1);
+    assert_non_null(strstr(vk_error_message(), "parent_manifest_sha256"));
+    json_object_object_del(root, "parent_manifest_sha256");
+    text = json_object_to_json_string(root);
+    assert_int_equal(manifest_parse(text, strlen(text), "k", &back), 0);
+    assert_int_equal(back.version, 2);
+    assert_false(back.has_parent_manifest_sha256);
+    assert_string_equal(back.parent_id, "20261127T010000Z");
+    manifest_clear(&back);
+    json_object_put(root);
+    /* A version-3 text without the key is corrupt. */
+    root = json_tokener_parse(json);
+    json_object_object_del(root, "parent_manifest_sha256");
+    text = json_object_to_json_string(root);
+    assert_int_equal(manifest_parse(text, strlen(text), "k", &back), -1);
+    assert_int_equal(vk_error_code(), VK_ERR_CORRUPT);
+    assert_non_null(strstr(vk_error_message(), "'parent_manifest_sha256' is missing"));
+    json_object_put(root);
+    free(json);
+}
+
+/* Invalid UTF-8 in the domain or checkpoint XML is corrupt. */
+static void test_manifest_xml_utf8(void **state)
+{
+    static const char *const bad[] = {"<d>\xff</d>",
+                                      "<d>\xc3</d>",
+                                      "<d>\xc0\xaf</d>",
+                                      "<d>\xed\xa0\x80</d>",
+                                      "<d>\xf4\x90\x80\x80</d>",
+                                      "<d>\x80</d>"};
+    static const char *const good[] = {"<d>\xc3\xa9</d>", "<d>\xe2\x82\xac</d>",
+                                       "<d>\xf0\x9f\x98\x80</d>"};
+    struct manifest m;
+
+    (void)state;
+    for (size_t i = 0; i < VK_ARRAY_SIZE(bad); i++) {
+        assert_false(manifest_utf8_valid(bad[i], strlen(bad[i])));
+        manifest_sample(&m, "full");
+        free(m.domain_xml);
+        m.domain_xml = strdup(bad[i]);
+        assert_int_equal(manifest_validate(&m), -1);
+        assert_non_null(strstr(vk_error_message(), "domain XML is not valid UTF-8"));
+        manifest_clear(&m);
+    }
+    for (size_t i = 0; i < VK_ARRAY_SIZE(good); i++)
+        assert_true(manifest_utf8_valid(good[i], strlen(good[i])));
+    manifest_sample(&m, "full");
+    free(m.checkpoint_xml);
+    m.checkpoint_xml = strdup("<c>\xfe</c>");
+    assert_int_equal(manifest_validate(&m), -1);
+    assert_non_null(strstr(vk_error_message(), "checkpoint XML is not valid UTF-8"));
+    manifest_clear(&m);
+    /* Through the parser: the JSON text carries the raw bytes. */
+    {
+        const char *text = "{\"format\": \"virtkeep-manifest\", \"version\": 3, "
+                           "\"backup_id\": \"b\", \"level\": \"copy\", \"parent_id\": null, "
+                           "\"parent_manifest_sha256\": null, \"domain\": {\"name\": \"d\", "
+                           "\"uuid\": \"6f1c3b52-2b4e-4a51-9d0e-3c2b1a0f9e8d\", "
+                           "\"xml\": \"<domain>\xff</domain>\"}, \"checkpoint\": null, "
+                           "\"started\": 1, \"finished\": 2, \"disks\": [{\"target\": \"vda\", "
+                           "\"virtual_size\": 1, \"archive_key\": \"d/b/vda.tar\", "
+                           "\"archive_size\": 1, \"archive_sha256\": "
+                           "\"0000000000000000000000000000000000000000000000000000000000000000\", "
+                           "\"bytes_read\": 1, \"bytes_stored\": 0, \"cluster_size\": null, "
+                           "\"compat\": null}]}";
+        assert_int_equal(manifest_parse(text, strlen(text), "k", &m), -1);
+        assert_int_equal(vk_error_code(), VK_ERR_CORRUPT);
+        assert_non_null(strstr(vk_error_message(), "not valid UTF-8"));
+    }
 }
 
 /* ---------------------------------------------------------------- sample */
@@ -1466,6 +1614,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_manifest_roundtrip),
         cmocka_unit_test(test_manifest_build_invalid),
         cmocka_unit_test(test_manifest_malformed),
+        cmocka_unit_test(test_manifest_parent_link),
+        cmocka_unit_test(test_manifest_parent_link_old),
+        cmocka_unit_test(test_manifest_xml_utf8),
     };
 
     if (argc == 4 && strcmp(argv[1], "write-sample") == 0) {

@@ -283,7 +283,7 @@ static void test_manifest_qcow2_fields(void **state)
 
     (void)state;
     assert_non_null(json);
-    assert_non_null(strstr(json, "\"version\": 2"));
+    assert_non_null(strstr(json, "\"version\": 3"));
     assert_int_equal(manifest_parse(json, strlen(json), "k", &m), 0);
     assert_int_equal(m.disks[0].cluster_size, 131072);
     assert_string_equal(m.disks[0].compat, "0.10");
@@ -314,6 +314,8 @@ static char *json_edit(const char *json, int version, bool drop_keys)
 
     assert_non_null(o);
     json_object_object_add(o, "version", json_object_new_int(version));
+    if (version < 3) /* version 3 added the parent's manifest digest */
+        json_object_object_del(o, "parent_manifest_sha256");
     disk = json_object_array_get_idx(json_object_object_get(o, "disks"), 0);
     if (drop_keys) {
         json_object_object_del(disk, "cluster_size");
@@ -348,7 +350,13 @@ static void test_manifest_v1(void **state)
     assert_int_equal(vk_error_code(), VK_ERR_CORRUPT);
     free(edited);
 
-    edited = json_edit(json, 3, false);
+    edited = json_edit(json, 2, false); /* version 2 is still read */
+    assert_int_equal(manifest_parse(edited, strlen(edited), "k", &m), 0);
+    assert_int_equal(m.disks[0].cluster_size, 65536);
+    manifest_clear(&m);
+    free(edited);
+
+    edited = json_edit(json, 4, false);
     assert_int_equal(manifest_parse(edited, strlen(edited), "k", &m), -1);
     assert_int_equal(vk_error_code(), VK_ERR_UNSUPPORTED);
     free(edited);
