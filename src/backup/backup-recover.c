@@ -11,7 +11,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "src/backup/backup.h"
+#include "src/backup/backup-int.h"
 #include "src/conf/conf.h"
 #include "src/format/format.h"
 #include "src/virt/virt.h"
@@ -19,12 +19,21 @@
 
 #define RECOVERED_NOTE "; recovered"
 
+/* A backup killed with its process (the row failed as an orphan). */
+static bool is_orphan(const struct catalog_backup *b)
+{
+    return b->error && strncmp(b->error, CATALOG_ORPHAN_ERROR, strlen(CATALOG_ORPHAN_ERROR)) == 0;
+}
+
+/* Every failed backup whose objects were not removed yet: killed ones, and
+ * failed ones whose own cleanup (bk_fail in backup.c) could not reach the
+ * target or did not run (a failure before this rule existed). */
 static bool needs_recovery(const struct catalog_backup *b)
 {
-    const char *e = b->error;
-    size_t n = strlen(CATALOG_ORPHAN_ERROR), m = strlen(RECOVERED_NOTE);
+    const char *e = b->error ? b->error : "";
+    size_t m = strlen(RECOVERED_NOTE);
 
-    if (b->status != CATALOG_STATUS_FAILED || !e || strncmp(e, CATALOG_ORPHAN_ERROR, n) != 0)
+    if (b->status != CATALOG_STATUS_FAILED)
         return false;
     return strlen(e) < m || strcmp(e + strlen(e) - m, RECOVERED_NOTE) != 0;
 }
@@ -77,25 +86,41 @@ static int obj_collect(void *opaque, const char *key, const struct transport_sta
     return 0;
 }
 
-/* Delete DOMAIN/ID/ on T: the committed pieces, then the temp files. */
+static int obj_delete(struct transport *t, const char *key, const char *id)
+{
+    if (transport_delete(t, key) < 0) {
+        if (vk_error_code() != VK_ERR_NOT_FOUND)
+            return -1;
+        vk_error_clear();
+        return 0;
+    }
+    vk_info("removed partial object '%s' of backup '%s' from target '%s'", key, id,
+            transport_name(t));
+    return 0;
+}
+
+/* Delete DOMAIN/ID/ on T: the committed pieces (the manifest first, so that
+ * an interrupted cleanup never leaves a manifest whose archives are gone),
+ * then the temp files and unfinished uploads of puts in flight. */
 static int target_clean(struct transport *t, const char *domain, const char *id)
 {
     CLEANUP_FREE char *d = format_name_encode(domain);
     CLEANUP_FREE char *b = d ? format_name_encode(id) : NULL;
     CLEANUP_FREE char *dir = b ? vk_asprintf("%s/%s", d, b) : NULL;
     CLEANUP_FREE char *prefix = dir ? vk_asprintf("%s/", dir) : NULL;
+    CLEANUP_FREE char *manifest = dir ? vk_asprintf("%s/manifest.json", dir) : NULL;
     struct objs o = {0};
     unsigned int temps = 0;
     int r = -1;
 
-    if (!dir || !prefix || transport_list(t, prefix, obj_collect, &o) < 0)
+    if (!dir || !prefix || !manifest || transport_list(t, prefix, obj_collect, &o) < 0)
         goto out;
-    for (size_t i = 0; i < o.n; i++) {
-        if (transport_delete(t, o.keys[i]) < 0 && vk_error_code() != VK_ERR_NOT_FOUND)
+    for (size_t i = 0; i < o.n; i++)
+        if (strcmp(o.keys[i], manifest) == 0 && obj_delete(t, o.keys[i], id) < 0)
             goto out;
-        vk_info("removed partial object '%s' of backup '%s' from target '%s'", o.keys[i], id,
-                transport_name(t));
-    }
+    for (size_t i = 0; i < o.n; i++)
+        if (strcmp(o.keys[i], manifest) != 0 && obj_delete(t, o.keys[i], id) < 0)
+            goto out;
     if (transport_purge_temps(t, dir, &temps) < 0)
         goto out;
     if (temps)
@@ -164,14 +189,22 @@ out:
     return r;
 }
 
+int backup_clean_failed(struct catalog *cat, const struct config *cfg, struct transport *t,
+                        const struct catalog_backup *b)
+{
+    return targets_clean(cat, cfg, t, b);
+}
+
 static int recover_one(struct catalog *cat, struct virt_domain *dom, const struct config *cfg,
                        struct transport *t, const struct catalog_backups *all,
                        const struct catalog_backup *b)
 {
     CLEANUP_FREE char *note = NULL;
 
-    vk_info("recovering backup '%s' of domain '%s' (%s)", b->id, b->domain, b->error);
-    if (b->checkpoint && !checkpoint_used(all, b->checkpoint) &&
+    vk_info("recovering backup '%s' of domain '%s' (%s)", b->id, b->domain,
+            b->error ? b->error : "failed");
+    /* A failed (not killed) backup removed its checkpoint itself. */
+    if (is_orphan(b) && b->checkpoint && !checkpoint_used(all, b->checkpoint) &&
         checkpoint_remove(dom, b->checkpoint) < 0) {
         vk_error_prefix("cannot remove checkpoint '%s' of the interrupted backup '%s'",
                         b->checkpoint, b->id);
@@ -179,7 +212,7 @@ static int recover_one(struct catalog *cat, struct virt_domain *dom, const struc
     }
     if (targets_clean(cat, cfg, t, b) < 0)
         return -1;
-    if (!(note = vk_asprintf("%s" RECOVERED_NOTE, b->error)))
+    if (!(note = vk_asprintf("%s" RECOVERED_NOTE, b->error ? b->error : "failed")))
         return -1;
     return catalog_backup_set_error(cat, b->id, note);
 }
