@@ -217,6 +217,95 @@ static int recover_one(struct catalog *cat, struct virt_domain *dom, const struc
     return catalog_backup_set_error(cat, b->id, note);
 }
 
+/* ---- unfinished uploads of the domain ----------------------------------- */
+
+struct dirs {
+    const char *domain_enc;
+    const struct catalog_backups *all;
+    char **dirs; /* "DOMAIN/ID" of each upload to abort */
+};
+
+static bool committed_enc(const struct catalog_backups *all, const char *id_enc)
+{
+    for (size_t i = 0; i < all->count; i++) {
+        CLEANUP_FREE char *e = NULL;
+        if (all->items[i].status != CATALOG_STATUS_COMMITTED)
+            continue;
+        e = format_name_encode(all->items[i].id);
+        if (e && strcmp(e, id_enc) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* An upload under DOMAIN/ID/: its directory, unless ID is a committed
+ * backup (a copy to this target may be writing it right now). */
+static int dir_collect(void *opaque, const char *key, const struct transport_stat *st)
+{
+    struct dirs *x = opaque;
+    const char *id = key + strlen(x->domain_enc) + 1;
+    const char *slash = strchr(id, '/');
+    CLEANUP_FREE char *id_enc = slash ? vk_strndup(id, (size_t)(slash - id)) : NULL;
+    CLEANUP_FREE char *dir = NULL;
+
+    (void)st;
+    if (!slash)
+        return 0; /* not a backup's object */
+    if (!id_enc || !(dir = vk_strndup(key, (size_t)(slash - key))))
+        return -1;
+    if (committed_enc(x->all, id_enc) || vk_strv_contains(x->dirs, dir))
+        return 0;
+    return vk_strv_add(&x->dirs, dir);
+}
+
+/* Abort the unfinished uploads (s3://) under DOMAIN/ on T that no backup
+ * row leads to: a killed put whose row is gone or was never written.  We
+ * hold the domain's lock, so no backup of it writes there. */
+static int uploads_purge(struct transport *t, const char *domain, const struct catalog_backups *all)
+{
+    CLEANUP_FREE char *d = format_name_encode(domain);
+    CLEANUP_FREE char *prefix = d ? vk_asprintf("%s/", d) : NULL;
+    struct dirs x = {.domain_enc = d, .all = all};
+    int r = -1;
+
+    if (!prefix || transport_list_temps(t, prefix, dir_collect, &x) < 0)
+        goto out;
+    for (size_t i = 0; x.dirs && x.dirs[i]; i++) {
+        unsigned int n = 0;
+        if (transport_purge_temps(t, x.dirs[i], &n) < 0)
+            goto out;
+        if (n)
+            vk_info("aborted %u unfinished upload(s) under '%s/' on target '%s'", n, x.dirs[i],
+                    transport_name(t));
+    }
+    r = 0;
+out:
+    vk_strv_free(x.dirs);
+    return r;
+}
+
+/* On T and on the targets of the domain's policy; a policy target that
+ * cannot be opened or listed is a warning. */
+static int uploads_purge_all(const struct config *cfg, struct transport *t, const char *domain,
+                             const struct catalog_backups *all)
+{
+    const struct config_domain *cd = cfg ? config_domain_find(cfg, domain) : NULL;
+    const struct config_policy *p = cd && cd->policy ? config_policy_find(cfg, cd->policy) : NULL;
+
+    if (t && uploads_purge(t, domain, all) < 0)
+        return -1;
+    for (size_t i = 0; p && p->targets && p->targets[i]; i++) {
+        struct transport *o;
+        if (t && strcmp(transport_name(t), p->targets[i]) == 0)
+            continue;
+        if (!(o = target_open_name(cfg, p->targets[i])) || uploads_purge(o, domain, all) < 0)
+            vk_warn("cannot abort the unfinished uploads of domain '%s' on target '%s': %s", domain,
+                    p->targets[i], vk_error_message());
+        transport_close(o);
+    }
+    return 0;
+}
+
 int backup_recover(struct catalog *cat, struct virt_domain *dom, const struct config *cfg,
                    struct transport *t, unsigned int flags, unsigned int *recovered)
 {
@@ -247,6 +336,8 @@ int backup_recover(struct catalog *cat, struct virt_domain *dom, const struct co
     }
     if (recovered)
         *recovered = n;
+    if (uploads_purge_all(cfg, t, dom->name, all) < 0)
+        goto out;
     /* Last, once this domain's job is aborted.  Other domains' orphaned
      * jobs keep the files they have open; their own recovery ends them. */
     r = backup_recover_rundirs(NULL);

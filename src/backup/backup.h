@@ -144,7 +144,10 @@ struct virt_domain;
  *         (transport_purge_temps);
  *      d. drop its locations from the catalog and append "; recovered" to
  *         its error, so that it is done once;
- *   3. backup_recover_rundirs(): the run directories of dead processes.
+ *   3. on T and the policy's targets: abort the unfinished uploads under
+ *      DOMAIN/ (transport_list_temps: s3://) except those of committed
+ *      backups (a copy may be writing them);
+ *   4. backup_recover_rundirs(): the run directories of dead processes.
  * T and CFG may be NULL.  A target that cannot be opened is skipped with a
  * warning (the next recovery tries again only if the step before it
  * failed).  *RECOVERED (may be NULL) gets how many backups were recovered.
