@@ -367,9 +367,11 @@ static CURLcode attempt(struct s3 *s3, CURL *h, struct s3_req *r, const char *ur
     return rc;
 }
 
+/* 501 Not Implemented does not get better by asking again (s3rver has no
+ * ListMultipartUploads). */
 static bool retryable_status(long status)
 {
-    return status == 429 || status >= 500;
+    return status == 429 || (status >= 500 && status != 501);
 }
 
 static bool retryable_curl(CURLcode rc)

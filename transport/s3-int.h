@@ -1,7 +1,8 @@
 /* virtkeep - the s3:// backend's internals, shared by its files only
  * (s3.c: options, credentials and the vtable; s3-http.c: signed requests
  * with retries and error mapping; s3-put.c: streaming multipart puts;
- * s3-xml.c: the XML answers; s3-read.c: ranged reads with read-ahead).  Tests include it to reach
+ * s3-xml.c: the XML answers; s3-read.c: ranged reads with read-ahead;
+ * s3-purge.c: unfinished multipart uploads of killed puts).  Tests include it to reach
  * the signing setup and the XML parsers; callers never do.
  */
 #ifndef VIRTKEEP_TRANSPORT_S3_INT_H
@@ -166,5 +167,33 @@ void s3_list_page_clear(struct s3_list_page *page);
 char *s3_xml_upload_id(const char *body, size_t len);
 /* Is BODY a CompleteMultipartUploadResult (true) or an error (false)? */
 bool s3_xml_complete_ok(const char *body, size_t len);
+
+/* One page of ListMultipartUploads: the uploads begun and neither
+ * completed nor aborted.  Keys are whole bucket keys (prefix included). */
+struct s3_upload {
+    char *key;
+    char *upload_id;
+};
+struct s3_upload_page {
+    struct s3_upload *uploads;
+    size_t n;
+    bool truncated;
+    char *next_key_marker;       /* or NULL */
+    char *next_upload_id_marker; /* or NULL */
+};
+/* Another well-formed document than a ListMultipartUploadsResult (a server
+ * without the call) fails with VK_ERR_UNSUPPORTED. */
+int s3_xml_uploads(const char *body, size_t len, struct s3_upload_page *out);
+void s3_upload_page_clear(struct s3_upload_page *page);
+
+/* The purge_temps and list_temps methods (s3-purge.c): abort, or list,
+ * the unfinished multipart uploads under DIR_KEY/ (PREFIX).  A server
+ * without ListMultipartUploads has none (a debug log). */
+struct transport;
+struct transport_stat;
+int s3_purge_temps(struct transport *t, const char *dir_key, unsigned int *aborted);
+int s3_list_temps(struct transport *t, const char *prefix,
+                  int (*cb)(void *opaque, const char *key, const struct transport_stat *st),
+                  void *opaque);
 
 #endif

@@ -66,6 +66,90 @@ static int64_t parse_time(const char *s)
     return (int64_t)timegm(&tm);
 }
 
+/* ---- ListMultipartUploads ---------------------------------------------- */
+
+static int uploads_fail(const char *why)
+{
+    vk_error(VK_ERR_CORRUPT, "the S3 multipart upload listing is malformed: %s", why);
+    return -1;
+}
+
+static int uploads_add(struct s3_upload_page *out, const xmlNode *u, size_t *cap)
+{
+    struct s3_upload *e;
+
+    if (out->n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 64;
+        struct s3_upload *bigger = vk_realloc_array(out->uploads, ncap, sizeof *bigger);
+        if (!bigger)
+            return -1;
+        out->uploads = bigger;
+        *cap = ncap;
+    }
+    e = &out->uploads[out->n++];
+    e->key = child_text(u, "Key");
+    e->upload_id = child_text(u, "UploadId");
+    if (!e->key || !*e->key)
+        return uploads_fail("an upload has no key");
+    /* The id goes into a query string as it is (percent-encoded): no
+     * control characters. */
+    if (!e->upload_id || !*e->upload_id || strcspn(e->upload_id, "\r\n\t") != strlen(e->upload_id))
+        return uploads_fail("an upload has no valid UploadId");
+    return 0;
+}
+
+static int uploads_walk(const xmlNode *root, struct s3_upload_page *out)
+{
+    CLEANUP_FREE char *trunc = child_text(root, "IsTruncated");
+    size_t cap = 0;
+
+    for (xmlNode *c = root->children; c; c = c->next)
+        if (vk_xml_is(c, "Upload") && uploads_add(out, c, &cap) < 0)
+            return -1;
+    if (trunc && strcmp(trunc, "true") != 0 && strcmp(trunc, "false") != 0)
+        return uploads_fail("IsTruncated is neither true nor false");
+    out->truncated = trunc && strcmp(trunc, "true") == 0;
+    out->next_key_marker = child_text(root, "NextKeyMarker");
+    out->next_upload_id_marker = child_text(root, "NextUploadIdMarker");
+    if (out->truncated && (!out->next_key_marker || !*out->next_key_marker))
+        return uploads_fail("a truncated page has no NextKeyMarker");
+    return 0;
+}
+
+int s3_xml_uploads(const char *body, size_t len, struct s3_upload_page *out)
+{
+    CLEANUP_XMLDOC xmlDoc *doc = vk_xml_parse(body, len, VK_ERR_CORRUPT, NULL);
+    xmlNode *root = vk_xml_root(doc, "ListMultipartUploadsResult");
+    int r;
+
+    memset(out, 0, sizeof *out);
+    if (!root) {
+        /* A server without the call may answer another document (a plain
+         * object listing): the caller tells VK_ERR_UNSUPPORTED apart. */
+        vk_error(doc ? VK_ERR_UNSUPPORTED : VK_ERR_CORRUPT, "the S3 multipart upload listing is %s",
+                 doc ? "not a ListMultipartUploadsResult" : "not well-formed XML");
+        return -1;
+    }
+    r = uploads_walk(root, out);
+    if (r < 0)
+        s3_upload_page_clear(out);
+    return r;
+}
+
+void s3_upload_page_clear(struct s3_upload_page *page)
+{
+    if (!page)
+        return;
+    for (size_t i = 0; i < page->n; i++) {
+        free(page->uploads[i].key);
+        free(page->uploads[i].upload_id);
+    }
+    free(page->uploads);
+    free(page->next_key_marker);
+    free(page->next_upload_id_marker);
+    memset(page, 0, sizeof *page);
+}
+
 static int list_fail(const char *why)
 {
     vk_error(VK_ERR_CORRUPT, "the S3 object listing is malformed: %s", why);

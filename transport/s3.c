@@ -557,4 +557,6 @@ const struct transport_ops transport_s3 = {
     .stat = s3_stat,
     .list = s3_list,
     .remove = s3_remove,
+    .purge_temps = s3_purge_temps,
+    .list_temps = s3_list_temps,
 };

@@ -63,7 +63,7 @@ struct ssh_put {
     LIBSSH2_SFTP_HANDLE *h; /* NULL once closed or lost with its session */
     unsigned int generation;
     unsigned int failures; /* connection losses in a row */
-    bool orphaned;         /* tmp is in the orphan list */
+    bool orphaned;         /* tmp is in the orphan list, or was removed */
     char *key;
     char *tmp;
     char *final;
@@ -462,12 +462,31 @@ static void put_orphan(struct ssh *s, struct ssh_put *p)
     p->orphaned = true;
 }
 
-/* The put gives up: its temp file goes on the next connect. */
+/* The put gives up.  Its temp file goes now when the connection still
+ * works (the temp file itself was the trouble: gone, or shorter than
+ * acknowledged), else on the next connect: the writer's abort, or a failed
+ * commit, tries one at once; a process that ends first leaves it to
+ * transport_purge_temps. */
 static int put_give_up(struct ssh *s, struct ssh_put *p)
 {
     vk_error_prefix("cannot put '%s': giving up after %u attempts, nothing was stored under "
                     "that key",
                     p->key, p->failures);
+    if (s->sftp && !s->broken && !p->orphaned) {
+        struct saved_error e;
+        error_save(&e);
+        if (p->h && p->generation == s->generation)
+            libssh2_sftp_close_handle(p->h);
+        p->h = NULL;
+        if (libssh2_sftp_unlink_ex(s->sftp, p->tmp, (unsigned int)strlen(p->tmp)) == 0 ||
+            sftp_status(s) != NOT_STATUS) {
+            vk_debug("%s: removed the temp file '%s' of the put that gave up", s->hostport, p->tmp);
+            p->orphaned = true; /* nothing left to remove */
+            error_restore(&e);
+            return -1;
+        }
+        error_restore(&e);
+    }
     put_orphan(s, p);
     return -1;
 }
@@ -766,6 +785,14 @@ static int ssh_put_commit(struct transport *t, void *handle)
 
     pthread_mutex_lock(&s->lock);
     r = put_commit_locked(s, handle);
+    if (r < 0 && s->broken && s->n_orphans > 0) {
+        /* As in abort: one quick reconnect removes the temp file now if
+         * the server is back. */
+        struct saved_error e;
+        error_save(&e);
+        ssh_ensure(s);
+        error_restore(&e);
+    }
     pthread_mutex_unlock(&s->lock);
     put_free(handle);
     return r;

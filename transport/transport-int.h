@@ -40,6 +40,10 @@ struct transport_ops {
     /* Optional: remove the temp files of killed puts in directory DIR_KEY,
      * then the directory when it is empty (transport_purge_temps). */
     int (*purge_temps)(struct transport *t, const char *dir_key, unsigned int *removed);
+    /* Optional: list the keys of unfinished puts under PREFIX that leave
+     * something behind outside any directory's temp files (s3: multipart
+     * uploads), with a NULL stat (transport_list_temps). */
+    int (*list_temps)(struct transport *t, const char *prefix, transport_list_cb cb, void *opaque);
 };
 
 struct transport {

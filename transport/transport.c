@@ -977,6 +977,25 @@ int transport_purge_temps(struct transport *t, const char *dir_key, unsigned int
     return 0;
 }
 
+int transport_list_temps(struct transport *t, const char *prefix, transport_list_cb cb,
+                         void *opaque)
+{
+    int r;
+
+    if (!prefix)
+        prefix = "";
+    if (prefix_valid(prefix) < 0)
+        return target_fail(t);
+    if (!t->ops->list_temps)
+        return 0;
+    vk_error_clear();
+    r = t->ops->list_temps(t, prefix, cb, opaque);
+    if (r == -1 && vk_error_code() != VK_ERR_NONE)
+        return target_fail(t);
+    vk_debug("target '%s': list the puts in flight under '%s': %d", t->name, prefix, r);
+    return r;
+}
+
 /* ---- listing helpers for tree-walking backends ------------------------ */
 
 int transport_entries_add(struct transport_entries *e, char *key, uint64_t size, int64_t mtime)

@@ -148,11 +148,22 @@ int transport_key_valid(const char *key);
 /* Remove the leftovers of puts in flight that a killed process left in the
  * directory DIR_KEY ("web1/web1-20261128T010203Z"): the hidden temp files
  * of file:// and ssh:// targets, and then the directory itself when it is
- * empty.  Committed objects are not touched.  Targets whose puts leave
- * nothing visible behind (s3://: an unfinished multipart upload is not an
- * object) do nothing.  Only for a directory no live process is writing to:
- * a put in flight there loses its temp file.  *REMOVED (may be NULL) gets
- * how many temp files were removed. */
+ * empty; on s3:// targets, the unfinished multipart uploads of keys under
+ * DIR_KEY/ at any depth (ListMultipartUploads + AbortMultipartUpload; a
+ * server without these calls has nothing to abort).  Committed objects are
+ * not touched.  Only for a directory no live process is writing to: a put
+ * in flight there loses its temp file or upload.  *REMOVED (may be NULL)
+ * gets how many temp files or uploads were removed. */
 int transport_purge_temps(struct transport *t, const char *dir_key, unsigned int *removed);
+
+/* List the keys under PREFIX of puts in flight whose leftovers live
+ * outside the directory a put writes to, so that a caller can find them
+ * without knowing the directory: the unfinished multipart uploads of
+ * s3:// targets (ST is NULL).  Others list nothing (their temp files go with
+ * transport_purge_temps on the directory).  The callback works as in
+ * transport_list; the keys are well formed.  transport_purge_temps on a
+ * key's directory removes its upload. */
+int transport_list_temps(struct transport *t, const char *prefix, transport_list_cb cb,
+                         void *opaque);
 
 #endif

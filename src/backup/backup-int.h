@@ -45,4 +45,12 @@ int backup_level_choose(const struct backup_level_ctx *x, struct catalog_next *n
 int backup_level_fallback(const struct backup_level_ctx *x, struct catalog_next *next,
                           const char *why);
 
+/* Remove what failed backup B left: its objects, temp files and unfinished
+ * uploads under DOMAIN/ID/ on T (may be NULL) and on the targets of its
+ * recorded locations (opened through CFG, which may be NULL: then those
+ * other than T are skipped with a warning), and its locations from the
+ * catalog (backup-recover.c). */
+int backup_clean_failed(struct catalog *cat, const struct config *cfg, struct transport *t,
+                        const struct catalog_backup *b);
+
 #endif

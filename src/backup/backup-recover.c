@@ -11,7 +11,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "src/backup/backup.h"
+#include "src/backup/backup-int.h"
 #include "src/conf/conf.h"
 #include "src/format/format.h"
 #include "src/virt/virt.h"
@@ -19,12 +19,21 @@
 
 #define RECOVERED_NOTE "; recovered"
 
+/* A backup killed with its process (the row failed as an orphan). */
+static bool is_orphan(const struct catalog_backup *b)
+{
+    return b->error && strncmp(b->error, CATALOG_ORPHAN_ERROR, strlen(CATALOG_ORPHAN_ERROR)) == 0;
+}
+
+/* Every failed backup whose objects were not removed yet: killed ones, and
+ * failed ones whose own cleanup (bk_fail in backup.c) could not reach the
+ * target or did not run (a failure before this rule existed). */
 static bool needs_recovery(const struct catalog_backup *b)
 {
-    const char *e = b->error;
-    size_t n = strlen(CATALOG_ORPHAN_ERROR), m = strlen(RECOVERED_NOTE);
+    const char *e = b->error ? b->error : "";
+    size_t m = strlen(RECOVERED_NOTE);
 
-    if (b->status != CATALOG_STATUS_FAILED || !e || strncmp(e, CATALOG_ORPHAN_ERROR, n) != 0)
+    if (b->status != CATALOG_STATUS_FAILED)
         return false;
     return strlen(e) < m || strcmp(e + strlen(e) - m, RECOVERED_NOTE) != 0;
 }
@@ -77,25 +86,41 @@ static int obj_collect(void *opaque, const char *key, const struct transport_sta
     return 0;
 }
 
-/* Delete DOMAIN/ID/ on T: the committed pieces, then the temp files. */
+static int obj_delete(struct transport *t, const char *key, const char *id)
+{
+    if (transport_delete(t, key) < 0) {
+        if (vk_error_code() != VK_ERR_NOT_FOUND)
+            return -1;
+        vk_error_clear();
+        return 0;
+    }
+    vk_info("removed partial object '%s' of backup '%s' from target '%s'", key, id,
+            transport_name(t));
+    return 0;
+}
+
+/* Delete DOMAIN/ID/ on T: the committed pieces (the manifest first, so that
+ * an interrupted cleanup never leaves a manifest whose archives are gone),
+ * then the temp files and unfinished uploads of puts in flight. */
 static int target_clean(struct transport *t, const char *domain, const char *id)
 {
     CLEANUP_FREE char *d = format_name_encode(domain);
     CLEANUP_FREE char *b = d ? format_name_encode(id) : NULL;
     CLEANUP_FREE char *dir = b ? vk_asprintf("%s/%s", d, b) : NULL;
     CLEANUP_FREE char *prefix = dir ? vk_asprintf("%s/", dir) : NULL;
+    CLEANUP_FREE char *manifest = dir ? vk_asprintf("%s/manifest.json", dir) : NULL;
     struct objs o = {0};
     unsigned int temps = 0;
     int r = -1;
 
-    if (!dir || !prefix || transport_list(t, prefix, obj_collect, &o) < 0)
+    if (!dir || !prefix || !manifest || transport_list(t, prefix, obj_collect, &o) < 0)
         goto out;
-    for (size_t i = 0; i < o.n; i++) {
-        if (transport_delete(t, o.keys[i]) < 0 && vk_error_code() != VK_ERR_NOT_FOUND)
+    for (size_t i = 0; i < o.n; i++)
+        if (strcmp(o.keys[i], manifest) == 0 && obj_delete(t, o.keys[i], id) < 0)
             goto out;
-        vk_info("removed partial object '%s' of backup '%s' from target '%s'", o.keys[i], id,
-                transport_name(t));
-    }
+    for (size_t i = 0; i < o.n; i++)
+        if (strcmp(o.keys[i], manifest) != 0 && obj_delete(t, o.keys[i], id) < 0)
+            goto out;
     if (transport_purge_temps(t, dir, &temps) < 0)
         goto out;
     if (temps)
@@ -164,14 +189,22 @@ out:
     return r;
 }
 
+int backup_clean_failed(struct catalog *cat, const struct config *cfg, struct transport *t,
+                        const struct catalog_backup *b)
+{
+    return targets_clean(cat, cfg, t, b);
+}
+
 static int recover_one(struct catalog *cat, struct virt_domain *dom, const struct config *cfg,
                        struct transport *t, const struct catalog_backups *all,
                        const struct catalog_backup *b)
 {
     CLEANUP_FREE char *note = NULL;
 
-    vk_info("recovering backup '%s' of domain '%s' (%s)", b->id, b->domain, b->error);
-    if (b->checkpoint && !checkpoint_used(all, b->checkpoint) &&
+    vk_info("recovering backup '%s' of domain '%s' (%s)", b->id, b->domain,
+            b->error ? b->error : "failed");
+    /* A failed (not killed) backup removed its checkpoint itself. */
+    if (is_orphan(b) && b->checkpoint && !checkpoint_used(all, b->checkpoint) &&
         checkpoint_remove(dom, b->checkpoint) < 0) {
         vk_error_prefix("cannot remove checkpoint '%s' of the interrupted backup '%s'",
                         b->checkpoint, b->id);
@@ -179,9 +212,98 @@ static int recover_one(struct catalog *cat, struct virt_domain *dom, const struc
     }
     if (targets_clean(cat, cfg, t, b) < 0)
         return -1;
-    if (!(note = vk_asprintf("%s" RECOVERED_NOTE, b->error)))
+    if (!(note = vk_asprintf("%s" RECOVERED_NOTE, b->error ? b->error : "failed")))
         return -1;
     return catalog_backup_set_error(cat, b->id, note);
+}
+
+/* ---- unfinished uploads of the domain ----------------------------------- */
+
+struct dirs {
+    const char *domain_enc;
+    const struct catalog_backups *all;
+    char **dirs; /* "DOMAIN/ID" of each upload to abort */
+};
+
+static bool committed_enc(const struct catalog_backups *all, const char *id_enc)
+{
+    for (size_t i = 0; i < all->count; i++) {
+        CLEANUP_FREE char *e = NULL;
+        if (all->items[i].status != CATALOG_STATUS_COMMITTED)
+            continue;
+        e = format_name_encode(all->items[i].id);
+        if (e && strcmp(e, id_enc) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* An upload under DOMAIN/ID/: its directory, unless ID is a committed
+ * backup (a copy to this target may be writing it right now). */
+static int dir_collect(void *opaque, const char *key, const struct transport_stat *st)
+{
+    struct dirs *x = opaque;
+    const char *id = key + strlen(x->domain_enc) + 1;
+    const char *slash = strchr(id, '/');
+    CLEANUP_FREE char *id_enc = slash ? vk_strndup(id, (size_t)(slash - id)) : NULL;
+    CLEANUP_FREE char *dir = NULL;
+
+    (void)st;
+    if (!slash)
+        return 0; /* not a backup's object */
+    if (!id_enc || !(dir = vk_strndup(key, (size_t)(slash - key))))
+        return -1;
+    if (committed_enc(x->all, id_enc) || vk_strv_contains(x->dirs, dir))
+        return 0;
+    return vk_strv_add(&x->dirs, dir);
+}
+
+/* Abort the unfinished uploads (s3://) under DOMAIN/ on T that no backup
+ * row leads to: a killed put whose row is gone or was never written.  We
+ * hold the domain's lock, so no backup of it writes there. */
+static int uploads_purge(struct transport *t, const char *domain, const struct catalog_backups *all)
+{
+    CLEANUP_FREE char *d = format_name_encode(domain);
+    CLEANUP_FREE char *prefix = d ? vk_asprintf("%s/", d) : NULL;
+    struct dirs x = {.domain_enc = d, .all = all};
+    int r = -1;
+
+    if (!prefix || transport_list_temps(t, prefix, dir_collect, &x) < 0)
+        goto out;
+    for (size_t i = 0; x.dirs && x.dirs[i]; i++) {
+        unsigned int n = 0;
+        if (transport_purge_temps(t, x.dirs[i], &n) < 0)
+            goto out;
+        if (n)
+            vk_info("aborted %u unfinished upload(s) under '%s/' on target '%s'", n, x.dirs[i],
+                    transport_name(t));
+    }
+    r = 0;
+out:
+    vk_strv_free(x.dirs);
+    return r;
+}
+
+/* On T and on the targets of the domain's policy; a policy target that
+ * cannot be opened or listed is a warning. */
+static int uploads_purge_all(const struct config *cfg, struct transport *t, const char *domain,
+                             const struct catalog_backups *all)
+{
+    const struct config_domain *cd = cfg ? config_domain_find(cfg, domain) : NULL;
+    const struct config_policy *p = cd && cd->policy ? config_policy_find(cfg, cd->policy) : NULL;
+
+    if (t && uploads_purge(t, domain, all) < 0)
+        return -1;
+    for (size_t i = 0; p && p->targets && p->targets[i]; i++) {
+        struct transport *o;
+        if (t && strcmp(transport_name(t), p->targets[i]) == 0)
+            continue;
+        if (!(o = target_open_name(cfg, p->targets[i])) || uploads_purge(o, domain, all) < 0)
+            vk_warn("cannot abort the unfinished uploads of domain '%s' on target '%s': %s", domain,
+                    p->targets[i], vk_error_message());
+        transport_close(o);
+    }
+    return 0;
 }
 
 int backup_recover(struct catalog *cat, struct virt_domain *dom, const struct config *cfg,
@@ -214,6 +336,8 @@ int backup_recover(struct catalog *cat, struct virt_domain *dom, const struct co
     }
     if (recovered)
         *recovered = n;
+    if (uploads_purge_all(cfg, t, dom->name, all) < 0)
+        goto out;
     /* Last, once this domain's job is aborted.  Other domains' orphaned
      * jobs keep the files they have open; their own recovery ends them. */
     r = backup_recover_rundirs(NULL);

@@ -706,6 +706,28 @@ static bool conn_renew(struct bk *b)
     return true;
 }
 
+/* The archives committed so far, a manifest, temp files, unfinished
+ * uploads: a failed backup leaves the target as it found it.  Done, the
+ * row says so ("; recovered"), so that recovery does not look again; not
+ * done (the target cannot be reached), recovery does it later. */
+static void target_undo(struct bk *b, const char *msg)
+{
+    struct catalog_backup row = {.id = b->res->id, .domain = b->res->domain};
+    CLEANUP_FREE char *note = NULL;
+
+    if (!b->t || !row.domain)
+        return;
+    if (backup_clean_failed(b->cat, NULL, b->t, &row) < 0) {
+        vk_warn("cannot remove what the failed backup '%s' left on target '%s' (the next backup "
+                "of domain '%s' tries again): %s",
+                b->res->id, transport_name(b->t), b->res->domain, vk_error_message());
+        return;
+    }
+    if (!(note = vk_asprintf("%s; recovered", msg ? msg : "failed")) ||
+        catalog_backup_set_error(b->cat, b->res->id, note) < 0)
+        vk_warn("%s", vk_error_message());
+}
+
 static void bk_fail(struct bk *b)
 {
     CLEANUP_FREE char *msg = vk_strdup(vk_error_message() ? vk_error_message() : "unknown error");
@@ -725,6 +747,8 @@ static void bk_fail(struct bk *b)
         vk_warn("%s", vk_error_message());
     if (b->row && catalog_backup_set_status(b->cat, b->res->id, CATALOG_STATUS_FAILED, msg) < 0)
         vk_warn("%s", vk_error_message());
+    else if (b->row)
+        target_undo(b, msg);
     /* Once the backup runs, "not found" or "invalid" is about a piece of
      * it, not about what the user named: the exit status says "failed". */
     if (b->row && (code == VK_ERR_NOT_FOUND || code == VK_ERR_INVALID))

@@ -135,19 +135,24 @@ struct virt_domain;
  * runs on the domain).  Order:
  *   1. catalog_backup_fail_orphans(): every running row whose process is
  *      gone becomes failed, its error starting with CATALOG_ORPHAN_ERROR;
- *   2. for each failed backup of DOM with that error, not yet recovered:
+ *   2. for each failed backup of DOM not yet recovered (killed, or failed
+ *      while its own cleanup could not reach the target):
  *      a. abort the libvirt backup job of the domain, if one is active;
- *      b. delete the checkpoint it created unless a committed backup uses
- *         it (running domain: libvirt merges its bitmap into the parent's,
- *         so the next incremental still covers the period; shut off: the
- *         bitmaps are removed from the images);
+ *      b. killed ones: delete the checkpoint it created unless a committed
+ *         backup uses it (running domain: libvirt merges its bitmap into the
+ *         parent's, so the next incremental still covers the period; shut
+ *         off: the bitmaps are removed from the images);
  *      c. on every target it may have written to (T, the targets of its
  *         recorded locations, the targets of the domain's policy in CFG):
- *         delete the objects under DOMAIN/ID/, then the temp files of puts
- *         in flight (transport_purge_temps);
+ *         delete the objects under DOMAIN/ID/ (the manifest first), then
+ *         the temp files and unfinished uploads of puts in flight
+ *         (transport_purge_temps);
  *      d. drop its locations from the catalog and append "; recovered" to
  *         its error, so that it is done once;
- *   3. backup_recover_rundirs(): the run directories of dead processes.
+ *   3. on T and the policy's targets: abort the unfinished uploads under
+ *      DOMAIN/ (transport_list_temps: s3://) except those of committed
+ *      backups (a copy may be writing them);
+ *   4. backup_recover_rundirs(): the run directories of dead processes.
  * T and CFG may be NULL.  A target that cannot be opened is skipped with a
  * warning (the next recovery tries again only if the step before it
  * failed).  *RECOVERED (may be NULL) gets how many backups were recovered.

@@ -39,13 +39,13 @@ static void result_print_json(const struct verify_result *r)
     for (size_t i = 0; i < r->nr_links; i++) {
         const struct verify_item *it = &r->links[i];
         struct json_object *j = json_object_new_object();
-        json_object_object_add(j, "backup", cli_json_string(it->backup_id));
-        json_object_object_add(j, "parent", cli_json_string(it->parent));
-        json_object_object_add(j, "target", cli_json_string(it->target));
-        json_object_object_add(j, "key", cli_json_string(it->key));
+        json_object_object_add(j, "backup", vk_json_string_or_null(it->backup_id));
+        json_object_object_add(j, "parent", vk_json_string_or_null(it->parent));
+        json_object_object_add(j, "target", vk_json_string_or_null(it->target));
+        json_object_object_add(j, "key", vk_json_string_or_null(it->key));
         json_object_object_add(j, "ok", json_object_new_boolean(it->ok));
         json_object_object_add(j, "checked", json_object_new_boolean(it->ok && !it->unchecked));
-        json_object_object_add(j, "error", cli_json_string(it->error));
+        json_object_object_add(j, "error", vk_json_string_or_null(it->error));
         json_object_array_add(items, j);
     }
     json_object_object_add(o, "links", items);

@@ -16,17 +16,16 @@
 #include "src/virt/virt.h"
 
 /* A backup a killed process left: running without its process (none has
- * its pid, a zombie has it, or one that started at another time), or
- * failed as an orphan and not recovered yet. */
+ * its pid, a zombie has it, or one that started at another time); or a
+ * failed one (killed, or whose own cleanup could not reach its target) not
+ * recovered yet: its objects may still be on a target. */
 static bool orphaned(const struct catalog_backup *b)
 {
     const char *e = b->error;
 
     if (b->status == CATALOG_STATUS_RUNNING)
         return !vk_proc_alive(b->pid, (uint64_t)b->pid_start);
-    return b->status == CATALOG_STATUS_FAILED && e &&
-           strncmp(e, CATALOG_ORPHAN_ERROR, strlen(CATALOG_ORPHAN_ERROR)) == 0 &&
-           !strstr(e, "; recovered");
+    return b->status == CATALOG_STATUS_FAILED && (!e || !strstr(e, "; recovered"));
 }
 
 static int domains_orphaned(struct catalog *cat, char ***out)

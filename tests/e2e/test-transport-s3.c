@@ -428,6 +428,32 @@ static void test_abort(void **state)
     transport_close(t);
 }
 
+/* s3rver has no ListMultipartUploads (501 NotImplemented): purging and
+ * listing the puts in flight find nothing, succeed, and ask once (a 501 is
+ * not retried). */
+static void test_purge_not_implemented(void **state)
+{
+    struct transport *t = open_url(proxy_ep, "pg", "part_size=5MiB", &opts);
+    struct transport_writer *w = transport_put_begin(t, "dom/b1/vda.tar", 0);
+    static uint8_t buf[MiB];
+    unsigned int removed = 7;
+    size_t mark;
+    int n = 0;
+
+    (void)state;
+    assert_non_null(w);
+    for (int i = 0; i < 6; i++) /* one part up: the upload exists */
+        assert_int_equal(transport_writer_write(w, buf, sizeof buf), 0);
+    mark = log_mark();
+    assert_int_equal(transport_purge_temps(t, "dom/b1", &removed), 0);
+    assert_int_equal(removed, 0);
+    assert_int_equal(transport_list_temps(t, "dom/", any_cb, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(log_count(mark, "GET /", "uploads="), 2);
+    transport_writer_abort(w);
+    transport_close(t);
+}
+
 static void test_wrong_credentials(void **state)
 {
     struct transport_options bad = opts;
@@ -910,6 +936,7 @@ static int specific_run(void)
         T(test_multipart_parallel),
         T(test_small_is_single_put),
         T(test_abort),
+        T(test_purge_not_implemented),
         T(test_wrong_credentials),
         T(test_missing_bucket),
         T(test_503_burst),
