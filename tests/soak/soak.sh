@@ -155,32 +155,35 @@ injector() {
     local kind t0 t1 i w c hold sig
     local kinds=(kill9 segv disconnect fill)
     while :; do
-        sleep $((15 + RANDOM % 26))
+        sleep $((${SOAK_FAULT_MIN:-15} + RANDOM % 26))
         [ "$(date +%s)" -lt $((END - 10)) ] && [ ! -e "$STOP.injector" ] || break
         kind=${kinds[RANDOM % 4]}
         case $kind in
         kill9 | segv)
             [ "$kind" = kill9 ] && sig=KILL || sig=SEGV
             w=
-            for ((i = 0; i < 300 && -z "$w"; i++)); do # up to 30 s for a worker
+            for ((i = 0; i < 300; i++)); do # up to 30 s for a worker
                 w=$(workers | shuf -n 1)
-                [ -n "$w" ] || sleep 0.1
+                [ -z "$w" ] || break
+                sleep 0.1
             done
             if [ -z "$w" ]; then
                 vk_log "fault $kind: no backup worker ran within 30 s, skipped"
                 continue
             fi
+            c=$(tr '\0' ' ' <"/proc/$w/cmdline" 2>/dev/null | sed 's|^[^ ]*/||' | cut -c1-100)
             t0=$(ts)
             kill -"$sig" "$w"
             wait_gone "$w" 30
             t1=$(ts)
-            fault "$kind" "$t0" "$t1" "worker $w: $(tr '\0' ' ' <"/proc/$w/cmdline" 2>/dev/null | cut -c1-120)"
+            fault "$kind" "$t0" "$t1" "worker $w: $c"
             ;;
         disconnect)
             c=
-            for ((i = 0; i < 60 && -z "$c"; i++)); do # up to 30 s for a client
+            for ((i = 0; i < 60; i++)); do # up to 30 s for a client
                 c=$(vk_clients | shuf -n 1)
-                [ -n "$c" ] || sleep 0.5
+                [ -z "$c" ] || break
+                sleep 0.5
             done
             if [ -z "$c" ]; then
                 vk_log "fault disconnect: no libvirtd client of virtkeep within 30 s, skipped"
@@ -397,9 +400,9 @@ crashes=$(grep -Eci 'assert|segfault|sanitizer|abort' "$dlog" || true)
             "$(awk -v a="$a" -v b="$b" 'BEGIN {print b - a}')" "$det"
     done <"$FAULTS"
     echo "  violations (exposure > ${RPO}s outside fault windows): $nviol"
-    grep '^VIOLATION' "$aout" | while IFS=$'\t' read -r _ d a b e; do
+    while IFS=$'\t' read -r _ d a b e; do
         printf '      %s %s..%s max %ss\n' "$d" "$(stamp "$a")" "$(stamp "$b")" "$e"
-    done
+    done < <(grep '^VIOLATION' "$aout" || true)
     echo "  daemon log: $(wc -l <"$dlog") lines, $crashes lines naming an assert/abort/segfault"
     printf '  (a) exposure   %s\n' "${RES[a]}"
     printf '  (b) target     %s\n' "${RES[b]}"
