@@ -88,6 +88,7 @@ vk_log "soak of ${SOAK_SECONDS}s (seed $SOAK_SEED), domains ${DOMS[*]}, target f
 setsid "$VKD" --config "$VK_BK_CONFIG" --catalog "$VK_BK_CATALOG" --socket "$sock" \
     --tick 1 >"$dlog" 2>&1 &
 DPID=$!
+LPID=$(pgrep -x -o libvirtd || true)
 vk_on_exit "kill -9 -- -$DPID 2>/dev/null || true"
 
 STOP=$VK_SCRATCH/stop
@@ -139,7 +140,7 @@ vk_clients() { # libvirtd client ids whose process is the daemon or one of its c
     local id pid
     for id in $(virt-admin srv-clients-list libvirtd 2>/dev/null | awk '$1 ~ /^[0-9]+$/ {print $1}'); do
         pid=$(virt-admin client-info libvirtd "$id" 2>/dev/null |
-            awk -F: '/unix_user_pid/ {gsub(/ /, "", $2); print $2}')
+            awk -F: '/unix_process_id/ {gsub(/ /, "", $2); print $2}')
         [ -n "$pid" ] || continue
         if [ "$pid" = "$DPID" ] || [ "$(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ')" = "$DPID" ]; then
             echo "$id:$pid"
@@ -379,6 +380,11 @@ if [ -z "$dead" ] && [ "$drc" = 0 ]; then
 else
     res daemon FAIL "${dead:-virtkeepd exited $drc on SIGTERM}"
 fi
+if [ -n "$LPID" ] && [ "$(pgrep -x -o libvirtd || true)" = "$LPID" ]; then
+    res libvirtd pass "libvirtd (pid $LPID) ran the whole soak"
+else
+    res libvirtd FAIL "libvirtd (pid ${LPID:-?}) did not survive the soak (see dmesg)"
+fi
 crashes=$(grep -Eci 'assert|segfault|sanitizer|abort' "$dlog" || true)
 
 # --- summary.
@@ -409,6 +415,7 @@ crashes=$(grep -Eci 'assert|segfault|sanitizer|abort' "$dlog" || true)
     printf '  (c) libvirt    %s\n' "${RES[c]}"
     printf '  (d) restore    %s\n' "${RES[d]}"
     printf '  daemon         %s\n' "${RES[daemon]}"
+    printf '  libvirtd       %s\n' "${RES[libvirtd]}"
     [ "$fails" = 0 ] && echo "soak PASS" || echo "soak FAIL ($fails checks failed)"
 } | tee "$VK_SCRATCH/summary.txt"
 if [ "${VIRTKEEP_TEST_KEEP:-0}" = 1 ]; then
