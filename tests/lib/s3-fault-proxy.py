@@ -98,9 +98,18 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def note(self, status):
+        """Log the request before its answer goes out: a client that reads
+        the log right after its answer must find the line there."""
+        if not getattr(self, "noted", True):
+            with LOCK:
+                LOG.append(f"{self.line} {status}")
+            self.noted = True
+
     def error(self, status, code, msg):
         STATS[str(status)] = STATS.get(str(status), 0) + 1
         body = ERROR.format(code=code, msg=msg, res=self.path.split("?")[0]).encode()
+        self.note(status)
         self.reply(status, body, [("Content-Type", "application/xml")])
         return status
 
@@ -171,6 +180,7 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(delay)
         hdrs = [(k, v) for k, v in resp.getheaders()
                 if k.lower() not in ("content-length", "transfer-encoding", "connection")]
+        self.note(resp.status)
         self.send_response(resp.status)
         for k, v in hdrs:
             self.send_header(k, v)
@@ -201,6 +211,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.control()
         length = int(self.headers.get("Content-Length", "0") or 0)
         line = f"{self.command} {self.path}"
+        self.line, self.noted = line, False
         fault = fault_for(line, self.command, length)
         with LOCK:
             STATS["requests"] += 1
@@ -240,8 +251,7 @@ class Handler(BaseHTTPRequestHandler):
                     with LOCK:
                         STATS["inflight"] -= 1
         finally:
-            with LOCK:
-                LOG.append(f"{line} {status}")
+            self.note(status)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
 
