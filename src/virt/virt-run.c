@@ -31,6 +31,7 @@
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/util.h"
 #include "src/virt/virt-int.h"
 #include "src/virt/virt.h"
@@ -477,9 +478,11 @@ static long rundir_owner(const char *name)
     return (long)pid;
 }
 
+/* The name records the pid only, so the pid decides; a zombie is gone too
+ * (vk_proc_alive, the same test the catalog's row owners get). */
 static bool process_gone(long pid)
 {
-    return pid != (long)getpid() && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+    return pid != (long)getpid() && !vk_proc_alive(pid, 0);
 }
 
 int virt_rundir_clean_stale(const char *parent, unsigned int *removed)
