@@ -18,6 +18,8 @@
 #include "transport/transport.h"
 
 #define RECOVERED_NOTE "; recovered"
+/* How long a killed worker's virDomainBackupBegin may still run in libvirtd. */
+#define RECOVER_SETTLE_MS 120000
 
 /* A backup killed with its process (the row failed as an orphan). */
 static bool is_orphan(const struct catalog_backup *b)
@@ -324,10 +326,17 @@ int backup_recover(struct catalog *cat, struct virt_domain *dom, const struct co
         const struct catalog_backup *b = &all->items[i];
         if (!needs_recovery(b))
             continue;
-        if (!aborted && virt_backup_is_active(dom) == 1) {
-            vk_info("aborting the backup job left on domain '%s'", dom->name);
-            if (virt_backup_abort(dom, 60000) < 0)
+        if (!aborted) {
+            int active = virt_backup_settle(dom, RECOVER_SETTLE_MS);
+            if (active < 0) {
+                vk_error_prefix("cannot recover the backups of domain '%s'", dom->name);
                 goto out;
+            }
+            if (active) {
+                vk_info("aborting the backup job left on domain '%s'", dom->name);
+                if (virt_backup_abort(dom, 60000) < 0)
+                    goto out;
+            }
         }
         aborted = true;
         if (recover_one(cat, dom, cfg, t, all, b) < 0)

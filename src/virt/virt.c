@@ -232,10 +232,47 @@ int virt_backup_is_active(struct virt_domain *d)
     return type != VIR_DOMAIN_JOB_NONE && op == VIR_DOMAIN_JOB_OPERATION_BACKUP;
 }
 
+/* While a virDomainBackupBegin is still in flight in libvirtd (its client
+ * may be dead already), the domain has a backup job without backup data and
+ * the job stats fail with an internal error.  Its checkpoint exists then,
+ * and libvirt lets a checkpoint delete run beside the begin (a backup job
+ * admits modify jobs): the begin's rollback then frees the checkpoint a
+ * second time and libvirtd 9.0 crashes.  Wait until the begin is over. */
+int virt_backup_settle(struct virt_domain *d, unsigned int timeout_ms)
+{
+    uint64_t deadline = vk_now_ns() + (uint64_t)timeout_ms * 1000000;
+    bool seen = false;
+    int active;
+
+    for (;;) {
+        virErrorPtr e;
+        /* An active job is believed on its second sight: the begin sets its
+         * data just before its last monitor commands. */
+        if ((active = virt_backup_is_active(d)) == 0 || (active == 1 && seen))
+            return active;
+        if (active == 1) {
+            seen = true;
+            usleep(300000);
+            continue;
+        }
+        e = virGetLastError();
+        /* While the begin waits on QEMU's monitor, the job stats wait for
+         * the domain's job, and time out. */
+        if (!e || (e->code != VIR_ERR_INTERNAL_ERROR && e->code != VIR_ERR_OPERATION_TIMEOUT))
+            return -1;
+        if (vk_now_ns() >= deadline) {
+            vk_error_prefix("the backup job of domain '%s' is still starting after %u ms", d->name,
+                            timeout_ms);
+            return -1;
+        }
+        usleep(100000);
+    }
+}
+
 int virt_backup_abort(struct virt_domain *d, unsigned int timeout_ms)
 {
     uint64_t deadline = vk_now_ns() + (uint64_t)timeout_ms * 1000000;
-    int active = virt_backup_is_active(d);
+    int active = virt_backup_settle(d, timeout_ms);
 
     if (active <= 0)
         return active;

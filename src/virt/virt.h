@@ -237,7 +237,12 @@ int virt_backup_begin(struct virt_domain *d, const char *backup_xml, const char 
 char *virt_backup_get_xml(struct virt_domain *d);
 /* 1 when a backup job is active, 0 when none, -1 error. */
 int virt_backup_is_active(struct virt_domain *d);
-/* Abort the job (if any) and wait up to TIMEOUT_MS until it is gone. */
+/* Like virt_backup_is_active, but first wait up to TIMEOUT_MS for a
+ * virDomainBackupBegin still in flight in libvirtd (of a client that may be
+ * dead) to end: nothing may touch the domain's checkpoints before. */
+int virt_backup_settle(struct virt_domain *d, unsigned int timeout_ms);
+/* Abort the job (if any, once settled) and wait up to TIMEOUT_MS until it is
+ * gone. */
 int virt_backup_abort(struct virt_domain *d, unsigned int timeout_ms);
 /* NBD names of a pull-mode export of TARGET: export "vda", dirty bitmap
  * context "qemu:dirty-bitmap:backup-vda" (malloc'd). */
