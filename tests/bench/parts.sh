@@ -65,6 +65,25 @@ bench_vk_json_check() {
     bench_set "$prefix.chunks" "$(jq '[.disks[].chunks] | add' "$json")"
 }
 
+# CPU seconds (user + system) that the QEMU process of domain $1 has used.
+bench_qemu_cpu() {
+    local pid
+    pid=$(vk_domain_qemu_pid "$1") || return 0
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' \
+        "/proc/$pid/stat"
+}
+
+# bench_qemu_mark / bench_qemu_record PREFIX RUN: QEMU's CPU seconds over one
+# run, recorded as PREFIX.runs.RUN.qemu_cpu_s.
+bench_qemu_mark() {
+    BENCH_QEMU_T0=$(bench_qemu_cpu "$BENCH_DOM")
+}
+
+bench_qemu_record() {
+    bench_set "$1.runs.$2.qemu_cpu_s" "$(awk -v a="$BENCH_QEMU_T0" \
+        -v b="$(bench_qemu_cpu "$BENCH_DOM")" 'BEGIN { printf "%.2f", b - a }')"
+}
+
 # ---------------------------------------------------------------------------
 # 1. virtkeep full backup.
 
@@ -72,10 +91,12 @@ bench_full_before() {
     rm -rf "$FULL_TARGET"
     mkdir -p "$FULL_TARGET"
     bench_warm "$VK_SCRATCH/images/$BENCH_DOM-vda.qcow2"
+    bench_qemu_mark
 }
 
 bench_full_after() {
     local tar size
+    bench_qemu_record full "$1"
     bench_vk_json_check "$LOGS/full-$1.out" full "full.runs.$1" || return 1
     tar=$(find "$FULL_TARGET/$BENCH_DOM" -name vda.tar)
     [ -n "$tar" ] || {
@@ -113,10 +134,12 @@ bench_run_full() {
 bench_peer_before() {
     rm -rf "$PEER_OUT"
     bench_warm "$VK_SCRATCH/images/$BENCH_DOM-vda.qcow2"
+    bench_qemu_mark
 }
 
 bench_peer_after() {
     local data=$PEER_OUT/vda.full.data
+    bench_qemu_record peer "$1"
     [ -f "$data" ] || {
         bench_error "peer: virtnbdbackup wrote no '$data'"
         return 1
@@ -231,11 +254,18 @@ bench_restore() {
 
 bench_convert_before() {
     rm -f "$VK_SCRATCH/convert.qcow2"
+    bench_warm "$IMG/disk.raw"
 }
 
+# qemu-img convert of the same data (raw, from the page cache) to a fresh
+# qcow2 beside the restore's: with -t none (O_DIRECT, the fast way to write
+# a fresh image here: convert.direct, the target) and at its default cache
+# mode (convert, shown).  The restore is durable when it says done (qemu-nbd
+# with cache=none, then fsync); convert -t none writes around the page cache.
 bench_run_convert() {
     local BR_BEFORE=bench_convert_before
-    bench_warm "$IMG/disk.raw"
+    bench_runs convert.direct "$RUNS" qemu-img convert -t none -f raw -O qcow2 "$IMG/disk.raw" \
+        "$VK_SCRATCH/convert.qcow2" || bench_error "qemu-img convert -t none failed"
     bench_runs convert "$RUNS" qemu-img convert -f raw -O qcow2 "$IMG/disk.raw" \
         "$VK_SCRATCH/convert.qcow2" || bench_error "qemu-img convert failed"
     rm -f "$VK_SCRATCH/convert.qcow2"

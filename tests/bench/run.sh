@@ -13,8 +13,10 @@
 #   restore  a full restore against qemu-img convert raw -> qcow2 of the same
 #            data, then a point-in-time restore from a 10-deep incremental
 #            chain against the full alone (when `virtkeep restore` exists)
-#   remote   S3 and SSH upload/download vs curl, scp and sftp, and peak RSS
-#            during a 20 GiB multipart stream (tests/bench/remote.sh)
+#   profile  perf profile of one full backup: where virtkeep's CPU goes
+#            (compression, digests, copies, NBD, kernel), tests/bench/profile.sh
+#   remote   S3 (on radosgw) and SSH upload/download vs curl, scp and sftp,
+#            and peak RSS during a 20 GiB multipart stream (tests/bench/remote.sh)
 #
 # It prints a table against the targets of issues 3 and 4 and writes
 # tests/bench/results-latest.json.  Each measurement is the median of
@@ -29,8 +31,8 @@
 #   VIRTKEEP_BENCH_THREADS  threads for virtkeep and the baseline; unset (the
 #                           default): virtkeep runs without --threads (its
 #                           default: the online CPUs), the baseline with -T$(nproc)
-#   VIRTKEEP_BENCH_PARTS    which parts to run (default "full peer zstd inc64 restore
-#                           remote")
+#   VIRTKEEP_BENCH_PARTS    which parts to run (default "full peer zstd profile inc64
+#                           restore remote")
 #   VIRTKEEP_BENCH_CACHE    image cache (default /var/cache/virtkeep-bench)
 #   VIRTKEEP_BENCH_PAUSE    1 (default): pause the vCPUs of the benchmark domains
 #                           (QEMU keeps serving the backup jobs) so that the idle
@@ -55,7 +57,7 @@ export abs_top_srcdir abs_top_builddir
 # lib.sh's first.
 . "$abs_top_srcdir/scripts/lib.sh"
 [ "$(id -u)" = 0 ] || vk_die "the benchmarks need root (run make bench with sudo)"
-vk_install_debs virtnbdbackup time zstd jq qemu-utils libnbd-bin
+vk_install_debs virtnbdbackup time zstd jq qemu-utils libnbd-bin linux-perf "${VK_DEB_PACKAGES_RGW[@]}"
 vk_start_libvirtd
 . "$abs_top_srcdir/tests/lib/harness.sh"
 vk_start_libvirtd
@@ -64,7 +66,7 @@ RUNS=${VIRTKEEP_BENCH_RUNS:-3}
 # virtkeep's defaults unless asked otherwise: what users get is what counts.
 LEVEL=${VIRTKEEP_BENCH_LEVEL:-}
 THREADS=${VIRTKEEP_BENCH_THREADS:-}
-PARTS=" ${VIRTKEEP_BENCH_PARTS:-full peer zstd inc64 restore remote} "
+PARTS=" ${VIRTKEEP_BENCH_PARTS:-full peer zstd profile inc64 restore remote} "
 CACHE=${VIRTKEEP_BENCH_CACHE:-/var/cache/virtkeep-bench}
 BUILD=$abs_top_builddir/tests/bench
 LOGS=$BUILD/logs
@@ -82,6 +84,7 @@ bench_defaults
 . "$BENCH_SRC/image.sh"
 . "$BENCH_SRC/parts.sh"
 . "$BENCH_SRC/remote.sh"
+. "$BENCH_SRC/profile.sh"
 
 bench_part() {
     case "$PARTS" in
@@ -97,12 +100,13 @@ if [ "$PARTS" != " remote " ]; then bench_image_prepare; fi
 bench_env_record
 
 # (if, not &&: set -e must stay in force inside the parts.)
-if bench_part full || bench_part peer || bench_part restore; then
+if bench_part full || bench_part peer || bench_part restore || bench_part profile; then
     bench_domain_setup vkbench 4G "$IMG/disk.qcow2"
 fi
 if bench_part peer; then bench_run_peer vkbench; fi
 if bench_part full; then bench_run_full vkbench; fi
 if bench_part zstd; then bench_run_zstd; fi
+if bench_part profile; then bench_run_profile vkbench; fi
 if bench_part inc64; then bench_run_inc64; fi
 if bench_part restore; then bench_run_restore vkbench; fi
 if bench_part remote; then bench_run_remote; fi
