@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -338,8 +339,32 @@ static bool conn_bad(struct pg *pg)
     return !pg->conn || PQstatus(pg->conn) == CONNECTION_BAD;
 }
 
+static bool readable(PGconn *conn)
+{
+    struct pollfd p = {.fd = PQsocket(conn), .events = POLLIN};
+
+    return p.fd >= 0 && poll(&p, 1, 0) == 1;
+}
+
+static int lost_in_tx(struct catalog *cat, const char *why)
+{
+    CLEANUP_FREE char *msg = one_line(why);
+
+    PG(cat)->tx_lost = true;
+    cat->fault = CATALOG_FAULT_OTHER;
+    vk_error(VK_ERR_NETWORK,
+             "catalog '%s': the connection to the server was lost in the middle of a transaction, "
+             "which the server rolled back (%s): roll it back and retry it",
+             cat->path, msg ? msg : "");
+    return -1;
+}
+
 /* Before a statement: a transaction lost with its connection stays lost
- * until the caller rolls back; otherwise a dead connection is replaced. */
+ * until the caller rolls back; otherwise a dead connection is replaced.  A
+ * connection the server ended while it was idle (a restart, an idle
+ * timeout, pg_terminate_backend) shows it in what it already sent: read
+ * that first, so that such a connection is replaced before a statement is
+ * sent on it. */
 static int ensure_conn(struct catalog *cat)
 {
     struct pg *pg = PG(cat);
@@ -352,8 +377,16 @@ static int ensure_conn(struct catalog *cat)
         return -1;
     }
     pg->tx_lost = false;
+    /* Nothing is in flight: anything readable was sent unasked (the
+     * server's farewell, then the end of the stream). */
+    for (int i = 0; i < 8 && !conn_bad(pg) && readable(pg->conn); i++) {
+        if (!PQconsumeInput(pg->conn))
+            vk_debug("catalog '%s': the server ended the connection", cat->path);
+    }
     if (!conn_bad(pg))
         return 0;
+    if (cat->in_tx)
+        return lost_in_tx(cat, pg->conn ? PQerrorMessage(pg->conn) : "no connection");
     vk_debug("catalog '%s': reconnecting", cat->path);
     return pg_open_conn(cat);
 }
@@ -511,7 +544,9 @@ static PGresult *run(struct catalog *cat, const char *sql, size_t n,
     for (int attempt = 0;; attempt++) {
         if (ensure_conn(cat) == -1)
             return NULL;
-        res = PQexecParams(pg->conn, sql, (int)n, types, values, NULL, NULL, 0);
+        /* Without parameters, PQexec: a script may hold several statements. */
+        res = n ? PQexecParams(pg->conn, sql, (int)n, types, values, NULL, NULL, 0)
+                : PQexec(pg->conn, sql);
         status = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
         if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
             return res;
@@ -522,14 +557,8 @@ static PGresult *run(struct catalog *cat, const char *sql, size_t n,
         }
         /* The connection is gone. */
         if (cat->in_tx) {
-            msg = one_line(PQerrorMessage(pg->conn));
-            pg->tx_lost = true;
             PQclear(res);
-            cat->fault = CATALOG_FAULT_OTHER;
-            vk_error(VK_ERR_NETWORK,
-                     "catalog '%s': the connection to the server was lost in the middle of a "
-                     "transaction, which the server rolled back (%s): roll it back and retry it",
-                     cat->path, msg ? msg : "");
+            lost_in_tx(cat, PQerrorMessage(pg->conn));
             return NULL;
         }
         if (attempt == 0 && safe_to_retry(sql, res)) {
