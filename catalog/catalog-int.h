@@ -111,9 +111,9 @@ extern const struct catalog_backend catalog_backend_pg;
 
 struct catalog {
     const struct catalog_backend *be;
-    char *path;  /* the file, or the URL as shown (never a password) */
-    void *db;    /* sqlite3 *, or the PostgreSQL backend's state */
-    bool in_tx;  /* between catalog_begin and catalog_commit/rollback */
+    char *path;               /* the file, or the URL as shown (never a password) */
+    void *db;                 /* sqlite3 *, or the PostgreSQL backend's state */
+    bool in_tx;               /* between catalog_begin and catalog_commit/rollback */
     enum catalog_fault fault; /* of the last failed statement */
 };
 
@@ -158,8 +158,8 @@ void catalog_array_free(void *items, size_t count, size_t size, void (*clear)(vo
  * On failure every element is cleared with CLEAR, the array freed, *ITEMS
  * and *COUNT reset, and -1 returned.  STMT stays the caller's. */
 int catalog_sql_list(struct catalog *cat, struct catalog_stmt *stmt, size_t size,
-                     int (*read_row)(struct catalog_stmt *, void *), void (*clear)(void *), void **items,
-                     size_t *count);
+                     int (*read_row)(struct catalog_stmt *, void *), void (*clear)(void *),
+                     void **items, size_t *count);
 
 /* Fail the orphans of one table: SELECT_SQL returns (id, pid, pid_start) of the
  * rows still queued or running; each whose process is gone is updated by UPDATE_SQL

@@ -58,16 +58,16 @@ int64_t catalog_job_insert(struct catalog *cat, const struct catalog_job *job)
         vk_error(VK_ERR_INVALID, "a job needs a kind and a valid state");
         return -1;
     }
-    stmt = catalog_sql_prepare(cat,
-                               "INSERT INTO jobs(kind, domain, target, backup_id, state, pid, "
-                               "started, finished, progress_done, progress_total, "
-                               "estimate_seconds, elapsed_seconds, error, pid_start) "
-                               "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
-                               "RETURNING id",
-                               "tttttiiiuuddti", job->kind, job->domain, job->target,
-                               job->backup_id, catalog_job_state_name(job->state), pid, started,
-                               job->finished, job->progress_done, job->progress_total,
-                               job->estimate_seconds, job->elapsed_seconds, job->error, pid_start);
+    stmt = catalog_sql_prepare(
+        cat,
+        "INSERT INTO jobs(kind, domain, target, backup_id, state, pid, "
+        "started, finished, progress_done, progress_total, "
+        "estimate_seconds, elapsed_seconds, error, pid_start) "
+        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
+        "RETURNING id",
+        "tttttiiiuuddti", job->kind, job->domain, job->target, job->backup_id,
+        catalog_job_state_name(job->state), pid, started, job->finished, job->progress_done,
+        job->progress_total, job->estimate_seconds, job->elapsed_seconds, job->error, pid_start);
     r = stmt ? catalog_sql_step(cat, stmt) : -1;
     if (r == 1)
         id = catalog_sql_int(stmt, 0);

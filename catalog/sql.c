@@ -20,7 +20,8 @@
 
 bool catalog_is_pg_url(const char *path)
 {
-    return path && (strncmp(path, "postgresql://", 13) == 0 || strncmp(path, "postgres://", 11) == 0);
+    return path &&
+           (strncmp(path, "postgresql://", 13) == 0 || strncmp(path, "postgres://", 11) == 0);
 }
 
 static int collect(struct catalog *cat, const char *sql, const char *types, va_list *ap,
@@ -175,8 +176,8 @@ void catalog_array_free(void *items, size_t count, size_t size, void (*clear)(vo
 }
 
 int catalog_sql_list(struct catalog *cat, struct catalog_stmt *stmt, size_t size,
-                     int (*read_row)(struct catalog_stmt *, void *), void (*clear)(void *), void **items,
-                     size_t *count)
+                     int (*read_row)(struct catalog_stmt *, void *), void (*clear)(void *),
+                     void **items, size_t *count)
 {
     void *item;
     int r;

@@ -288,8 +288,8 @@ static int prepare_file(const char *path, unsigned int flags)
  * file into one clear error at open instead of odd failures later. */
 static int check_integrity(struct catalog *cat)
 {
-    CLEANUP_STMT struct catalog_stmt *stmt = catalog_sql_prepare(cat, "PRAGMA quick_check(1)",
-                                                                 NULL);
+    CLEANUP_STMT struct catalog_stmt *stmt =
+        catalog_sql_prepare(cat, "PRAGMA quick_check(1)", NULL);
     const char *res;
     int r;
 
@@ -309,8 +309,8 @@ static int check_integrity(struct catalog *cat)
 
 static int set_wal(struct catalog *cat)
 {
-    CLEANUP_STMT struct catalog_stmt *stmt = catalog_sql_prepare(cat, "PRAGMA journal_mode=WAL",
-                                                                 NULL);
+    CLEANUP_STMT struct catalog_stmt *stmt =
+        catalog_sql_prepare(cat, "PRAGMA journal_mode=WAL", NULL);
     const char *mode;
 
     if (!stmt || catalog_sql_step(cat, stmt) != 1)

@@ -214,8 +214,8 @@ static void test_migrate_from_v1(void **state)
 
 static void test_newer_version_refused(void **state)
 {
-    CLEANUP_FREE char *bump = vk_asprintf("%s%d", fx_of(state)->set_version,
-                                          CATALOG_SCHEMA_VERSION + 1);
+    CLEANUP_FREE char *bump =
+        vk_asprintf("%s%d", fx_of(state)->set_version, CATALOG_SCHEMA_VERSION + 1);
     struct catalog *cat;
 
     catalog_close(open_new(state));
