@@ -59,9 +59,10 @@
 
 struct pg {
     PGconn *conn;
-    char *url;      /* the URL for libpq: ours without password_file */
-    char *password; /* from password_file, or NULL (libpq finds its own) */
-    bool tx_lost;   /* the connection went away inside catalog_begin() */
+    char *url;       /* the URL for libpq: ours without password_file */
+    char *password;  /* from password_file, or NULL (libpq finds its own) */
+    bool tx_lost;    /* the connection went away inside catalog_begin() */
+    bool committing; /* COMMIT is on its way */
 };
 
 #define PG(cat) ((struct pg *)(cat)->db)
@@ -88,7 +89,7 @@ static char *url_decode(const char *s, size_t n)
     if (!out)
         return NULL;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%' && i + 2 < n + 1 && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+        if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
             *o++ = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
             i += 2;
         } else {
@@ -555,6 +556,18 @@ static PGresult *run(struct catalog *cat, const char *sql, size_t n,
             return NULL;
         }
         /* The connection is gone. */
+        if (cat->in_tx && pg->committing) {
+            /* The server may have committed before the connection went. */
+            msg = one_line(PQerrorMessage(pg->conn));
+            PQclear(res);
+            pg->tx_lost = true;
+            cat->fault = CATALOG_FAULT_OTHER;
+            vk_error(VK_ERR_NETWORK,
+                     "catalog '%s': the connection to the server was lost during COMMIT (%s): "
+                     "the transaction may or may not have been committed",
+                     cat->path, msg ? msg : "");
+            return NULL;
+        }
         if (cat->in_tx) {
             PQclear(res);
             lost_in_tx(cat, PQerrorMessage(pg->conn));
@@ -681,9 +694,12 @@ _Static_assert(CATALOG_APPLICATION_ID == 1447773012, "the advisory lock is the a
 
 static int pg_commit(struct catalog *cat)
 {
-    PGresult *res = run(cat, "COMMIT", 0, NULL);
+    PGresult *res;
     bool rolled_back;
 
+    PG(cat)->committing = true;
+    res = run(cat, "COMMIT", 0, NULL);
+    PG(cat)->committing = false;
     if (!res)
         return -1;
     /* COMMIT of a transaction in which a statement failed rolls back. */
