@@ -14,9 +14,8 @@
 # they return non-zero on failure and do not change the caller's shell
 # options.
 #
-# DIR/env holds plain KEY=VALUE lines (no quoting: paths never hold spaces),
-# readable by the shell (". DIR/env" with set -a, or vk_pg_env) and by the C
-# tests:
+# DIR/env holds KEY='VALUE' lines (paths never hold quotes), for the shell
+# (set -a; . DIR/env) and for the C tests:
 #   VK_PG_URL            postgresql://vktest@/vktest?host=DIR/sock: the test
 #                        role and database over the unix socket, no password
 #                        source (add one: passfile=, password_file=)
@@ -182,18 +181,20 @@ EOF
         vk_pg_stop "$dir"
         return 1
     fi
+    # Single-quoted values: a shell can source the file (the URLs hold '&'),
+    # and the C tests strip the quotes.
     cat >"$dir/env" <<EOF
-VK_PG_URL=postgresql://$VK_PG_ROLE@/$VK_PG_ROLE?host=$dir/sock&port=$port
-VK_PG_TCP_URL=postgresql://$VK_PG_ROLE@127.0.0.1:$port/$VK_PG_ROLE
-VK_PG_PASSFILE=$dir/passfile
-VK_PG_PASSWORD_FILE=$dir/password
-VK_PG_ADMIN_URL=postgresql://$VK_PG_OS_USER@/postgres?host=$dir/sock&port=$port
-VK_PG_HOST=$dir/sock
-VK_PG_PORT=$port
-VK_PG_USER=$VK_PG_ROLE
-VK_PG_DB=$VK_PG_ROLE
-VK_PG_DIR=$dir
-VK_PG_PID=$pid
+VK_PG_URL='postgresql://$VK_PG_ROLE@/$VK_PG_ROLE?host=$dir/sock&port=$port'
+VK_PG_TCP_URL='postgresql://$VK_PG_ROLE@127.0.0.1:$port/$VK_PG_ROLE'
+VK_PG_PASSFILE='$dir/passfile'
+VK_PG_PASSWORD_FILE='$dir/password'
+VK_PG_ADMIN_URL='postgresql://$VK_PG_OS_USER@/postgres?host=$dir/sock&port=$port'
+VK_PG_HOST='$dir/sock'
+VK_PG_PORT='$port'
+VK_PG_USER='$VK_PG_ROLE'
+VK_PG_DB='$VK_PG_ROLE'
+VK_PG_DIR='$dir'
+VK_PG_PID='$pid'
 EOF
     vk_pg_log "PostgreSQL (pid $pid) listens on $dir/sock and 127.0.0.1:$port"
     return 0

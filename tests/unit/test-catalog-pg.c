@@ -65,7 +65,7 @@ static const char v1_schema[] =
     "CREATE TABLE virtkeep_schema (application_id BIGINT NOT NULL, version BIGINT NOT NULL);"
     "INSERT INTO virtkeep_schema VALUES (1447773012, 1);";
 
-/* The server, from its env file. */
+/* The server, from its env file (KEY='VALUE' lines, tests/lib/pg.sh). */
 static struct {
     char *host, *port, *user, *passfile, *password_file, *tcp_url, *dir;
     char own_dir[64]; /* a server this program started, or "" */
@@ -84,8 +84,16 @@ static char *env_value(const char *file, const char *key)
         return NULL;
     while (!val && fgets(line, sizeof line, f)) {
         if (strncmp(line, key, klen) == 0 && line[klen] == '=') {
-            line[strcspn(line, "\n")] = '\0';
-            val = vk_strdup(line + klen + 1);
+            char *v = line + klen + 1;
+            size_t n;
+
+            v[strcspn(v, "\n")] = '\0';
+            n = strlen(v);
+            if (n >= 2 && v[0] == '\'' && v[n - 1] == '\'') {
+                v[n - 1] = '\0';
+                v++;
+            }
+            val = vk_strdup(v);
         }
     }
     fclose(f);
