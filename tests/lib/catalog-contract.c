@@ -605,6 +605,67 @@ static void test_throughput(void **state)
     catalog_close(cat);
 }
 
+/* Drills: ids, finishing once, and lists filtered by domain, by one whole
+ * name of the comma-separated targets, and by outcome, newest first. */
+static void test_drills(void **state)
+{
+    struct catalog *cat = open_new(state);
+    struct catalog_drill d = {.domain = (char *)"web1",
+                              .backup_id = (char *)"web1-1",
+                              .targets = (char *)"local,offsite",
+                              .state = CATALOG_DRILL_RUNNING,
+                              .started = 100,
+                              .estimate_seconds = 2.5,
+                              .estimate_source = (char *)"guess"};
+    struct catalog_drills *list = NULL;
+    struct catalog_drill *got;
+    int64_t a, b, c;
+
+    a = catalog_drill_insert(cat, &d);
+    d.targets = (char *)"offsite2";
+    d.started = 200;
+    b = catalog_drill_insert(cat, &d);
+    d.domain = (char *)"db1";
+    d.targets = NULL;
+    d.started = 300;
+    c = catalog_drill_insert(cat, &d);
+    assert_true(a > 0 && b > a && c > b);
+    assert_int_equal(catalog_drill_finish(cat, a, CATALOG_DRILL_OK, 1.75, 1000, 2000, NULL), 0);
+    assert_int_equal(catalog_drill_finish(cat, a, CATALOG_DRILL_FAILED, 1, 1, 1, "x"), -1);
+    assert_error(VK_ERR_INVALID, "already ok");
+    assert_int_equal(catalog_drill_finish(cat, b, CATALOG_DRILL_FAILED, 0.5, 1, 1, "boom"), 0);
+    got = catalog_drill_get(cat, a);
+    assert_non_null(got);
+    assert_int_equal(got->state, CATALOG_DRILL_OK);
+    assert_true(got->actual_seconds == 1.75);
+    assert_true(got->estimate_seconds == 2.5);
+    assert_int_equal(got->bytes_read, 1000);
+    assert_int_equal(got->disk_bytes, 2000);
+    assert_string_equal(got->targets, "local,offsite");
+    assert_string_equal(got->estimate_source, "guess");
+    catalog_drill_free(got);
+    assert_null(catalog_drill_get(cat, 999));
+    assert_int_equal(vk_error_code(), VK_ERR_NOT_FOUND);
+
+    assert_int_equal(catalog_drill_list(cat, NULL, NULL, 0, 0, &list), 0);
+    assert_int_equal(list->count, 3);
+    assert_int_equal(list->items[0].id, c);
+    catalog_drills_free(list);
+    /* "offsite" is a whole name of drill a only, not a prefix of b's. */
+    assert_int_equal(catalog_drill_list(cat, NULL, "offsite", 0, 0, &list), 0);
+    assert_int_equal(list->count, 1);
+    assert_int_equal(list->items[0].id, a);
+    catalog_drills_free(list);
+    assert_int_equal(catalog_drill_list(cat, "web1", NULL, CATALOG_DRILL_LIST_OK, 0, &list), 0);
+    assert_int_equal(list->count, 1);
+    catalog_drills_free(list);
+    assert_int_equal(catalog_drill_list(cat, "web1", NULL, 0, 1, &list), 0);
+    assert_int_equal(list->count, 1);
+    assert_int_equal(list->items[0].id, b);
+    catalog_drills_free(list);
+    catalog_close(cat);
+}
+
 /* A pid that certainly belongs to no process: a reaped child's. */
 static pid_t dead_pid(void)
 {
@@ -1118,6 +1179,7 @@ int catalog_contract_run(const char *suite_name, struct catalog_fixture *fx)
         T(test_backup_disks_and_locations),
         T(test_jobs),
         T(test_throughput),
+        T(test_drills),
         T(test_fail_orphans),
         T(test_fail_orphans_pid_reused),
         T(test_list_unreadable_row),

@@ -72,7 +72,7 @@ vk_pg_alive() {
     [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null
 }
 
-# vk_pg_as_admin DIR SQL...: run SQL as the superuser over the socket.
+# vk_pg_psql DIR PSQL-ARGS...: psql as the superuser over the socket.
 vk_pg_psql() {
     local dir=$1
     shift
