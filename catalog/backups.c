@@ -31,15 +31,15 @@ char *catalog_backup_id_make(const char *domain, int64_t when)
     return vk_asprintf("%s-%s", domain, stamp);
 }
 
-static int read_backup(sqlite3_stmt *stmt, void *item)
+static int read_backup(struct catalog_stmt *stmt, void *item)
 {
     struct catalog_backup *b = item;
     bool ok = true;
 
     b->id = catalog_sql_text(stmt, 0, &ok);
     b->domain = catalog_sql_text(stmt, 1, &ok);
-    if (catalog_level_parse((const char *)sqlite3_column_text(stmt, 2), &b->level) == -1 ||
-        catalog_status_parse((const char *)sqlite3_column_text(stmt, 3), &b->status) == -1)
+    if (catalog_level_parse(catalog_sql_column(stmt, 2), &b->level) == -1 ||
+        catalog_status_parse(catalog_sql_column(stmt, 3), &b->status) == -1)
         ok = false;
     b->checkpoint = catalog_sql_text(stmt, 4, &ok);
     b->parent = catalog_sql_text(stmt, 5, &ok);
@@ -88,7 +88,7 @@ int catalog_backup_insert(struct catalog *cat, const struct catalog_backup *b)
             catalog_status_name(b->status), b->checkpoint, b->parent, b->error, started,
             b->finished, b->bytes_read, b->bytes_written, b->bytes_stored, b->checkpoint_xml,
             b->domain_xml, pid, pid_start) == -1) {
-        if (sqlite3_extended_errcode(cat->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
+        if (catalog_sql_fault(cat) == CATALOG_FAULT_UNIQUE)
             vk_error(VK_ERR_INVALID, "backup '%s' already exists in catalog '%s'", b->id,
                      cat->path);
         else
@@ -100,7 +100,7 @@ int catalog_backup_insert(struct catalog *cat, const struct catalog_backup *b)
 
 struct catalog_backup *catalog_backup_get(struct catalog *cat, const char *id)
 {
-    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
     struct catalog_backup *b;
     int r;
 
@@ -179,13 +179,13 @@ int catalog_backup_update(struct catalog *cat, const struct catalog_backup *b)
 int catalog_backup_list(struct catalog *cat, const char *domain, unsigned int flags,
                         struct catalog_backups **out)
 {
-    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
     struct catalog_backups *list;
 
     *out = NULL;
     stmt = catalog_sql_prepare(cat,
-                               BACKUP_SELECT "CASE WHEN ?3 THEN b.checkpoint_xml END, "
-                                             "CASE WHEN ?3 THEN b.domain_xml END" BACKUP_FROM
+                               BACKUP_SELECT "CASE WHEN ?3 <> 0 THEN b.checkpoint_xml END, "
+                                             "CASE WHEN ?3 <> 0 THEN b.domain_xml END" BACKUP_FROM
                                              "WHERE (?1 IS NULL OR d.name = ?1) "
                                              "AND (?2 = 0 OR b.status = 'committed') "
                                              "ORDER BY b.started, b.id",
@@ -203,7 +203,7 @@ int catalog_backup_list(struct catalog *cat, const char *domain, unsigned int fl
 
 int catalog_backup_delete(struct catalog *cat, const char *id, unsigned int flags)
 {
-    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
     int r, n;
 
     (void)flags;
@@ -212,7 +212,7 @@ int catalog_backup_delete(struct catalog *cat, const char *id, unsigned int flag
         return -1;
     if (r == 1) {
         vk_error(VK_ERR_INVALID, "backup '%s' cannot be deleted: backup '%s' depends on it", id,
-                 (const char *)sqlite3_column_text(stmt, 0));
+                 catalog_sql_column(stmt, 0));
         return -1;
     }
     n = catalog_sql_run(cat, "DELETE FROM backups WHERE id = ?1", "t", id);
@@ -229,7 +229,7 @@ int catalog_backup_fail_orphans(struct catalog *cat, unsigned int flags, unsigne
                                     "WHERE status = 'running'",
                                     "UPDATE backups SET status = 'failed', error = ?2, "
                                     "finished = ?3 WHERE id = ?1 AND status = 'running'",
-                                    marked);
+                                    false, marked);
 }
 
 int catalog_backup_disk_add(struct catalog *cat, const struct catalog_backup_disk *d)
@@ -246,7 +246,7 @@ int catalog_backup_disk_add(struct catalog *cat, const struct catalog_backup_dis
                         "bytes_stored = excluded.bytes_stored",
                         "tttuuu", d->backup_id, d->target, d->format, d->virtual_size,
                         d->bytes_read, d->bytes_stored) == -1) {
-        if (sqlite3_extended_errcode(cat->db) == SQLITE_CONSTRAINT_FOREIGNKEY)
+        if (catalog_sql_fault(cat) == CATALOG_FAULT_FOREIGN_KEY)
             vk_error(VK_ERR_NOT_FOUND, "backup '%s' is not in catalog '%s'", d->backup_id,
                      cat->path);
         else
@@ -256,7 +256,7 @@ int catalog_backup_disk_add(struct catalog *cat, const struct catalog_backup_dis
     return 0;
 }
 
-static int read_backup_disk(sqlite3_stmt *stmt, void *item)
+static int read_backup_disk(struct catalog_stmt *stmt, void *item)
 {
     struct catalog_backup_disk *d = item;
     bool ok = true;
@@ -273,7 +273,7 @@ static int read_backup_disk(sqlite3_stmt *stmt, void *item)
 int catalog_backup_disk_list(struct catalog *cat, const char *backup_id,
                              struct catalog_backup_disks **out)
 {
-    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
     struct catalog_backup_disks *list;
 
     *out = NULL;
@@ -296,10 +296,11 @@ int catalog_backup_disk_list(struct catalog *cat, const char *backup_id,
 int catalog_prune_mark(struct catalog *cat, const char *id, const char *reason)
 {
     int n = catalog_sql_run(cat,
-                            "INSERT OR IGNORE INTO prune_intents (backup_id, reason, marked) "
-                            "SELECT id, ?2, ?3 FROM backups WHERE id = ?1",
+                            "INSERT INTO prune_intents (backup_id, reason, marked) "
+                            "SELECT id, ?2, ?3 FROM backups WHERE id = ?1 "
+                            "ON CONFLICT (backup_id) DO NOTHING",
                             "tti", id, reason, (int64_t)time(NULL));
-    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
     int r;
 
     if (n != 0)
@@ -317,7 +318,7 @@ int catalog_prune_mark(struct catalog *cat, const char *id, const char *reason)
 
 int catalog_prune_list(struct catalog *cat, const char *domain, char ***ids)
 {
-    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
     CLEANUP_STRV char **v = vk_calloc(1, sizeof *v);
     size_t n = 0;
     int r;
@@ -335,7 +336,7 @@ int catalog_prune_list(struct catalog *cat, const char *domain, char ***ids)
         if (!nv)
             return -1;
         v = nv;
-        v[n] = vk_strdup((const char *)sqlite3_column_text(stmt, 0));
+        v[n] = vk_strdup(catalog_sql_column(stmt, 0));
         v[++n] = NULL;
         if (!v[n - 1])
             return -1;

@@ -6,42 +6,146 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <sqlite3.h>
-
 #include "catalog/catalog.h"
 
-struct catalog {
-    sqlite3 *db;
-    char *path;
+/* ---- backends ------------------------------------------------------------
+ *
+ * The catalog speaks SQL to one of two engines: SQLite (a file, the default)
+ * or PostgreSQL (a postgresql:// URL, libpq).  Everything above this line
+ * of abstraction (the files of catalog/ other than sqlite.c and pg.c) is
+ * written once, in SQL that both accept:
+ *
+ *   - parameters are ?1, ?2 ... (the PostgreSQL backend sends $1, $2 ...),
+ *     each bound with a C type (text, int64, double) that PostgreSQL is told;
+ *   - upserts are INSERT ... ON CONFLICT (...) DO UPDATE / DO NOTHING, with
+ *     the existing row named by its table (domains.uuid), new ids come from
+ *     INSERT ... RETURNING id;
+ *   - NULLs sort where asked (NULLS FIRST), a subquery in FROM has an alias,
+ *     sums are coalesce(sum(x * 1.0), 0), text search is instr(), which the
+ *     PostgreSQL backend sends as strpos() (same arguments);
+ *   - the schema (schema.c) is written with the SQLite type names INTEGER,
+ *     REAL, TEXT and "INTEGER PRIMARY KEY [AUTOINCREMENT]"; the PostgreSQL
+ *     backend maps them to BIGINT, DOUBLE PRECISION, TEXT COLLATE "C" (byte
+ *     order, as SQLite compares) and BIGINT identity columns.
+ *
+ * A backend is one const struct catalog_backend.  Its statements are
+ * prepared with their parameters already bound, so that PostgreSQL can run
+ * them at once (the whole result is then in memory); step walks the rows.
+ */
+
+/* One bound parameter. */
+struct catalog_value {
+    char type; /* 't' text (s may be NULL), 'i' int64, 'd' double */
+    union {
+        const char *s;
+        int64_t i;
+        double d;
+    } u;
 };
 
-/* Record the connection's last SQLite error against the catalog file, with
- * a code derived from SQLite's (corrupt, busy, full, I/O ...).  Returns -1. */
-int catalog_sql_error(struct catalog *cat);
-/* Same for an explicit SQLite result code. */
-int catalog_sql_error_rc(struct catalog *cat, int rc);
+/* Why the last statement failed, for the callers that tell the cases
+ * apart (a duplicate id, a row that references a missing one). */
+enum catalog_fault {
+    CATALOG_FAULT_NONE,
+    CATALOG_FAULT_UNIQUE,
+    CATALOG_FAULT_FOREIGN_KEY,
+    CATALOG_FAULT_OTHER,
+};
+
+/* A statement: prepared, bound, and (PostgreSQL) already run. */
+struct catalog_stmt {
+    struct catalog *cat;
+    void *handle;    /* sqlite3_stmt * or PGresult * */
+    int row, rows;   /* PostgreSQL: the current row (-1 before the first) */
+    int64_t changes; /* PostgreSQL: rows changed (PQcmdTuples) */
+};
+
+/* What a catalog says about itself: a virtkeep catalog has the application
+ * id CATALOG_APPLICATION_ID and a schema version; OBJECTS counts the
+ * tables, indexes ... of the database (or schema), ours or not. */
+struct catalog_schema_state {
+    int64_t app_id, version, objects;
+};
+
+/* 'VKCT' */
+#define CATALOG_APPLICATION_ID 0x564b4354
+
+struct catalog_backend {
+    const char *name; /* "sqlite", "postgresql" */
+    /* Connect to cat->path and configure the connection (not the schema).
+     * FLAGS: CATALOG_OPEN_*. */
+    int (*connect)(struct catalog *cat, unsigned int flags);
+    void (*disconnect)(struct catalog *cat);
+    /* Prepare SQL (the portable text above) with its N parameters bound;
+     * NULL with the error recorded. */
+    struct catalog_stmt *(*prepare)(struct catalog *cat, const char *sql, size_t n,
+                                    const struct catalog_value *vals);
+    /* 1 for a row, 0 at the end, -1 (recorded). */
+    int (*step)(struct catalog_stmt *stmt);
+    /* Rows changed by a statement stepped to its end. */
+    int64_t (*changes)(struct catalog_stmt *stmt);
+    /* Columns of the current row: NULL reads as NULL, 0 and 0.0. */
+    const char *(*column_text)(struct catalog_stmt *stmt, int col);
+    int64_t (*column_int)(struct catalog_stmt *stmt, int col);
+    double (*column_double)(struct catalog_stmt *stmt, int col);
+    void (*finalize)(struct catalog_stmt *stmt);
+    /* Run a script of several statements without parameters (a schema
+     * step, in the backend's own type names: see above). */
+    int (*exec_schema)(struct catalog *cat, const char *script);
+    /* Transactions.  begin takes the catalog's write lock: one explicit
+     * transaction at a time, from any process (SQLite: BEGIN IMMEDIATE;
+     * PostgreSQL: a transaction-level advisory lock). */
+    int (*begin)(struct catalog *cat);
+    int (*commit)(struct catalog *cat);
+    void (*rollback)(struct catalog *cat);
+    /* Read the schema state; inside a transaction when migrating. */
+    int (*schema_read)(struct catalog *cat, struct catalog_schema_state *st);
+    /* Record that the schema is now at VERSION (from VERSION - 1), with
+     * the application id when VERSION is 1.  Inside the migration's
+     * transaction. */
+    int (*schema_write)(struct catalog *cat, int64_t version);
+};
+
+extern const struct catalog_backend catalog_backend_sqlite;
+extern const struct catalog_backend catalog_backend_pg;
+
+struct catalog {
+    const struct catalog_backend *be;
+    char *path;               /* the file, or the URL as shown (never a password) */
+    void *db;                 /* sqlite3 *, or the PostgreSQL backend's state */
+    bool in_tx;               /* between catalog_begin and catalog_commit/rollback */
+    enum catalog_fault fault; /* of the last failed statement */
+};
+
+/* Is PATH a PostgreSQL URL (postgresql:// or postgres://)? */
+bool catalog_is_pg_url(const char *path);
 
 /* Prepare SQL and bind the arguments described by TYPES, one letter each:
  *   t  const char * (NULL binds NULL)
  *   i  int64_t
  *   u  uint64_t (must fit in int64_t)
  *   d  double
- *   v  const sqlite3_value * (a column of another statement, type kept)
  * Returns NULL with the error recorded. */
-sqlite3_stmt *catalog_sql_prepare(struct catalog *cat, const char *sql, const char *types, ...);
+struct catalog_stmt *catalog_sql_prepare(struct catalog *cat, const char *sql, const char *types,
+                                         ...);
 /* Prepare, bind, and step to the end.  Returns the number of rows changed,
  * or -1. */
 int catalog_sql_run(struct catalog *cat, const char *sql, const char *types, ...);
 /* Step once: 1 for a row, 0 when done, -1 on error (recorded). */
-int catalog_sql_step(struct catalog *cat, sqlite3_stmt *stmt);
+int catalog_sql_step(struct catalog *cat, struct catalog_stmt *stmt);
+/* Why the last failed statement failed. */
+enum catalog_fault catalog_sql_fault(struct catalog *cat);
 
-void catalog_sql_finalize(sqlite3_stmt **stmt);
+void catalog_sql_finalize(struct catalog_stmt **stmt);
 #define CLEANUP_STMT __attribute__((cleanup(catalog_sql_finalize)))
 
 /* Column readers.  catalog_sql_text duplicates the text (NULL stays NULL)
- * and clears *OK when out of memory. */
-char *catalog_sql_text(sqlite3_stmt *stmt, int col, bool *ok);
-int64_t catalog_sql_int(sqlite3_stmt *stmt, int col);
+ * and clears *OK when out of memory; catalog_sql_column borrows it (valid
+ * until the next step). */
+char *catalog_sql_text(struct catalog_stmt *stmt, int col, bool *ok);
+const char *catalog_sql_column(struct catalog_stmt *stmt, int col);
+int64_t catalog_sql_int(struct catalog_stmt *stmt, int col);
+double catalog_sql_double(struct catalog_stmt *stmt, int col);
 
 /* Grow an array by one zeroed element; returns it or NULL (recorded). */
 void *catalog_array_push(void **items, size_t *count, size_t size);
@@ -53,17 +157,18 @@ void catalog_array_free(void *items, size_t count, size_t size, void (*clear)(vo
  * row, filled by READ_ROW (which returns -1 on failure, the error recorded).
  * On failure every element is cleared with CLEAR, the array freed, *ITEMS
  * and *COUNT reset, and -1 returned.  STMT stays the caller's. */
-int catalog_sql_list(struct catalog *cat, sqlite3_stmt *stmt, size_t size,
-                     int (*read_row)(sqlite3_stmt *, void *), void (*clear)(void *), void **items,
-                     size_t *count);
+int catalog_sql_list(struct catalog *cat, struct catalog_stmt *stmt, size_t size,
+                     int (*read_row)(struct catalog_stmt *, void *), void (*clear)(void *),
+                     void **items, size_t *count);
 
 /* Fail the orphans of one table: SELECT_SQL returns (id, pid, pid_start) of the
  * rows still queued or running; each whose process is gone is updated by UPDATE_SQL
  * (?1 the id, ?2 the error, starting with CATALOG_ORPHAN_ERROR, ?3 the time),
- * which must only change a row still queued or running.  *MARKED (if not
- * NULL) gets the number of rows changed. */
+ * which must only change a row still queued or running.  ID_IS_INT: the id
+ * is an integer (else text).  *MARKED (if not NULL) gets the number of rows
+ * changed. */
 int catalog_sql_fail_orphans(struct catalog *cat, const char *select_sql, const char *update_sql,
-                             unsigned int *marked);
+                             bool id_is_int, unsigned int *marked);
 
 /* Migrations (schema.c): bring the open database to CATALOG_SCHEMA_VERSION. */
 int catalog_schema_migrate(struct catalog *cat);

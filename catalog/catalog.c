@@ -1,4 +1,4 @@
-/* virtkeep - SQLite catalog: open, close, transactions, names. */
+/* virtkeep - the catalog: open (either backend), close, transactions, names. */
 #include <config.h>
 
 #include <errno.h>
@@ -13,10 +13,6 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
-
-/* How long a writer waits for another process holding the write lock. */
-#define BUSY_TIMEOUT_MS 10000
-#define OPEN_RETRY_MS 20
 
 static const char *const level_names[] = {"full", "inc", "diff", "copy", "auto"};
 static const char *const status_names[] = {"running", "committed", "failed"};
@@ -108,134 +104,6 @@ int catalog_drill_state_parse(const char *str, enum catalog_drill_state *state)
     return 0;
 }
 
-/* mkdir -p of the directory part of PATH, new directories 0700. */
-static int make_parent_dirs(const char *path)
-{
-    CLEANUP_FREE char *dir = vk_strdup(path);
-
-    if (!dir)
-        return -1;
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
-            vk_error_errno(errno, "cannot create directory '%s' for catalog '%s'", dir, path);
-            return -1;
-        }
-        *p = '/';
-    }
-    return 0;
-}
-
-/* Make sure PATH is a regular file, creating it 0600 when allowed: SQLite
- * would create it with the umask's permissions, and gives its -wal and -shm
- * files the database file's permissions. */
-static int prepare_file(const char *path, unsigned int flags)
-{
-    struct stat st;
-    int fd;
-
-    if (stat(path, &st) == 0) {
-        if (!S_ISREG(st.st_mode)) {
-            vk_error(VK_ERR_INVALID, "catalog '%s' is not a regular file", path);
-            return -1;
-        }
-        return 0;
-    }
-    if (errno != ENOENT) {
-        vk_error_errno(errno, "cannot open catalog '%s'", path);
-        return -1;
-    }
-    if (flags & CATALOG_OPEN_EXISTING) {
-        vk_error(VK_ERR_NOT_FOUND, "catalog '%s' does not exist", path);
-        return -1;
-    }
-    if (make_parent_dirs(path) == -1)
-        return -1;
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd == -1 && errno != EEXIST) {
-        vk_error_errno(errno, "cannot create catalog '%s'", path);
-        return -1;
-    }
-    if (fd >= 0)
-        close(fd);
-    return 0;
-}
-
-/* A full structural check is cheap at catalog sizes and turns a damaged
- * file into one clear error at open instead of odd failures later. */
-static int check_integrity(struct catalog *cat)
-{
-    CLEANUP_STMT sqlite3_stmt *stmt = catalog_sql_prepare(cat, "PRAGMA quick_check(1)", NULL);
-    const char *res;
-    int r;
-
-    if (!stmt)
-        return -1;
-    r = catalog_sql_step(cat, stmt);
-    if (r == -1)
-        return -1;
-    res = r == 1 ? (const char *)sqlite3_column_text(stmt, 0) : NULL;
-    if (!res || strcmp(res, "ok") != 0) {
-        vk_error(VK_ERR_CORRUPT, "catalog '%s' is corrupt: %s", cat->path,
-                 res ? res : "integrity check returned nothing");
-        return -1;
-    }
-    return 0;
-}
-
-static int set_wal(struct catalog *cat)
-{
-    CLEANUP_STMT sqlite3_stmt *stmt = catalog_sql_prepare(cat, "PRAGMA journal_mode=WAL", NULL);
-    const char *mode;
-
-    if (!stmt || catalog_sql_step(cat, stmt) != 1)
-        return stmt ? catalog_sql_error(cat) : -1;
-    mode = (const char *)sqlite3_column_text(stmt, 0);
-    if (!mode || strcmp(mode, "wal") != 0) {
-        vk_error(VK_ERR_UNSUPPORTED, "catalog '%s' cannot use WAL mode (journal mode is '%s')",
-                 cat->path, mode ? mode : "unknown");
-        return -1;
-    }
-    return 0;
-}
-
-static int configure(struct catalog *cat)
-{
-    sqlite3_extended_result_codes(cat->db, 1);
-    sqlite3_busy_timeout(cat->db, BUSY_TIMEOUT_MS);
-    if (check_integrity(cat) == -1 || set_wal(cat) == -1)
-        return -1;
-    if (catalog_sql_run(cat, "PRAGMA foreign_keys=ON", NULL) == -1 ||
-        catalog_sql_run(cat, "PRAGMA synchronous=FULL", NULL) == -1)
-        return -1;
-    return catalog_schema_migrate(cat);
-}
-
-/* Open and configure the connection.  A few first-open steps (switching a
- * fresh file to WAL while another process migrates it) can report
- * SQLITE_BUSY without waiting in the busy handler: retry those from scratch
- * for up to the busy timeout. */
-static int connect_db(struct catalog *cat)
-{
-    int rc;
-
-    for (int waited = 0;; waited += OPEN_RETRY_MS) {
-        rc = sqlite3_open_v2(cat->path, &cat->db, SQLITE_OPEN_READWRITE, NULL);
-        if (rc != SQLITE_OK)
-            return catalog_sql_error_rc(cat, rc);
-        if (configure(cat) == 0)
-            return 0;
-        if (vk_error_code() != VK_ERR_BUSY || waited >= BUSY_TIMEOUT_MS)
-            return -1;
-        vk_debug("catalog '%s' is busy at open, retrying", cat->path);
-        sqlite3_close_v2(cat->db);
-        cat->db = NULL;
-        usleep(OPEN_RETRY_MS * 1000);
-    }
-}
-
 struct catalog *catalog_open(const char *path, unsigned int flags)
 {
     struct catalog *cat;
@@ -244,13 +112,13 @@ struct catalog *catalog_open(const char *path, unsigned int flags)
         vk_error(VK_ERR_INVALID, "the catalog path is empty");
         return NULL;
     }
-    if (prepare_file(path, flags) == -1)
-        return NULL;
     cat = vk_calloc(1, sizeof *cat);
     if (!cat)
         return NULL;
+    cat->be = catalog_is_pg_url(path) ? &catalog_backend_pg : &catalog_backend_sqlite;
+    /* The PostgreSQL backend replaces this with the URL as shown. */
     cat->path = vk_strdup(path);
-    if (!cat->path || connect_db(cat) == -1) {
+    if (!cat->path || cat->be->connect(cat, flags) == -1) {
         catalog_close(cat);
         return NULL;
     }
@@ -261,7 +129,8 @@ void catalog_close(struct catalog *cat)
 {
     if (!cat)
         return;
-    sqlite3_close_v2(cat->db);
+    if (cat->db)
+        cat->be->disconnect(cat);
     free(cat->path);
     free(cat);
 }
@@ -273,26 +142,34 @@ const char *catalog_path(const struct catalog *cat)
 
 int catalog_schema_version(struct catalog *cat)
 {
-    CLEANUP_STMT sqlite3_stmt *stmt = catalog_sql_prepare(cat, "PRAGMA user_version", NULL);
+    struct catalog_schema_state st;
 
-    if (!stmt || catalog_sql_step(cat, stmt) != 1)
+    if (cat->be->schema_read(cat, &st) == -1)
         return -1;
-    return sqlite3_column_int(stmt, 0);
+    return (int)st.version;
 }
 
 int catalog_begin(struct catalog *cat)
 {
-    return catalog_sql_run(cat, "BEGIN IMMEDIATE", NULL) == -1 ? -1 : 0;
+    if (cat->be->begin(cat) == -1)
+        return -1;
+    cat->in_tx = true;
+    return 0;
 }
 
 int catalog_commit(struct catalog *cat)
 {
-    return catalog_sql_run(cat, "COMMIT", NULL) == -1 ? -1 : 0;
+    int r = cat->be->commit(cat);
+
+    /* Committed or not, the caller's transaction is over: PostgreSQL
+     * rolls back a failed COMMIT, and an SQLite transaction left open by a
+     * busy COMMIT goes with the caller's catalog_rollback. */
+    cat->in_tx = false;
+    return r;
 }
 
 void catalog_rollback(struct catalog *cat)
 {
-    /* Keep the error that made the caller roll back. */
-    if (!sqlite3_get_autocommit(cat->db))
-        sqlite3_exec(cat->db, "ROLLBACK", NULL, NULL, NULL);
+    cat->be->rollback(cat);
+    cat->in_tx = false;
 }

@@ -1,8 +1,12 @@
 /* virtkeep - the catalog, as callers see it.
  *
  * The catalog is one SQLite file (WAL mode, foreign keys on, busy timeout),
- * created 0600 in directories created 0700.  Only catalog/ speaks SQL:
- * callers get the C structs and functions below.
+ * created 0600 in directories created 0700, or a PostgreSQL database that
+ * several hosts share, named by a postgresql:// URL in place of the path
+ * (catalog/pg.c: libpq settings, where the password comes from, what a lost
+ * connection does).  Both hold the same schema and behave the same through
+ * this header; catalog_path() gives the path or the URL.  Only catalog/
+ * speaks SQL: callers get the C structs and functions below.
  *
  * Tables (schema version CATALOG_SCHEMA_VERSION, see catalog/schema.c):
  *
@@ -222,18 +226,28 @@ void catalog_jobs_free(struct catalog_jobs *list);
 /* Fail with VK_ERR_NOT_FOUND instead of creating a missing catalog. */
 #define CATALOG_OPEN_EXISTING 0x1
 
-/* Open or create the catalog at PATH and migrate it to the current schema.
- * A newer schema fails with VK_ERR_UNSUPPORTED; a file that is not a
- * virtkeep catalog, or a damaged one, fails with VK_ERR_CORRUPT.  Every
- * message names PATH. */
+/* Open or create the catalog at PATH (a file, or a postgresql:// URL whose
+ * database exists) and migrate it to the current schema.  A newer schema
+ * fails with VK_ERR_UNSUPPORTED; a file or database that is not a virtkeep
+ * catalog, or a damaged one, fails with VK_ERR_CORRUPT; a server that
+ * cannot be reached, VK_ERR_NETWORK (VK_ERR_AUTH: refused credentials).
+ * With CATALOG_OPEN_EXISTING, a database without a catalog is
+ * VK_ERR_NOT_FOUND.  Every message names PATH. */
 struct catalog *catalog_open(const char *path, unsigned int flags);
 void catalog_close(struct catalog *cat);
 const char *catalog_path(const struct catalog *cat);
 /* The schema version of the open file, or -1. */
 int catalog_schema_version(struct catalog *cat);
 
-/* An explicit write transaction (BEGIN IMMEDIATE) around several calls.
- * Calls outside one are each atomic on their own. */
+/* An explicit write transaction around several calls: one at a time across
+ * every process and host (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory
+ * lock held until it ends).  Calls outside one are each atomic on their own.
+ * A failed call inside one must be followed by catalog_rollback() (in
+ * PostgreSQL a failed statement ends the transaction).  When the connection
+ * to PostgreSQL is lost inside one, the call fails with VK_ERR_NETWORK, the
+ * server has rolled everything back, and every call fails until
+ * catalog_rollback(); the caller then retries the whole transaction, on a
+ * new connection. */
 int catalog_begin(struct catalog *cat);
 int catalog_commit(struct catalog *cat);
 void catalog_rollback(struct catalog *cat);

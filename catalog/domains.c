@@ -23,7 +23,7 @@ int catalog_domain_set(struct catalog *cat, const char *name, const char *uuid)
         return -1;
     if (catalog_sql_run(cat,
                         "INSERT INTO domains(name, uuid) VALUES(?1, ?2) ON CONFLICT(name) "
-                        "DO UPDATE SET uuid = coalesce(excluded.uuid, uuid)",
+                        "DO UPDATE SET uuid = coalesce(excluded.uuid, domains.uuid)",
                         "tt", name, uuid) == -1) {
         vk_error_prefix("cannot record domain '%s'", name);
         return -1;
@@ -31,7 +31,7 @@ int catalog_domain_set(struct catalog *cat, const char *name, const char *uuid)
     return 0;
 }
 
-static int read_domain(sqlite3_stmt *stmt, void *item)
+static int read_domain(struct catalog_stmt *stmt, void *item)
 {
     struct catalog_domain *d = item;
     bool ok = true;
@@ -43,7 +43,7 @@ static int read_domain(sqlite3_stmt *stmt, void *item)
 
 struct catalog_domain *catalog_domain_get(struct catalog *cat, const char *name)
 {
-    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
     struct catalog_domain *dom;
     int r = -1;
 
@@ -64,7 +64,7 @@ struct catalog_domain *catalog_domain_get(struct catalog *cat, const char *name)
 
 int catalog_domain_list(struct catalog *cat, struct catalog_domains **out)
 {
-    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
     struct catalog_domains *list;
 
     *out = NULL;
@@ -111,7 +111,7 @@ int catalog_disk_set(struct catalog *cat, const struct catalog_disk *disk)
     return 0;
 }
 
-static int read_disk(sqlite3_stmt *stmt, void *item)
+static int read_disk(struct catalog_stmt *stmt, void *item)
 {
     struct catalog_disk *d = item;
     bool ok = true;
@@ -125,7 +125,7 @@ static int read_disk(sqlite3_stmt *stmt, void *item)
 
 int catalog_disk_list(struct catalog *cat, const char *domain, struct catalog_disks **out)
 {
-    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
     struct catalog_disks *list;
 
     *out = NULL;

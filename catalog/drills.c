@@ -45,7 +45,7 @@ void catalog_drills_free(struct catalog_drills *list)
     free(list);
 }
 
-static int read_drill(sqlite3_stmt *stmt, void *item)
+static int read_drill(struct catalog_stmt *stmt, void *item)
 {
     struct catalog_drill *d = item;
     bool ok = true;
@@ -55,14 +55,14 @@ static int read_drill(sqlite3_stmt *stmt, void *item)
     d->domain = catalog_sql_text(stmt, 2, &ok);
     d->backup_id = catalog_sql_text(stmt, 3, &ok);
     d->targets = catalog_sql_text(stmt, 4, &ok);
-    if (catalog_drill_state_parse((const char *)sqlite3_column_text(stmt, 5), &d->state) == -1)
+    if (catalog_drill_state_parse(catalog_sql_column(stmt, 5), &d->state) == -1)
         ok = false;
     d->pid = catalog_sql_int(stmt, 6);
     d->started = catalog_sql_int(stmt, 7);
     d->finished = catalog_sql_int(stmt, 8);
-    d->estimate_seconds = sqlite3_column_double(stmt, 9);
+    d->estimate_seconds = catalog_sql_double(stmt, 9);
     d->estimate_source = catalog_sql_text(stmt, 10, &ok);
-    d->actual_seconds = sqlite3_column_double(stmt, 11);
+    d->actual_seconds = catalog_sql_double(stmt, 11);
     d->bytes_read = (uint64_t)catalog_sql_int(stmt, 12);
     d->disk_bytes = (uint64_t)catalog_sql_int(stmt, 13);
     d->error = catalog_sql_text(stmt, 14, &ok);
@@ -75,25 +75,33 @@ int64_t catalog_drill_insert(struct catalog *cat, const struct catalog_drill *d)
     int64_t started = d->started ? d->started : (int64_t)time(NULL);
     int64_t pid = d->pid ? d->pid : (int64_t)getpid();
     int64_t pid_start = catalog_pid_start(pid, d->pid_start);
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
+    int64_t id = 0;
+    int r;
 
     if (!d->domain || !*d->domain || (unsigned int)d->state > CATALOG_DRILL_CANCELLED ||
         !isfinite(d->estimate_seconds) || !isfinite(d->actual_seconds)) {
         vk_error(VK_ERR_INVALID, "a drill needs a domain, a valid state and finite times");
         return -1;
     }
-    if (catalog_sql_run(cat,
-                        "INSERT INTO drills(job_id, domain, backup_id, targets, state, pid, "
-                        "started, finished, estimate_seconds, estimate_source, actual_seconds, "
-                        "bytes_read, disk_bytes, error, pid_start) "
-                        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-                        "ittttiiidtduuti", d->job_id, d->domain, d->backup_id, d->targets,
-                        catalog_drill_state_name(d->state), pid, started, d->finished,
-                        d->estimate_seconds, d->estimate_source, d->actual_seconds, d->bytes_read,
-                        d->disk_bytes, d->error, pid_start) == -1) {
-        vk_error_prefix("cannot record a drill of domain '%s'", d->domain);
-        return -1;
-    }
-    return sqlite3_last_insert_rowid(cat->db);
+    stmt = catalog_sql_prepare(
+        cat,
+        "INSERT INTO drills(job_id, domain, backup_id, targets, state, pid, started, finished, "
+        "estimate_seconds, estimate_source, actual_seconds, bytes_read, disk_bytes, error, "
+        "pid_start) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) "
+        "RETURNING id",
+        "ittttiiidtduuti", d->job_id, d->domain, d->backup_id, d->targets,
+        catalog_drill_state_name(d->state), pid, started, d->finished, d->estimate_seconds,
+        d->estimate_source, d->actual_seconds, d->bytes_read, d->disk_bytes, d->error, pid_start);
+    r = stmt ? catalog_sql_step(cat, stmt) : -1;
+    if (r == 1)
+        id = catalog_sql_int(stmt, 0);
+    if (r == 1 && id > 0 && (r = catalog_sql_step(cat, stmt)) == 0)
+        return id;
+    if (r != -1)
+        vk_error(VK_ERR_INTERNAL, "catalog '%s' gave no id to the new drill", cat->path);
+    vk_error_prefix("cannot record a drill of domain '%s'", d->domain);
+    return -1;
 }
 
 static int drill_missing(struct catalog *cat, int64_t id)
@@ -135,7 +143,7 @@ int catalog_drill_finish(struct catalog *cat, int64_t id, enum catalog_drill_sta
 
 struct catalog_drill *catalog_drill_get(struct catalog *cat, int64_t id)
 {
-    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
     struct catalog_drill *d;
     int r;
 
@@ -157,7 +165,7 @@ struct catalog_drill *catalog_drill_get(struct catalog *cat, int64_t id)
 int catalog_drill_list(struct catalog *cat, const char *domain, const char *target,
                        unsigned int flags, size_t limit, struct catalog_drills **out)
 {
-    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
     struct catalog_drills *list;
 
     *out = NULL;
@@ -170,7 +178,7 @@ int catalog_drill_list(struct catalog *cat, const char *domain, const char *targ
                                             "AND (?3 = 0 OR state = 'ok') "
                                             "ORDER BY started DESC, id DESC LIMIT ?4",
                                "ttii", domain, target, (int64_t)(flags & CATALOG_DRILL_LIST_OK),
-                               limit && limit < INT64_MAX ? (int64_t)limit : (int64_t)-1);
+                               limit && limit < INT64_MAX ? (int64_t)limit : INT64_MAX);
     list = stmt ? vk_calloc(1, sizeof *list) : NULL;
     if (!list || catalog_sql_list(cat, stmt, sizeof *list->items, read_drill, drill_clear,
                                   (void **)&list->items, &list->count) == -1) {
@@ -188,5 +196,5 @@ int catalog_drill_fail_orphans(struct catalog *cat, unsigned int flags, unsigned
                                     "SELECT id, pid, pid_start FROM drills WHERE state = 'running'",
                                     "UPDATE drills SET state = 'failed', error = ?2, finished = ?3 "
                                     "WHERE id = ?1 AND state = 'running'",
-                                    marked);
+                                    true, marked);
 }

@@ -20,7 +20,7 @@
     "progress_done, progress_total, estimate_seconds, elapsed_seconds, error, downtime_ms, "       \
     "pid_start FROM jobs "
 
-static int read_job(sqlite3_stmt *stmt, void *item)
+static int read_job(struct catalog_stmt *stmt, void *item)
 {
     struct catalog_job *job = item;
     bool ok = true;
@@ -30,15 +30,15 @@ static int read_job(sqlite3_stmt *stmt, void *item)
     job->domain = catalog_sql_text(stmt, 2, &ok);
     job->target = catalog_sql_text(stmt, 3, &ok);
     job->backup_id = catalog_sql_text(stmt, 4, &ok);
-    if (catalog_job_state_parse((const char *)sqlite3_column_text(stmt, 5), &job->state) == -1)
+    if (catalog_job_state_parse(catalog_sql_column(stmt, 5), &job->state) == -1)
         ok = false;
     job->pid = catalog_sql_int(stmt, 6);
     job->started = catalog_sql_int(stmt, 7);
     job->finished = catalog_sql_int(stmt, 8);
     job->progress_done = (uint64_t)catalog_sql_int(stmt, 9);
     job->progress_total = (uint64_t)catalog_sql_int(stmt, 10);
-    job->estimate_seconds = sqlite3_column_double(stmt, 11);
-    job->elapsed_seconds = sqlite3_column_double(stmt, 12);
+    job->estimate_seconds = catalog_sql_double(stmt, 11);
+    job->elapsed_seconds = catalog_sql_double(stmt, 12);
     job->error = catalog_sql_text(stmt, 13, &ok);
     job->downtime_ms = catalog_sql_int(stmt, 14);
     job->pid_start = catalog_sql_int(stmt, 15);
@@ -50,24 +50,33 @@ int64_t catalog_job_insert(struct catalog *cat, const struct catalog_job *job)
     int64_t started = job->started ? job->started : (int64_t)time(NULL);
     int64_t pid = job->pid ? job->pid : (int64_t)getpid();
     int64_t pid_start = catalog_pid_start(pid, job->pid_start);
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
+    int64_t id = 0;
+    int r;
 
     if (!job->kind || !*job->kind || job->state > CATALOG_JOB_CANCELLED) {
         vk_error(VK_ERR_INVALID, "a job needs a kind and a valid state");
         return -1;
     }
-    if (catalog_sql_run(cat,
-                        "INSERT INTO jobs(kind, domain, target, backup_id, state, pid, started, "
-                        "finished, progress_done, progress_total, estimate_seconds, "
-                        "elapsed_seconds, error, pid_start) "
-                        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                        "tttttiiiuuddti", job->kind, job->domain, job->target, job->backup_id,
-                        catalog_job_state_name(job->state), pid, started, job->finished,
-                        job->progress_done, job->progress_total, job->estimate_seconds,
-                        job->elapsed_seconds, job->error, pid_start) == -1) {
-        vk_error_prefix("cannot record a %s job", job->kind);
-        return -1;
-    }
-    return sqlite3_last_insert_rowid(cat->db);
+    stmt = catalog_sql_prepare(
+        cat,
+        "INSERT INTO jobs(kind, domain, target, backup_id, state, pid, "
+        "started, finished, progress_done, progress_total, "
+        "estimate_seconds, elapsed_seconds, error, pid_start) "
+        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
+        "RETURNING id",
+        "tttttiiiuuddti", job->kind, job->domain, job->target, job->backup_id,
+        catalog_job_state_name(job->state), pid, started, job->finished, job->progress_done,
+        job->progress_total, job->estimate_seconds, job->elapsed_seconds, job->error, pid_start);
+    r = stmt ? catalog_sql_step(cat, stmt) : -1;
+    if (r == 1)
+        id = catalog_sql_int(stmt, 0);
+    if (r == 1 && id > 0 && (r = catalog_sql_step(cat, stmt)) == 0)
+        return id;
+    if (r != -1)
+        vk_error(VK_ERR_INTERNAL, "catalog '%s' gave no id to the new job", cat->path);
+    vk_error_prefix("cannot record a %s job", job->kind);
+    return -1;
 }
 
 static int job_missing(struct catalog *cat, int64_t id)
@@ -136,7 +145,7 @@ int catalog_job_set_downtime(struct catalog *cat, int64_t id, int64_t downtime_m
 
 struct catalog_job *catalog_job_get(struct catalog *cat, int64_t id)
 {
-    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
     struct catalog_job *job;
     int r;
 
@@ -158,7 +167,7 @@ struct catalog_job *catalog_job_get(struct catalog *cat, int64_t id)
 int catalog_job_list(struct catalog *cat, const char *domain, unsigned int flags, size_t limit,
                      struct catalog_jobs **out)
 {
-    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
     struct catalog_jobs *list;
 
     *out = NULL;
@@ -167,7 +176,7 @@ int catalog_job_list(struct catalog *cat, const char *domain, unsigned int flags
                                           "AND (?2 = 0 OR state IN ('queued', 'running')) "
                                           "ORDER BY id DESC LIMIT ?3",
                                "tii", domain, (int64_t)(flags & CATALOG_JOB_LIST_ACTIVE),
-                               limit && limit < INT64_MAX ? (int64_t)limit : (int64_t)-1);
+                               limit && limit < INT64_MAX ? (int64_t)limit : INT64_MAX);
     list = stmt ? vk_calloc(1, sizeof *list) : NULL;
     if (!list || catalog_sql_list(cat, stmt, sizeof *list->items, read_job, catalog_job_clear,
                                   (void **)&list->items, &list->count) == -1) {
@@ -186,7 +195,7 @@ int catalog_job_fail_orphans(struct catalog *cat, unsigned int flags, unsigned i
                                     "WHERE state IN ('queued', 'running')",
                                     "UPDATE jobs SET state = 'failed', error = ?2, finished = ?3 "
                                     "WHERE id = ?1 AND state IN ('queued', 'running')",
-                                    marked);
+                                    true, marked);
 }
 
 int catalog_throughput_record(struct catalog *cat, const char *target, enum catalog_direction dir,
@@ -213,23 +222,24 @@ int catalog_throughput_record(struct catalog *cat, const char *target, enum cata
 int catalog_throughput_estimate(struct catalog *cat, const char *target, enum catalog_direction dir,
                                 struct catalog_rate *out)
 {
-    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
     double bytes, seconds;
 
     /* A weighted rate (total bytes over total time) of the newest samples:
      * a long transfer counts more than a short one. */
     stmt = catalog_sql_prepare(cat,
-                               "SELECT count(*), total(bytes), total(seconds), "
-                               "coalesce(max(measured), 0) FROM (SELECT * FROM throughput "
+                               "SELECT count(*), coalesce(sum(bytes * 1.0), 0), "
+                               "coalesce(sum(seconds), 0), coalesce(max(measured), 0) "
+                               "FROM (SELECT * FROM throughput "
                                "WHERE target = ?1 AND direction = ?2 "
-                               "ORDER BY measured DESC, id DESC LIMIT ?3)",
+                               "ORDER BY measured DESC, id DESC LIMIT ?3) AS recent",
                                "tti", target, catalog_direction_name(dir),
                                (int64_t)THROUGHPUT_SAMPLES);
     if (!stmt || catalog_sql_step(cat, stmt) != 1)
         return -1;
     out->samples = (unsigned int)catalog_sql_int(stmt, 0);
-    bytes = sqlite3_column_double(stmt, 1);
-    seconds = sqlite3_column_double(stmt, 2);
+    bytes = catalog_sql_double(stmt, 1);
+    seconds = catalog_sql_double(stmt, 2);
     out->bytes_per_second = out->samples && seconds > 0 ? bytes / seconds : 0;
     out->last_measured = catalog_sql_int(stmt, 3);
     return 0;

@@ -48,7 +48,7 @@ int catalog_archive_add_location(struct catalog *cat, const struct catalog_locat
                         "created = excluded.created",
                         "ttttuti", loc->backup_id, loc->disk, loc->target, loc->key, loc->size,
                         loc->sha256, created) == -1) {
-        if (sqlite3_extended_errcode(cat->db) == SQLITE_CONSTRAINT_FOREIGNKEY)
+        if (catalog_sql_fault(cat) == CATALOG_FAULT_FOREIGN_KEY)
             vk_error(VK_ERR_NOT_FOUND, "backup '%s' is not in catalog '%s'", loc->backup_id,
                      cat->path);
         else
@@ -72,7 +72,7 @@ int catalog_archive_remove_location(struct catalog *cat, const char *backup_id, 
     return n >= 1 ? 0 : -1;
 }
 
-static int read_location(sqlite3_stmt *stmt, void *item)
+static int read_location(struct catalog_stmt *stmt, void *item)
 {
     struct catalog_location *l = item;
     bool ok = true;
@@ -90,7 +90,7 @@ static int read_location(sqlite3_stmt *stmt, void *item)
 int catalog_archive_list(struct catalog *cat, const char *backup_id, const char *target,
                          struct catalog_locations **out)
 {
-    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
     struct catalog_locations *list;
 
     *out = NULL;
@@ -98,7 +98,7 @@ int catalog_archive_list(struct catalog *cat, const char *backup_id, const char 
                                "SELECT backup_id, disk, target, object_key, size, sha256, created "
                                "FROM archive_locations WHERE (?1 IS NULL OR backup_id = ?1) "
                                "AND (?2 IS NULL OR target = ?2) "
-                               "ORDER BY backup_id, disk, target, object_key",
+                               "ORDER BY backup_id, disk NULLS FIRST, target, object_key",
                                "tt", backup_id, target);
     list = stmt ? vk_calloc(1, sizeof *list) : NULL;
     if (!list ||

@@ -1,10 +1,14 @@
-/* virtkeep - catalog schema and its migrations.
+/* virtkeep - catalog schema and its migrations, one description for both
+ * backends.
  *
- * The schema version is PRAGMA user_version; PRAGMA application_id marks the
- * file as a virtkeep catalog.  MIGRATIONS[i] takes a catalog from version i
- * to version i + 1, in one transaction with the version bump, so that a
- * crash leaves the file at one version or the next, never between.  Steps
- * are only ever appended: a released step never changes.
+ * Each backend keeps the version and the application id its own way (SQLite:
+ * PRAGMA user_version and application_id; PostgreSQL: the table
+ * virtkeep_schema) behind schema_read/schema_write.  MIGRATIONS[i] takes a
+ * catalog from version i to version i + 1, in one transaction with the
+ * version bump, so that a crash leaves the catalog at one version or the
+ * next, never between (PostgreSQL's DDL is transactional too).  Steps are
+ * only ever appended: a released step never changes.  They are written with
+ * SQLite's type names, which the PostgreSQL backend maps (catalog-int.h).
  */
 #include <config.h>
 
@@ -15,9 +19,6 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/util.h"
-
-/* 'VKCT' */
-#define CATALOG_APPLICATION_ID 0x564b4354
 
 /* Version 1: domains, disks, backups and where their archives live. */
 static const char schema_v1[] =
@@ -152,35 +153,13 @@ static const char *const migrations[] = {
 _Static_assert(VK_ARRAY_SIZE(migrations) == CATALOG_SCHEMA_VERSION,
                "one migration step per schema version");
 
-/* What the file says about itself, read in one statement so that all three
- * come from the same snapshot (another process may be migrating it). */
-struct file_state {
-    int64_t app_id, version, objects;
-};
-
-static int read_state(struct catalog *cat, struct file_state *st)
-{
-    CLEANUP_STMT sqlite3_stmt *stmt = catalog_sql_prepare(
-        cat,
-        "SELECT (SELECT application_id FROM pragma_application_id), "
-        "(SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)",
-        NULL);
-
-    if (!stmt || catalog_sql_step(cat, stmt) != 1)
-        return -1;
-    st->app_id = catalog_sql_int(stmt, 0);
-    st->version = catalog_sql_int(stmt, 1);
-    st->objects = catalog_sql_int(stmt, 2);
-    return 0;
-}
-
-/* Refuse files that are SQLite but not ours, and catalogs from the future. */
-static int check_identity(struct catalog *cat, const struct file_state *st)
+/* Refuse databases that are not ours, and catalogs from the future. */
+static int check_identity(struct catalog *cat, const struct catalog_schema_state *st)
 {
     if (st->app_id != CATALOG_APPLICATION_ID &&
         (st->app_id != 0 || st->version != 0 || st->objects != 0)) {
-        vk_error(VK_ERR_CORRUPT, "catalog '%s' is an SQLite database but not a virtkeep catalog",
-                 cat->path);
+        vk_error(VK_ERR_CORRUPT, "catalog '%s' is %s database but not a virtkeep catalog",
+                 cat->path, cat->be == &catalog_backend_pg ? "a PostgreSQL" : "an SQLite");
         return -1;
     }
     if (st->version > CATALOG_SCHEMA_VERSION) {
@@ -195,35 +174,22 @@ static int check_identity(struct catalog *cat, const struct file_state *st)
 
 static int apply_step(struct catalog *cat, int64_t version)
 {
-    char bump[64];
-    int rc;
-
-    rc = sqlite3_exec(cat->db, migrations[version], NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
-        catalog_sql_error_rc(cat, rc);
+    if (cat->be->exec_schema(cat, migrations[version]) == -1) {
         vk_error_prefix("cannot upgrade to schema version %lld", (long long)version + 1);
         return -1;
     }
-    snprintf(bump, sizeof bump, "PRAGMA user_version=%lld", (long long)version + 1);
-    if (catalog_sql_run(cat, bump, NULL) == -1)
-        return -1;
-    if (version == 0) {
-        snprintf(bump, sizeof bump, "PRAGMA application_id=%d", CATALOG_APPLICATION_ID);
-        if (catalog_sql_run(cat, bump, NULL) == -1)
-            return -1;
-    }
-    return 0;
+    return cat->be->schema_write(cat, version + 1);
 }
 
 /* One transaction per step.  The state is read again under the write
  * lock: another process may have migrated the file meanwhile. */
 static int migrate_one(struct catalog *cat, int64_t *version)
 {
-    struct file_state st;
+    struct catalog_schema_state st;
 
     if (catalog_begin(cat) == -1)
         return -1;
-    if (read_state(cat, &st) == -1 || check_identity(cat, &st) == -1)
+    if (cat->be->schema_read(cat, &st) == -1 || check_identity(cat, &st) == -1)
         goto fail;
     *version = st.version;
     if (*version < CATALOG_SCHEMA_VERSION) {
@@ -243,10 +209,10 @@ fail:
 
 int catalog_schema_migrate(struct catalog *cat)
 {
-    struct file_state st;
+    struct catalog_schema_state st;
     int64_t version;
 
-    if (read_state(cat, &st) == -1 || check_identity(cat, &st) == -1)
+    if (cat->be->schema_read(cat, &st) == -1 || check_identity(cat, &st) == -1)
         return -1;
     version = st.version;
     while (version < CATALOG_SCHEMA_VERSION) {

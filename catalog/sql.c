@@ -1,4 +1,5 @@
-/* virtkeep - small SQLite helpers for the catalog: errors, binding, columns. */
+/* virtkeep - the catalog's SQL helpers over either backend: binding, steps,
+ * columns, lists. */
 #include <config.h>
 
 #include <errno.h>
@@ -14,102 +15,76 @@
 #include "common/proc.h"
 #include "common/util.h"
 
-static enum vk_error_code code_from_sqlite(int rc)
+/* More parameters than any statement of the catalog has. */
+#define MAX_PARAMS 32
+
+bool catalog_is_pg_url(const char *path)
 {
-    switch (rc & 0xff) {
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-        return VK_ERR_CORRUPT;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return VK_ERR_BUSY;
-    case SQLITE_FULL:
-        return VK_ERR_NO_SPACE;
-    case SQLITE_READONLY:
-    case SQLITE_PERM:
-    case SQLITE_AUTH:
-        return VK_ERR_PERMISSION;
-    case SQLITE_IOERR:
-    case SQLITE_CANTOPEN:
-        return VK_ERR_IO;
-    case SQLITE_CONSTRAINT:
-    case SQLITE_MISMATCH:
-    case SQLITE_RANGE:
-        return VK_ERR_INVALID;
-    default:
-        return VK_ERR_INTERNAL;
-    }
+    return path &&
+           (strncmp(path, "postgresql://", 13) == 0 || strncmp(path, "postgres://", 11) == 0);
 }
 
-int catalog_sql_error_rc(struct catalog *cat, int rc)
+static int collect(struct catalog *cat, const char *sql, const char *types, va_list *ap,
+                   struct catalog_value *vals, size_t *n)
 {
-    const char *msg = cat->db ? sqlite3_errmsg(cat->db) : sqlite3_errstr(rc);
-    enum vk_error_code code = code_from_sqlite(rc);
-
-    if (code == VK_ERR_CORRUPT)
-        vk_error(code, "catalog '%s' is corrupt or not a database: %s", cat->path, msg);
-    else
-        vk_error(code, "catalog '%s': %s", cat->path, msg);
-    return -1;
-}
-
-int catalog_sql_error(struct catalog *cat)
-{
-    return catalog_sql_error_rc(cat, sqlite3_extended_errcode(cat->db));
-}
-
-static int bind_one(sqlite3_stmt *stmt, int idx, char type, va_list *ap)
-{
-    const char *s;
     uint64_t u;
 
-    switch (type) {
-    case 't':
-        s = va_arg(*ap, const char *);
-        return s ? sqlite3_bind_text(stmt, idx, s, -1, SQLITE_TRANSIENT)
-                 : sqlite3_bind_null(stmt, idx);
-    case 'i':
-        return sqlite3_bind_int64(stmt, idx, va_arg(*ap, int64_t));
-    case 'u':
-        u = va_arg(*ap, uint64_t);
-        if (u > INT64_MAX)
-            return SQLITE_RANGE;
-        return sqlite3_bind_int64(stmt, idx, (sqlite3_int64)u);
-    case 'd':
-        return sqlite3_bind_double(stmt, idx, va_arg(*ap, double));
-    case 'v':
-        return sqlite3_bind_value(stmt, idx, va_arg(*ap, const sqlite3_value *));
-    default:
-        return SQLITE_MISUSE;
-    }
-}
+    for (*n = 0; types && types[*n]; (*n)++) {
+        struct catalog_value *v = &vals[*n];
 
-static sqlite3_stmt *prepare_va(struct catalog *cat, const char *sql, const char *types,
-                                va_list *ap)
-{
-    sqlite3_stmt *stmt = NULL;
-    int rc;
-
-    rc = sqlite3_prepare_v2(cat->db, sql, -1, &stmt, NULL);
-    if (rc != SQLITE_OK) {
-        catalog_sql_error_rc(cat, rc);
-        return NULL;
-    }
-    for (int i = 0; types && types[i]; i++) {
-        rc = bind_one(stmt, i + 1, types[i], ap);
-        if (rc != SQLITE_OK) {
-            vk_error(VK_ERR_INTERNAL, "catalog '%s': cannot bind parameter %d of '%s': %s",
-                     cat->path, i + 1, sql, sqlite3_errstr(rc));
-            sqlite3_finalize(stmt);
-            return NULL;
+        if (*n == MAX_PARAMS) {
+            vk_error(VK_ERR_INTERNAL, "catalog '%s': too many parameters in '%s'", cat->path, sql);
+            return -1;
+        }
+        switch (types[*n]) {
+        case 't':
+            v->type = 't';
+            v->u.s = va_arg(*ap, const char *);
+            break;
+        case 'i':
+            v->type = 'i';
+            v->u.i = va_arg(*ap, int64_t);
+            break;
+        case 'u':
+            u = va_arg(*ap, uint64_t);
+            if (u > INT64_MAX) {
+                vk_error(VK_ERR_INVALID,
+                         "catalog '%s': parameter %zu of '%s' is too large (%" PRIu64 ")",
+                         cat->path, *n + 1, sql, u);
+                return -1;
+            }
+            v->type = 'i';
+            v->u.i = (int64_t)u;
+            break;
+        case 'd':
+            v->type = 'd';
+            v->u.d = va_arg(*ap, double);
+            break;
+        default:
+            vk_error(VK_ERR_INTERNAL, "catalog '%s': bad parameter type '%c' for '%s'", cat->path,
+                     types[*n], sql);
+            return -1;
         }
     }
-    return stmt;
+    return 0;
 }
 
-sqlite3_stmt *catalog_sql_prepare(struct catalog *cat, const char *sql, const char *types, ...)
+static struct catalog_stmt *prepare_va(struct catalog *cat, const char *sql, const char *types,
+                                       va_list *ap)
 {
-    sqlite3_stmt *stmt;
+    struct catalog_value vals[MAX_PARAMS];
+    size_t n;
+
+    cat->fault = CATALOG_FAULT_NONE;
+    if (collect(cat, sql, types, ap, vals, &n) == -1)
+        return NULL;
+    return cat->be->prepare(cat, sql, n, vals);
+}
+
+struct catalog_stmt *catalog_sql_prepare(struct catalog *cat, const char *sql, const char *types,
+                                         ...)
+{
+    struct catalog_stmt *stmt;
     va_list ap;
 
     va_start(ap, types);
@@ -118,20 +93,20 @@ sqlite3_stmt *catalog_sql_prepare(struct catalog *cat, const char *sql, const ch
     return stmt;
 }
 
-int catalog_sql_step(struct catalog *cat, sqlite3_stmt *stmt)
+int catalog_sql_step(struct catalog *cat, struct catalog_stmt *stmt)
 {
-    int rc = sqlite3_step(stmt);
+    (void)cat;
+    return stmt->cat->be->step(stmt);
+}
 
-    if (rc == SQLITE_ROW)
-        return 1;
-    if (rc == SQLITE_DONE)
-        return 0;
-    return catalog_sql_error_rc(cat, rc);
+enum catalog_fault catalog_sql_fault(struct catalog *cat)
+{
+    return cat->fault;
 }
 
 int catalog_sql_run(struct catalog *cat, const char *sql, const char *types, ...)
 {
-    CLEANUP_STMT sqlite3_stmt *stmt = NULL;
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
     va_list ap;
     int r;
 
@@ -144,32 +119,42 @@ int catalog_sql_run(struct catalog *cat, const char *sql, const char *types, ...
         ;
     if (r == -1)
         return -1;
-    return sqlite3_changes(cat->db);
+    return (int)cat->be->changes(stmt);
 }
 
-void catalog_sql_finalize(sqlite3_stmt **stmt)
+void catalog_sql_finalize(struct catalog_stmt **stmt)
 {
     if (*stmt)
-        sqlite3_finalize(*stmt);
+        (*stmt)->cat->be->finalize(*stmt);
     *stmt = NULL;
 }
 
-char *catalog_sql_text(sqlite3_stmt *stmt, int col, bool *ok)
+char *catalog_sql_text(struct catalog_stmt *stmt, int col, bool *ok)
 {
-    const unsigned char *s = sqlite3_column_text(stmt, col);
+    const char *s = catalog_sql_column(stmt, col);
     char *copy;
 
     if (!s)
         return NULL;
-    copy = vk_strdup((const char *)s);
+    copy = vk_strdup(s);
     if (!copy)
         *ok = false;
     return copy;
 }
 
-int64_t catalog_sql_int(sqlite3_stmt *stmt, int col)
+const char *catalog_sql_column(struct catalog_stmt *stmt, int col)
 {
-    return sqlite3_column_int64(stmt, col);
+    return stmt->cat->be->column_text(stmt, col);
+}
+
+int64_t catalog_sql_int(struct catalog_stmt *stmt, int col)
+{
+    return stmt->cat->be->column_int(stmt, col);
+}
+
+double catalog_sql_double(struct catalog_stmt *stmt, int col)
+{
+    return stmt->cat->be->column_double(stmt, col);
 }
 
 void *catalog_array_push(void **items, size_t *count, size_t size)
@@ -190,9 +175,9 @@ void catalog_array_free(void *items, size_t count, size_t size, void (*clear)(vo
     free(items);
 }
 
-int catalog_sql_list(struct catalog *cat, sqlite3_stmt *stmt, size_t size,
-                     int (*read_row)(sqlite3_stmt *, void *), void (*clear)(void *), void **items,
-                     size_t *count)
+int catalog_sql_list(struct catalog *cat, struct catalog_stmt *stmt, size_t size,
+                     int (*read_row)(struct catalog_stmt *, void *), void (*clear)(void *),
+                     void **items, size_t *count)
 {
     void *item;
     int r;
@@ -212,9 +197,9 @@ int catalog_sql_list(struct catalog *cat, sqlite3_stmt *stmt, size_t size,
 }
 
 int catalog_sql_fail_orphans(struct catalog *cat, const char *select_sql, const char *update_sql,
-                             unsigned int *marked)
+                             bool id_is_int, unsigned int *marked)
 {
-    CLEANUP_STMT sqlite3_stmt *stmt = catalog_sql_prepare(cat, select_sql, NULL);
+    CLEANUP_STMT struct catalog_stmt *stmt = catalog_sql_prepare(cat, select_sql, NULL);
     CLEANUP_FREE char *why = NULL;
     unsigned int count = 0;
     int r, n;
@@ -228,9 +213,14 @@ int catalog_sql_fail_orphans(struct catalog *cat, const char *select_sql, const 
             continue;
         free(why);
         why = vk_asprintf(CATALOG_ORPHAN_ERROR " (pid %" PRId64 ") is gone", pid);
-        n = why ? catalog_sql_run(cat, update_sql, "vti", sqlite3_column_value(stmt, 0), why,
-                                  (int64_t)time(NULL))
-                : -1;
+        if (!why)
+            return -1;
+        if (id_is_int)
+            n = catalog_sql_run(cat, update_sql, "iti", catalog_sql_int(stmt, 0), why,
+                                (int64_t)time(NULL));
+        else
+            n = catalog_sql_run(cat, update_sql, "tti", catalog_sql_column(stmt, 0), why,
+                                (int64_t)time(NULL));
         if (n == -1)
             return -1;
         count += (unsigned int)n;

@@ -14,7 +14,8 @@ VK_CACHE=${VIRTKEEP_TEST_CACHE:-/var/cache/virtkeep-test}
 VK_DEB_PACKAGES=(
     build-essential autoconf automake libtool pkg-config clang libclang-rt-14-dev clang-format
     libvirt-dev libnbd-dev libzstd-dev libarchive-dev libcurl4-openssl-dev libssh2-1-dev
-    libsqlite3-dev libjson-c-dev libinih-dev libxml2-dev libcmocka-dev libssl-dev libmicrohttpd-dev
+    libsqlite3-dev libpq-dev libjson-c-dev libinih-dev libxml2-dev libcmocka-dev libssl-dev
+    libmicrohttpd-dev
     libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
     qemu-system-x86 qemu-utils libnbd-bin
     openssh-server openssh-client
@@ -26,6 +27,11 @@ VK_DEB_PACKAGES=(
 # cluster, started by tests/lib/rgw.sh.  No mgr, no cephadm: these four are
 # enough without their recommends.
 VK_DEB_PACKAGES_RGW=(ceph-mon ceph-osd radosgw ceph-common)
+
+# A real PostgreSQL 15 server for the catalog contract suite on the
+# PostgreSQL backend (tests/lib/pg.sh); libpq-dev, which the build needs, is
+# above.
+VK_DEB_PACKAGES_PG=(postgresql)
 
 # npm packages for the end-to-end tests, installed under $VK_CACHE/node.
 VK_NPM_PACKAGES=(s3rver@3)
@@ -88,7 +94,7 @@ vk_install_npm() {
 }
 
 vk_install_all() {
-    vk_install_debs "${VK_DEB_PACKAGES[@]}" "${VK_DEB_PACKAGES_RGW[@]}"
+    vk_install_debs "${VK_DEB_PACKAGES[@]}" "${VK_DEB_PACKAGES_RGW[@]}" "${VK_DEB_PACKAGES_PG[@]}"
     vk_install_npm
 }
 

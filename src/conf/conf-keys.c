@@ -49,6 +49,30 @@ static int set_path(struct config_parser *p, const struct key_spec *k, void *bas
     return store_string(p, k, base, value);
 }
 
+/* [catalog] url: a PostgreSQL catalog.  The password is never inline (the
+ * catalog takes it from a 0600 password_file= or libpq's password or service
+ * file), and the value is not repeated in the error, in case it held one. */
+static int set_catalog_url(struct config_parser *p, const struct key_spec *k, void *base,
+                           const char *value)
+{
+    const char *auth = strstr(value, "://");
+    size_t auth_len;
+    const char *at;
+
+    if (strncmp(value, "postgresql://", 13) != 0 && strncmp(value, "postgres://", 11) != 0)
+        return config_fail(p, k->name, "invalid catalog URL '%s': expected %s", value, k->expect);
+    auth += 3;
+    auth_len = strcspn(auth, "/?#");
+    at = memchr(auth, '@', auth_len);
+    if ((at && memchr(auth, ':', (size_t)(at - auth))) || strstr(value, "?password=") ||
+        strstr(value, "&password="))
+        return config_fail(p, k->name,
+                           "the catalog URL holds a password: put it in a file readable only by "
+                           "its owner (password_file=/PATH in the URL, or libpq's PGPASSFILE or "
+                           "service file)");
+    return store_string(p, k, base, value);
+}
+
 static int secret_file_check(struct config_parser *p, const struct key_spec *k, const char *path)
 {
     struct stat st;
@@ -361,7 +385,9 @@ static int set_url(struct config_parser *p, const struct key_spec *k, void *base
     }
 
 static const struct key_spec keys[] = {
-    {SEC_CATALOG, "path", set_path, offsetof(struct config, catalog_path), PATH_, NULL},
+    {SEC_CATALOG, "path", set_path, offsetof(struct config, catalog_path), PATH_, "url"},
+    {SEC_CATALOG, "url", set_catalog_url, offsetof(struct config, catalog_path),
+     "a PostgreSQL URL: postgresql://USER@HOST/DB[?sslmode=...&password_file=/PATH]", "path"},
     T_(url, set_url,
        "a target URL: file:///PATH, ssh://[USER@]HOST[:PORT]/PATH or "
        "s3://BUCKET/PREFIX",

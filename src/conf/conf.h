@@ -4,6 +4,9 @@
  *
  *   [catalog]
  *   path = /var/lib/virtkeep/catalog.db
+ *   # or, one PostgreSQL catalog for several hosts (not both):
+ *   # url = postgresql://virtkeep@db.example.com/virtkeep?sslmode=verify-full
+ *   #       &sslrootcert=/etc/virtkeep/db-ca.pem&password_file=/etc/virtkeep/db-password
  *
  *   [target offsite]
  *   url = ssh://backup@vault.example.com:2222/srv/virtkeep
@@ -111,7 +114,7 @@ struct config_daemon {
 
 struct config {
     char *file;         /* the name used in messages */
-    char *catalog_path; /* [catalog] path, or NULL */
+    char *catalog_path; /* [catalog] path or url (postgresql://), or NULL */
     struct config_daemon daemon;
     struct config_target *targets;
     size_t n_targets;

@@ -8,6 +8,9 @@
 #
 # Every test gets its own configuration file, catalog and target directory
 # under $VK_SCRATCH.  The target "main" is file://$VK_BK_TARGET.
+# VK_TEST_CATALOG_URL=postgresql://... runs the test on that (fresh,
+# empty) PostgreSQL catalog instead of an SQLite file, by hand: tests that
+# read the catalog with sqlite3 then fail.
 
 VK_BIN=$abs_top_builddir/src/virtkeep
 VK_BK_TIMEOUT=${VK_BK_TIMEOUT:-180}
@@ -19,12 +22,15 @@ vk_bk_setup() {
     vk_require_cmd jq zstd tar qemu-img qemu-io python3 timeout
     [ -x "$VK_BIN" ] || vk_fail "'$VK_BIN' is not built"
     "$VK_BIN" help backup >/dev/null 2>&1 || vk_fail "virtkeep has no 'backup' command"
-    VK_BK_CATALOG=$VK_SCRATCH/catalog.db
+    VK_BK_CATALOG=${VK_TEST_CATALOG_URL:-$VK_SCRATCH/catalog.db}
     VK_BK_CONFIG=$VK_SCRATCH/virtkeep.conf
     VK_BK_TARGET=$VK_SCRATCH/target
     VK_BK_N=0
     mkdir -p "$VK_BK_TARGET"
-    printf '[catalog]\npath = %s\n' "$VK_BK_CATALOG" >"$VK_BK_CONFIG"
+    case $VK_BK_CATALOG in
+    postgresql://* | postgres://*) printf '[catalog]\nurl = %s\n' "$VK_BK_CATALOG" ;;
+    *) printf '[catalog]\npath = %s\n' "$VK_BK_CATALOG" ;;
+    esac >"$VK_BK_CONFIG"
     vk_bk_add_target main "$VK_BK_TARGET"
 }
 

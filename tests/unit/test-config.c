@@ -520,6 +520,37 @@ static void test_inline_secrets(void **state)
                  "(line 3): expected one of them");
 }
 
+/* [catalog] url: a PostgreSQL catalog instead of a file; never with a
+ * password in it, and never both url and path. */
+static void test_catalog_url(void **state)
+{
+    struct config *cfg;
+
+    (void)state;
+    cfg = parse("[catalog]\nurl = postgresql://vk@db.example.com/virtkeep?sslmode=verify-full"
+                "&sslrootcert=/etc/virtkeep/ca.pem&password_file=/etc/virtkeep/db-pw\n");
+    if (!cfg)
+        fail_msg("%s", vk_error_message());
+    assert_string_equal(cfg->catalog_path,
+                        "postgresql://vk@db.example.com/virtkeep?sslmode=verify-full"
+                        "&sslrootcert=/etc/virtkeep/ca.pem&password_file=/etc/virtkeep/db-pw");
+    config_free(cfg);
+    expect_error("[catalog]\nurl = postgresql://vk:hunter2@db/virtkeep\n", 2,
+                 "t.conf:2: [catalog] url: the catalog URL holds a password: put it in a file "
+                 "readable only by its owner (password_file=/PATH in the URL, or libpq's "
+                 "PGPASSFILE or service file)");
+    expect_error("[catalog]\nurl = postgresql://vk@db/virtkeep?password=hunter2\n", 2,
+                 "t.conf:2: [catalog] url: the catalog URL holds a password: put it in a file "
+                 "readable only by its owner (password_file=/PATH in the URL, or libpq's "
+                 "PGPASSFILE or service file)");
+    expect_error("[catalog]\nurl = mysql://db/x\n", 2,
+                 "t.conf:2: [catalog] url: invalid catalog URL 'mysql://db/x': expected a "
+                 "PostgreSQL URL: postgresql://USER@HOST/DB[?sslmode=...&password_file=/PATH]");
+    expect_error("[catalog]\npath = /var/lib/c.db\nurl = postgresql://vk@db/virtkeep\n", 3,
+                 "t.conf:3: [catalog] url: cannot be given with path (line 2): expected one of "
+                 "them");
+}
+
 static void test_secret_file_permissions(void **state)
 {
     char dir[] = "/tmp/test-config-XXXXXX";
@@ -704,6 +735,7 @@ int main(void)
         cmocka_unit_test(test_url_errors),
         cmocka_unit_test(test_reference_errors),
         cmocka_unit_test(test_inline_secrets),
+        cmocka_unit_test(test_catalog_url),
         cmocka_unit_test(test_secret_file_permissions),
         cmocka_unit_test(test_binary_and_long_lines),
         cmocka_unit_test(test_garbage_never_crashes),
