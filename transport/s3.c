@@ -6,7 +6,7 @@
  *   region=us-east-1                 for SigV4 (default us-east-1)
  *   addressing=path|virtual          default path with an endpoint, else virtual
  *   part_size=SIZE                   first multipart part (default 8 MiB, >= 5 MiB)
- *   parallel=N                       parts in flight per put (default 4, 1..16)
+ *   parallel=N                       parts in flight per put (default 8, 1..16)
  *   attempts=N                       tries per request (default 6)
  *   backoff_ms=N                     first retry delay (default 200)
  *   max_keys=N                       listing page size (default 1000)
@@ -236,7 +236,9 @@ static int s3_configure(struct s3 *s3, const struct transport_url *url,
     s3->attempts = 6;
     s3->backoff_ms = 200;
     s3->part_size = 8u * 1024 * 1024;
-    s3->parallel = 4;
+    /* radosgw here: 4 parts in flight put 1 GiB at 0.69x of one curl PUT,
+     * 8 at 1.0x (make bench); the memory bound doubles to 9 parts. */
+    s3->parallel = 8;
     s3->max_keys = 1000;
     if (opt_endpoint(s3, url, o) < 0 || opt_part_size(s3, url) < 0 || opt_readahead(s3, url) < 0 ||
         opt_uint(url, "parallel", 1, S3_MAX_PARALLEL, &s3->parallel) < 0 ||

@@ -324,6 +324,7 @@ bench_run_restore() {
         return 0
     fi
     bench_restore restore "$FULL_ID" "$IMG/disk.qcow2" || return 0
+    if bench_part profile; then bench_run_profile_restore "$FULL_ID"; fi
     bench_run_convert
     bench_run_chain
 }

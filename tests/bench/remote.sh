@@ -233,9 +233,9 @@ remote_big() {
     maxpart=$(echo "$parts" | tr ' ' '\n' | awk -F: '$2 > m { m = $2 } END { print m + 0 }')
     # s3-put.c: at most PARALLEL parts queued or in flight plus the one being
     # filled; the driver's block; 64 MiB for the program, libraries and curl.
-    REMOTE_BIG_BOUND=$(((5 * maxpart + 8 * MIB + 64 * MIB) / 1024))
+    REMOTE_BIG_BOUND=$(((9 * maxpart + 8 * MIB + 64 * MIB) / 1024))
     bench_set "$name.rss_bound_kib" "$REMOTE_BIG_BOUND"
-    bench_set "$name.rss_bound" "(parallel 4 + 1) x max part $maxpart + 8 MiB block + 64 MiB"
+    bench_set "$name.rss_bound" "(parallel 8 + 1) x max part $maxpart + 8 MiB block + 64 MiB"
 }
 
 bench_run_remote() {
