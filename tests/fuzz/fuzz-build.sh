@@ -13,7 +13,7 @@ CLANG=${CLANG:-clang}
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
 CFLAGS="-std=gnu11 -g -O1 -fno-omit-frame-pointer -I$srcdir -I$builddir"
 pc() { pkg-config "$@" libvirt libvirt-qemu libnbd libzstd libarchive libcurl libssh2 \
-    sqlite3 json-c inih libcrypto libxml-2.0 libmicrohttpd; }
+    sqlite3 libpq json-c inih libcrypto libxml-2.0 libmicrohttpd; }
 
 if ! command -v "$CLANG" >/dev/null ||
     ! echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n){(void)d;(void)n;return 0;}' |
