@@ -101,7 +101,8 @@ static const char *line_parse(char *line, struct format_key *k)
     size_t n = 0;
     char *save = NULL, *end;
 
-    for (char *t = strtok_r(line, " \t\r\n", &save); t && n < 5; t = strtok_r(NULL, " \t\r\n", &save))
+    for (char *t = strtok_r(line, " \t\r\n", &save); t && n < 5;
+         t = strtok_r(NULL, " \t\r\n", &save))
         f[n++] = t;
     if (n != 4)
         return "expected ID HEX64 active|retired CREATED";

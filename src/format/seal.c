@@ -52,8 +52,7 @@ int seal_new(const struct format_key *kek, struct archive_seal *out)
     if (RAND_bytes(out->key, sizeof(out->key)) != 1 ||
         RAND_bytes(out->prefix, sizeof(out->prefix)) != 1)
         return crypto_fail("draw a random data key");
-    if (key_wrap(kek, 1, out->key, sizeof(out->key), out->wrapped, &n) < 0 ||
-        n != SEAL_WRAPPED_LEN)
+    if (key_wrap(kek, 1, out->key, sizeof(out->key), out->wrapped, &n) < 0 || n != SEAL_WRAPPED_LEN)
         return crypto_fail("wrap a data key");
     memcpy(out->key_id, kek->id, sizeof(out->key_id));
     return 0;

@@ -557,10 +557,44 @@ out:
     return r;
 }
 
+/* The manifest of B (the full of a chain: no link covers it) as stored:
+ * the digest the catalog records and, sealed, its HMAC.  A manifest that
+ * cannot be read is not a failure here (the archives are what a restore
+ * needs); one that was read and is wrong is. */
+static int manifest_head_check(struct catalog *cat, struct reader_targets *ts,
+                               const struct catalog_backup *b)
+{
+    struct catalog_locations *locs = NULL;
+    struct manifest_obj o = {0};
+    int r = 0;
+
+    if (catalog_archive_list(cat, b->id, NULL, &locs) < 0)
+        return -1;
+    if (manifest_obj_get(cat, ts, locs, NULL, NULL, true, &o) < 0) {
+        if (vk_error_code() == VK_ERR_CORRUPT || vk_error_code() == VK_ERR_AUTH) {
+            vk_error_prefix("backup '%s' of domain '%s'", b->id, b->domain);
+            r = -1;
+        } else {
+            vk_debug("the manifest of backup '%s' is not checked: %s", b->id, vk_error_message());
+        }
+    } else if (o.recorded && strcmp(o.hex, o.recorded) != 0) {
+        vk_error(VK_ERR_CORRUPT,
+                 "the manifest of backup '%s' of domain '%s' (object '%s' on target '%s') has "
+                 "sha256 %s, the catalog records %s",
+                 b->id, b->domain, o.key, o.target, o.hex, o.recorded);
+        r = -1;
+    }
+    manifest_obj_clear(&o);
+    catalog_locations_free(locs);
+    return r;
+}
+
 int reader_chain_check(struct catalog *cat, struct reader_targets *ts,
                        const struct catalog_backups *chain, size_t *unchecked)
 {
     *unchecked = 0;
+    if (chain->count && manifest_head_check(cat, ts, &chain->items[0]) < 0)
+        return -1;
     for (size_t i = 1; i < chain->count; i++) {
         const struct catalog_backup *b = &chain->items[i];
         bool u;

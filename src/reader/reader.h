@@ -171,7 +171,9 @@ struct catalog_backup;
  * domain, both backups and the object.  0 when CHILD has no parent. */
 int reader_link_check(struct catalog *cat, struct reader_targets *ts,
                       const struct catalog_backup *child, const char *target, bool *unchecked);
-/* Every link of CHAIN (full first); *UNCHECKED counts the links not checked. */
+/* Every link of CHAIN (full first), and the full's own manifest (its
+ * recorded digest and, sealed, its HMAC); *UNCHECKED counts the links not
+ * checked. */
 int reader_chain_check(struct catalog *cat, struct reader_targets *ts,
                        const struct catalog_backups *chain, size_t *unchecked);
 

@@ -92,9 +92,9 @@ static void sealed_write(struct membuf *out, const struct format_key *key)
             continue;
         }
         chunk_fill(raw, i);
-        assert_int_equal(archive_compressor_compress(c, raw, CHUNK, zst,
-                                                     archive_compress_bound(CHUNK), &zlen),
-                         0);
+        assert_int_equal(
+            archive_compressor_compress(c, raw, CHUNK, zst, archive_compress_bound(CHUNK), &zlen),
+            0);
         assert_int_equal(archive_sha256(raw, CHUNK, sha), 0);
         assert_int_equal(archive_writer_add_chunk(w, i * CHUNK, CHUNK, zst, zlen, sha), 0);
     }
