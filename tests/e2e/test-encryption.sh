@@ -147,6 +147,12 @@ with open(sys.argv[1], 'r+b') as f:
     restore_ok "$dom" "$full" "$VK_SCRATCH/$dom-1.raw"
     restore_ok "$dom" "$inc" "$VK_SCRATCH/$dom-2.raw"
     vk_log "$kind: sealed full and inc restored byte-identical"
+    vk_vk verify "$dom" --json >"$VK_SCRATCH/verify-$kind.json" \
+        2>"$VK_SCRATCH/verify-$kind.err" || {
+        cat "$VK_SCRATCH/verify-$kind.err" >&2
+        vk_fail "$kind: verify of the sealed chain failed"
+    }
+    vk_expect_eq "$(jq -r .failed "$VK_SCRATCH/verify-$kind.json")" 0 "$kind: failed verify items"
 
     ! grep -rqa "$MARKER" "$(objdir "$kind")" || vk_fail "$kind: the marker is on the target"
     ! grep -rqai "$key_hex" "$(objdir "$kind")" || vk_fail "$kind: the key is on the target"
@@ -175,6 +181,14 @@ print([m.offset_data for m in tarfile.open(sys.argv[1]) if m.name == 'index.json
     flip "$tar" $((size_tar - 1536 + 100))
     sed -i 's/"started": /"started":  /' "$man"
     restore_refused "$dom" "$inc" "$dom/$inc/manifest.json" "$kind: an altered manifest"
+    # A catalog rebuilt from the target refuses it too, naming it.
+    if "$VK_BIN" --config "$VK_BK_CONFIG" --catalog "$VK_SCRATCH/rebuilt-$kind.db" catalog \
+        rebuild --target "$target" --json >"$VK_SCRATCH/rebuild-$kind.json" \
+        2>"$VK_SCRATCH/rebuild-$kind.err"; then
+        vk_fail "$kind: catalog rebuild accepted an altered sealed manifest"
+    fi
+    vk_expect_grep "$VK_SCRATCH/rebuild-$kind.err" "$dom/$inc/manifest.json.*fails its authentication" \
+        "$kind: catalog rebuild of an altered manifest"
     sed -i 's/"started":  /"started": /' "$man"
     man=$(objfile "$kind" "$dom/$full/manifest.json")
     sed -i 's/"started": /"started":  /' "$man"
