@@ -89,11 +89,10 @@ struct config_policy {
     uint64_t drill_every;   /* seconds between DR drills run by the daemon; 0: none */
     char *quiesce;          /* as [domain] quiesce; the domain's own key wins; or NULL */
     struct config_window window;
-    char *encryption;            /* as [target] encryption; the target's own key wins */
-    char *encryption_key_file;   /* as [target] encryption_key_file */
-    unsigned int immutable_days; /* S3 Object Lock retention of new objects; 0: none */
-    char **targets;              /* names of defined targets, or NULL: the first is the primary, the
-                                  * others get copies of every backup */
+    char *encryption;          /* as [target] encryption; the target's own key wins */
+    char *encryption_key_file; /* as [target] encryption_key_file */
+    char **targets;            /* names of defined targets, or NULL: the first is the primary, the
+                                * others get copies of every backup */
     unsigned int line;
 };
 
