@@ -708,12 +708,14 @@ const uint8_t *archive_reader_body_sha256(const struct archive_reader *r)
     return r->idx.body_sha256;
 }
 
-static int chunk_corrupt(const char *name, const struct archive_extent *e, const char *why)
+/* SEALED: the member is a sealed frame (its name ends in .zst.sealed). */
+static int chunk_corrupt(const char *name, const struct archive_extent *e, bool sealed,
+                         const char *why)
 {
     vk_error(VK_ERR_CORRUPT,
              "archive '%s' is corrupt: the chunk at offset %" PRIu64 " (0x%" PRIx64 ", member "
-             "data/%016" PRIx64 "-%016" PRIx64 ".zst) %s",
-             name, e->offset, e->offset, e->offset, e->length, why);
+             "data/%016" PRIx64 "-%016" PRIx64 ".zst%s) %s",
+             name, e->offset, e->offset, e->offset, e->length, sealed ? ".sealed" : "", why);
     return -1;
 }
 
@@ -742,36 +744,37 @@ static int frame_unseal(EVP_CIPHER_CTX **ctx, const struct archive_seal *s, cons
     int rc;
 
     if (e->size <= ARCHIVE_SEAL_TAG_LEN)
-        return chunk_corrupt(name, e, "is too short to be a sealed frame");
+        return chunk_corrupt(name, e, true, "is too short to be a sealed frame");
     if (buffer_reserve(plain, cap, e->size) < 0)
         return -1;
     seal_frame_aad(aad, e->offset, e->length);
     rc = seal_decrypt(ctx, s, e->seq, aad, sizeof(aad), frame, e->size, *plain);
     if (rc > 0)
-        return chunk_corrupt(name, e, "fails its authentication (AES-256-GCM tag): it was altered");
+        return chunk_corrupt(name, e, true,
+                             "fails its authentication (AES-256-GCM tag): it was altered");
     return rc;
 }
 
 static int chunk_decode(ZSTD_DCtx *dctx, const char *name, const struct archive_extent *e,
-                        const void *frame, size_t size, void *out)
+                        bool sealed, const void *frame, size_t size, void *out)
 {
     uint8_t sha[ARCHIVE_SHA256_LEN];
     unsigned long long fcs = ZSTD_getFrameContentSize(frame, size);
     size_t n;
 
     if (fcs == ZSTD_CONTENTSIZE_ERROR)
-        return chunk_corrupt(name, e, "is not a zstd frame");
+        return chunk_corrupt(name, e, sealed, "is not a zstd frame");
     if (fcs != ZSTD_CONTENTSIZE_UNKNOWN && fcs != e->length)
-        return chunk_corrupt(name, e, "holds a frame of the wrong size");
+        return chunk_corrupt(name, e, sealed, "holds a frame of the wrong size");
     if (ZSTD_findFrameCompressedSize(frame, size) != size)
-        return chunk_corrupt(name, e, "is not exactly one zstd frame");
+        return chunk_corrupt(name, e, sealed, "is not exactly one zstd frame");
     n = ZSTD_decompressDCtx(dctx, out, e->length, frame, size);
     if (ZSTD_isError(n) || n != e->length)
-        return chunk_corrupt(name, e, "cannot be decompressed");
+        return chunk_corrupt(name, e, sealed, "cannot be decompressed");
     if (archive_sha256(out, e->length, sha) < 0)
         return -1;
     if (memcmp(sha, e->sha256, sizeof(sha)) != 0)
-        return chunk_corrupt(name, e, "fails its sha256 check");
+        return chunk_corrupt(name, e, sealed, "fails its sha256 check");
     return 0;
 }
 
@@ -791,10 +794,11 @@ int archive_reader_read_chunk(struct archive_reader *r, const struct archive_ext
         r->src.pread(r->src.opaque, r->frame, e->size, e->position) < 0)
         return -1;
     if (!r->sealed)
-        return chunk_decode(r->dctx, r->name, e, r->frame, e->size, out_raw);
+        return chunk_decode(r->dctx, r->name, e, false, r->frame, e->size, out_raw);
     if (frame_unseal(&r->cctx, &r->seal, r->name, e, r->frame, &r->plain, &r->plain_cap) < 0)
         return -1;
-    return chunk_decode(r->dctx, r->name, e, r->plain, e->size - ARCHIVE_SEAL_TAG_LEN, out_raw);
+    return chunk_decode(r->dctx, r->name, e, true, r->plain, e->size - ARCHIVE_SEAL_TAG_LEN,
+                        out_raw);
 }
 
 void archive_reader_free(struct archive_reader *r)
@@ -849,7 +853,7 @@ int archive_decoder_decode(struct archive_decoder *d, const char *name,
         memset(out_raw, 0, e->length);
         return 0;
     }
-    return chunk_decode(d->dctx, name ? name : "(unnamed)", e, frame, e->size, out_raw);
+    return chunk_decode(d->dctx, name ? name : "(unnamed)", e, false, frame, e->size, out_raw);
 }
 
 int archive_decoder_decode_frame(struct archive_decoder *d, const struct archive_reader *r,
@@ -859,5 +863,6 @@ int archive_decoder_decode_frame(struct archive_decoder *d, const struct archive
         return archive_decoder_decode(d, r->name, e, frame, out_raw);
     if (frame_unseal(&d->cctx, &r->seal, r->name, e, frame, &d->plain, &d->plain_cap) < 0)
         return -1;
-    return chunk_decode(d->dctx, r->name, e, d->plain, e->size - ARCHIVE_SEAL_TAG_LEN, out_raw);
+    return chunk_decode(d->dctx, r->name, e, true, d->plain, e->size - ARCHIVE_SEAL_TAG_LEN,
+                        out_raw);
 }
