@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/cleanup.h"
 #include "common/error.h"
@@ -49,7 +50,8 @@ struct s3_put {
     bool stop;
     pthread_t threads[S3_MAX_PARALLEL];
     unsigned int nthreads;
-    char (*etags)[130]; /* by part number - 1 */
+    char lock_until[32]; /* Object Lock retain-until date (ISO 8601), or "" */
+    char (*etags)[130];  /* by part number - 1 */
     size_t etags_cap;
     enum vk_error_code err_code; /* the first failure of a worker */
     char *err_msg;
@@ -91,8 +93,12 @@ static int part_upload(struct s3_put *p, const struct part *pt)
     CLEANUP_FREE char *query =
         enc ? vk_asprintf("partNumber=%u&uploadId=%s", pt->number, enc) : NULL;
     CLEANUP_FREE char *what = vk_asprintf("cannot put '%s' (part %u)", p->key, pt->number);
-    struct s3_req r = {
-        .method = "PUT", .key = p->key, .query = query, .body = pt->data, .body_len = pt->len};
+    struct s3_req r = {.method = "PUT",
+                       .key = p->key,
+                       .query = query,
+                       .body = pt->data,
+                       .body_len = pt->len,
+                       .content_md5 = *p->lock_until != '\0'};
     int ret = -1;
 
     if (!query || !what)
@@ -194,7 +200,10 @@ static int worker_failed(struct s3_put *p)
 static int upload_create(struct s3_put *p)
 {
     CLEANUP_FREE char *what = what_put(p);
-    struct s3_req r = {.method = "POST", .key = p->key, .query = "uploads="};
+    struct s3_req r = {.method = "POST",
+                       .key = p->key,
+                       .query = "uploads=",
+                       .lock_until = *p->lock_until ? p->lock_until : NULL};
     int ret = -1;
 
     if (!what || s3_perform(p->s3, &r, what) < 0)
@@ -287,6 +296,12 @@ struct s3_put *s3_put_begin(struct s3 *s3, const char *key)
         return NULL;
     p->s3 = s3;
     p->number = 1;
+    if (s3->lock_seconds) {
+        time_t until = time(NULL) + (time_t)s3->lock_seconds;
+        struct tm tm;
+        if (gmtime_r(&until, &tm))
+            strftime(p->lock_until, sizeof p->lock_until, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
     if (!(p->key = vk_strdup(key))) {
@@ -389,7 +404,12 @@ int s3_put_write(struct s3_put *p, const void *buf, size_t len)
 static int put_single(struct s3_put *p)
 {
     CLEANUP_FREE char *what = what_put(p);
-    struct s3_req r = {.method = "PUT", .key = p->key, .body = p->data, .body_len = p->len};
+    struct s3_req r = {.method = "PUT",
+                       .key = p->key,
+                       .body = p->data,
+                       .body_len = p->len,
+                       .lock_until = *p->lock_until ? p->lock_until : NULL,
+                       .content_md5 = *p->lock_until != '\0'};
     int ret = -1;
 
     if (!what || s3_perform(p->s3, &r, what) < 0)

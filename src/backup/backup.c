@@ -9,6 +9,7 @@
  */
 #include <config.h>
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,8 +90,9 @@ static int target_open(struct bk *b)
     if (!name)
         return -1;
     memset(&topts, 0, sizeof topts);
+    topts.lock_seconds = config_lock_seconds(o->config, o->domain);
     if (transport_is_url(name)) {
-        b->t = transport_open(NULL, name, NULL);
+        b->t = transport_open(NULL, name, &topts);
     } else {
         ct = o->config ? config_target_find(o->config, name) : NULL;
         if (!ct) {
@@ -101,8 +103,12 @@ static int target_open(struct bk *b)
             return -1;
         }
         config_target_options(ct, &topts);
+        topts.lock_seconds = config_lock_seconds(o->config, o->domain);
         b->t = transport_open(name, ct->url, &topts);
     }
+    if (b->t && topts.lock_seconds)
+        vk_debug("objects of the backup of domain '%s' locked for %" PRIu64 " s on target '%s'",
+                 o->domain, topts.lock_seconds, name);
     b->res->target = vk_strdup(name);
     return b->t && b->res->target ? 0 : -1;
 }

@@ -439,6 +439,7 @@ static const struct key_spec keys[] = {
     P_(drill_every, set_duration, DURATION_),
     P_(encryption, set_encryption, ENC_),
     P_(encryption_key_file, set_path, KEYRING_),
+    P_(immutable_days, set_count, COUNT_ " (days each new S3 object stays locked; 0: none)"),
     M_(socket, set_path, PATH_),
     M_(listen, set_listen, "a loopback address and port such as 127.0.0.1:8750 or [::1]:8750"),
     M_(token_file, set_secret_path, SECRET_),

@@ -653,3 +653,16 @@ const char **config_key_files(const struct config *cfg)
     }
     return v;
 }
+
+uint64_t config_lock_seconds(const struct config *cfg, const char *domain)
+{
+    const struct config_domain *d = cfg && domain ? config_domain_find(cfg, domain) : NULL;
+    const struct config_policy *p = d && d->policy ? config_policy_find(cfg, d->policy) : NULL;
+    const char *test = getenv("VIRTKEEP_TEST_LOCK_SECONDS");
+
+    if (!p || !p->immutable_days)
+        return 0;
+    if (test && *test)
+        return strtoull(test, NULL, 10);
+    return (uint64_t)p->immutable_days * 86400;
+}

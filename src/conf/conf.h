@@ -89,10 +89,11 @@ struct config_policy {
     uint64_t drill_every;   /* seconds between DR drills run by the daemon; 0: none */
     char *quiesce;          /* as [domain] quiesce; the domain's own key wins; or NULL */
     struct config_window window;
-    char *encryption;          /* as [target] encryption; the target's own key wins */
-    char *encryption_key_file; /* as [target] encryption_key_file */
-    char **targets;            /* names of defined targets, or NULL: the first is the primary, the
-                                * others get copies of every backup */
+    char *encryption;            /* as [target] encryption; the target's own key wins */
+    char *encryption_key_file;   /* as [target] encryption_key_file */
+    unsigned int immutable_days; /* S3 Object Lock (COMPLIANCE) of new objects; 0: none */
+    char **targets;              /* names of defined targets, or NULL: the first is the primary, the
+                                  * others get copies of every backup */
     unsigned int line;
 };
 
@@ -161,6 +162,10 @@ const struct config_domain *config_domain_find(const struct config *cfg, const c
  * sealed; returns true then. */
 bool config_encryption(const struct config *cfg, const char *target, const char *domain,
                        const char **key_file);
+/* The Object Lock retention, in seconds, of the objects a backup of DOMAIN
+ * writes: its policy's immutable_days (0: none).  VIRTKEEP_TEST_LOCK_SECONDS
+ * replaces a non-zero value, for tests only. */
+uint64_t config_lock_seconds(const struct config *cfg, const char *domain);
 /* Every encryption_key_file the configuration names (NULL-terminated,
  * malloc'd array of borrowed strings; duplicates removed). */
 const char **config_key_files(const struct config *cfg);

@@ -285,7 +285,7 @@ static void test_key_errors(void **state)
                  "t.conf:3: [policy gold] colour: unknown key: expected one of rpo, rto, "
                  "keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, "
                  "keep_within, full_every, targets, priority, max_chain, quiesce, window, "
-                 "drill_every, encryption, encryption_key_file");
+                 "drill_every, encryption, encryption_key_file, immutable_days");
     expect_error("[policy gold]\nrpo = 1h\nrpo = 2h\n", 3,
                  "t.conf:3: [policy gold] rpo: duplicate key: it is already set at line 2");
     expect_error("[policy gold]\nrpo =\n", 2,
