@@ -54,6 +54,14 @@ vk_domain_write "$dom" vda 0x43 4M 1M
 vk_backup 0 "$dom" --level full --target locked
 second=$(vk_bk .backup)
 
+# status says until when the newest immutable copy stays locked.
+vk_vk status "$dom" --json >"$VK_SCRATCH/status.json" 2>"$VK_SCRATCH/status.err" || true
+imm=$(jq -r '.domains[0].immutable_until' "$VK_SCRATCH/status.json")
+vk_expect_eq "$(jq -r '.domains[0].last_backup' "$VK_SCRATCH/status.json")" "$second" \
+    "the newest immutable copy"
+[ "$imm" != null ] && [ "$imm" -gt "$(date +%s)" ] ||
+    vk_fail "status gives no future immutable_until: $imm"
+
 # keep_last = 1: the first backup is due, but locked: kept, and said until when.
 vk_vk prune "$dom" >"$VK_SCRATCH/prune1.out" 2>&1 || {
     cat "$VK_SCRATCH/prune1.out" >&2
