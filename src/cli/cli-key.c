@@ -69,6 +69,15 @@ static int keyring_open(const char *path, bool may_be_new, struct format_keyring
     return cli_error_last();
 }
 
+static void created_json(const char *id, const char *path)
+{
+    struct json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "id", json_object_new_string(id));
+    json_object_object_add(o, "keyring", json_object_new_string(path));
+    cli_json_print(o);
+}
+
 static int key_new(struct format_keyring *kr, const char *path, bool retire, bool json)
 {
     struct format_key k;
@@ -81,7 +90,7 @@ static int key_new(struct format_keyring *kr, const char *path, bool retire, boo
     if (format_keyring_add(kr, &k, path) < 0 || format_keyring_save(kr, path) < 0)
         r = cli_error_last();
     else if (json)
-        printf("{\"id\": \"%s\", \"keyring\": \"%s\"}\n", k.id, path);
+        created_json(k.id, path);
     else
         printf("key %s created in %s: back it up now (virtkeep key export %s); without it the "
                "backups it seals cannot be read\n",
