@@ -263,6 +263,33 @@ static int upload_complete(struct s3_put *p, unsigned int nparts)
     return ret;
 }
 
+/* A completed multipart upload of a locked put: radosgw does not carry the
+ * lock of CreateMultipartUpload over to the object, so set it on the object
+ * (PutObjectRetention, COMPLIANCE) before the put counts as committed. */
+static int upload_retention(struct s3_put *p)
+{
+    CLEANUP_FREE char *what = vk_asprintf("cannot lock '%s' (Object Lock retention)", p->key);
+    CLEANUP_FREE char *xml = vk_asprintf(
+        "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>COMPLIANCE</Mode>"
+        "<RetainUntilDate>%s</RetainUntilDate></Retention>",
+        p->lock_until);
+    struct s3_req r = {.method = "PUT", .key = p->key, .query = "retention=", .content_md5 = true};
+    int ret = -1;
+
+    if (!what || !xml)
+        return -1;
+    r.body = xml;
+    r.body_len = strlen(xml);
+    if (s3_perform(p->s3, &r, what) < 0)
+        return -1;
+    if (r.status / 100 != 2)
+        s3_fail(p->s3, &r, what);
+    else
+        ret = 0;
+    s3_req_clear(&r);
+    return ret;
+}
+
 /* Best effort: the upload is invisible anyway, but its parts cost space. */
 static void upload_abort(struct s3_put *p)
 {
@@ -458,6 +485,8 @@ int s3_put_commit(struct s3_put *p)
         r = upload_complete(p, p->number - 1);
     if (r < 0)
         upload_abort(p);
+    else if (*p->lock_until)
+        r = upload_retention(p);
     put_free(p);
     return r;
 }

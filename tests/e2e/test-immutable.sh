@@ -10,7 +10,7 @@
 . "$abs_top_srcdir/tests/lib/backup-lib.sh"
 
 vk_bk_setup
-vk_require_cmd jq curl
+vk_require_cmd jq curl qemu-img
 vk_rgw_up
 lock_s=40
 export VIRTKEEP_TEST_LOCK_SECONDS=$lock_s
@@ -29,9 +29,12 @@ header() {
     tr -d '\r' <"$1" | sed -n "s/^$2: *//Ip" | tail -n 1
 }
 
+# 12 MiB of random data: the first archive is a multipart upload (8 MiB
+# parts), whose CreateMultipartUpload carries the lock and parts Content-MD5.
 vk_domain_create "$dom" 16M 1
+head -c 12M /dev/urandom >"$VK_SCRATCH/seed.raw"
+qemu-img convert -n -f raw -O qcow2 "$VK_SCRATCH/seed.raw" "$(vk_domain_image "$dom" vda)"
 vk_domain_start "$dom"
-vk_domain_write "$dom" vda 0x42 0 2M
 vk_backup 0 "$dom" --level full --target locked
 first=$(vk_bk .backup)
 t_first=$(date +%s)
@@ -45,6 +48,8 @@ vk_expect_eq "$(header "$VK_SCRATCH/head" x-amz-object-lock-mode)" COMPLIANCE \
 until_date=$(header "$VK_SCRATCH/head" x-amz-object-lock-retain-until-date)
 version=$(header "$VK_SCRATCH/head" x-amz-version-id)
 [ -n "$until_date" ] && [ -n "$version" ] || vk_fail "no retain-until date or version on the archive"
+[ "$(header "$VK_SCRATCH/head" content-length)" -gt $((8 << 20)) ] ||
+    vk_fail "the archive is not larger than one part: the multipart path is not tested"
 vk_rgw_s3req "$VK_SCRATCH/del" DELETE "/$VK_RGW_LOCK_BUCKET/$key?versionId=$version"
 vk_expect_eq "$VK_RGW_STATUS" 403 "DELETE of the locked archive version"
 vk_log "the archive is locked (COMPLIANCE until $until_date); radosgw refuses its DELETE"
