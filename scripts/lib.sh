@@ -10,7 +10,8 @@ VK_CACHE=${VIRTKEEP_TEST_CACHE:-/var/cache/virtkeep-test}
 
 # Debian packages that the build, the tests and the demo need.  clang and its
 # runtime (libclang-rt-14-dev: libFuzzer, only recommended by clang) build the
-# fuzz targets; jq reads archive indexes in the tests.
+# fuzz targets; jq reads archive indexes in the tests; python3-cryptography
+# decrypts a sealed backup independently (tests/e2e/test-seal-python.sh).
 VK_DEB_PACKAGES=(
     build-essential autoconf automake libtool pkg-config clang libclang-rt-14-dev clang-format
     libvirt-dev libnbd-dev libzstd-dev libarchive-dev libcurl4-openssl-dev libssh2-1-dev
@@ -19,7 +20,8 @@ VK_DEB_PACKAGES=(
     libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
     qemu-system-x86 qemu-utils libnbd-bin
     openssh-server openssh-client
-    zstd tar sqlite3 jq valgrind python3 curl ca-certificates procps util-linux
+    zstd tar sqlite3 jq valgrind python3 python3-cryptography curl ca-certificates procps
+    util-linux
 )
 
 # A real S3 server for the tests that need one that checks what it is sent

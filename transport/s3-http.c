@@ -176,6 +176,25 @@ static bool range_past_end(const char *line, size_t n)
     return sscanf(buf, " bytes %llu-%llu/%llu", &first, &last, &total) == 3 && first >= total;
 }
 
+/* " 2026-12-09T01:02:03[.000]Z" into seconds since the epoch, 0 if malformed. */
+static int64_t iso_time_parse(const char *p, size_t n)
+{
+    char buf[64];
+    struct tm tm;
+
+    memset(&tm, 0, sizeof tm);
+    if (n >= sizeof buf)
+        return 0;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    if (sscanf(buf, " %d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec) != 6)
+        return 0;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm);
+}
+
 static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *opaque)
 {
     struct s3_req *r = opaque;
@@ -186,6 +205,8 @@ static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *opaque)
         return 0; /* stop here: there is nothing to read */
     }
 
+    if (n > 36 && strncasecmp(ptr, "x-amz-object-lock-retain-until-date:", 36) == 0)
+        r->locked_until = iso_time_parse(ptr + 36, n - 36);
     if (n > 5 && strncasecmp(ptr, "ETag:", 5) == 0) {
         const char *v = ptr + 5;
         size_t vlen = n - 5;
@@ -264,12 +285,50 @@ static int body_hash(const struct s3_req *r, char sha[65])
     return 0;
 }
 
+static int header_add(struct curl_slist **hdrs, const char *line)
+{
+    struct curl_slist *l = curl_slist_append(*hdrs, line);
+
+    if (!l)
+        return -1;
+    *hdrs = l;
+    return 0;
+}
+
+/* Object Lock: COMPLIANCE until r->lock_until; S3 wants the body's
+ * Content-MD5 on such puts (and on their parts: content_md5). */
+static int lock_headers(const struct s3_req *r, struct curl_slist **hdrs)
+{
+    char buf[128];
+
+    snprintf(buf, sizeof buf, "x-amz-object-lock-retain-until-date: %s", r->lock_until);
+    return header_add(hdrs, "x-amz-object-lock-mode: COMPLIANCE") < 0 || header_add(hdrs, buf) < 0
+               ? -1
+               : 0;
+}
+
+static int md5_header(const struct s3_req *r, struct curl_slist **hdrs)
+{
+    unsigned char md[EVP_MAX_MD_SIZE], b64[64];
+    unsigned int mdlen = 0;
+    char buf[96];
+
+    if (EVP_Digest(r->body ? r->body : "", r->body_len, md, &mdlen, EVP_md5(), NULL) != 1)
+        return -1;
+    EVP_EncodeBlock(b64, md, (int)mdlen);
+    snprintf(buf, sizeof buf, "Content-MD5: %s", (const char *)b64);
+    return header_add(hdrs, buf);
+}
+
 static struct curl_slist *req_headers(const struct s3 *s3, CURL *h, const struct s3_req *r)
 {
     struct curl_slist *hdrs = NULL, *l;
     char sha[65], buf[96];
 
     if (body_hash(r, sha) < 0 || s3_sign_setup(h, s3->sigv4, &s3->creds, sha, &hdrs) < 0)
+        goto oom;
+    if ((r->lock_until && lock_headers(r, &hdrs) < 0) ||
+        (r->content_md5 && md5_header(r, &hdrs) < 0))
         goto oom;
     if (r->range_len > 0) {
         snprintf(buf, sizeof buf, "Range: bytes=%llu-%llu", (unsigned long long)r->range_off,

@@ -73,6 +73,7 @@ struct s3 {
     size_t part_size;          /* first part size */
     unsigned int parallel;     /* parts in flight per put */
     unsigned int max_keys;     /* ListObjectsV2 page size */
+    uint64_t lock_seconds;     /* Object Lock retention of each put; 0: none */
     uint64_t retries;          /* retried requests, for tests and debug (atomic) */
     pthread_mutex_t pool_lock; /* idle curl handles (connection reuse) */
     CURL *pool[S3_MAX_PARALLEL + 4];
@@ -87,8 +88,10 @@ struct s3_req {
     const char *query;  /* canonical query ("a=1&b=x%2Fy", sorted), or NULL */
     const void *body;
     size_t body_len;
-    bool slow_answer;   /* the server may be silent for minutes before it answers */
-    uint64_t range_off; /* with range_len > 0: Range: bytes=off-(off+len-1) */
+    bool slow_answer;       /* the server may be silent for minutes before it answers */
+    uint64_t range_off;     /* with range_len > 0: Range: bytes=off-(off+len-1) */
+    const char *lock_until; /* Object Lock (COMPLIANCE) until this ISO 8601 date, or NULL */
+    bool content_md5;       /* send Content-MD5 (Object Lock puts need it) */
     size_t range_len;
 
     /* The answer. */
@@ -101,6 +104,7 @@ struct s3_req {
     bool past_end; /* a "206" whose Content-Range starts past the end */
     uint64_t content_length;
     int64_t mtime;
+    int64_t locked_until; /* x-amz-object-lock-retain-until-date, or 0 */
 };
 
 /* Signing: CURLOPT_AWS_SIGV4 with the access key and secret, and the

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/cleanup.h"
 #include "common/error.h"
@@ -49,7 +50,8 @@ struct s3_put {
     bool stop;
     pthread_t threads[S3_MAX_PARALLEL];
     unsigned int nthreads;
-    char (*etags)[130]; /* by part number - 1 */
+    char lock_until[32]; /* Object Lock retain-until date (ISO 8601), or "" */
+    char (*etags)[130];  /* by part number - 1 */
     size_t etags_cap;
     enum vk_error_code err_code; /* the first failure of a worker */
     char *err_msg;
@@ -91,8 +93,12 @@ static int part_upload(struct s3_put *p, const struct part *pt)
     CLEANUP_FREE char *query =
         enc ? vk_asprintf("partNumber=%u&uploadId=%s", pt->number, enc) : NULL;
     CLEANUP_FREE char *what = vk_asprintf("cannot put '%s' (part %u)", p->key, pt->number);
-    struct s3_req r = {
-        .method = "PUT", .key = p->key, .query = query, .body = pt->data, .body_len = pt->len};
+    struct s3_req r = {.method = "PUT",
+                       .key = p->key,
+                       .query = query,
+                       .body = pt->data,
+                       .body_len = pt->len,
+                       .content_md5 = *p->lock_until != '\0'};
     int ret = -1;
 
     if (!query || !what)
@@ -194,7 +200,10 @@ static int worker_failed(struct s3_put *p)
 static int upload_create(struct s3_put *p)
 {
     CLEANUP_FREE char *what = what_put(p);
-    struct s3_req r = {.method = "POST", .key = p->key, .query = "uploads="};
+    struct s3_req r = {.method = "POST",
+                       .key = p->key,
+                       .query = "uploads=",
+                       .lock_until = *p->lock_until ? p->lock_until : NULL};
     int ret = -1;
 
     if (!what || s3_perform(p->s3, &r, what) < 0)
@@ -254,6 +263,33 @@ static int upload_complete(struct s3_put *p, unsigned int nparts)
     return ret;
 }
 
+/* A completed multipart upload of a locked put: radosgw does not carry the
+ * lock of CreateMultipartUpload over to the object, so set it on the object
+ * (PutObjectRetention, COMPLIANCE) before the put counts as committed. */
+static int upload_retention(struct s3_put *p)
+{
+    CLEANUP_FREE char *what = vk_asprintf("cannot lock '%s' (Object Lock retention)", p->key);
+    CLEANUP_FREE char *xml = vk_asprintf(
+        "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>COMPLIANCE</Mode>"
+        "<RetainUntilDate>%s</RetainUntilDate></Retention>",
+        p->lock_until);
+    struct s3_req r = {.method = "PUT", .key = p->key, .query = "retention=", .content_md5 = true};
+    int ret = -1;
+
+    if (!what || !xml)
+        return -1;
+    r.body = xml;
+    r.body_len = strlen(xml);
+    if (s3_perform(p->s3, &r, what) < 0)
+        return -1;
+    if (r.status / 100 != 2)
+        s3_fail(p->s3, &r, what);
+    else
+        ret = 0;
+    s3_req_clear(&r);
+    return ret;
+}
+
 /* Best effort: the upload is invisible anyway, but its parts cost space. */
 static void upload_abort(struct s3_put *p)
 {
@@ -287,6 +323,12 @@ struct s3_put *s3_put_begin(struct s3 *s3, const char *key)
         return NULL;
     p->s3 = s3;
     p->number = 1;
+    if (s3->lock_seconds) {
+        time_t until = time(NULL) + (time_t)s3->lock_seconds;
+        struct tm tm;
+        if (gmtime_r(&until, &tm))
+            strftime(p->lock_until, sizeof p->lock_until, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
     if (!(p->key = vk_strdup(key))) {
@@ -389,7 +431,12 @@ int s3_put_write(struct s3_put *p, const void *buf, size_t len)
 static int put_single(struct s3_put *p)
 {
     CLEANUP_FREE char *what = what_put(p);
-    struct s3_req r = {.method = "PUT", .key = p->key, .body = p->data, .body_len = p->len};
+    struct s3_req r = {.method = "PUT",
+                       .key = p->key,
+                       .body = p->data,
+                       .body_len = p->len,
+                       .lock_until = *p->lock_until ? p->lock_until : NULL,
+                       .content_md5 = *p->lock_until != '\0'};
     int ret = -1;
 
     if (!what || s3_perform(p->s3, &r, what) < 0)
@@ -438,6 +485,8 @@ int s3_put_commit(struct s3_put *p)
         r = upload_complete(p, p->number - 1);
     if (r < 0)
         upload_abort(p);
+    else if (*p->lock_until)
+        r = upload_retention(p);
     put_free(p);
     return r;
 }

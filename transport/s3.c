@@ -240,6 +240,7 @@ static int s3_configure(struct s3 *s3, const struct transport_url *url,
      * 8 at 1.0x (make bench); the memory bound doubles to 9 parts. */
     s3->parallel = 8;
     s3->max_keys = 1000;
+    s3->lock_seconds = o->lock_seconds;
     if (opt_endpoint(s3, url, o) < 0 || opt_part_size(s3, url) < 0 || opt_readahead(s3, url) < 0 ||
         opt_uint(url, "parallel", 1, S3_MAX_PARALLEL, &s3->parallel) < 0 ||
         opt_uint(url, "attempts", 1, 100, &s3->attempts) < 0 ||
@@ -334,6 +335,7 @@ static int s3_stat(struct transport *t, const char *key, struct transport_stat *
         return -1;
     st->size = r.content_length;
     st->mtime = r.mtime;
+    st->locked_until = r.locked_until;
     s3_req_clear(&r);
     return 0;
 }

@@ -618,6 +618,15 @@ static int transport_open_backend(struct transport *t, const char *url,
         t->ops = NULL;
         return -1;
     }
+    if (opts && opts->lock_seconds && strcmp(t->ops->scheme, "s3") != 0) {
+        vk_error(VK_ERR_UNSUPPORTED,
+                 "target '%s' cannot lock objects (immutable_days): only S3 targets with Object "
+                 "Lock can; a %s:// target can only be made immutable by its file system or "
+                 "server",
+                 t->name, t->ops->scheme);
+        t->ops = NULL;
+        return -1;
+    }
     if (t->ops->open(t, &t->parsed, opts) < 0) {
         t->ops = NULL; /* nothing to close */
         return -1;

@@ -70,6 +70,10 @@ struct transport_options {
     const char *endpoint;         /* s3: endpoint URL, e.g. http://127.0.0.1:4568 */
     const char *ca_file;          /* s3: CA bundle for https */
     unsigned int timeout_seconds; /* 0 = backend default */
+    /* s3: every object put is locked (Object Lock, COMPLIANCE mode) for this
+     * many seconds; the bucket must have Object Lock enabled.  0: none.
+     * Other schemes refuse a lock (VK_ERR_UNSUPPORTED). */
+    uint64_t lock_seconds;
 };
 
 /* Does a backend exist for this scheme? */
@@ -125,7 +129,8 @@ int transport_get_all(struct transport *t, const char *key, uint64_t max_size, v
 
 struct transport_stat {
     uint64_t size;
-    int64_t mtime; /* seconds since the epoch, or 0 when unknown */
+    int64_t mtime;        /* seconds since the epoch, or 0 when unknown */
+    int64_t locked_until; /* s3 (stat only): Object Lock retain-until date, or 0 */
 };
 
 /* A missing key fails with VK_ERR_NOT_FOUND. */

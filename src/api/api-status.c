@@ -124,6 +124,8 @@ static int domain_compute(struct catalog *cat, const struct config *cfg, const c
     d->failures = st.failures;
     d->rpo_violated = st.rpo_violated;
     d->rto_violated = st.rto_violated;
+    if (p && p->immutable_days && d->last_backup)
+        d->immutable_until = d->last_success + (int64_t)p->immutable_days * 86400;
     if (reasons_set(d) < 0 || next_job_set(d, &owned.in, now, ops) < 0)
         goto out;
     r = 0;
@@ -233,6 +235,8 @@ static struct json_object *domain_json(const struct status_domain *d)
     json_object_object_add(o, "rto_reason", vk_json_string_or_null(d->rto_reason));
     json_object_object_add(o, "chain_length", json_object_new_int64(d->chain_length));
     json_object_object_add(o, "failures", json_object_new_int64(d->failures));
+    json_object_object_add(o, "immutable_until",
+                           d->immutable_until ? jpos(d->immutable_until) : NULL);
     json_object_object_add(o, "next_job", next_json(d));
     return o;
 }
@@ -340,6 +344,7 @@ static int domain_from_json(struct json_object *o, struct status_domain *d)
     d->rto_estimate = get_double(o, "rto_estimate", -1);
     d->chain_length = (unsigned int)get_int(o, "chain_length", 0);
     d->failures = (unsigned int)get_int(o, "failures", 0);
+    d->immutable_until = get_int(o, "immutable_until", 0);
     d->rpo_violated = get_bool(o, "rpo_violated");
     d->rto_violated = get_bool(o, "rto_violated");
     return next_from_json(o, d);

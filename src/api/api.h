@@ -180,6 +180,11 @@ struct status_domain {
     unsigned int failures; /* consecutive failed backups */
     bool rpo_violated, rto_violated;
     char *rpo_reason, *rto_reason; /* why, when violated; else NULL */
+    /* The newest immutable copy (policy immutable_days): the latest good
+     * backup and the date its objects stay locked until (its start + the
+     * retention: the lock itself is set when each object is put, a few
+     * seconds later).  0 when the policy locks nothing. */
+    int64_t immutable_until;
     /* The next job: kind SCHED_NONE when there is none. */
     enum sched_kind next_kind;
     int64_t next_due;
@@ -208,7 +213,7 @@ size_t status_report_violations(const struct status_report *r);
  * {"now", "daemon", "violations", "domains": [{"domain", "policy",
  * "last_backup", "last_success", "rpo_exposure", "rpo", "rpo_violated",
  * "rpo_reason", "rto_estimate", "rto", "rto_violated", "rto_reason",
- * "chain_length", "failures", "next_job": {"kind", "due", "target",
+ * "chain_length", "failures", "immutable_until", "next_job": {"kind", "due", "target",
  * "reason"} | null}]}.  Unknown values are null. */
 struct json_object *status_report_json(const struct status_report *r);
 /* And back (what the CLI got from the daemon); VK_ERR_INVALID when malformed. */

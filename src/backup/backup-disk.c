@@ -91,7 +91,7 @@ int backup_disk_run(const struct backup_disk_job *job, struct backup_result_disk
     if (!d.tw)
         goto out;
     sink = (struct archive_sink){sink_write, d.tw};
-    d.aw = archive_writer_open(&sink, &hdr, 0);
+    d.aw = archive_writer_open_sealed(&sink, &hdr, job->seal_key, 0);
     if (d.aw && disk_stream(&d, r, out) == 0 && transport_writer_commit(VK_STEAL(d.tw)) == 0)
         rc = 0;
 out:

@@ -16,6 +16,7 @@ struct backup_disk_job {
     const char *key;
     const struct archive_header *header; /* virtual_size is filled in here */
     const struct pipeline_options *pipeline;
+    const struct format_key *seal_key; /* NULL: not sealed */
     void (*progress)(void *opaque, uint64_t done, uint64_t total);
     void *opaque;
 };
@@ -23,6 +24,14 @@ struct backup_disk_job {
 /* Returns 0 with OUT's sizes, key and digest set, or -1 (the put aborted:
  * nothing is visible under the key). */
 int backup_disk_run(const struct backup_disk_job *job, struct backup_result_disk *out);
+
+/* The key that seals backups of DOMAIN to TARGET (backup-key.c): *SEALED
+ * false when they are not sealed; else OUT (wipe it after use) is the
+ * active key of the configured keyring.  -1 when that keyring cannot be
+ * read or has no active key. */
+struct config;
+int backup_key_load(const struct config *cfg, const char *target, const char *domain,
+                    struct format_key *out, bool *sealed);
 
 /* The level decision of a backup (backup-level.c). */
 struct backup_level_ctx {

@@ -9,11 +9,14 @@
  */
 #include <config.h>
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include "common/cleanup.h"
 #include "common/error.h"
@@ -46,6 +49,8 @@ struct bk {
     uint64_t t0;
     uint64_t bytes_written;
     size_t disk_index;
+    bool sealed; /* the backup is sealed with key */
+    struct format_key key;
 };
 
 static bool cancelled(const struct bk *b)
@@ -85,8 +90,9 @@ static int target_open(struct bk *b)
     if (!name)
         return -1;
     memset(&topts, 0, sizeof topts);
+    topts.lock_seconds = config_lock_seconds(o->config, o->domain);
     if (transport_is_url(name)) {
-        b->t = transport_open(NULL, name, NULL);
+        b->t = transport_open(NULL, name, &topts);
     } else {
         ct = o->config ? config_target_find(o->config, name) : NULL;
         if (!ct) {
@@ -97,8 +103,12 @@ static int target_open(struct bk *b)
             return -1;
         }
         config_target_options(ct, &topts);
+        topts.lock_seconds = config_lock_seconds(o->config, o->domain);
         b->t = transport_open(name, ct->url, &topts);
     }
+    if (b->t && topts.lock_seconds)
+        vk_debug("objects of the backup of domain '%s' locked for %" PRIu64 " s on target '%s'",
+                 o->domain, topts.lock_seconds, name);
     b->res->target = vk_strdup(name);
     return b->t && b->res->target ? 0 : -1;
 }
@@ -464,6 +474,7 @@ static int disk_one(struct bk *b, const struct virt_disk *d, const struct pipeli
                                   .transport = b->t,
                                   .header = &hdr,
                                   .pipeline = po,
+                                  .seal_key = b->sealed ? &b->key : NULL,
                                   .progress = disk_progress_cb,
                                   .opaque = &dp};
     CLEANUP_FREE char *sock = NULL, *ctx = NULL, *tarname = NULL;
@@ -608,8 +619,8 @@ static int manifest_write(struct bk *b)
     size_t len;
 
     b->res->finished = (int64_t)time(NULL);
-    if (manifest_fill(b, &m) == 0)
-        json = manifest_to_json(&m, 0);
+    if (manifest_fill(b, &m) == 0 && (!b->sealed || (m.key_id = vk_strdup(b->key.id))))
+        json = b->sealed ? manifest_to_json_sealed(&m, &b->key) : manifest_to_json(&m, 0);
     manifest_clear(&m);
     b->res->manifest_key = format_object_key(b->res->domain, b->res->id, "manifest.json");
     if (!json || !b->res->manifest_key)
@@ -764,6 +775,7 @@ static void bk_fail(struct bk *b)
 
 static void bk_close(struct bk *b)
 {
+    OPENSSL_cleanse(&b->key, sizeof b->key);
     free(b->rundir);
     free(b->cp_xml);
     catalog_next_clear(&b->next);
@@ -780,8 +792,12 @@ static void bk_close(struct bk *b)
 
 static int setup(struct bk *b)
 {
-    if (target_open(b) < 0 || domain_open(b) < 0 || lock_take(b) < 0)
+    if (target_open(b) < 0 ||
+        backup_key_load(b->o->config, b->res->target, b->o->domain, &b->key, &b->sealed) < 0 ||
+        domain_open(b) < 0 || lock_take(b) < 0)
         return -1;
+    if (b->sealed)
+        vk_debug("backup of domain '%s' sealed with key '%s'", b->o->domain, b->key.id);
     b->cat = catalog_open(b->o->catalog_path, 0);
     /* A backup of this domain killed earlier is cleaned up first (we hold
      * the lock), so that this one builds on a correct chain. */

@@ -145,6 +145,15 @@ static void table_print(const struct status_report *rep)
             printf("%s: RPO VIOLATED: %s\n", d->domain, d->rpo_reason ? d->rpo_reason : "");
         if (d->rto_violated)
             printf("%s: RTO VIOLATED: %s\n", d->domain, d->rto_reason ? d->rto_reason : "");
+        if (d->immutable_until) {
+            char when[32] = "?";
+            time_t u = (time_t)d->immutable_until;
+            struct tm tm;
+            if (gmtime_r(&u, &tm))
+                strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            printf("%s: newest immutable copy %s, locked until about %s\n", d->domain,
+                   d->last_backup, when);
+        }
     }
     if (rep->count == 0)
         printf("(no domain has a policy)\n");
@@ -194,7 +203,9 @@ static const struct cli_option status_options[] = {
      "print {now, daemon, violations, domains: [{domain, policy,\n"
      "last_backup, last_success, rpo_exposure, rpo, rpo_violated,\n"
      "rpo_reason, rto_estimate, rto, rto_violated, rto_reason,\n"
-     "chain_length, failures, next_job: {kind, due, target, reason}}]}\n"
+     "chain_length, failures, immutable_until (the newest\n"
+     "immutable copy stays locked until then), next_job: {kind, due,\n"
+     "target, reason}}]}\n"
      "(times in Unix seconds, durations in seconds, null when unknown)"},
     {NULL, 0, 0, NULL, NULL},
 };

@@ -112,6 +112,14 @@ static int set_word(struct config_parser *p, const struct key_spec *k, void *bas
     return store_string(p, k, base, value);
 }
 
+static int set_encryption(struct config_parser *p, const struct key_spec *k, void *base,
+                          const char *value)
+{
+    if (strcmp(value, "aes-256-gcm") != 0 && strcmp(value, "none") != 0)
+        return config_fail(p, k->name, "invalid value '%s': expected %s", value, k->expect);
+    return store_string(p, k, base, value);
+}
+
 static int set_quiesce(struct config_parser *p, const struct key_spec *k, void *base,
                        const char *value)
 {
@@ -367,6 +375,8 @@ static int set_url(struct config_parser *p, const struct key_spec *k, void *base
 #define SECRET_ "an absolute path to a file readable only by its owner (mode 0600)"
 #define DURATION_ "a positive duration such as 90s, 15m, 1h30m or 7d"
 #define COUNT_ "a whole number from 0 to 1000000"
+#define ENC_ "aes-256-gcm or none"
+#define KEYRING_ "an absolute path to a keyring file (virtkeep key create; mode 0600)"
 #define T_(key, fn, expect, ...)                                                                   \
     {                                                                                              \
         SEC_TARGET, #key, fn, offsetof(struct config_target, key), expect, __VA_ARGS__             \
@@ -408,6 +418,8 @@ static const struct key_spec keys[] = {
     T_(region, set_region, "a region name such as us-east-1", NULL),
     T_(endpoint, set_endpoint, "an http:// or https:// URL", NULL),
     T_(ca_file, set_path, PATH_, NULL),
+    T_(encryption, set_encryption, ENC_, NULL),
+    T_(encryption_key_file, set_path, KEYRING_, NULL),
     P_(rpo, set_duration, DURATION_),
     P_(rto, set_duration, DURATION_),
     P_(keep_last, set_count, COUNT_),
@@ -425,6 +437,9 @@ static const struct key_spec keys[] = {
     P_(window, set_window,
        "a daily window HH:MM-HH:MM in UTC, such as 22:00-06:00 (start and end differ)"),
     P_(drill_every, set_duration, DURATION_),
+    P_(encryption, set_encryption, ENC_),
+    P_(encryption_key_file, set_path, KEYRING_),
+    P_(immutable_days, set_count, COUNT_ " (days each new S3 object stays locked; 0: none)"),
     M_(socket, set_path, PATH_),
     M_(listen, set_listen, "a loopback address and port such as 127.0.0.1:8750 or [::1]:8750"),
     M_(token_file, set_secret_path, SECRET_),

@@ -499,6 +499,8 @@ static void target_clear(struct config_target *t)
     free(t->region);
     free(t->endpoint);
     free(t->ca_file);
+    free(t->encryption);
+    free(t->encryption_key_file);
 }
 
 void config_free(struct config *cfg)
@@ -511,6 +513,8 @@ void config_free(struct config *cfg)
         free(cfg->policies[i].name);
         vk_strv_free(cfg->policies[i].targets);
         free(cfg->policies[i].quiesce);
+        free(cfg->policies[i].encryption);
+        free(cfg->policies[i].encryption_key_file);
     }
     for (size_t i = 0; i < cfg->n_domains; i++) {
         free(cfg->domains[i].name);
@@ -603,4 +607,62 @@ char *config_default_catalog(uid_t euid)
     if (euid == 0)
         return vk_strdup(CONFIG_SYSTEM_CATALOG);
     return xdg_path("XDG_DATA_HOME", ".local/share", "catalog.db");
+}
+
+bool config_encryption(const struct config *cfg, const char *target, const char *domain,
+                       const char **key_file)
+{
+    const struct config_target *t = cfg && target ? config_target_find(cfg, target) : NULL;
+    const struct config_domain *d = cfg && domain ? config_domain_find(cfg, domain) : NULL;
+    const struct config_policy *p = d && d->policy ? config_policy_find(cfg, d->policy) : NULL;
+    const char *enc = NULL;
+
+    *key_file = NULL;
+    if (t && t->encryption) {
+        enc = t->encryption;
+        *key_file = t->encryption_key_file;
+    } else if (p && p->encryption) {
+        enc = p->encryption;
+        *key_file = p->encryption_key_file;
+    }
+    if (!enc || strcmp(enc, "none") == 0) {
+        *key_file = NULL;
+        return false;
+    }
+    return true;
+}
+
+static bool strv_has(const char **v, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i], s) == 0)
+            return true;
+    return false;
+}
+
+const char **config_key_files(const struct config *cfg)
+{
+    size_t nt = cfg ? cfg->n_targets : 0, np = cfg ? cfg->n_policies : 0, n = 0;
+    const char **v = vk_calloc(nt + np + 1, sizeof(*v));
+
+    for (size_t i = 0; v && i < nt + np; i++) {
+        const char *f = i < nt ? cfg->targets[i].encryption_key_file
+                               : cfg->policies[i - nt].encryption_key_file;
+        if (f && !strv_has(v, n, f))
+            v[n++] = f;
+    }
+    return v;
+}
+
+uint64_t config_lock_seconds(const struct config *cfg, const char *domain)
+{
+    const struct config_domain *d = cfg && domain ? config_domain_find(cfg, domain) : NULL;
+    const struct config_policy *p = d && d->policy ? config_policy_find(cfg, d->policy) : NULL;
+    const char *test = getenv("VIRTKEEP_TEST_LOCK_SECONDS");
+
+    if (!p || !p->immutable_days)
+        return 0;
+    if (test && *test)
+        return strtoull(test, NULL, 10);
+    return (uint64_t)p->immutable_days * 86400;
 }

@@ -14,6 +14,8 @@
  *   known_hosts = /etc/virtkeep/known_hosts
  *
  *   [policy gold]
+ *   encryption = aes-256-gcm
+ *   encryption_key_file = /etc/virtkeep/keyring
  *   rpo = 1h
  *   rto = 30m
  *   keep_daily = 7
@@ -55,7 +57,9 @@ struct config_target {
     char *region;
     char *endpoint;
     char *ca_file;
-    unsigned int line; /* of the section header */
+    char *encryption;          /* "aes-256-gcm" or "none" (NULL: the policy decides) */
+    char *encryption_key_file; /* the keyring (0600) whose active key seals, or NULL */
+    unsigned int line;         /* of the section header */
 };
 
 /* A daily backup window, "22:00-06:00": backups start only inside it.  Times
@@ -85,8 +89,11 @@ struct config_policy {
     uint64_t drill_every;   /* seconds between DR drills run by the daemon; 0: none */
     char *quiesce;          /* as [domain] quiesce; the domain's own key wins; or NULL */
     struct config_window window;
-    char **targets; /* names of defined targets, or NULL: the first is the primary, the
-                     * others get copies of every backup */
+    char *encryption;            /* as [target] encryption; the target's own key wins */
+    char *encryption_key_file;   /* as [target] encryption_key_file */
+    unsigned int immutable_days; /* S3 Object Lock (COMPLIANCE) of new objects; 0: none */
+    char **targets;              /* names of defined targets, or NULL: the first is the primary, the
+                                  * others get copies of every backup */
     unsigned int line;
 };
 
@@ -148,6 +155,20 @@ void config_free(struct config *cfg);
 const struct config_target *config_target_find(const struct config *cfg, const char *name);
 const struct config_policy *config_policy_find(const struct config *cfg, const char *name);
 const struct config_domain *config_domain_find(const struct config *cfg, const char *name);
+
+/* How backups of DOMAIN to TARGET (a name or URL) are sealed: the
+ * target's encryption keys, else those of the domain's policy.  *KEY_FILE
+ * (may be NULL: the key comes from VIRTKEEP_KEY) is set when they are
+ * sealed; returns true then. */
+bool config_encryption(const struct config *cfg, const char *target, const char *domain,
+                       const char **key_file);
+/* The Object Lock retention, in seconds, of the objects a backup of DOMAIN
+ * writes: its policy's immutable_days (0: none).  VIRTKEEP_TEST_LOCK_SECONDS
+ * replaces a non-zero value, for tests only. */
+uint64_t config_lock_seconds(const struct config *cfg, const char *domain);
+/* Every encryption_key_file the configuration names (NULL-terminated,
+ * malloc'd array of borrowed strings; duplicates removed). */
+const char **config_key_files(const struct config *cfg);
 
 /* Fill transport options from a target's credential references.  The
  * strings stay owned by the target. */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <json-c/json.h>
+#include <openssl/crypto.h>
 #include <zstd.h>
 
 #include "common/cleanup.h"
@@ -134,7 +135,7 @@ static const char *extent_check(const struct archive_extent *e, const struct arc
         return NULL;
     if (e->length > h->chunk_size)
         return "it is larger than the chunk size";
-    if (e->size == 0 || e->size > archive_compress_bound(e->length))
+    if (e->size == 0 || e->size > archive_compress_bound(e->length) + ARCHIVE_SEAL_TAG_LEN)
         return "its frame size is impossible";
     if (e->position % ARCHIVE_BLOCK != 0 || e->position < *frames_end + ARCHIVE_BLOCK)
         return "its frame position is misaligned or overlaps the previous member";
@@ -316,7 +317,7 @@ static int extents_parse(const char *t, const struct extents_span *sp, uint64_t 
 {
     size_t n = sp->nonempty ? sp->commas + 1 : 0, pos = ws_skip(t, sp->start + 1, sp->end);
     uint64_t prev_end = 0, frames_end = 2 * ARCHIVE_BLOCK; /* header.json ends at least here */
-    uint64_t max = extents_max(&out->header);
+    uint64_t max = extents_max(&out->header), nr_data = 0;
     struct json_tokener *tok;
     char ewhat[320];
     int r = -1;
@@ -353,6 +354,8 @@ static int extents_parse(const char *t, const struct extents_span *sp, uint64_t 
             goto out;
         }
         prev_end = e->offset + e->length;
+        if (e->kind == ARCHIVE_EXTENT_DATA)
+            e->seq = nr_data++;
         out->nr_extents++;
         pos = ws_skip(t, pos, sp->end);
         if (pos < sp->end - 1 && t[pos] == ',')
@@ -474,6 +477,11 @@ struct archive_reader {
     ZSTD_DCtx *dctx;
     uint8_t *frame; /* scratch for one frame */
     size_t frame_cap;
+    bool sealed;
+    struct archive_seal seal;
+    EVP_CIPHER_CTX *cctx;
+    uint8_t *plain; /* scratch for one unsealed frame */
+    size_t plain_cap;
 };
 
 static int corrupt(const struct archive_reader *r, const char *why)
@@ -499,8 +507,9 @@ static uint64_t octal_field(const uint8_t *p, size_t n, bool *ok)
     return v;
 }
 
-/* The ustar header of the trailer member: name, size, magic, checksum. */
-static bool trailer_header_ok(const uint8_t *h)
+/* The ustar header of the trailer member: name, size, magic, checksum.
+ * *LEN gets the size of the record (version 1 or 2). */
+static bool trailer_header_ok(const uint8_t *h, uint64_t *len)
 {
     uint64_t sum = 0, want;
     bool ok = true;
@@ -517,31 +526,60 @@ static bool trailer_header_ok(const uint8_t *h)
         return false;
     if (memcmp(h, ARCHIVE_TRAILER_NAME, sizeof(ARCHIVE_TRAILER_NAME)) != 0 || h[345] != '\0')
         return false;
-    return octal_field(h + 124, 12, &ok) == ARCHIVE_TRAILER_LEN && ok;
+    *len = octal_field(h + 124, 12, &ok);
+    return (*len == ARCHIVE_TRAILER_LEN || *len == ARCHIVE_TRAILER_SEALED_LEN) && ok;
 }
 
 struct trailer {
     uint64_t index_pos, index_len, nr_extents;
     uint8_t index_sha[ARCHIVE_SHA256_LEN];
+    bool sealed;
+    struct archive_seal seal; /* prefix, wrapped key and key id (sealed) */
 };
+
+/* Version 1: flags 0, 104 bytes.  Version 2: the sealed flag, 256 bytes. */
+static const char *trailer_version_check(const uint8_t *rec, uint64_t len, struct trailer *t)
+{
+    uint32_t version = get_le32(rec + 8), flags = get_le32(rec + 12);
+
+    t->sealed = version == ARCHIVE_TRAILER_SEALED_VERSION;
+    if (!(version == ARCHIVE_FORMAT_VERSION && flags == 0 && len == ARCHIVE_TRAILER_LEN) &&
+        !(t->sealed && flags == ARCHIVE_TRAILER_FLAG_SEALED && len == ARCHIVE_TRAILER_SEALED_LEN))
+        return "the trailer has an unsupported format version or flags";
+    if (!t->sealed)
+        return NULL;
+    if (get_le32(rec + 72) != 1)
+        return "the trailer names an unknown sealing algorithm";
+    if (!archive_is_zero(rec + 136, 88))
+        return "the reserved bytes of the trailer are not zero";
+    memcpy(t->seal.prefix, rec + 76, SEAL_PREFIX_LEN);
+    memcpy(t->seal.wrapped, rec + 80, SEAL_WRAPPED_LEN);
+    memcpy(t->seal.key_id, rec + 120, FORMAT_KEY_ID_LEN);
+    for (size_t i = 0; i < FORMAT_KEY_ID_LEN; i++)
+        if (!strchr("0123456789abcdef", t->seal.key_id[i]) || !t->seal.key_id[i])
+            return "the key id in the trailer is not 16 hex digits";
+    return NULL;
+}
 
 static const char *trailer_parse(const uint8_t *tail, uint64_t size, struct trailer *t)
 {
     const uint8_t *rec = tail + ARCHIVE_BLOCK;
     uint8_t sha[ARCHIVE_SHA256_LEN];
+    uint64_t len = 0;
+    const char *why;
 
-    if (!trailer_header_ok(tail))
+    memset(t, 0, sizeof(*t));
+    if (!trailer_header_ok(tail, &len))
         return "the trailer member header is missing or damaged";
-    if (!archive_is_zero(rec + ARCHIVE_TRAILER_LEN,
-                         ARCHIVE_TAIL_LEN - ARCHIVE_BLOCK - ARCHIVE_TRAILER_LEN))
+    if (!archive_is_zero(rec + len, ARCHIVE_TAIL_LEN - ARCHIVE_BLOCK - len))
         return "the end-of-archive blocks are not zero";
     if (memcmp(rec, ARCHIVE_TRAILER_MAGIC, 8) != 0)
         return "the trailer magic is wrong";
-    if (get_le32(rec + 8) != ARCHIVE_FORMAT_VERSION || get_le32(rec + 12) != 0)
-        return "the trailer has an unsupported format version or flags";
-    if (archive_sha256(rec, ARCHIVE_TRAILER_LEN - ARCHIVE_SHA256_LEN, sha) < 0 ||
-        memcmp(sha, rec + ARCHIVE_TRAILER_LEN - ARCHIVE_SHA256_LEN, sizeof(sha)) != 0)
+    if (archive_sha256(rec, len - ARCHIVE_SHA256_LEN, sha) < 0 ||
+        memcmp(sha, rec + len - ARCHIVE_SHA256_LEN, sizeof(sha)) != 0)
         return "the trailer fails its sha256 check";
+    if ((why = trailer_version_check(rec, len, t)))
+        return why;
     t->index_pos = get_le64(rec + 16);
     t->index_len = get_le64(rec + 24);
     t->nr_extents = get_le64(rec + 32);
@@ -555,7 +593,36 @@ static const char *trailer_parse(const uint8_t *tail, uint64_t size, struct trai
     return NULL;
 }
 
-static int reader_load_index(struct archive_reader *r)
+/* The key of a sealed archive: unwrap its data key, unseal the index in
+ * place (*LEN shrinks by the tag). */
+static int index_unseal(struct archive_reader *r, const struct format_keyring *keys,
+                        struct trailer *t, char *index, uint64_t *len)
+{
+    const struct format_key *k = format_keyring_find(keys, t->seal.key_id);
+    int rc;
+
+    if (!k) {
+        vk_error(VK_ERR_AUTH,
+                 "archive '%s' is sealed with key '%s', which is not in the keyring: add the "
+                 "keyring file that holds it (encryption_key_file =) or put the key in %s; "
+                 "without it the archive cannot be read",
+                 r->name, t->seal.key_id, FORMAT_KEY_ENV);
+        return -1;
+    }
+    r->seal = t->seal;
+    if (seal_unwrap(k, &r->seal, r->name) < 0)
+        return -1;
+    rc = seal_decrypt(&r->cctx, &r->seal, SEAL_INDEX_SEQ, NULL, 0, index, (size_t)*len, index);
+    if (rc > 0)
+        return corrupt(r, "the sealed index fails its authentication (AES-256-GCM tag)");
+    if (rc < 0)
+        return -1;
+    *len -= ARCHIVE_SEAL_TAG_LEN;
+    r->sealed = true;
+    return 0;
+}
+
+static int reader_load_index(struct archive_reader *r, const struct format_keyring *keys)
 {
     uint8_t tail[ARCHIVE_TAIL_LEN], sha[ARCHIVE_SHA256_LEN];
     CLEANUP_FREE char *index = NULL;
@@ -577,6 +644,8 @@ static int reader_load_index(struct archive_reader *r)
         return -1;
     if (memcmp(sha, t.index_sha, sizeof(sha)) != 0)
         return corrupt(r, "the index fails its sha256 check");
+    if (t.sealed && index_unseal(r, keys, &t, index, &t.index_len) < 0)
+        return -1;
     if (archive_index_parse(index, (size_t)t.index_len, t.index_pos, r->name, &r->idx) < 0)
         return -1;
     if (r->idx.nr_extents != t.nr_extents)
@@ -586,6 +655,13 @@ static int reader_load_index(struct archive_reader *r)
 
 struct archive_reader *archive_reader_open(const struct archive_source *src, const char *name,
                                            unsigned int flags)
+{
+    return archive_reader_open_keyed(src, name, NULL, flags);
+}
+
+struct archive_reader *archive_reader_open_keyed(const struct archive_source *src, const char *name,
+                                                 const struct format_keyring *keys,
+                                                 unsigned int flags)
 {
     struct archive_reader *r;
 
@@ -603,7 +679,7 @@ struct archive_reader *archive_reader_open(const struct archive_source *src, con
         vk_error(VK_ERR_INTERNAL, "out of memory");
         goto fail;
     }
-    if (reader_load_index(r) < 0)
+    if (reader_load_index(r, keys) < 0)
         goto fail;
     return r;
 fail:
@@ -622,55 +698,83 @@ const struct archive_extent *archive_reader_extents(const struct archive_reader 
     return r->idx.extents;
 }
 
+const char *archive_reader_key_id(const struct archive_reader *r)
+{
+    return r->sealed ? r->seal.key_id : NULL;
+}
+
 const uint8_t *archive_reader_body_sha256(const struct archive_reader *r)
 {
     return r->idx.body_sha256;
 }
 
-static int chunk_corrupt(const char *name, const struct archive_extent *e, const char *why)
+/* SEALED: the member is a sealed frame (its name ends in .zst.sealed). */
+static int chunk_corrupt(const char *name, const struct archive_extent *e, bool sealed,
+                         const char *why)
 {
     vk_error(VK_ERR_CORRUPT,
              "archive '%s' is corrupt: the chunk at offset %" PRIu64 " (0x%" PRIx64 ", member "
-             "data/%016" PRIx64 "-%016" PRIx64 ".zst) %s",
-             name, e->offset, e->offset, e->offset, e->length, why);
+             "data/%016" PRIx64 "-%016" PRIx64 ".zst%s) %s",
+             name, e->offset, e->offset, e->offset, e->length, sealed ? ".sealed" : "", why);
     return -1;
 }
 
-static int frame_buffer(struct archive_reader *r, size_t size)
+static int buffer_reserve(uint8_t **buf, size_t *cap, size_t size)
 {
     uint8_t *p;
 
-    if (size <= r->frame_cap)
+    if (size <= *cap)
         return 0;
     p = vk_malloc(size);
     if (!p)
         return -1;
-    free(r->frame);
-    r->frame = p;
-    r->frame_cap = size;
+    free(*buf);
+    *buf = p;
+    *cap = size;
     return 0;
 }
 
+/* Unseal the frame of E (E->size bytes at FRAME) of the archive sealed
+ * with S into *PLAIN (grown as needed): the frame without its tag. */
+static int frame_unseal(EVP_CIPHER_CTX **ctx, const struct archive_seal *s, const char *name,
+                        const struct archive_extent *e, const void *frame, uint8_t **plain,
+                        size_t *cap)
+{
+    uint8_t aad[16];
+    int rc;
+
+    if (e->size <= ARCHIVE_SEAL_TAG_LEN)
+        return chunk_corrupt(name, e, true, "is too short to be a sealed frame");
+    if (buffer_reserve(plain, cap, e->size) < 0)
+        return -1;
+    seal_frame_aad(aad, e->offset, e->length);
+    rc = seal_decrypt(ctx, s, e->seq, aad, sizeof(aad), frame, e->size, *plain);
+    if (rc > 0)
+        return chunk_corrupt(name, e, true,
+                             "fails its authentication (AES-256-GCM tag): it was altered");
+    return rc;
+}
+
 static int chunk_decode(ZSTD_DCtx *dctx, const char *name, const struct archive_extent *e,
-                        const void *frame, void *out)
+                        bool sealed, const void *frame, size_t size, void *out)
 {
     uint8_t sha[ARCHIVE_SHA256_LEN];
-    unsigned long long fcs = ZSTD_getFrameContentSize(frame, e->size);
+    unsigned long long fcs = ZSTD_getFrameContentSize(frame, size);
     size_t n;
 
     if (fcs == ZSTD_CONTENTSIZE_ERROR)
-        return chunk_corrupt(name, e, "is not a zstd frame");
+        return chunk_corrupt(name, e, sealed, "is not a zstd frame");
     if (fcs != ZSTD_CONTENTSIZE_UNKNOWN && fcs != e->length)
-        return chunk_corrupt(name, e, "holds a frame of the wrong size");
-    if (ZSTD_findFrameCompressedSize(frame, e->size) != e->size)
-        return chunk_corrupt(name, e, "is not exactly one zstd frame");
-    n = ZSTD_decompressDCtx(dctx, out, e->length, frame, e->size);
+        return chunk_corrupt(name, e, sealed, "holds a frame of the wrong size");
+    if (ZSTD_findFrameCompressedSize(frame, size) != size)
+        return chunk_corrupt(name, e, sealed, "is not exactly one zstd frame");
+    n = ZSTD_decompressDCtx(dctx, out, e->length, frame, size);
     if (ZSTD_isError(n) || n != e->length)
-        return chunk_corrupt(name, e, "cannot be decompressed");
+        return chunk_corrupt(name, e, sealed, "cannot be decompressed");
     if (archive_sha256(out, e->length, sha) < 0)
         return -1;
     if (memcmp(sha, e->sha256, sizeof(sha)) != 0)
-        return chunk_corrupt(name, e, "fails its sha256 check");
+        return chunk_corrupt(name, e, sealed, "fails its sha256 check");
     return 0;
 }
 
@@ -686,10 +790,15 @@ int archive_reader_read_chunk(struct archive_reader *r, const struct archive_ext
         memset(out_raw, 0, e->length);
         return 0;
     }
-    if (frame_buffer(r, e->size) < 0 ||
+    if (buffer_reserve(&r->frame, &r->frame_cap, e->size) < 0 ||
         r->src.pread(r->src.opaque, r->frame, e->size, e->position) < 0)
         return -1;
-    return chunk_decode(r->dctx, r->name, e, r->frame, out_raw);
+    if (!r->sealed)
+        return chunk_decode(r->dctx, r->name, e, false, r->frame, e->size, out_raw);
+    if (frame_unseal(&r->cctx, &r->seal, r->name, e, r->frame, &r->plain, &r->plain_cap) < 0)
+        return -1;
+    return chunk_decode(r->dctx, r->name, e, true, r->plain, e->size - ARCHIVE_SEAL_TAG_LEN,
+                        out_raw);
 }
 
 void archive_reader_free(struct archive_reader *r)
@@ -698,6 +807,9 @@ void archive_reader_free(struct archive_reader *r)
         return;
     archive_index_clear(&r->idx);
     ZSTD_freeDCtx(r->dctx);
+    EVP_CIPHER_CTX_free(r->cctx);
+    OPENSSL_cleanse(&r->seal, sizeof(r->seal));
+    free(r->plain);
     free(r->frame);
     free(r->name);
     free(r);
@@ -707,6 +819,9 @@ void archive_reader_free(struct archive_reader *r)
 
 struct archive_decoder {
     ZSTD_DCtx *dctx;
+    EVP_CIPHER_CTX *cctx;
+    uint8_t *plain;
+    size_t plain_cap;
 };
 
 struct archive_decoder *archive_decoder_new(void)
@@ -726,6 +841,8 @@ void archive_decoder_free(struct archive_decoder *d)
     if (!d)
         return;
     ZSTD_freeDCtx(d->dctx);
+    EVP_CIPHER_CTX_free(d->cctx);
+    free(d->plain);
     free(d);
 }
 
@@ -736,5 +853,16 @@ int archive_decoder_decode(struct archive_decoder *d, const char *name,
         memset(out_raw, 0, e->length);
         return 0;
     }
-    return chunk_decode(d->dctx, name ? name : "(unnamed)", e, frame, out_raw);
+    return chunk_decode(d->dctx, name ? name : "(unnamed)", e, false, frame, e->size, out_raw);
+}
+
+int archive_decoder_decode_frame(struct archive_decoder *d, const struct archive_reader *r,
+                                 const struct archive_extent *e, const void *frame, void *out_raw)
+{
+    if (e->kind == ARCHIVE_EXTENT_ZERO || !r->sealed)
+        return archive_decoder_decode(d, r->name, e, frame, out_raw);
+    if (frame_unseal(&d->cctx, &r->seal, r->name, e, frame, &d->plain, &d->plain_cap) < 0)
+        return -1;
+    return chunk_decode(d->dctx, r->name, e, true, d->plain, e->size - ARCHIVE_SEAL_TAG_LEN,
+                        out_raw);
 }

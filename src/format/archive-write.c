@@ -11,6 +11,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <json-c/json.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <zstd.h>
 
@@ -111,6 +112,13 @@ struct archive_writer {
     size_t nr, cap;
     uint64_t next_offset; /* end of the last extent */
     struct archive_writer_stats st;
+    /* Sealed archives: the data key, the cipher context, a frame buffer. */
+    bool sealed;
+    struct archive_seal seal;
+    EVP_CIPHER_CTX *cctx;
+    uint8_t *sbuf;
+    size_t sbuf_cap;
+    uint64_t nr_data;
 };
 
 static la_ssize_t sink_cb(struct archive *a, void *opaque, const void *buf, size_t len)
@@ -211,6 +219,13 @@ static int header_copy(const struct archive_header *src, struct archive_header *
 struct archive_writer *archive_writer_open(const struct archive_sink *sink,
                                            const struct archive_header *hdr, unsigned int flags)
 {
+    return archive_writer_open_sealed(sink, hdr, NULL, flags);
+}
+
+struct archive_writer *archive_writer_open_sealed(const struct archive_sink *sink,
+                                                  const struct archive_header *hdr,
+                                                  const struct format_key *key, unsigned int flags)
+{
     struct archive_writer *w;
     struct json_object *j;
     const char *s;
@@ -228,7 +243,9 @@ struct archive_writer *archive_writer_open(const struct archive_sink *sink,
     if (!w)
         return NULL;
     w->sink = *sink;
-    if (header_copy(hdr, &w->hdr) < 0 || writer_setup(w) < 0)
+    w->sealed = key != NULL;
+    if (header_copy(hdr, &w->hdr) < 0 || writer_setup(w) < 0 ||
+        (key && seal_new(key, &w->seal) < 0))
         goto fail;
     j = header_to_json(hdr);
     s = j ? json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN) : NULL;
@@ -295,6 +312,42 @@ static struct archive_extent *extent_append(struct archive_writer *w, uint64_t o
     return e;
 }
 
+static int sbuf_reserve(struct archive_writer *w, size_t need)
+{
+    uint8_t *p;
+
+    if (need <= w->sbuf_cap)
+        return 0;
+    if (!(p = vk_malloc(need))) {
+        w->failed = true;
+        return -1;
+    }
+    free(w->sbuf);
+    w->sbuf = p;
+    w->sbuf_cap = need;
+    return 0;
+}
+
+/* Seal the frame *DATA (*LEN bytes) of the chunk at OFFSET into the
+ * writer's buffer; *DATA and *LEN then describe the sealed frame. */
+static int frame_seal(struct archive_writer *w, uint64_t offset, uint64_t length, const void **data,
+                      size_t *len)
+{
+    uint8_t aad[16];
+
+    seal_frame_aad(aad, offset, length);
+    if (sbuf_reserve(w, *len + ARCHIVE_SEAL_TAG_LEN) < 0 ||
+        seal_encrypt(&w->cctx, &w->seal, w->nr_data, aad, sizeof(aad), *data, *len, w->sbuf) < 0) {
+        w->failed = true;
+        vk_error_prefix("cannot seal the chunk at offset %" PRIu64 " of disk '%s'", offset,
+                        w->hdr.disk);
+        return -1;
+    }
+    *data = w->sbuf;
+    *len += ARCHIVE_SEAL_TAG_LEN;
+    return 0;
+}
+
 int archive_writer_add_chunk(struct archive_writer *w, uint64_t offset, uint64_t length,
                              const void *zst, size_t zstlen,
                              const uint8_t sha256[ARCHIVE_SHA256_LEN])
@@ -314,11 +367,15 @@ int archive_writer_add_chunk(struct archive_writer *w, uint64_t offset, uint64_t
                  offset, w->hdr.disk, length);
         return -1;
     }
-    snprintf(name, sizeof(name), "data/%016" PRIx64 "-%016" PRIx64 ".zst", offset, length);
+    snprintf(name, sizeof(name), "data/%016" PRIx64 "-%016" PRIx64 ".zst%s", offset, length,
+             w->sealed ? ".sealed" : "");
+    if (w->sealed && frame_seal(w, offset, length, &zst, &zstlen) < 0)
+        return -1;
     if (write_member(w, name, zst, zstlen, &e->position) < 0)
         return -1;
     memcpy(e->sha256, sha256, ARCHIVE_SHA256_LEN);
     e->size = zstlen;
+    e->seq = w->nr_data++;
     w->nr++;
     w->next_offset = offset + length;
     w->st.data_bytes += length;
@@ -399,6 +456,35 @@ static void trailer_build(uint8_t rec[ARCHIVE_TRAILER_LEN], uint64_t index_pos, 
     memcpy(rec + 40, index_sha, ARCHIVE_SHA256_LEN);
 }
 
+/* Version 2, sealed: the trailer of version 1, then the sealing fields. */
+static void trailer_seal(uint8_t rec[ARCHIVE_TRAILER_SEALED_LEN], const struct archive_seal *s)
+{
+    put_le32(rec + 8, ARCHIVE_TRAILER_SEALED_VERSION);
+    put_le32(rec + 12, ARCHIVE_TRAILER_FLAG_SEALED);
+    put_le32(rec + 72, 1); /* algorithm 1: AES-256-GCM frames, RFC 3394 key wrap */
+    memcpy(rec + 76, s->prefix, SEAL_PREFIX_LEN);
+    memcpy(rec + 80, s->wrapped, SEAL_WRAPPED_LEN);
+    memcpy(rec + 120, s->key_id, FORMAT_KEY_ID_LEN);
+}
+
+/* The index member's bytes: the JSON, sealed when the archive is. */
+static int index_seal(struct archive_writer *w, char **index, size_t *len)
+{
+    char *sealed;
+
+    if (!w->sealed)
+        return 0;
+    if (!(sealed = vk_malloc(*len + ARCHIVE_SEAL_TAG_LEN)) ||
+        seal_encrypt(&w->cctx, &w->seal, SEAL_INDEX_SEQ, NULL, 0, *index, *len, sealed) < 0) {
+        free(sealed);
+        return -1;
+    }
+    free(*index);
+    *index = sealed;
+    *len += ARCHIVE_SEAL_TAG_LEN;
+    return 0;
+}
+
 static int stream_digest(struct archive_writer *w, uint8_t out[ARCHIVE_SHA256_LEN])
 {
     EVP_MD_CTX *copy = EVP_MD_CTX_new();
@@ -415,19 +501,22 @@ static int stream_digest(struct archive_writer *w, uint8_t out[ARCHIVE_SHA256_LE
 
 static int write_index_and_trailer(struct archive_writer *w)
 {
-    uint8_t body[ARCHIVE_SHA256_LEN], isha[ARCHIVE_SHA256_LEN], rec[ARCHIVE_TRAILER_LEN];
+    uint8_t body[ARCHIVE_SHA256_LEN], isha[ARCHIVE_SHA256_LEN], rec[ARCHIVE_TRAILER_SEALED_LEN];
+    size_t rlen = w->sealed ? ARCHIVE_TRAILER_SEALED_LEN : ARCHIVE_TRAILER_LEN;
     CLEANUP_FREE char *index = NULL;
     uint64_t index_pos, trailer_pos;
     size_t len = 0;
 
     if (stream_digest(w, body) < 0 || !(index = index_build(w, body, &len)) ||
-        archive_sha256(index, len, isha) < 0 ||
-        write_member(w, "index.json", index, len, &index_pos) < 0)
+        index_seal(w, &index, &len) < 0 || archive_sha256(index, len, isha) < 0 ||
+        write_member(w, w->sealed ? "index.json.sealed" : "index.json", index, len, &index_pos) < 0)
         return -1;
+    memset(rec, 0, sizeof(rec));
     trailer_build(rec, index_pos, len, w->nr, isha);
-    if (archive_sha256(rec, ARCHIVE_TRAILER_LEN - ARCHIVE_SHA256_LEN,
-                       rec + ARCHIVE_TRAILER_LEN - ARCHIVE_SHA256_LEN) < 0 ||
-        write_member(w, ARCHIVE_TRAILER_NAME, rec, sizeof(rec), &trailer_pos) < 0)
+    if (w->sealed)
+        trailer_seal(rec, &w->seal);
+    if (archive_sha256(rec, rlen - ARCHIVE_SHA256_LEN, rec + rlen - ARCHIVE_SHA256_LEN) < 0 ||
+        write_member(w, ARCHIVE_TRAILER_NAME, rec, rlen, &trailer_pos) < 0)
         return -1;
     if (archive_write_close(w->a) != ARCHIVE_OK)
         return writer_fail(w, "closing");
@@ -481,6 +570,9 @@ void archive_writer_free(struct archive_writer *w)
         archive_write_free(w->a);
     }
     EVP_MD_CTX_free(w->md);
+    EVP_CIPHER_CTX_free(w->cctx);
+    OPENSSL_cleanse(&w->seal, sizeof(w->seal));
+    free(w->sbuf);
     archive_header_clear(&w->hdr);
     free(w->extents);
     free(w);

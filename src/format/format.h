@@ -37,7 +37,8 @@
 #define ARCHIVE_CHUNK_SIZE_MAX (64u * 1024 * 1024)
 /* The trailer record and where it sits: see docs/FORMAT.md. */
 #define ARCHIVE_TRAILER_LEN 104
-#define ARCHIVE_TAIL_LEN 2048 /* trailer header + trailer block + 2 zero blocks */
+#define ARCHIVE_TRAILER_SEALED_LEN 256 /* version 2: a sealed archive */
+#define ARCHIVE_TAIL_LEN 2048          /* trailer header + trailer block + 2 zero blocks */
 
 /* Where the archive bytes go.  write returns 0 after taking all LEN bytes,
  * or -1 with the error recorded (common/error.h). */
@@ -76,7 +77,8 @@ struct archive_extent {
     enum archive_extent_kind kind;
     uint8_t sha256[ARCHIVE_SHA256_LEN]; /* of the raw data (data only) */
     uint64_t position;                  /* of the frame in the tar (data only) */
-    uint64_t size;                      /* of the frame (data only) */
+    uint64_t size; /* of the frame (data only; a sealed frame's tag included) */
+    uint64_t seq;  /* ordinal among the data extents: a sealed frame's nonce counter */
 };
 
 /* Is LEVEL one of the archive levels? */
@@ -104,6 +106,62 @@ void archive_sha256_hex(const uint8_t sha[ARCHIVE_SHA256_LEN],
                         char out[ARCHIVE_SHA256_HEX_LEN + 1]);
 int archive_sha256_unhex(const char *hex, uint8_t out[ARCHIVE_SHA256_LEN]);
 
+/* ======== keys and sealing (keyring.c, seal.c): docs/FORMAT.md, "Sealed archives".
+ *
+ * A key-encryption key (KEK) is 32 random bytes; its id is the first 16 hex
+ * digits of sha256("virtkeep-key-id" || KEK), so that an id names a key
+ * without revealing it.  Each sealed archive has its own random data key,
+ * wrapped by the KEK (RFC 3394 AES key wrap) into the trailer; each frame
+ * is sealed with AES-256-GCM under the data key with the nonce
+ * prefix (4 random bytes of the archive) || le64(frame ordinal), so that no
+ * nonce repeats under a key by construction.  A sealed manifest carries an
+ * HMAC-SHA256 under a key derived from the KEK.
+ *
+ * A keyring file (mode 0600) holds one key per line:
+ *   ID HEX64 active|retired CREATED
+ * ("#" starts a comment).  VIRTKEEP_KEY (64 hex digits) adds one key.
+ * Losing every copy of a key makes what it sealed unreadable.
+ */
+#define FORMAT_KEY_LEN 32
+#define FORMAT_KEY_ID_LEN 16
+#define FORMAT_KEY_ENV "VIRTKEEP_KEY"
+#define ARCHIVE_SEAL_TAG_LEN 16
+#define ARCHIVE_SEAL_ALGORITHM "aes-256-gcm"
+
+struct format_key {
+    char id[FORMAT_KEY_ID_LEN + 1];
+    uint8_t kek[FORMAT_KEY_LEN];
+    bool retired;
+    int64_t created; /* seconds since the epoch; 0: unknown (from the environment) */
+    char *source;    /* the file or variable it came from */
+};
+
+struct format_keyring {
+    struct format_key *keys;
+    size_t nr;
+};
+
+/* The id of KEK. */
+void format_key_id(const uint8_t kek[FORMAT_KEY_LEN], char out[FORMAT_KEY_ID_LEN + 1]);
+/* A new random key created now. */
+int format_key_generate(struct format_key *out);
+/* Append the keys of the keyring file PATH (refused when group or others
+ * can access it).  A missing file is VK_ERR_NOT_FOUND. */
+int format_keyring_load(struct format_keyring *kr, const char *path);
+/* Append the key in the environment variable VAR (64 hex digits), if set. */
+int format_keyring_load_env(struct format_keyring *kr, const char *var);
+/* Write KR to PATH atomically, mode 0600. */
+int format_keyring_save(const struct format_keyring *kr, const char *path);
+/* Append a copy of KEY (unless its id is there already). */
+int format_keyring_add(struct format_keyring *kr, const struct format_key *key, const char *source);
+const struct format_key *format_keyring_find(const struct format_keyring *kr, const char *id);
+/* The newest key not retired, or NULL. */
+const struct format_key *format_keyring_active(const struct format_keyring *kr);
+/* Wipe and free the keys. */
+void format_keyring_clear(struct format_keyring *kr);
+/* The paper backup of KEY: lines of hex and a checksum (malloc'd). */
+char *format_key_export(const struct format_key *key);
+
 /* ======== writing (archive-write.c) and reading (archive-read.c) archives. */
 
 /* Writing.  Extents must come in increasing offset order without overlap;
@@ -120,6 +178,11 @@ struct archive_writer_stats {
 
 struct archive_writer *archive_writer_open(const struct archive_sink *sink,
                                            const struct archive_header *hdr, unsigned int flags);
+/* The same, sealed under KEY (NULL: not sealed): a new data key and nonce
+ * prefix for this archive, frames and index sealed with AES-256-GCM. */
+struct archive_writer *archive_writer_open_sealed(const struct archive_sink *sink,
+                                                  const struct archive_header *hdr,
+                                                  const struct format_key *key, unsigned int flags);
 /* Add one data chunk: LENGTH raw bytes at OFFSET, compressed into the zstd
  * frame ZST of ZSTLEN bytes, with the sha256 of the raw bytes.  ZST is
  * passed on, not copied; it may be freed when this returns. */
@@ -138,6 +201,14 @@ void archive_writer_free(struct archive_writer *w);
 struct archive_reader;
 struct archive_reader *archive_reader_open(const struct archive_source *src, const char *name,
                                            unsigned int flags);
+/* The same with the keys of KEYS (may be NULL) for a sealed archive.  A
+ * sealed archive whose key is not in KEYS fails at once with
+ * VK_ERR_AUTH, naming the key id. */
+struct archive_reader *archive_reader_open_keyed(const struct archive_source *src, const char *name,
+                                                 const struct format_keyring *keys,
+                                                 unsigned int flags);
+/* The id of the key that seals the archive, or NULL when it is not sealed. */
+const char *archive_reader_key_id(const struct archive_reader *r);
 const struct archive_header *archive_reader_header(const struct archive_reader *r);
 const struct archive_extent *archive_reader_extents(const struct archive_reader *r, size_t *n);
 /* The sha256 of the archive bytes before the index member (from the index). */
@@ -161,6 +232,10 @@ struct archive_decoder *archive_decoder_new(void);
 void archive_decoder_free(struct archive_decoder *d);
 int archive_decoder_decode(struct archive_decoder *d, const char *name,
                            const struct archive_extent *e, const void *frame, void *out_raw);
+/* The same for a frame of R's archive, sealed or not (R is only read:
+ * several threads may decode frames of one reader, each with its decoder). */
+int archive_decoder_decode_frame(struct archive_decoder *d, const struct archive_reader *r,
+                                 const struct archive_extent *e, const void *frame, void *out_raw);
 
 /* The index parser alone (what archive_reader_open uses once the trailer and
  * the index sha256 are checked); INDEX_POS bounds the frame positions.  For
@@ -208,7 +283,10 @@ char *format_object_key(const char *domain, const char *backup_id, const char *f
  * the sha256 of the parent's manifest (the chain becomes a hash chain).
  * Versions 1 and 2 are still read (those fields are then 0, NULL and
  * has_parent_manifest_sha256 false: the link cannot be checked). */
-#define MANIFEST_FORMAT_VERSION 3
+#define MANIFEST_FORMAT_VERSION 4
+/* Version 4 is written only for sealed manifests (key_id set): "encryption"
+ * and "auth" (an HMAC-SHA256 of the text); others are written as version 3. */
+#define MANIFEST_PLAIN_VERSION 3
 /* The largest manifest manifest_parse() accepts. */
 #define MANIFEST_MAX_SIZE (16u * 1024 * 1024)
 
@@ -230,6 +308,9 @@ struct manifest {
     char *domain_uuid; /* 36-character RFC 4122 text form */
     char *level;       /* full, inc, diff, copy */
     char *parent_id;   /* NULL for full and copy */
+    /* The id of the key that authenticates the manifest and seals its
+     * archives (version 4), or NULL: not sealed. */
+    char *key_id;
     /* The sha256 of the parent's manifest object, as stored on the target
      * (version 3; set exactly when parent_id is).  False in the manifests
      * of versions 1 and 2, which do not record it. */
@@ -249,6 +330,15 @@ struct manifest {
 int manifest_validate(const struct manifest *m);
 /* The JSON text (malloc'd, NUL-terminated), after manifest_validate(). */
 char *manifest_to_json(const struct manifest *m, unsigned int flags);
+/* The JSON text of a sealed manifest (M->key_id is KEY's id), with its
+ * HMAC under a key derived from KEY. */
+char *manifest_to_json_sealed(const struct manifest *m, const struct format_key *key);
+/* Check the HMAC of the sealed manifest JSON (LEN bytes, parsed into M) with
+ * the key of KEYS that M->key_id names: VK_ERR_AUTH naming the key when it
+ * is not there, VK_ERR_CORRUPT naming the manifest when the tag fails.  0
+ * for a manifest that is not sealed. */
+int manifest_authenticate(const char *json, size_t len, const char *name, const struct manifest *m,
+                          const struct format_keyring *keys);
 /* Parse and validate LEN bytes; NAME (the key) names the manifest in
  * errors.  Malformed input fails with VK_ERR_CORRUPT, a newer format
  * version with VK_ERR_UNSUPPORTED.  Fills OUT (cleared on failure). */

@@ -12,14 +12,20 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <openssl/crypto.h>
 
 #include "common/cleanup.h"
 #include "common/error.h"
 #include "common/json.h"
 #include "common/util.h"
+#include "src/format/format-int.h"
 #include "src/format/format.h"
 
 #define NAME_MAX_LEN 255
+/* A sealed manifest's "auth": this prefix and 64 hex digits of HMAC-SHA256
+ * over the text with those digits replaced by AUTH_ZEROS. */
+#define AUTH_PREFIX "hmac-sha256:"
+#define AUTH_ZEROS "0000000000000000000000000000000000000000000000000000000000000000"
 
 static bool name_ok(const char *s)
 {
@@ -42,6 +48,16 @@ static bool uuid_ok(const char *s)
         if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
             return false;
     }
+    return true;
+}
+
+static bool key_id_ok(const char *id)
+{
+    if (strlen(id) != FORMAT_KEY_ID_LEN)
+        return false;
+    for (size_t i = 0; i < FORMAT_KEY_ID_LEN; i++)
+        if (!strchr("0123456789abcdef", id[i]))
+            return false;
     return true;
 }
 
@@ -165,6 +181,8 @@ int manifest_validate(const struct manifest *m)
     /* What is written is the current version: a child records its link. */
     if (!why && m->parent_id && !m->has_parent_manifest_sha256)
         why = "the sha256 of the parent's manifest is missing";
+    if (!why && m->key_id && !key_id_ok(m->key_id))
+        why = "the key id is not 16 lower-case hex digits";
 
     if (why) {
         vk_error(VK_ERR_INVALID, "the manifest of backup '%s' is invalid: %s",
@@ -213,7 +231,9 @@ static struct json_object *manifest_to_object(const struct manifest *m)
     for (size_t i = 0; i < m->nr_disks; i++)
         json_object_array_add(disks, disk_to_json(&m->disks[i]));
     json_object_object_add(o, "format", json_object_new_string(MANIFEST_FORMAT_NAME));
-    json_object_object_add(o, "version", json_object_new_int(MANIFEST_FORMAT_VERSION));
+    json_object_object_add(
+        o, "version",
+        json_object_new_int(m->key_id ? MANIFEST_FORMAT_VERSION : MANIFEST_PLAIN_VERSION));
     json_object_object_add(o, "backup_id", json_object_new_string(m->backup_id));
     json_object_object_add(o, "level", json_object_new_string(m->level));
     json_object_object_add(o, "parent_id", vk_json_string_or_null(m->parent_id));
@@ -229,6 +249,13 @@ static struct json_object *manifest_to_object(const struct manifest *m)
     json_object_object_add(o, "started", json_object_new_int64(m->started));
     json_object_object_add(o, "finished", json_object_new_int64(m->finished));
     json_object_object_add(o, "disks", disks);
+    if (m->key_id) {
+        struct json_object *enc = json_object_new_object();
+        json_object_object_add(enc, "algorithm", json_object_new_string(ARCHIVE_SEAL_ALGORITHM));
+        json_object_object_add(enc, "key_id", json_object_new_string(m->key_id));
+        json_object_object_add(o, "encryption", enc);
+        json_object_object_add(o, "auth", json_object_new_string(AUTH_PREFIX AUTH_ZEROS));
+    }
     return o;
 }
 
@@ -249,6 +276,93 @@ char *manifest_to_json(const struct manifest *m, unsigned int flags)
                                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(o);
     return s;
+}
+
+/* Where the "auth" digits are in TEXT: exactly one string token
+ * "hmac-sha256:<64 hex>" (a quote inside a JSON string is escaped, so no
+ * string value can imitate one).  NULL when there is not exactly one. */
+static const char *auth_find(const char *text, size_t len)
+{
+    static const char pre[] = "\"" AUTH_PREFIX;
+    const size_t plen = sizeof(pre) - 1, want = plen + ARCHIVE_SHA256_HEX_LEN + 1;
+    const char *found = NULL;
+
+    for (const char *p = text; (size_t)(text + len - p) >= want;) {
+        const char *q = memmem(p, (size_t)(text + len - p), pre, plen);
+        if (!q || (size_t)(text + len - q) < want)
+            break;
+        if (q[want - 1] == '"') {
+            if (found)
+                return NULL;
+            found = q + plen;
+        }
+        p = q + 1;
+    }
+    return found;
+}
+
+char *manifest_to_json_sealed(const struct manifest *m, const struct format_key *key)
+{
+    uint8_t mac[ARCHIVE_SHA256_LEN];
+    char hex[ARCHIVE_SHA256_HEX_LEN + 1];
+    char *s, *at;
+
+    if (!m->key_id || strcmp(m->key_id, key->id) != 0) {
+        vk_error(VK_ERR_INVALID, "the manifest of backup '%s' does not name key '%s'",
+                 m->backup_id ? m->backup_id : "(none)", key->id);
+        return NULL;
+    }
+    if (!(s = manifest_to_json(m, 0)))
+        return NULL;
+    at = (char *)auth_find(s, strlen(s));
+    if (!at || seal_manifest_mac(key, s, strlen(s), mac) < 0) {
+        if (!at)
+            vk_error(VK_ERR_INTERNAL, "the manifest of backup '%s' has no single auth field",
+                     m->backup_id);
+        free(s);
+        return NULL;
+    }
+    archive_sha256_hex(mac, hex);
+    memcpy(at, hex, ARCHIVE_SHA256_HEX_LEN);
+    return s;
+}
+
+int manifest_authenticate(const char *json, size_t len, const char *name, const struct manifest *m,
+                          const struct format_keyring *keys)
+{
+    const struct format_key *k = m->key_id ? format_keyring_find(keys, m->key_id) : NULL;
+    CLEANUP_FREE char *copy = NULL;
+    uint8_t mac[ARCHIVE_SHA256_LEN], got[ARCHIVE_SHA256_LEN];
+    char hx[ARCHIVE_SHA256_HEX_LEN + 1];
+    const char *at;
+
+    if (!m->key_id)
+        return 0;
+    if (!k) {
+        vk_error(VK_ERR_AUTH,
+                 "manifest '%s' is authenticated with key '%s', which is not in the keyring: "
+                 "add the keyring file that holds it (encryption_key_file =) or put the key in %s",
+                 name, m->key_id, FORMAT_KEY_ENV);
+        return -1;
+    }
+    at = auth_find(json, len);
+    if (!at || !(copy = vk_malloc(len)))
+        goto bad;
+    memcpy(copy, json, len);
+    memcpy(copy + (at - json), AUTH_ZEROS, ARCHIVE_SHA256_HEX_LEN);
+    if (seal_manifest_mac(k, copy, len, mac) < 0)
+        return -1;
+    memcpy(hx, at, ARCHIVE_SHA256_HEX_LEN);
+    hx[ARCHIVE_SHA256_HEX_LEN] = '\0';
+    if (archive_sha256_unhex(hx, got) < 0 || CRYPTO_memcmp(mac, got, sizeof(mac)) != 0)
+        goto bad;
+    return 0;
+bad:
+    vk_error(VK_ERR_CORRUPT,
+             "manifest '%s' fails its authentication (HMAC-SHA256 with key '%s'): it was altered "
+             "or is not the manifest that was written",
+             name, m->key_id);
+    return -1;
 }
 
 /* ---------------------------------------------------------------- parse */
@@ -365,7 +479,7 @@ static int version_of(struct json_object *root)
     struct json_object *v;
 
     if (json_object_object_get_ex(root, "version", &v) && json_object_is_type(v, json_type_int) &&
-        (json_object_get_int64(v) == 1 || json_object_get_int64(v) == 2))
+        json_object_get_int64(v) >= 1 && json_object_get_int64(v) <= MANIFEST_PLAIN_VERSION)
         return (int)json_object_get_int64(v);
     return MANIFEST_FORMAT_VERSION;
 }
@@ -400,6 +514,31 @@ static int parent_link_from_json(struct json_object *root, const char *what, str
     return 0;
 }
 
+/* Version 4: "encryption" {algorithm, key_id} and "auth" (checked by
+ * manifest_authenticate). */
+static int sealing_from_json(struct json_object *root, const char *what, struct manifest *m)
+{
+    static const char *const keys[] = {"algorithm", "key_id", NULL};
+    CLEANUP_FREE char *alg = NULL, *auth = NULL;
+    struct json_object *enc;
+
+    if (vk_json_get_typed(root, "encryption", json_type_object, what, &enc) < 0 ||
+        vk_json_check_object(enc, keys, what) < 0 ||
+        vk_json_get_str(enc, "algorithm", false, what, &alg) < 0 ||
+        vk_json_get_str(enc, "key_id", false, what, &m->key_id) < 0 ||
+        vk_json_get_str(root, "auth", false, what, &auth) < 0)
+        return -1;
+    if (strcmp(alg, ARCHIVE_SEAL_ALGORITHM) != 0 || !key_id_ok(m->key_id) ||
+        strncmp(auth, AUTH_PREFIX, strlen(AUTH_PREFIX)) != 0 ||
+        strlen(auth) != strlen(AUTH_PREFIX) + ARCHIVE_SHA256_HEX_LEN) {
+        vk_error(VK_ERR_CORRUPT,
+                 "%s is corrupt: its encryption algorithm, key id or auth field is malformed",
+                 what);
+        return -1;
+    }
+    return 0;
+}
+
 static int manifest_from_json(struct json_object *root, const char *what, struct manifest *m)
 {
     int version = version_of(root);
@@ -409,11 +548,19 @@ static int manifest_from_json(struct json_object *root, const char *what, struct
     static const char *const keys3[] = {
         "format", "version",    "backup_id", "level",    "parent_id", "parent_manifest_sha256",
         "domain", "checkpoint", "started",   "finished", "disks",     NULL};
+    static const char *const keys4[] = {
+        "format", "version",    "backup_id", "level",    "parent_id", "parent_manifest_sha256",
+        "domain", "checkpoint", "started",   "finished", "disks",     "encryption",
+        "auth",   NULL};
     const char *why;
 
+    const char *const *allowed = version >= 4 ? keys4 : version == 3 ? keys3 : keys;
+
     m->version = version;
-    if (vk_json_check_object(root, version >= 3 ? keys3 : keys, what) < 0 ||
-        vk_json_check_format(root, MANIFEST_FORMAT_NAME, version, what) < 0 ||
+    /* The version first: a newer manifest is unsupported, not corrupt. */
+    if (vk_json_check_format(root, MANIFEST_FORMAT_NAME, version, what) < 0 ||
+        vk_json_check_object(root, allowed, what) < 0 ||
+        (version >= 4 && sealing_from_json(root, what, m) < 0) ||
         vk_json_get_str(root, "backup_id", false, what, &m->backup_id) < 0 ||
         vk_json_get_str(root, "level", false, what, &m->level) < 0 ||
         vk_json_get_str(root, "parent_id", true, what, &m->parent_id) < 0 ||
@@ -480,6 +627,7 @@ void manifest_clear(struct manifest *m)
     free(m->checkpoint_name);
     free(m->checkpoint_xml);
     free(m->domain_xml);
+    free(m->key_id);
     memset(m, 0, sizeof(*m));
 }
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "catalog/catalog.h"
@@ -135,6 +136,42 @@ static int object_delete(struct pr *p, struct prune_item *it, const struct catal
     return 0;
 }
 
+/* Is an object of the backup of IT locked on an S3 target (Object Lock)?
+ * Then IT is kept, saying until when (its prune mark stays: a later prune
+ * deletes it once the lock has expired), and 1 is returned. */
+static int lock_check(struct pr *p, struct prune_item *it, const struct catalog_locations *locs)
+{
+    int64_t now = (int64_t)time(NULL);
+
+    for (size_t i = 0; i < locs->count; i++) {
+        const struct catalog_location *l = &locs->items[i];
+        struct transport *t = target_get(p, l->target);
+        struct transport_stat st = {0};
+        char when[32] = "?";
+        time_t u;
+        struct tm tm;
+
+        if (!t || strcmp(transport_scheme(t), "s3") != 0 || transport_stat(t, l->key, &st) < 0) {
+            vk_error_clear();
+            continue;
+        }
+        if (st.locked_until <= now)
+            continue;
+        u = (time_t)st.locked_until;
+        if (gmtime_r(&u, &tm))
+            strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        free(it->reason);
+        it->reason = vk_asprintf("locked until %s", when);
+        it->keep = true;
+        p->res->kept++;
+        vk_info("kept backup '%s': object '%s' on target '%s' is locked (S3 Object Lock) until %s; "
+                "a prune after that date deletes it",
+                it->backup_id, l->key, l->target, when);
+        return it->reason ? 1 : -1;
+    }
+    return 0;
+}
+
 /* Manifests first (a pass with MANIFESTS true), then archives. */
 static int backup_delete(struct pr *p, struct prune_item *it)
 {
@@ -143,6 +180,10 @@ static int backup_delete(struct pr *p, struct prune_item *it)
 
     if (catalog_archive_list(p->cat, it->backup_id, NULL, &locs) < 0)
         return -1;
+    if ((rc = lock_check(p, it, locs)) != 0) {
+        catalog_locations_free(locs);
+        return rc < 0 ? -1 : 0;
+    }
     for (int manifests = 1; manifests >= 0 && rc == 0; manifests--)
         for (size_t i = 0; i < locs->count && rc == 0; i++)
             if ((locs->items[i].disk == NULL) == manifests)

@@ -292,7 +292,8 @@ static int manifest_load(struct run *x, struct entry *e)
     uint8_t sha[ARCHIVE_SHA256_LEN];
 
     if (transport_get_all(x->t, e->key, MANIFEST_MAX_SIZE, &buf, &e->len) < 0 ||
-        archive_sha256(buf, e->len, sha) < 0 || manifest_parse(buf, e->len, e->key, &e->m) < 0)
+        archive_sha256(buf, e->len, sha) < 0 ||
+        reader_manifest_parse(x->ts, buf, e->len, e->key, &e->m) < 0)
         return -1;
     e->parsed = true;
     archive_sha256_hex(sha, e->hex);

@@ -33,6 +33,8 @@ struct reader_targets {
     char *from;
     struct target_slot *slots;
     size_t nr;
+    struct format_keyring keys;
+    bool keys_loaded;
 };
 
 struct reader_targets *reader_targets_new(const struct config *cfg, const char *from)
@@ -59,7 +61,36 @@ void reader_targets_free(struct reader_targets *ts)
     }
     free(ts->slots);
     free(ts->from);
+    format_keyring_clear(&ts->keys);
     free(ts);
+}
+
+const struct format_keyring *reader_keyring(struct reader_targets *ts)
+{
+    CLEANUP_FREE const char **files = NULL;
+
+    if (ts->keys_loaded)
+        return &ts->keys;
+    ts->keys_loaded = true;
+    files = config_key_files(ts->cfg);
+    for (size_t i = 0; files && files[i]; i++)
+        if (format_keyring_load(&ts->keys, files[i]) < 0)
+            vk_warn("%s", vk_error_message());
+    if (format_keyring_load_env(&ts->keys, FORMAT_KEY_ENV) < 0)
+        vk_warn("%s", vk_error_message());
+    return &ts->keys;
+}
+
+int reader_manifest_parse(struct reader_targets *ts, const void *buf, size_t len, const char *key,
+                          struct manifest *m)
+{
+    if (manifest_parse(buf, len, key, m) < 0)
+        return -1;
+    if (manifest_authenticate(buf, len, key, m, reader_keyring(ts)) < 0) {
+        manifest_clear(m);
+        return -1;
+    }
+    return 0;
 }
 
 static struct transport *target_open(const struct config *cfg, const char *name)
@@ -172,7 +203,19 @@ static int header_check(const struct reader_archive *a)
 
 /* Open the object, check its size against EXPECT_SIZE (0: unknown) and open
  * the reader. */
-static int archive_load(struct reader_archive *a, uint64_t expect_size)
+/* Say when an archive needs a retired key: it must be kept. */
+static void key_report(struct reader_targets *ts, const struct reader_archive *a)
+{
+    const char *id = archive_reader_key_id(a->reader);
+    const struct format_key *k = format_keyring_find(reader_keyring(ts), id);
+
+    if (k && k->retired)
+        vk_info("backup '%s' (disk '%s') is sealed with retired key '%s' (%s): keep that key as "
+                "long as the backup is kept",
+                a->backup_id, a->disk, id, k->source ? k->source : "keyring");
+}
+
+static int archive_load(struct reader_targets *ts, struct reader_archive *a, uint64_t expect_size)
 {
     struct transport_stat st;
     struct archive_source src = {.pread = source_pread, .opaque = a};
@@ -189,11 +232,12 @@ static int archive_load(struct reader_archive *a, uint64_t expect_size)
         return -1;
     }
     a->size = src.size = st.size;
-    a->reader = archive_reader_open(&src, a->key, 0);
+    a->reader = archive_reader_open_keyed(&src, a->key, reader_keyring(ts), 0);
     if (!a->reader) {
         vk_error_prefix("backup '%s', disk '%s'", a->backup_id, a->disk);
         return -1;
     }
+    key_report(ts, a);
     return header_check(a);
 }
 
@@ -212,7 +256,7 @@ struct reader_archive *reader_archive_open_at(struct reader_targets *ts,
     if (!a->backup_id || !a->disk || !a->target || !a->key)
         goto fail;
     a->t = reader_targets_get(ts, target_name);
-    if (!a->t || archive_load(a, ts->from ? 0 : loc->size) < 0)
+    if (!a->t || archive_load(ts, a, ts->from ? 0 : loc->size) < 0)
         goto fail;
     return a;
 fail:
@@ -332,7 +376,7 @@ static int manifest_fetch(struct reader_targets *ts, const struct catalog_locati
 
     if (!t || transport_get_all(t, loc->key, MANIFEST_MAX_SIZE, &buf, &len) < 0)
         return -1;
-    return manifest_parse(buf, len, loc->key, m);
+    return reader_manifest_parse(ts, buf, len, loc->key, m);
 }
 
 void reader_source_qcow2(struct catalog *cat, struct reader_targets *ts, const char *backup_id,
@@ -417,7 +461,7 @@ static int manifest_obj_get(struct catalog *cat, struct reader_targets *ts,
             o->recorded = l->sha256;
             if (!(o->target = vk_strdup(name)) || !(o->key = vk_strdup(l->key)))
                 return -1;
-            if (parse && manifest_parse(buf, len, l->key, &o->m) < 0)
+            if (parse && reader_manifest_parse(ts, buf, len, l->key, &o->m) < 0)
                 return -1;
             o->parsed = parse;
             return 0;
@@ -513,10 +557,44 @@ out:
     return r;
 }
 
+/* The manifest of B (the full of a chain: no link covers it) as stored:
+ * the digest the catalog records and, sealed, its HMAC.  A manifest that
+ * cannot be read is not a failure here (the archives are what a restore
+ * needs); one that was read and is wrong is. */
+static int manifest_head_check(struct catalog *cat, struct reader_targets *ts,
+                               const struct catalog_backup *b)
+{
+    struct catalog_locations *locs = NULL;
+    struct manifest_obj o = {0};
+    int r = 0;
+
+    if (catalog_archive_list(cat, b->id, NULL, &locs) < 0)
+        return -1;
+    if (manifest_obj_get(cat, ts, locs, NULL, NULL, true, &o) < 0) {
+        if (vk_error_code() == VK_ERR_CORRUPT || vk_error_code() == VK_ERR_AUTH) {
+            vk_error_prefix("backup '%s' of domain '%s'", b->id, b->domain);
+            r = -1;
+        } else {
+            vk_debug("the manifest of backup '%s' is not checked: %s", b->id, vk_error_message());
+        }
+    } else if (o.recorded && strcmp(o.hex, o.recorded) != 0) {
+        vk_error(VK_ERR_CORRUPT,
+                 "the manifest of backup '%s' of domain '%s' (object '%s' on target '%s') has "
+                 "sha256 %s, the catalog records %s",
+                 b->id, b->domain, o.key, o.target, o.hex, o.recorded);
+        r = -1;
+    }
+    manifest_obj_clear(&o);
+    catalog_locations_free(locs);
+    return r;
+}
+
 int reader_chain_check(struct catalog *cat, struct reader_targets *ts,
                        const struct catalog_backups *chain, size_t *unchecked)
 {
     *unchecked = 0;
+    if (chain->count && manifest_head_check(cat, ts, &chain->items[0]) < 0)
+        return -1;
     for (size_t i = 1; i < chain->count; i++) {
         const struct catalog_backup *b = &chain->items[i];
         bool u;

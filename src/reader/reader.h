@@ -102,6 +102,16 @@ struct transport *reader_targets_get(struct reader_targets *ts, const char *name
 size_t reader_targets_count(const struct reader_targets *ts);
 const char *reader_targets_name(const struct reader_targets *ts, size_t i, uint64_t *bytes_read);
 
+/* The keys for sealed backups: every encryption_key_file of the
+ * configuration and VIRTKEEP_KEY, loaded once (a keyring that cannot be
+ * read is a warning: its keys are then missing, and a backup that needs
+ * one fails naming the key id). */
+const struct format_keyring *reader_keyring(struct reader_targets *ts);
+/* Parse the manifest KEY (LEN bytes read from a target) and, when it is
+ * sealed, check its HMAC with the keyring (manifest_authenticate). */
+int reader_manifest_parse(struct reader_targets *ts, const void *buf, size_t len, const char *key,
+                          struct manifest *m);
+
 /* One archive (one disk of one backup) opened for reading. */
 struct reader_archive {
     char *backup_id;
@@ -161,7 +171,9 @@ struct catalog_backup;
  * domain, both backups and the object.  0 when CHILD has no parent. */
 int reader_link_check(struct catalog *cat, struct reader_targets *ts,
                       const struct catalog_backup *child, const char *target, bool *unchecked);
-/* Every link of CHAIN (full first); *UNCHECKED counts the links not checked. */
+/* Every link of CHAIN (full first), and the full's own manifest (its
+ * recorded digest and, sealed, its HMAC); *UNCHECKED counts the links not
+ * checked. */
 int reader_chain_check(struct catalog *cat, struct reader_targets *ts,
                        const struct catalog_backups *chain, size_t *unchecked);
 

@@ -95,8 +95,8 @@ struct manifest_copy {
     bool loaded;
 };
 
-static int manifest_load(struct transport *t, const char *key, const char *sha_want,
-                         struct manifest *m)
+static int manifest_load(struct reader_targets *ts, struct transport *t, const char *key,
+                         const char *sha_want, struct manifest *m)
 {
     CLEANUP_FREE void *buf = NULL;
     uint8_t sha[ARCHIVE_SHA256_LEN];
@@ -112,7 +112,7 @@ static int manifest_load(struct transport *t, const char *key, const char *sha_w
         if (strcmp(hex, sha_want) != 0)
             return digest_mismatch(key, transport_name(t), "the catalog", hex, sha_want);
     }
-    return manifest_parse(buf, len, key, m);
+    return reader_manifest_parse(ts, buf, len, key, m);
 }
 
 static const struct manifest_disk *manifest_disk_find(const struct manifest *m, const char *disk)
@@ -245,7 +245,7 @@ static void manifest_check(struct reader_targets *ts, const struct catalog_locat
                  "backup '%s' has no manifest recorded on target '%s': it is "
                  "incomplete there",
                  loc->backup_id, target);
-    else if (t && manifest_load(t, loc->key, loc->sha256, &mc->m) == 0)
+    else if (t && manifest_load(ts, t, loc->key, loc->sha256, &mc->m) == 0)
         mc->loaded = true, it->bytes = loc->size, r = 0;
     if (r < 0 && loc->key)
         vk_error_prefix("backup '%s', manifest", loc->backup_id);

@@ -98,7 +98,7 @@ static void *worker_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&w->lock);
-        int r = archive_decoder_decode(wk->dec, s->a->key, s->e, s->frame, s->raw);
+        int r = archive_decoder_decode_frame(wk->dec, s->a->reader, s->e, s->frame, s->raw);
         pthread_mutex_lock(&w->lock);
         if (r < 0) {
             const char *msg = vk_error_message();

@@ -271,6 +271,9 @@ bench_report_targets() {
         "$(bench_get restore.wall_s)")" ">=" 0.9 x "full restore throughput vs convert -t none"
     bench_target chain_vs_full_restore "$(bench_ratio "$(bench_get chain.restore.wall_s)" \
         "$(bench_get restore.wall_s)")" "<=" 1.2 x "restore from 10-deep chain vs full alone"
+    bench_target sealed_vs_full "$(bench_ratio "$(bench_get sealed.wall_s)" "$full")" "<=" 1.1 x \
+        "sealed full backup time vs plain (OpenSSL AES-256-GCM: $(bench_mib \
+        "$(bench_get openssl.aes_256_gcm_bytes_per_s)") MiB/s per core)"
 }
 
 # bench_runs_median PREFIX FIELD: the median of PREFIX.runs.*.FIELD, set as

@@ -129,6 +129,48 @@ bench_run_full() {
 }
 
 # ---------------------------------------------------------------------------
+# 1b. The same full backup sealed (encryption = aes-256-gcm, issue 16), and
+# OpenSSL's own AES-256-GCM speed on one core for comparison.
+
+bench_sealed_before() {
+    rm -rf "$SEALED_TARGET"
+    mkdir -p "$SEALED_TARGET"
+    bench_warm "$VK_SCRATCH/images/$BENCH_DOM-vda.qcow2"
+    bench_qemu_mark
+}
+
+bench_sealed_after() {
+    bench_qemu_record sealed "$1"
+    bench_vk_json_check "$LOGS/sealed-$1.out" full "sealed.runs.$1" || return 1
+    bench_set sealed.size "$(find "$SEALED_TARGET" -name vda.tar -exec stat -c %s {} +)"
+}
+
+# OpenSSL's AES-256-GCM throughput on 4 MiB buffers (bytes per second).
+bench_openssl_gcm() {
+    openssl speed -seconds 3 -bytes 4194304 -evp aes-256-gcm 2>/dev/null |
+        awk '$1 == "AES-256-GCM" { sub(/k$/, "", $2); printf "%.0f", $2 * 1000 }'
+}
+
+bench_run_sealed() {
+    BENCH_DOM=$1
+    SEALED_TARGET=$VK_SCRATCH/vk-sealed
+    if ! bench_vk_has key; then
+        bench_note "virtkeep has no 'key' command: sealed backup not measured"
+        return 0
+    fi
+    local BR_BEFORE=bench_sealed_before BR_AFTER=bench_sealed_after keyring=$VK_SCRATCH/keyring
+    [ -f "$keyring" ] || "$VK_BIN" key create --keyring "$keyring" >/dev/null
+    printf '\n[target sealed]\nurl = file://%s\nencryption = aes-256-gcm\n' "$SEALED_TARGET" \
+        >>"$VK_CONF"
+    printf 'encryption_key_file = %s\n' "$keyring" >>"$VK_CONF"
+    bench_set openssl.aes_256_gcm_bytes_per_s "$(bench_openssl_gcm)"
+    # shellcheck disable=SC2046
+    bench_runs sealed "$RUNS" "${VK_CMD[@]}" backup "$BENCH_DOM" --target sealed \
+        --level full $(bench_vk_backup_args) ||
+        bench_error "the sealed full backup failed (logs in $LOGS)"
+}
+
+# ---------------------------------------------------------------------------
 # 2. virtnbdbackup -l full -z of the same domain.
 
 bench_peer_before() {

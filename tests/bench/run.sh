@@ -6,6 +6,8 @@
 # virtual, 1.5 GiB allocated: random, text-like and zero-written regions):
 #
 #   full     virtkeep full backup of a running domain: wall, CPU, size, peak RSS
+#   sealed   the same backup sealed (encryption = aes-256-gcm), beside
+#            OpenSSL's AES-256-GCM speed (openssl speed -evp aes-256-gcm)
 #   peer     virtnbdbackup -l full -z of the same running domain
 #   zstd     the physical limit: zstd at the same level and threads over the
 #            allocated data alone, from the page cache to /dev/null
@@ -31,8 +33,8 @@
 #   VIRTKEEP_BENCH_THREADS  threads for virtkeep and the baseline; unset (the
 #                           default): virtkeep runs without --threads (its
 #                           default: the online CPUs), the baseline with -T$(nproc)
-#   VIRTKEEP_BENCH_PARTS    which parts to run (default "full peer zstd profile inc64
-#                           restore remote")
+#   VIRTKEEP_BENCH_PARTS    which parts to run (default "full sealed peer zstd profile
+#                           inc64 restore remote")
 #   VIRTKEEP_BENCH_CACHE    image cache (default /var/cache/virtkeep-bench)
 #   VIRTKEEP_BENCH_PAUSE    1 (default): pause the vCPUs of the benchmark domains
 #                           (QEMU keeps serving the backup jobs) so that the idle
@@ -66,7 +68,7 @@ RUNS=${VIRTKEEP_BENCH_RUNS:-3}
 # virtkeep's defaults unless asked otherwise: what users get is what counts.
 LEVEL=${VIRTKEEP_BENCH_LEVEL:-}
 THREADS=${VIRTKEEP_BENCH_THREADS:-}
-PARTS=" ${VIRTKEEP_BENCH_PARTS:-full peer zstd profile inc64 restore remote} "
+PARTS=" ${VIRTKEEP_BENCH_PARTS:-full sealed peer zstd profile inc64 restore remote} "
 CACHE=${VIRTKEEP_BENCH_CACHE:-/var/cache/virtkeep-bench}
 BUILD=$abs_top_builddir/tests/bench
 LOGS=$BUILD/logs
@@ -100,11 +102,13 @@ if [ "$PARTS" != " remote " ]; then bench_image_prepare; fi
 bench_env_record
 
 # (if, not &&: set -e must stay in force inside the parts.)
-if bench_part full || bench_part peer || bench_part restore || bench_part profile; then
+if bench_part full || bench_part sealed || bench_part peer || bench_part restore ||
+    bench_part profile; then
     bench_domain_setup vkbench 4G "$IMG/disk.qcow2"
 fi
 if bench_part peer; then bench_run_peer vkbench; fi
 if bench_part full; then bench_run_full vkbench; fi
+if bench_part sealed; then bench_run_sealed vkbench; fi
 if bench_part zstd; then bench_run_zstd; fi
 if bench_part profile; then bench_run_profile vkbench; fi
 if bench_part inc64; then bench_run_inc64; fi

@@ -1365,7 +1365,7 @@ static void test_manifest_malformed(void **state)
     static const struct {
         const char *spec, *why;
     } sets[] = {
-        {"version=4", "format version 4"},
+        {"version=5", "format version 5"},
         {"parent_manifest_sha256=null", "null for a backup with a parent"},
         {"parent_manifest_sha256=\"00\"", "parent_manifest_sha256 is not 64"},
         {"parent_manifest_sha256=\"AA\"", "parent_manifest_sha256 is not 64"},

@@ -285,7 +285,7 @@ static void test_key_errors(void **state)
                  "t.conf:3: [policy gold] colour: unknown key: expected one of rpo, rto, "
                  "keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, "
                  "keep_within, full_every, targets, priority, max_chain, quiesce, window, "
-                 "drill_every");
+                 "drill_every, encryption, encryption_key_file, immutable_days");
     expect_error("[policy gold]\nrpo = 1h\nrpo = 2h\n", 3,
                  "t.conf:3: [policy gold] rpo: duplicate key: it is already set at line 2");
     expect_error("[policy gold]\nrpo =\n", 2,
@@ -401,6 +401,46 @@ static void test_policy_schedule_keys(void **state)
     expect_error("[policy p]\npriority = high\n", 2,
                  "t.conf:2: [policy p] priority: invalid count 'high': expected a whole number "
                  "from 0 to 1000000 (1 is the most important; 0 or unset, the least)");
+}
+
+/* encryption and encryption_key_file: the target's win over the policy's,
+ * "none" turns sealing off, every keyring is listed once. */
+static void test_encryption(void **state)
+{
+    const char *text = "[target a]\nurl = file:///a\nencryption = aes-256-gcm\n"
+                       "encryption_key_file = /k/a\n"
+                       "[target b]\nurl = file:///b\nencryption = none\n"
+                       "[target c]\nurl = file:///c\n"
+                       "[policy gold]\nencryption = aes-256-gcm\nencryption_key_file = /k/p\n"
+                       "[policy plain]\nrpo = 1h\n"
+                       "[domain web1]\npolicy = gold\n[domain db1]\npolicy = plain\n";
+    struct config *cfg = parse(text);
+    const char *file = NULL;
+    const char **files;
+
+    (void)state;
+    assert_non_null(cfg);
+    assert_true(config_encryption(cfg, "a", "db1", &file));
+    assert_string_equal(file, "/k/a");
+    assert_false(config_encryption(cfg, "b", "web1", &file));
+    assert_null(file);
+    assert_true(config_encryption(cfg, "c", "web1", &file));
+    assert_string_equal(file, "/k/p");
+    assert_true(config_encryption(cfg, "file:///x", "web1", &file));
+    assert_false(config_encryption(cfg, "c", "db1", &file));
+    assert_false(config_encryption(cfg, "c", "nobody", &file));
+    files = config_key_files(cfg);
+    assert_string_equal(files[0], "/k/a");
+    assert_string_equal(files[1], "/k/p");
+    assert_null(files[2]);
+    free(files);
+    config_free(cfg);
+    expect_error("[target a]\nurl = file:///a\nencryption = aes-128-cbc\n", 3,
+                 "t.conf:3: [target a] encryption: invalid value 'aes-128-cbc': expected "
+                 "aes-256-gcm or none");
+    expect_error("[policy gold]\nencryption_key_file = keyring\n", 2,
+                 "t.conf:2: [policy gold] encryption_key_file: invalid path 'keyring': expected an "
+                 "absolute path to a keyring file (virtkeep key create; mode 0600)");
 }
 
 static void test_value_errors(void **state)
@@ -731,6 +771,7 @@ int main(void)
         cmocka_unit_test(test_section_errors),
         cmocka_unit_test(test_key_errors),
         cmocka_unit_test(test_value_errors),
+        cmocka_unit_test(test_encryption),
         cmocka_unit_test(test_policy_schedule_keys),
         cmocka_unit_test(test_url_errors),
         cmocka_unit_test(test_reference_errors),

@@ -356,7 +356,7 @@ static void test_manifest_v1(void **state)
     manifest_clear(&m);
     free(edited);
 
-    edited = json_edit(json, 4, false);
+    edited = json_edit(json, 5, false); /* 4 is a sealed manifest; 5 is unknown */
     assert_int_equal(manifest_parse(edited, strlen(edited), "k", &m), -1);
     assert_int_equal(vk_error_code(), VK_ERR_UNSUPPORTED);
     free(edited);
