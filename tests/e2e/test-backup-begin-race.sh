@@ -22,7 +22,11 @@ vk_domain_create "$dom" 64M 1
 vk_domain_start "$dom"
 vk_domain_write "$dom" vda 0xab 0 1M
 
-lvd_pid() { pidof libvirtd virtqemud 2>/dev/null | awk '{print $1}'; }
+# The system libvirtd (session ones of other tests may run beside it).
+lvd_pid() {
+    local p
+    p=$(cat /run/libvirtd.pid 2>/dev/null) && kill -0 "$p" 2>/dev/null && echo "$p"
+}
 lvd=$(lvd_pid)
 [ -n "$lvd" ] || vk_fail "no libvirtd runs"
 qpid=$(vk_domain_qemu_pid "$dom")
