@@ -133,6 +133,9 @@ struct catalog_stmt *catalog_sql_prepare(struct catalog *cat, const char *sql, c
 int catalog_sql_run(struct catalog *cat, const char *sql, const char *types, ...);
 /* Step once: 1 for a row, 0 when done, -1 on error (recorded). */
 int catalog_sql_step(struct catalog *cat, struct catalog_stmt *stmt);
+/* Step an INSERT ... RETURNING id to its end: the new id (> 0), or -1
+ * (recorded; WHAT names the row, e.g. "drill"). */
+int64_t catalog_sql_new_id(struct catalog *cat, struct catalog_stmt *stmt, const char *what);
 /* Why the last failed statement failed. */
 enum catalog_fault catalog_sql_fault(struct catalog *cat);
 

@@ -77,7 +77,6 @@ int64_t catalog_drill_insert(struct catalog *cat, const struct catalog_drill *d)
     int64_t pid_start = catalog_pid_start(pid, d->pid_start);
     CLEANUP_STMT struct catalog_stmt *stmt = NULL;
     int64_t id = 0;
-    int r;
 
     if (!d->domain || !*d->domain || (unsigned int)d->state > CATALOG_DRILL_CANCELLED ||
         !isfinite(d->estimate_seconds) || !isfinite(d->actual_seconds)) {
@@ -93,13 +92,8 @@ int64_t catalog_drill_insert(struct catalog *cat, const struct catalog_drill *d)
         "ittttiiidtduuti", d->job_id, d->domain, d->backup_id, d->targets,
         catalog_drill_state_name(d->state), pid, started, d->finished, d->estimate_seconds,
         d->estimate_source, d->actual_seconds, d->bytes_read, d->disk_bytes, d->error, pid_start);
-    r = stmt ? catalog_sql_step(cat, stmt) : -1;
-    if (r == 1)
-        id = catalog_sql_int(stmt, 0);
-    if (r == 1 && id > 0 && (r = catalog_sql_step(cat, stmt)) == 0)
+    if ((id = catalog_sql_new_id(cat, stmt, "drill")) > 0)
         return id;
-    if (r != -1)
-        vk_error(VK_ERR_INTERNAL, "catalog '%s' gave no id to the new drill", cat->path);
     vk_error_prefix("cannot record a drill of domain '%s'", d->domain);
     return -1;
 }

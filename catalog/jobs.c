@@ -52,7 +52,6 @@ int64_t catalog_job_insert(struct catalog *cat, const struct catalog_job *job)
     int64_t pid_start = catalog_pid_start(pid, job->pid_start);
     CLEANUP_STMT struct catalog_stmt *stmt = NULL;
     int64_t id = 0;
-    int r;
 
     if (!job->kind || !*job->kind || job->state > CATALOG_JOB_CANCELLED) {
         vk_error(VK_ERR_INVALID, "a job needs a kind and a valid state");
@@ -68,13 +67,8 @@ int64_t catalog_job_insert(struct catalog *cat, const struct catalog_job *job)
         "tttttiiiuuddti", job->kind, job->domain, job->target, job->backup_id,
         catalog_job_state_name(job->state), pid, started, job->finished, job->progress_done,
         job->progress_total, job->estimate_seconds, job->elapsed_seconds, job->error, pid_start);
-    r = stmt ? catalog_sql_step(cat, stmt) : -1;
-    if (r == 1)
-        id = catalog_sql_int(stmt, 0);
-    if (r == 1 && id > 0 && (r = catalog_sql_step(cat, stmt)) == 0)
+    if ((id = catalog_sql_new_id(cat, stmt, "job")) > 0)
         return id;
-    if (r != -1)
-        vk_error(VK_ERR_INTERNAL, "catalog '%s' gave no id to the new job", cat->path);
     vk_error_prefix("cannot record a %s job", job->kind);
     return -1;
 }

@@ -99,6 +99,20 @@ int catalog_sql_step(struct catalog *cat, struct catalog_stmt *stmt)
     return stmt->cat->be->step(stmt);
 }
 
+int64_t catalog_sql_new_id(struct catalog *cat, struct catalog_stmt *stmt, const char *what)
+{
+    int64_t id = 0;
+    int r = stmt ? catalog_sql_step(cat, stmt) : -1;
+
+    if (r == 1)
+        id = catalog_sql_int(stmt, 0);
+    if (r == 1 && id > 0 && (r = catalog_sql_step(cat, stmt)) == 0)
+        return id;
+    if (r != -1)
+        vk_error(VK_ERR_INTERNAL, "catalog '%s' gave no id to the new %s", cat->path, what);
+    return -1;
+}
+
 enum catalog_fault catalog_sql_fault(struct catalog *cat)
 {
     return cat->fault;

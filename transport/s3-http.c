@@ -568,3 +568,17 @@ int s3_fail(const struct s3 *s3, const struct s3_req *r, const char *what)
         vk_error(code, "%s: S3 answered HTTP %ld", what, r->status);
     return -1;
 }
+
+int s3_perform_ok(struct s3 *s3, struct s3_req *r, const char *what)
+{
+    int ret = -1;
+
+    if (s3_perform(s3, r, what) < 0)
+        return -1;
+    if (r->status / 100 != 2)
+        s3_fail(s3, r, what);
+    else
+        ret = 0;
+    s3_req_clear(r);
+    return ret;
+}

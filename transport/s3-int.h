@@ -121,6 +121,9 @@ int s3_perform(struct s3 *s3, struct s3_req *req, const char *what);
 /* Record the error for a non-2xx answer: the S3 error code and message
  * mapped to a vk_error code; WHAT starts the message.  Returns -1. */
 int s3_fail(const struct s3 *s3, const struct s3_req *req, const char *what);
+/* s3_perform, then s3_fail unless the answer is 2xx; REQ is cleared either
+ * way.  Returns 0 for a 2xx answer, else -1 (recorded). */
+int s3_perform_ok(struct s3 *s3, struct s3_req *req, const char *what);
 void s3_req_clear(struct s3_req *req);
 
 /* Percent-encode for a URL path (KEEP_SLASH) or a query value. */

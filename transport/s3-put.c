@@ -274,20 +274,12 @@ static int upload_retention(struct s3_put *p)
         "<RetainUntilDate>%s</RetainUntilDate></Retention>",
         p->lock_until);
     struct s3_req r = {.method = "PUT", .key = p->key, .query = "retention=", .content_md5 = true};
-    int ret = -1;
 
     if (!what || !xml)
         return -1;
     r.body = xml;
     r.body_len = strlen(xml);
-    if (s3_perform(p->s3, &r, what) < 0)
-        return -1;
-    if (r.status / 100 != 2)
-        s3_fail(p->s3, &r, what);
-    else
-        ret = 0;
-    s3_req_clear(&r);
-    return ret;
+    return s3_perform_ok(p->s3, &r, what);
 }
 
 /* Best effort: the upload is invisible anyway, but its parts cost space. */
@@ -437,16 +429,8 @@ static int put_single(struct s3_put *p)
                        .body_len = p->len,
                        .lock_until = *p->lock_until ? p->lock_until : NULL,
                        .content_md5 = *p->lock_until != '\0'};
-    int ret = -1;
 
-    if (!what || s3_perform(p->s3, &r, what) < 0)
-        return -1;
-    if (r.status / 100 != 2)
-        s3_fail(p->s3, &r, what);
-    else
-        ret = 0;
-    s3_req_clear(&r);
-    return ret;
+    return what ? s3_perform_ok(p->s3, &r, what) : -1;
 }
 
 static void put_free(struct s3_put *p)
