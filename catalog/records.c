@@ -13,6 +13,7 @@ void catalog_domain_clear(void *domain)
 
     free(d->name);
     free(d->uuid);
+    free(d->host);
 }
 
 void catalog_domain_free(struct catalog_domain *domain)
@@ -115,6 +116,7 @@ void catalog_job_clear(void *item)
     free(job->target);
     free(job->backup_id);
     free(job->error);
+    free(job->host);
 }
 
 void catalog_job_free(struct catalog_job *job)

@@ -1166,6 +1166,286 @@ static void test_connection_dropped_then_retry(void **state)
     catalog_close(cat);
 }
 
+/* ---- hosts and leases ------------------------------------------------- */
+
+/* A catalog handle of host HOST (as virtkeepd's workers get theirs). */
+static struct catalog *open_as(void **state, const char *host)
+{
+    struct catalog *cat;
+
+    setenv("VIRTKEEP_HOST", host, 1);
+    cat = catalog_open(url_of(state), 0);
+    unsetenv("VIRTKEEP_HOST");
+    if (!cat)
+        fail_msg("catalog_open as host %s: %s", host, vk_error_message());
+    assert_string_equal(catalog_host_name(cat), host);
+    return cat;
+}
+
+static void test_hosts_register(void **state)
+{
+    struct catalog *a = open_as(state, "alpha"), *b = open_as(state, "beta");
+    struct catalog_job job = {
+        .kind = (char *)"backup", .domain = (char *)"web1", .state = CATALOG_JOB_RUNNING};
+    struct catalog_hosts *hosts = NULL;
+    struct catalog_domain *dom;
+    int64_t epoch = 0, now = (int64_t)time(NULL);
+
+    assert_int_equal(catalog_host_heartbeat(a, now), -1);
+    assert_error(VK_ERR_NOT_FOUND, "host 'alpha'");
+    assert_int_equal(catalog_host_register(a, "qemu:///system", "1.0", now - 5), 0);
+    assert_int_equal(catalog_host_register(b, NULL, "1.1", now - 5), 0);
+    assert_int_equal(catalog_host_heartbeat(a, now), 0);
+    assert_int_equal(catalog_lease_claim(a, "web1", now, 60, &epoch), 1);
+    assert_true(catalog_job_insert(a, &job) > 0);
+    assert_int_equal(catalog_host_list(b, &hosts), 0);
+    assert_int_equal(hosts->count, 2);
+    assert_string_equal(hosts->items[0].name, "alpha");
+    assert_string_equal(hosts->items[0].uri, "qemu:///system");
+    assert_string_equal(hosts->items[0].version, "1.0");
+    assert_int_equal(hosts->items[0].heartbeat, now);
+    assert_int_equal(hosts->items[0].started, now - 5);
+    assert_int_equal(hosts->items[0].running_jobs, 1);
+    assert_int_equal(hosts->items[0].domains, 1);
+    assert_null(hosts->items[1].uri);
+    assert_int_equal(hosts->items[1].running_jobs, 0);
+    catalog_hosts_free(hosts);
+    dom = catalog_domain_get(b, "web1");
+    assert_non_null(dom);
+    assert_string_equal(dom->host, "alpha");
+    catalog_domain_free(dom);
+    catalog_close(a);
+    catalog_close(b);
+}
+
+#define CLAIMERS 4
+#define CLAIM_DOMAINS 3
+#define CLAIM_ROUNDS 25
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* One claimer process: claim, check the lease stays ours a moment, record
+ * the claim (epoch and the interval it was held, in microseconds) as a
+ * job row, release.  Exits 0, or 1 with the error on stderr. */
+static void __attribute__((noreturn)) claimer(void **state, size_t k)
+{
+    char host[32], dom[32];
+    struct catalog *mine;
+
+    snprintf(host, sizeof host, "claimer%zu", k);
+    setenv("VIRTKEEP_HOST", host, 1);
+    if (!(mine = catalog_open(url_of(state), CATALOG_OPEN_EXISTING)))
+        goto fail;
+    for (int i = 0; i < CLAIM_ROUNDS * CLAIM_DOMAINS; i++) {
+        struct catalog_lease l;
+        struct catalog_job row = {
+            .kind = (char *)"claim", .domain = dom, .state = CATALOG_JOB_SUCCEEDED};
+        int64_t epoch = 0, t0;
+        int r;
+
+        snprintf(dom, sizeof dom, "claimed%d", (int)((i + k) % CLAIM_DOMAINS));
+        if ((r = catalog_lease_claim(mine, dom, (int64_t)time(NULL), 60, &epoch)) == -1)
+            goto fail;
+        if (r == 0)
+            continue;
+        t0 = now_us();
+        usleep(2000);
+        if (catalog_lease_get(mine, dom, &l) == -1)
+            goto fail;
+        r = l.host && strcmp(l.host, host) == 0 && l.epoch == epoch;
+        catalog_lease_clear(&l);
+        if (!r) {
+            fprintf(stderr, "claimer %zu: lease of %s changed under it\n", k, dom);
+            _exit(1);
+        }
+        row.epoch = epoch;
+        row.progress_done = (uint64_t)t0;
+        row.progress_total = (uint64_t)now_us();
+        if (catalog_job_insert(mine, &row) <= 0 || catalog_lease_release(mine, dom, epoch) == -1)
+            goto fail;
+    }
+    catalog_close(mine);
+    _exit(0);
+fail:
+    fprintf(stderr, "claimer %zu: %s\n", k, vk_error_message());
+    _exit(1);
+}
+
+/* Claims of one domain: distinct epochs, and held intervals that never
+ * overlap. */
+static size_t check_claims(const struct catalog_jobs *jobs, const char *dom)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < jobs->count; i++) {
+        const struct catalog_job *a = &jobs->items[i];
+        if (strcmp(a->kind, "claim") != 0 || strcmp(a->domain, dom) != 0)
+            continue;
+        n++;
+        assert_true(a->epoch > 0);
+        for (size_t j = i + 1; j < jobs->count; j++) {
+            const struct catalog_job *b = &jobs->items[j];
+            if (strcmp(b->kind, "claim") != 0 || strcmp(b->domain, dom) != 0)
+                continue;
+            if (a->epoch == b->epoch)
+                fail_msg("domain %s: epoch %lld claimed twice", dom, (long long)a->epoch);
+            if (a->progress_done < b->progress_total && b->progress_done < a->progress_total)
+                fail_msg("domain %s: claims by %s and %s overlap", dom, a->host, b->host);
+        }
+    }
+    return n;
+}
+
+/* Several processes claim the same few domains at once: at any moment at
+ * most one holds a domain, and every claim has its own epoch. */
+static void test_lease_claim_exclusive(void **state)
+{
+    struct catalog *cat = open_new(state);
+    struct catalog_jobs *jobs = NULL;
+    pid_t kids[CLAIMERS];
+    size_t total = 0;
+    int status;
+
+    for (size_t k = 0; k < CLAIMERS; k++) {
+        kids[k] = fork();
+        assert_true(kids[k] >= 0);
+        if (kids[k] == 0)
+            claimer(state, k);
+    }
+    for (size_t k = 0; k < CLAIMERS; k++) {
+        assert_int_equal(waitpid(kids[k], &status, 0), kids[k]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    assert_int_equal(catalog_job_list(cat, NULL, 0, 0, &jobs), 0);
+    for (int d = 0; d < CLAIM_DOMAINS; d++) {
+        char dom[32];
+        struct catalog_lease l;
+        size_t n;
+
+        snprintf(dom, sizeof dom, "claimed%d", d);
+        n = check_claims(jobs, dom);
+        assert_true(n > 0);
+        assert_int_equal(catalog_lease_get(cat, dom, &l), 0);
+        assert_int_equal(l.epoch, (int64_t)n); /* every claim bumped it once */
+        assert_null(l.host);
+        catalog_lease_clear(&l);
+        total += n;
+    }
+    print_message("%s: %zu claims of %d domains by %d processes, none overlapping\n",
+                  fx_of(state)->name, total, CLAIM_DOMAINS, CLAIMERS);
+    catalog_jobs_free(jobs);
+    catalog_close(cat);
+}
+
+/* Host alpha claims a domain and stops heartbeating: its lease holds until
+ * it expires; then beta marks alpha's running rows failed (and only then),
+ * takes the lease over with a new epoch, and alpha can no longer renew. */
+static void test_lease_expiry_takeover(void **state)
+{
+    struct catalog *a = open_as(state, "alpha"), *b = open_as(state, "beta");
+    int64_t t0 = (int64_t)time(NULL), e1 = 0, e2 = 0;
+    struct catalog_job job = {
+        .kind = (char *)"backup", .domain = (char *)"web1", .state = CATALOG_JOB_RUNNING};
+    struct catalog_backup bk = {.id = (char *)"web1-1",
+                                .domain = (char *)"web1",
+                                .level = CATALOG_LEVEL_COPY,
+                                .status = CATALOG_STATUS_RUNNING,
+                                .started = t0};
+    struct catalog_backup *got;
+    struct catalog_job *j;
+    unsigned int marked = 99;
+    int64_t id;
+
+    assert_int_equal(catalog_host_register(a, NULL, "1", t0), 0);
+    assert_int_equal(catalog_host_register(b, NULL, "1", t0), 0);
+    assert_int_equal(catalog_lease_claim(a, "web1", t0, 30, &e1), 1);
+    assert_int_equal(catalog_lease_claim(a, "web1", t0, 30, &e2), 0); /* one job per domain */
+    job.epoch = e1;
+    job.pid = bk.pid = dead_pid(); /* a pid means nothing to another host */
+    assert_true((id = catalog_job_insert(a, &job)) > 0);
+    assert_int_equal(catalog_backup_insert(a, &bk), 0);
+    assert_int_equal(catalog_backup_fail_orphans(b, 0, &marked), 0);
+    assert_int_equal(marked, 0);
+    assert_int_equal(catalog_job_fail_orphans(b, 0, &marked), 0);
+    assert_int_equal(marked, 0);
+
+    /* alpha is silent; its lease is still valid at t0 + 20 */
+    assert_int_equal(catalog_host_heartbeat(b, t0 + 20), 0);
+    assert_int_equal(catalog_lease_claim(b, "web1", t0 + 20, 30, &e2), 0);
+    assert_int_equal(catalog_host_reap(b, t0 + 20, 30, &marked), 0);
+    assert_int_equal(marked, 0);
+    assert_int_equal(catalog_lease_renew(a, "web1", e1, t0 + 25, 30), 0 + 1);
+    /* renewed until t0 + 55: alpha stops heartbeating at t0 */
+    assert_int_equal(catalog_host_reap(b, t0 + 50, 30, &marked), 0);
+    assert_int_equal(marked, 0);
+    assert_int_equal(catalog_host_reap(b, t0 + 60, 30, &marked), 0);
+    assert_int_equal(marked, 2);
+    j = catalog_job_get(b, id);
+    assert_non_null(j);
+    assert_int_equal(j->state, CATALOG_JOB_FAILED);
+    assert_string_equal(j->host, "alpha");
+    assert_non_null(strstr(j->error, "host 'alpha' stopped heartbeating"));
+    assert_non_null(strstr(j->error, "by host 'beta'"));
+    catalog_job_free(j);
+    got = catalog_backup_get(b, "web1-1");
+    assert_non_null(got);
+    assert_int_equal(got->status, CATALOG_STATUS_FAILED);
+    catalog_backup_free(got);
+    assert_int_equal(catalog_host_reap(b, t0 + 61, 30, &marked), 0);
+    assert_int_equal(marked, 0);
+
+    assert_int_equal(catalog_lease_claim(b, "web1", t0 + 60, 30, &e2), 1);
+    assert_int_equal(e2, e1 + 1);
+    assert_int_equal(catalog_lease_renew(a, "web1", e1, t0 + 60, 30), 0);
+    assert_int_equal(catalog_lease_renew(b, "web1", e2, t0 + 70, 30), 1);
+    catalog_close(a);
+    catalog_close(b);
+}
+
+/* A worker commits under its lease; once the lease was taken over, the
+ * same worker's commit is refused and the backup stays uncommitted. */
+static void test_lease_fencing(void **state)
+{
+    struct catalog *a = open_as(state, "alpha"), *b = open_as(state, "beta");
+    int64_t now = (int64_t)time(NULL), e1 = 0, e2 = 0;
+    struct catalog_backup *got;
+
+    assert_int_equal(catalog_lease_claim(a, "web1", now, 60, &e1), 1);
+    assert_int_equal(catalog_fence_set(a, "web1", e1), 0);
+    insert_backup(a, "web1-1", "web1", CATALOG_LEVEL_FULL, NULL, now);
+    assert_int_equal(catalog_backup_set_status(a, "web1-1", CATALOG_STATUS_COMMITTED, NULL), 0);
+
+    /* alpha's lease expires (at now + 60) and beta claims it */
+    assert_int_equal(catalog_lease_claim(b, "web1", now + 61, 60, &e2), 1);
+    assert_int_equal(e2, e1 + 1);
+    insert_backup(a, "web1-2", "web1", CATALOG_LEVEL_INC, "web1-1", now + 1);
+    assert_int_equal(catalog_backup_set_status(a, "web1-2", CATALOG_STATUS_COMMITTED, NULL), -1);
+    assert_error(VK_ERR_BUSY, "host 'alpha' lost the lease of domain 'web1'");
+    assert_non_null(strstr(vk_error_message(), "held by host 'beta'"));
+    got = catalog_backup_get(b, "web1-2");
+    assert_non_null(got);
+    assert_int_equal(got->status, CATALOG_STATUS_RUNNING);
+    catalog_backup_free(got);
+    /* failing is always allowed */
+    assert_int_equal(catalog_backup_set_status(a, "web1-2", CATALOG_STATUS_FAILED, "fenced"), 0);
+
+    /* a released lease fences too: the epoch is gone */
+    assert_int_equal(catalog_lease_release(b, "web1", e2), 0);
+    assert_int_equal(catalog_fence_set(b, "web1", e2), 0);
+    insert_backup(b, "web1-3", "web1", CATALOG_LEVEL_INC, "web1-1", now + 2);
+    assert_int_equal(catalog_backup_set_status(b, "web1-3", CATALOG_STATUS_COMMITTED, NULL), -1);
+    assert_error(VK_ERR_BUSY, "now free");
+    catalog_close(a);
+    catalog_close(b);
+}
+
 int catalog_contract_run(const char *suite_name, struct catalog_fixture *fx)
 {
 #define T(f) cmocka_unit_test_prestate_setup_teardown(f, ctx_setup, ctx_teardown, fx)
@@ -1189,6 +1469,10 @@ int catalog_contract_run(const char *suite_name, struct catalog_fixture *fx)
         T(test_concurrent_writers),
         T(test_writer_killed_mid_transaction),
         T(test_connection_dropped_then_retry),
+        T(test_hosts_register),
+        T(test_lease_claim_exclusive),
+        T(test_lease_expiry_takeover),
+        T(test_lease_fencing),
     };
 #undef T
     struct CMUnitTest run[VK_ARRAY_SIZE(tests)];
