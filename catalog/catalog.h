@@ -455,6 +455,7 @@ struct catalog_host {
     char *version;             /* the virtkeep version of its daemon, may be NULL */
     int64_t started;           /* when its daemon registered */
     int64_t heartbeat;         /* its last heartbeat */
+    int64_t lease_seconds;     /* how long its leases last: lost once silent longer */
     unsigned int running_jobs; /* jobs running on it now (catalog_host_list) */
     unsigned int domains;      /* domains that last ran on it (catalog_host_list) */
 };
@@ -479,15 +480,18 @@ void catalog_lease_clear(struct catalog_lease *lease);
 char *catalog_host_self(void);
 /* The host name an open catalog records rows under. */
 const char *catalog_host_name(const struct catalog *cat);
-/* Register this host (insert or update URI and version; started and the
- * heartbeat are NOW). */
-int catalog_host_register(struct catalog *cat, const char *uri, const char *version, int64_t now);
+/* Register this host (insert or update URI, version and the duration of
+ * its leases, LEASE_SECONDS; started and the heartbeat are NOW). */
+int catalog_host_register(struct catalog *cat, const char *uri, const char *version,
+                          int64_t lease_seconds, int64_t now);
+/* Has host H been silent at NOW for longer than its leases last? */
+bool catalog_host_lost(const struct catalog_host *h, int64_t now);
 /* Heartbeat at NOW; VK_ERR_NOT_FOUND when the host is not registered. */
 int catalog_host_heartbeat(struct catalog *cat, int64_t now);
 /* Every registered host, by name, with its running jobs and domains. */
 int catalog_host_list(struct catalog *cat, struct catalog_hosts **out);
 /* Fail the rows of hosts that stopped heartbeating: a host (not this one)
- * whose heartbeat is older than NOW - TTL and none of whose leases is still
+ * silent for longer than its own lease duration and TTL, none of whose leases is still
  * valid at NOW gets its queued and running jobs, running backups and
  * drills marked failed (the error names it and when it was last heard
  * from), and its leases freed.  *MARKED (may be NULL): rows marked. */

@@ -33,14 +33,16 @@ const char *catalog_host_name(const struct catalog *cat)
     return cat->host;
 }
 
-int catalog_host_register(struct catalog *cat, const char *uri, const char *version, int64_t now)
+int catalog_host_register(struct catalog *cat, const char *uri, const char *version,
+                          int64_t lease_seconds, int64_t now)
 {
     if (catalog_sql_run(cat,
-                        "INSERT INTO hosts(name, uri, version, started, heartbeat) "
-                        "VALUES(?1, ?2, ?3, ?4, ?4) ON CONFLICT(name) DO UPDATE SET "
+                        "INSERT INTO hosts(name, uri, version, started, heartbeat, lease_seconds) "
+                        "VALUES(?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT(name) DO UPDATE SET "
                         "uri = excluded.uri, version = excluded.version, "
-                        "started = excluded.started, heartbeat = excluded.heartbeat",
-                        "ttti", cat->host, uri, version, now) == -1) {
+                        "started = excluded.started, heartbeat = excluded.heartbeat, "
+                        "lease_seconds = excluded.lease_seconds",
+                        "tttii", cat->host, uri, version, now, lease_seconds) == -1) {
         vk_error_prefix("cannot register host '%s'", cat->host);
         return -1;
     }
@@ -86,6 +88,7 @@ static int read_host(struct catalog_stmt *stmt, void *item)
     h->heartbeat = catalog_sql_int(stmt, 4);
     h->running_jobs = (unsigned int)catalog_sql_int(stmt, 5);
     h->domains = (unsigned int)catalog_sql_int(stmt, 6);
+    h->lease_seconds = catalog_sql_int(stmt, 7);
     return ok ? 0 : -1;
 }
 
@@ -99,7 +102,7 @@ int catalog_host_list(struct catalog *cat, struct catalog_hosts **out)
         cat,
         "SELECT h.name, h.uri, h.version, h.started, h.heartbeat, "
         "(SELECT count(*) FROM jobs j WHERE j.host = h.name AND j.state = 'running'), "
-        "(SELECT count(*) FROM domains d WHERE d.host = h.name) "
+        "(SELECT count(*) FROM domains d WHERE d.host = h.name), h.lease_seconds "
         "FROM hosts h ORDER BY h.name",
         NULL);
     list = stmt ? vk_calloc(1, sizeof *list) : NULL;
@@ -110,6 +113,11 @@ int catalog_host_list(struct catalog *cat, struct catalog_hosts **out)
     }
     *out = list;
     return 0;
+}
+
+bool catalog_host_lost(const struct catalog_host *h, int64_t now)
+{
+    return now - h->heartbeat > h->lease_seconds;
 }
 
 /* ---- reaping the rows of a lost host -------------------------------------- */
@@ -171,7 +179,8 @@ int catalog_host_reap(struct catalog *cat, int64_t now, int64_t ttl, unsigned in
 
     stmt = catalog_sql_prepare(
         cat,
-        "SELECT h.name, h.heartbeat FROM hosts h WHERE h.name <> ?1 AND h.heartbeat < ?2 "
+        "SELECT h.name, h.heartbeat FROM hosts h WHERE h.name <> ?1 "
+        "AND h.heartbeat < ?2 - (CASE WHEN h.lease_seconds > ?4 THEN h.lease_seconds ELSE ?4 END) "
         "AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.host = h.name AND l.expires >= ?3) "
         "AND (EXISTS (SELECT 1 FROM leases l WHERE l.host = h.name) "
         "OR EXISTS (SELECT 1 FROM jobs j WHERE j.host = h.name "
@@ -179,7 +188,7 @@ int catalog_host_reap(struct catalog *cat, int64_t now, int64_t ttl, unsigned in
         "OR EXISTS (SELECT 1 FROM backups b WHERE b.host = h.name AND b.status = 'running') "
         "OR EXISTS (SELECT 1 FROM drills d WHERE d.host = h.name AND d.state = 'running')) "
         "ORDER BY h.name",
-        "tii", cat->host, now - ttl, now);
+        "tiii", cat->host, now, now, ttl);
     if (!stmt)
         return -1;
     while ((r = catalog_sql_step(cat, stmt)) == 1) {

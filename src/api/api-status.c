@@ -26,6 +26,7 @@ static void domain_clear(struct status_domain *d)
     free(d->rto_reason);
     free(d->next_target);
     free(d->next_reason);
+    free(d->host);
     memset(d, 0, sizeof *d);
 }
 
@@ -99,6 +100,25 @@ static int next_job_set(struct status_domain *d, const struct sched_input *in, i
     return 0;
 }
 
+/* The host D last ran on, and whether that host is lost. */
+static int host_set(struct catalog *cat, const char *name, int64_t now, struct status_domain *d)
+{
+    struct catalog_domain *dom = catalog_domain_get(cat, name);
+    struct catalog_hosts *hosts = NULL;
+
+    if (!dom)
+        return vk_error_code() == VK_ERR_NOT_FOUND ? 0 : -1;
+    d->host = VK_STEAL(dom->host);
+    catalog_domain_free(dom);
+    if (!d->host || catalog_host_list(cat, &hosts) < 0)
+        return d->host ? -1 : 0;
+    for (size_t i = 0; i < hosts->count; i++)
+        if (strcmp(hosts->items[i].name, d->host) == 0 && catalog_host_lost(&hosts->items[i], now))
+            d->host_unreachable_since = hosts->items[i].heartbeat;
+    catalog_hosts_free(hosts);
+    return 0;
+}
+
 static int domain_compute(struct catalog *cat, const struct config *cfg, const char *name,
                           int64_t now, const struct api_ops *ops, struct status_domain *d)
 {
@@ -124,7 +144,8 @@ static int domain_compute(struct catalog *cat, const struct config *cfg, const c
     d->failures = st.failures;
     d->rpo_violated = st.rpo_violated;
     d->rto_violated = st.rto_violated;
-    if (reasons_set(d) < 0 || next_job_set(d, &owned.in, now, ops) < 0)
+    if (reasons_set(d) < 0 || next_job_set(d, &owned.in, now, ops) < 0 ||
+        host_set(cat, name, now, d) < 0)
         goto out;
     r = 0;
 out:
@@ -234,6 +255,10 @@ static struct json_object *domain_json(const struct status_domain *d)
     json_object_object_add(o, "chain_length", json_object_new_int64(d->chain_length));
     json_object_object_add(o, "failures", json_object_new_int64(d->failures));
     json_object_object_add(o, "next_job", next_json(d));
+    json_object_object_add(o, "host", vk_json_string_or_null(d->host));
+    json_object_object_add(
+        o, "host_unreachable_since",
+        d->host_unreachable_since ? json_object_new_int64(d->host_unreachable_since) : NULL);
     return o;
 }
 
@@ -331,8 +356,9 @@ static int domain_from_json(struct json_object *o, struct status_domain *d)
     }
     if (get_str(o, "policy", &d->policy) < 0 || get_str(o, "last_backup", &d->last_backup) < 0 ||
         get_str(o, "rpo_reason", &d->rpo_reason) < 0 ||
-        get_str(o, "rto_reason", &d->rto_reason) < 0)
+        get_str(o, "rto_reason", &d->rto_reason) < 0 || get_str(o, "host", &d->host) < 0)
         return -1;
+    d->host_unreachable_since = get_int(o, "host_unreachable_since", 0);
     d->last_success = get_int(o, "last_success", 0);
     d->exposure = get_int(o, "rpo_exposure", -1);
     d->rpo = (uint64_t)get_int(o, "rpo", 0);

@@ -185,6 +185,10 @@ struct status_domain {
     int64_t next_due;
     char *next_target;
     char *next_reason;
+    /* Several hosts on one catalog: the host the domain last ran on (NULL:
+     * unknown), and when it was last heard from if it is lost (0: up). */
+    char *host;
+    int64_t host_unreachable_since;
 };
 
 struct status_report {

@@ -783,6 +783,9 @@ static int setup(struct bk *b)
     if (target_open(b) < 0 || domain_open(b) < 0 || lock_take(b) < 0)
         return -1;
     b->cat = catalog_open(b->o->catalog_path, 0);
+    if (b->cat && b->o->fence_epoch &&
+        catalog_fence_set(b->cat, b->o->domain, b->o->fence_epoch) < 0)
+        return -1;
     /* A backup of this domain killed earlier is cleaned up first (we hold
      * the lock), so that this one builds on a correct chain. */
     if (!b->cat || backup_recover(b->cat, b->dom, b->o->config, b->t, 0, NULL) < 0)

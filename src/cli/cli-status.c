@@ -130,6 +130,19 @@ static void row_print(const struct status_domain *d, int64_t now, bool colour)
            bad ? "VIOLATED" : "ok", bad && colour ? "\033[0m" : "");
 }
 
+static void host_lost_print(const struct status_domain *d)
+{
+    time_t t = (time_t)d->host_unreachable_since;
+    char when[32] = "?";
+    struct tm tm;
+
+    if (gmtime_r(&t, &tm))
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    printf("%s: host '%s' unreachable since %s: its jobs there were failed; the domain's "
+           "schedule resumes from the catalog wherever it runs next\n",
+           d->domain, d->host, when);
+}
+
 static void table_print(const struct status_report *rep)
 {
     bool colour = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
@@ -145,6 +158,8 @@ static void table_print(const struct status_report *rep)
             printf("%s: RPO VIOLATED: %s\n", d->domain, d->rpo_reason ? d->rpo_reason : "");
         if (d->rto_violated)
             printf("%s: RTO VIOLATED: %s\n", d->domain, d->rto_reason ? d->rto_reason : "");
+        if (d->host_unreachable_since)
+            host_lost_print(d);
     }
     if (rep->count == 0)
         printf("(no domain has a policy)\n");

@@ -168,6 +168,7 @@ static void worker_remove(struct daemon *d, size_t i)
 {
     struct daemon_worker *w = d->workers[i];
 
+    daemon_lease_release(d, w->domain, w->epoch);
     pthread_mutex_lock(&d->lock);
     d->workers[i] = d->workers[--d->n_workers];
     pthread_mutex_unlock(&d->lock);

@@ -202,11 +202,17 @@ static void dispatch(struct daemon *d, struct pass *p, int64_t now)
     for (size_t i = 0; i < d->n_workers; i++)
         busy[i] = (struct sched_busy){d->workers[i]->domain, d->workers[i]->target};
     k = sched_dispatch(p->jobs, p->n, now, &d->limits, busy, d->n_workers, start);
-    for (size_t i = 0; i < k; i++)
-        if (daemon_job_start(d, &p->jobs[start[i]]) < 0)
-            vk_log_error("cannot start the %s job of domain '%s': %s",
-                         sched_kind_name(p->jobs[start[i]].kind), p->jobs[start[i]].domain,
-                         vk_error_message());
+    for (size_t i = 0; i < k; i++) {
+        const struct sched_job *j = &p->jobs[start[i]];
+
+        if (daemon_job_start(d, j) == 0)
+            continue;
+        if (vk_error_code() == VK_ERR_BUSY) /* leased by another host */
+            vk_debug("%s", vk_error_message());
+        else
+            vk_log_error("cannot start the %s job of domain '%s': %s", sched_kind_name(j->kind),
+                         j->domain, vk_error_message());
+    }
 }
 
 static bool room(const struct daemon *d)
@@ -231,6 +237,7 @@ int daemon_tick(struct daemon *d, int64_t now)
     struct pass p = {0};
     int r = 0;
 
+    daemon_fleet_tick(d, now);
     for (size_t i = 0; i < d->cfg->n_domains; i++)
         if (plan_domain(d, d->cfg->domains[i].name, now, &p) < 0) {
             vk_log_error("cannot plan the jobs of domain '%s': %s", d->cfg->domains[i].name,

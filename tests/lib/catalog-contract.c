@@ -1193,8 +1193,8 @@ static void test_hosts_register(void **state)
 
     assert_int_equal(catalog_host_heartbeat(a, now), -1);
     assert_error(VK_ERR_NOT_FOUND, "host 'alpha'");
-    assert_int_equal(catalog_host_register(a, "qemu:///system", "1.0", now - 5), 0);
-    assert_int_equal(catalog_host_register(b, NULL, "1.1", now - 5), 0);
+    assert_int_equal(catalog_host_register(a, "qemu:///system", "1.0", 30, now - 5), 0);
+    assert_int_equal(catalog_host_register(b, NULL, "1.1", 30, now - 5), 0);
     assert_int_equal(catalog_host_heartbeat(a, now), 0);
     assert_int_equal(catalog_lease_claim(a, "web1", now, 60, &epoch), 1);
     assert_true(catalog_job_insert(a, &job) > 0);
@@ -1207,6 +1207,9 @@ static void test_hosts_register(void **state)
     assert_int_equal(hosts->items[0].started, now - 5);
     assert_int_equal(hosts->items[0].running_jobs, 1);
     assert_int_equal(hosts->items[0].domains, 1);
+    assert_int_equal(hosts->items[0].lease_seconds, 30);
+    assert_false(catalog_host_lost(&hosts->items[0], now + 30));
+    assert_true(catalog_host_lost(&hosts->items[0], now + 31));
     assert_null(hosts->items[1].uri);
     assert_int_equal(hosts->items[1].running_jobs, 0);
     catalog_hosts_free(hosts);
@@ -1363,8 +1366,8 @@ static void test_lease_expiry_takeover(void **state)
     unsigned int marked = 99;
     int64_t id;
 
-    assert_int_equal(catalog_host_register(a, NULL, "1", t0), 0);
-    assert_int_equal(catalog_host_register(b, NULL, "1", t0), 0);
+    assert_int_equal(catalog_host_register(a, NULL, "1", 30, t0), 0);
+    assert_int_equal(catalog_host_register(b, NULL, "1", 30, t0), 0);
     assert_int_equal(catalog_lease_claim(a, "web1", t0, 30, &e1), 1);
     assert_int_equal(catalog_lease_claim(a, "web1", t0, 30, &e2), 0); /* one job per domain */
     job.epoch = e1;

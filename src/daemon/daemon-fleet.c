@@ -1,0 +1,95 @@
+/* virtkeep - virtkeepd among several hosts on one catalog: its host row
+ * and heartbeat, the lease it claims for each domain it runs a job of, the
+ * renewals, and the rows of hosts that stopped heartbeating. */
+#include <config.h>
+
+#include <inttypes.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+#include "catalog/catalog.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "src/daemon/daemon.h"
+
+int64_t daemon_lease_ttl(const struct daemon *d)
+{
+    int64_t ttl = (int64_t)d->tick * DAEMON_LEASE_TICKS;
+
+    return ttl < DAEMON_LEASE_MIN ? DAEMON_LEASE_MIN : ttl;
+}
+
+int daemon_fleet_start(struct daemon *d, int64_t now)
+{
+    /* A daemon that starts again owns no job: the leases of its previous
+     * run go, and the next claim's epoch fences any worker left over. */
+    if (catalog_lease_release_all(d->cat) < 0 ||
+        catalog_host_register(d->cat, d->connect_uri, PACKAGE_VERSION, daemon_lease_ttl(d), now) <
+            0)
+        return -1;
+    vk_info("host '%s' registered in catalog '%s' (leases of %" PRId64 "s)",
+            catalog_host_name(d->cat), d->catalog_path, daemon_lease_ttl(d));
+    return 0;
+}
+
+int daemon_lease_claim(struct daemon *d, const char *domain, int64_t *epoch)
+{
+    struct catalog_lease l;
+    int64_t now = (int64_t)time(NULL);
+    int r = catalog_lease_claim(d->cat, domain, now, daemon_lease_ttl(d), epoch);
+
+    if (r != 0)
+        return r == 1 ? 0 : -1;
+    if (catalog_lease_get(d->cat, domain, &l) < 0)
+        return -1;
+    vk_error(VK_ERR_BUSY,
+             "domain '%s' is leased by host '%s' for %" PRId64 "s more: its jobs run there", domain,
+             l.host ? l.host : "(being claimed)", l.expires > now ? l.expires - now : 0);
+    catalog_lease_clear(&l);
+    return -1;
+}
+
+void daemon_lease_release(struct daemon *d, const char *domain, int64_t epoch)
+{
+    if (epoch > 0 && catalog_lease_release(d->cat, domain, epoch) < 0)
+        vk_warn("%s (it expires by itself)", vk_error_message());
+}
+
+/* A worker whose lease was lost cannot commit (its epoch fences it): stop
+ * it rather than let it work for nothing. */
+static void renew_one(struct daemon *d, struct daemon_worker *w, int64_t now)
+{
+    int r = catalog_lease_renew(d->cat, w->domain, w->epoch, now, daemon_lease_ttl(d));
+
+    if (r == 1)
+        return;
+    if (r < 0) {
+        vk_warn("%s: retrying at the next tick", vk_error_message());
+        return;
+    }
+    vk_log_error("host '%s' lost the lease of domain '%s' (epoch %" PRId64
+                 "): stopping its %s worker (pid %d); the lease holder runs its jobs",
+                 catalog_host_name(d->cat), w->domain, w->epoch, w->kind, (int)w->pid);
+    w->epoch = 0;
+    if (!w->exited)
+        kill(w->pid, SIGTERM);
+}
+
+void daemon_fleet_tick(struct daemon *d, int64_t now)
+{
+    unsigned int marked = 0;
+
+    if (catalog_host_heartbeat(d->cat, now) < 0 &&
+        (vk_error_code() != VK_ERR_NOT_FOUND ||
+         catalog_host_register(d->cat, d->connect_uri, PACKAGE_VERSION, daemon_lease_ttl(d), now) <
+             0))
+        vk_warn("cannot heartbeat: %s", vk_error_message());
+    for (size_t i = 0; i < d->n_workers; i++)
+        if (d->workers[i]->epoch > 0)
+            renew_one(d, d->workers[i], now);
+    if (catalog_host_reap(d->cat, now, daemon_lease_ttl(d), &marked) < 0)
+        vk_warn("cannot check for lost hosts: %s", vk_error_message());
+    else if (marked)
+        vk_info("marked %u job(s), backup(s) and drill(s) of lost hosts failed", marked);
+}
