@@ -521,6 +521,26 @@ int catalog_lease_get(struct catalog *cat, const char *domain, struct catalog_le
  * VK_ERR_BUSY, the backup left running, when the lease was lost. */
 int catalog_fence_set(struct catalog *cat, const char *domain, int64_t epoch);
 
+/* ---- moving a catalog into another (catalog migrate --to) ------------- */
+
+struct catalog_import_result {
+    size_t added;     /* rows copied */
+    size_t known;     /* rows the destination already had, identical */
+    char **conflicts; /* rows it has with other values, one line each (NULL: none) */
+};
+
+/* Copy every row of SRC (domains, disks, backups and their disks and
+ * locations, prune marks, jobs, drills, throughput, moves) into DST, in
+ * one transaction of DST.  Rows are matched by what names them (a backup
+ * by its id, a disk by domain and target, a job by kind, domain, start and
+ * pid ...), not by integer ids, which differ between catalogs; drills lose
+ * their job id.  Rows DST already holds with the same values are counted
+ * as known, so running it again changes nothing.  When DST holds a row
+ * with other values, nothing is written and -1 is returned
+ * (VK_ERR_INVALID, naming the rows; RES->conflicts lists all of them). */
+int catalog_import(struct catalog *dst, struct catalog *src, struct catalog_import_result *res);
+void catalog_import_result_clear(struct catalog_import_result *res);
+
 /* ---- chains: pure functions over a list of backups -------------------- *
  *
  * ALL is what catalog_backup_list() returned (any domains, any statuses);

@@ -1449,6 +1449,157 @@ static void test_lease_fencing(void **state)
     catalog_close(b);
 }
 
+/* ---- catalog migrate: one catalog into another ------------------------ */
+
+/* A single-host SQLite catalog with a bit of everything. */
+static struct catalog *import_source(const char *path)
+{
+    struct catalog *src = catalog_open(path, 0);
+    struct catalog_disk vda = {(char *)"web1", (char *)"vda", (char *)"qcow2", 1u << 30};
+    struct catalog_backup_disk bd = {(char *)"web1-1", (char *)"vda", (char *)"qcow2",
+                                     1u << 30,         1000,          400};
+    struct catalog_location loc = {.backup_id = (char *)"web1-1",
+                                   .disk = (char *)"vda",
+                                   .target = (char *)"local",
+                                   .key = (char *)"web1/1/vda.tar",
+                                   .size = 400,
+                                   .sha256 = (char *)SHA_A,
+                                   .created = 500};
+    struct catalog_job job = {.kind = (char *)"backup",
+                              .domain = (char *)"web1",
+                              .state = CATALOG_JOB_SUCCEEDED,
+                              .started = 100,
+                              .pid = 7};
+    struct catalog_job global = {.kind = (char *)"prune",
+                                 .state = CATALOG_JOB_FAILED,
+                                 .started = 101,
+                                 .pid = 8,
+                                 .error = (char *)"x"};
+    struct catalog_drill drill = {.domain = (char *)"web1",
+                                  .backup_id = (char *)"web1-1",
+                                  .state = CATALOG_DRILL_OK,
+                                  .started = 300,
+                                  .pid = 9,
+                                  .actual_seconds = 2.5,
+                                  .estimate_seconds = 3};
+
+    assert_non_null(src);
+    assert_int_equal(catalog_domain_set(src, "web1", "uuid-web1"), 0);
+    assert_int_equal(catalog_disk_set(src, &vda), 0);
+    insert_backup(src, "web1-1", "web1", CATALOG_LEVEL_FULL, NULL, 100);
+    insert_backup(src, "web1-2", "web1", CATALOG_LEVEL_INC, "web1-1", 200);
+    insert_backup(src, "web1-3", "web1", CATALOG_LEVEL_INC, "web1-2", 250);
+    insert_backup(src, "db1-1", "db1", CATALOG_LEVEL_COPY, NULL, 150);
+    assert_int_equal(catalog_backup_set_status(src, "web1-1", CATALOG_STATUS_COMMITTED, NULL), 0);
+    assert_int_equal(catalog_backup_set_status(src, "web1-2", CATALOG_STATUS_COMMITTED, NULL), 0);
+    assert_int_equal(catalog_backup_set_status(src, "web1-3", CATALOG_STATUS_FAILED, "boom"), 0);
+    assert_int_equal(catalog_backup_disk_add(src, &bd), 0);
+    assert_int_equal(catalog_archive_add_location(src, &loc), 0);
+    assert_int_equal(catalog_prune_mark(src, "web1-3", "retention"), 0);
+    assert_true(catalog_job_insert(src, &job) > 0);
+    assert_true(catalog_job_insert(src, &global) > 0);
+    assert_true(catalog_drill_insert(src, &drill) > 0);
+    assert_int_equal(catalog_throughput_record(src, "local", CATALOG_DIR_WRITE, 1000, 0.5, 50), 0);
+    return src;
+}
+
+static void assert_same_backups(struct catalog *a, struct catalog *b)
+{
+    struct catalog_backups *x = NULL, *y = NULL;
+
+    assert_int_equal(catalog_backup_list(a, NULL, CATALOG_LIST_WITH_XML, &x), 0);
+    assert_int_equal(catalog_backup_list(b, NULL, CATALOG_LIST_WITH_XML, &y), 0);
+    assert_int_equal(x->count, y->count);
+    for (size_t i = 0; i < x->count; i++) {
+        assert_string_equal(x->items[i].id, y->items[i].id);
+        assert_string_equal(x->items[i].domain, y->items[i].domain);
+        assert_int_equal(x->items[i].status, y->items[i].status);
+        assert_int_equal(x->items[i].level, y->items[i].level);
+        assert_int_equal(x->items[i].finished, y->items[i].finished);
+        if (x->items[i].parent)
+            assert_string_equal(x->items[i].parent, y->items[i].parent);
+        else
+            assert_null(y->items[i].parent);
+    }
+    catalog_backups_free(x);
+    catalog_backups_free(y);
+}
+
+static void test_import(void **state)
+{
+    char dir[] = "/tmp/vk-import-XXXXXX", path[64];
+    struct catalog_import_result res;
+    struct catalog *src, *dst = open_new(state);
+    struct catalog_locations *locs = NULL;
+    struct catalog_jobs *jobs = NULL;
+    struct catalog_drills *drills = NULL;
+    struct catalog_domain *dom;
+    struct catalog_rate rate;
+    CLEANUP_STRV char **marks = NULL;
+    size_t added;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/src.db", dir);
+    src = import_source(path);
+    /* the destination already has a backup of its own, which stays */
+    insert_backup(dst, "other-1", "other", CATALOG_LEVEL_COPY, NULL, 10);
+    assert_int_equal(catalog_import(dst, src, &res), 0);
+    added = res.added;
+    assert_int_equal(added, 14); /* 2 domains, 1 disk, 4 backups, 1 + 1 + 1 + 2 + 1 + 1 */
+    assert_int_equal(res.known, 0);
+    catalog_import_result_clear(&res);
+    assert_true(has_backup(dst, "other-1"));
+    assert_int_equal(catalog_backup_delete(dst, "other-1", 0), 0);
+    assert_same_backups(src, dst);
+    dom = catalog_domain_get(dst, "web1");
+    assert_non_null(dom);
+    assert_string_equal(dom->uuid, "uuid-web1");
+    catalog_domain_free(dom);
+    assert_int_equal(catalog_archive_list(dst, NULL, NULL, &locs), 0);
+    assert_int_equal(locs->count, 1);
+    assert_string_equal(locs->items[0].sha256, SHA_A);
+    catalog_locations_free(locs);
+    assert_int_equal(catalog_job_list(dst, NULL, 0, 0, &jobs), 0);
+    assert_int_equal(jobs->count, 2);
+    catalog_jobs_free(jobs);
+    assert_int_equal(catalog_drill_list(dst, "web1", NULL, CATALOG_DRILL_LIST_OK, 0, &drills), 0);
+    assert_int_equal(drills->count, 1);
+    assert_true(drills->items[0].actual_seconds == 2.5);
+    catalog_drills_free(drills);
+    assert_int_equal(catalog_prune_list(dst, NULL, &marks), 0);
+    assert_string_equal(marks[0], "web1-3");
+    assert_int_equal(catalog_throughput_estimate(dst, "local", CATALOG_DIR_WRITE, &rate), 0);
+    assert_int_equal(rate.samples, 1);
+    assert_true(rate.bytes_per_second == 2000);
+
+    /* again: nothing new */
+    assert_int_equal(catalog_import(dst, src, &res), 0);
+    assert_int_equal(res.added, 0);
+    assert_int_equal(res.known, added);
+    catalog_import_result_clear(&res);
+
+    /* a conflicting row: refused as a whole, each conflict named */
+    insert_backup(src, "new-1", "new", CATALOG_LEVEL_COPY, NULL, 400);
+    insert_backup(dst, "web1-4", "web1", CATALOG_LEVEL_FULL, NULL, 500);
+    insert_backup(src, "web1-4", "web1", CATALOG_LEVEL_COPY, NULL, 500);
+    assert_int_equal(catalog_import(dst, src, &res), -1);
+    assert_error(VK_ERR_INVALID, "backups 'web1-4': column 3 is 'full' in the destination but "
+                                 "'copy' in the source");
+    assert_non_null(strstr(vk_error_message(), "nothing was copied"));
+    assert_int_equal(vk_strv_len(res.conflicts), 1);
+    catalog_import_result_clear(&res);
+    assert_false(has_backup(dst, "new-1"));
+
+    catalog_close(src);
+    catalog_close(dst);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/src.db-wal", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/src.db-shm", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 int catalog_contract_run(const char *suite_name, struct catalog_fixture *fx)
 {
 #define T(f) cmocka_unit_test_prestate_setup_teardown(f, ctx_setup, ctx_teardown, fx)
@@ -1476,6 +1627,7 @@ int catalog_contract_run(const char *suite_name, struct catalog_fixture *fx)
         T(test_lease_claim_exclusive),
         T(test_lease_expiry_takeover),
         T(test_lease_fencing),
+        T(test_import),
     };
 #undef T
     struct CMUnitTest run[VK_ARRAY_SIZE(tests)];
