@@ -56,7 +56,7 @@ vk_backup 0 "$dom" --level inc
 last=$(vk_bk .backup)
 
 vk_vk list --json >"$VK_SCRATCH/list-sqlite.json" || vk_fail "list from SQLite failed"
-[ "$(jq length "$VK_SCRATCH/list-sqlite.json")" -ge 3 ] ||
+[ "$(jq ".backups | length" "$VK_SCRATCH/list-sqlite.json")" -ge 3 ] ||
     vk_fail "the SQLite catalog lists fewer than 3 backups: $(cat "$VK_SCRATCH/list-sqlite.json")"
 
 # ---- migrate, twice
@@ -66,8 +66,8 @@ vk_vk catalog migrate --to "$url" --json >"$VK_SCRATCH/mig1.json" 2>"$VK_SCRATCH
 }
 added=$(jq .added "$VK_SCRATCH/mig1.json")
 [ "$added" -gt 5 ] || vk_fail "catalog migrate copied only $added rows"
-! grep -q "$VK_PG_PASSFILE\|passfile" "$VK_SCRATCH/mig1.json" ||
-    vk_fail "the migrate output shows the password source: $(cat "$VK_SCRATCH/mig1.json")"
+! grep -qF "$(cat "$VK_PG_PASSWORD_FILE")" "$VK_SCRATCH/mig1.json" "$VK_SCRATCH/mig1.err" ||
+    vk_fail "the migrate output shows the catalog's password"
 vk_log "first run: $added rows copied"
 vk_vk catalog migrate --to "$url" --json >"$VK_SCRATCH/mig2.json" || vk_fail "second run failed"
 vk_expect_eq "$(jq .added "$VK_SCRATCH/mig2.json")" 0 "rows added by the second run"
@@ -77,7 +77,7 @@ vk_expect_eq "$(jq .known "$VK_SCRATCH/mig2.json")" "$added" "rows known to the 
     vk_fail "list from PostgreSQL failed"
 diff -u "$VK_SCRATCH/list-sqlite.json" "$VK_SCRATCH/list-pg.json" >&2 ||
     vk_fail "list --json differs between the SQLite and the migrated PostgreSQL catalog"
-vk_log "list --json identical ($(jq length "$VK_SCRATCH/list-pg.json") backups)"
+vk_log "list --json identical ($(jq ".backups | length" "$VK_SCRATCH/list-pg.json") backups)"
 
 # ---- restore the latest point from PostgreSQL
 "${VK_VIRSH[@]}" destroy "$dom" >/dev/null
