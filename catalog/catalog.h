@@ -521,6 +521,38 @@ int catalog_lease_get(struct catalog *cat, const char *domain, struct catalog_le
  * VK_ERR_BUSY, the backup left running, when the lease was lost. */
 int catalog_fence_set(struct catalog *cat, const char *domain, int64_t epoch);
 
+/* ---- domains across hosts: one UUID, and the moves between hosts ------ */
+
+/* Is NAME with UUID the domain the catalog knows by NAME?  0 when the
+ * catalog has no such name, or no UUID for it, or the same UUID; -1 with
+ * VK_ERR_INVALID when it records another UUID (another VM of the same name,
+ * on another host say: their backups must not share a chain). */
+int catalog_domain_check_uuid(struct catalog *cat, const char *name, const char *uuid);
+
+struct catalog_move {
+    char *domain;
+    char *uuid;      /* may be NULL */
+    char *from_host; /* may be NULL */
+    char *to_host;
+    char *kind;    /* "migrate", "evacuate", "planned" */
+    int64_t moved; /* 0 on insert means now */
+};
+
+struct catalog_moves {
+    size_t count;
+    struct catalog_move *items;
+};
+
+void catalog_moves_free(struct catalog_moves *list);
+/* Record that a domain moved (migrate, evacuate, a planned move): a row in
+ * moves, and the domain's host becomes TO_HOST. */
+int catalog_move_record(struct catalog *cat, const struct catalog_move *move);
+/* Moves of DOMAIN (every domain when NULL), oldest first. */
+int catalog_move_list(struct catalog *cat, const char *domain, struct catalog_moves **out);
+/* The name of the registered host whose libvirt URI is URI, or NULL
+ * (VK_ERR_NOT_FOUND: no such host).  malloc'd. */
+char *catalog_host_by_uri(struct catalog *cat, const char *uri);
+
 /* ---- moving a catalog into another (catalog migrate --to) ------------- */
 
 struct catalog_import_result {

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -382,4 +383,127 @@ int catalog_lease_fence(struct catalog *cat, const char *domain, int64_t epoch, 
              cat->host, domain, epoch, holder ? "held by host '" : "free", holder ? holder : "",
              holder ? "'" : "", r == 1 ? catalog_sql_int(stmt, 1) : 0);
     return -1;
+}
+
+/* ---- domains across hosts ------------------------------------------------ */
+
+int catalog_domain_check_uuid(struct catalog *cat, const char *name, const char *uuid)
+{
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
+    const char *known;
+    int r;
+
+    if (!uuid || !*uuid)
+        return 0;
+    stmt = catalog_sql_prepare(cat, "SELECT uuid, host FROM domains WHERE name = ?1", "t", name);
+    if (!stmt || (r = catalog_sql_step(cat, stmt)) == -1)
+        return -1;
+    known = r == 1 ? catalog_sql_column(stmt, 0) : NULL;
+    if (!known || strcasecmp(known, uuid) == 0)
+        return 0;
+    vk_error(VK_ERR_INVALID,
+             "domain '%s' (UUID %s) is not the domain '%s' of catalog '%s' (UUID %s%s%s%s): two "
+             "VMs of one name cannot share a backup chain; rename one of them",
+             name, uuid, name, cat->path, known,
+             catalog_sql_column(stmt, 1) ? ", last on host '" : "",
+             catalog_sql_column(stmt, 1) ? catalog_sql_column(stmt, 1) : "",
+             catalog_sql_column(stmt, 1) ? "'" : "");
+    return -1;
+}
+
+static void move_clear(void *item)
+{
+    struct catalog_move *m = item;
+
+    free(m->domain);
+    free(m->uuid);
+    free(m->from_host);
+    free(m->to_host);
+    free(m->kind);
+}
+
+void catalog_moves_free(struct catalog_moves *list)
+{
+    if (list)
+        catalog_array_free(list->items, list->count, sizeof *list->items, move_clear);
+    free(list);
+}
+
+int catalog_move_record(struct catalog *cat, const struct catalog_move *m)
+{
+    int64_t when = m->moved ? m->moved : (int64_t)time(NULL);
+
+    if (!m->domain || !*m->domain || !m->to_host || !*m->to_host || !m->kind) {
+        vk_error(VK_ERR_INVALID, "a move needs a domain, a destination host and a kind");
+        return -1;
+    }
+    if (catalog_begin(cat) == -1)
+        goto fail;
+    if (catalog_domain_ensure(cat, m->domain) == -1 ||
+        catalog_sql_run(cat,
+                        "INSERT INTO moves(domain, uuid, from_host, to_host, kind, moved) "
+                        "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                        "ttttti", m->domain, m->uuid, m->from_host, m->to_host, m->kind,
+                        when) == -1 ||
+        catalog_sql_run(cat, "UPDATE domains SET host = ?2 WHERE name = ?1", "tt", m->domain,
+                        m->to_host) == -1 ||
+        catalog_commit(cat) == -1) {
+        catalog_rollback(cat);
+        goto fail;
+    }
+    return 0;
+fail:
+    vk_error_prefix("cannot record the move of domain '%s' to host '%s'", m->domain, m->to_host);
+    return -1;
+}
+
+static int read_move(struct catalog_stmt *stmt, void *item)
+{
+    struct catalog_move *m = item;
+    bool ok = true;
+
+    m->domain = catalog_sql_text(stmt, 0, &ok);
+    m->uuid = catalog_sql_text(stmt, 1, &ok);
+    m->from_host = catalog_sql_text(stmt, 2, &ok);
+    m->to_host = catalog_sql_text(stmt, 3, &ok);
+    m->kind = catalog_sql_text(stmt, 4, &ok);
+    m->moved = catalog_sql_int(stmt, 5);
+    return ok ? 0 : -1;
+}
+
+int catalog_move_list(struct catalog *cat, const char *domain, struct catalog_moves **out)
+{
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
+    struct catalog_moves *list;
+
+    *out = NULL;
+    stmt = catalog_sql_prepare(cat,
+                               "SELECT domain, uuid, from_host, to_host, kind, moved FROM moves "
+                               "WHERE ?1 IS NULL OR domain = ?1 ORDER BY moved, id",
+                               "t", domain);
+    list = stmt ? vk_calloc(1, sizeof *list) : NULL;
+    if (!list || catalog_sql_list(cat, stmt, sizeof *list->items, read_move, move_clear,
+                                  (void **)&list->items, &list->count) == -1) {
+        free(list);
+        return -1;
+    }
+    *out = list;
+    return 0;
+}
+
+char *catalog_host_by_uri(struct catalog *cat, const char *uri)
+{
+    CLEANUP_STMT struct catalog_stmt *stmt = NULL;
+    int r;
+
+    stmt = catalog_sql_prepare(cat, "SELECT name FROM hosts WHERE uri = ?1 ORDER BY heartbeat DESC",
+                               "t", uri);
+    if (!stmt || (r = catalog_sql_step(cat, stmt)) == -1)
+        return NULL;
+    if (r == 0) {
+        vk_error(VK_ERR_NOT_FOUND, "no host with libvirt URI '%s' is registered in catalog '%s'",
+                 uri, cat->path);
+        return NULL;
+    }
+    return vk_strdup(catalog_sql_column(stmt, 0));
 }

@@ -783,6 +783,9 @@ static int setup(struct bk *b)
     if (target_open(b) < 0 || domain_open(b) < 0 || lock_take(b) < 0)
         return -1;
     b->cat = catalog_open(b->o->catalog_path, 0);
+    /* Another VM of this name (on another host) has its own chain. */
+    if (b->cat && catalog_domain_check_uuid(b->cat, b->dom->name, b->dom->uuid) < 0)
+        return -1;
     if (b->cat && b->o->fence_epoch &&
         catalog_fence_set(b->cat, b->o->domain, b->o->fence_epoch) < 0)
         return -1;

@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "src/daemon/daemon.h"
+#include "src/virt/virt.h"
 
 int64_t daemon_lease_ttl(const struct daemon *d)
 {
@@ -92,4 +93,44 @@ void daemon_fleet_tick(struct daemon *d, int64_t now)
         vk_warn("cannot check for lost hosts: %s", vk_error_message());
     else if (marked)
         vk_info("marked %u job(s), backup(s) and drill(s) of lost hosts failed", marked);
+}
+
+/* Another host that heartbeats? */
+static bool others_alive(struct daemon *d, int64_t now)
+{
+    struct catalog_hosts *hosts = NULL;
+    bool alive = false;
+
+    if (catalog_host_list(d->cat, &hosts) < 0)
+        return false;
+    for (size_t i = 0; i < hosts->count; i++)
+        if (strcmp(hosts->items[i].name, catalog_host_name(d->cat)) != 0 &&
+            !catalog_host_lost(&hosts->items[i], now))
+            alive = true;
+    catalog_hosts_free(hosts);
+    return alive;
+}
+
+bool daemon_domain_elsewhere(struct daemon *d, const char *name, int64_t now)
+{
+    struct catalog_domain *dom = catalog_domain_get(d->cat, name);
+    bool other = dom && dom->host && strcmp(dom->host, catalog_host_name(d->cat)) != 0;
+    struct virt_conn *conn = NULL;
+    struct virt_domain *vd = NULL;
+    bool elsewhere = false;
+
+    if (other || others_alive(d, now)) {
+        conn = virt_conn_open(d->connect_uri, 0);
+        vd = conn ? virt_domain_lookup(conn, name) : NULL;
+        elsewhere = conn && !vd && vk_error_code() == VK_ERR_NOT_FOUND;
+    }
+    if (elsewhere)
+        vk_debug("domain '%s' does not run on host '%s'%s%s%s: its jobs run where it is", name,
+                 catalog_host_name(d->cat), other ? " (last seen on host '" : "",
+                 other ? dom->host : "", other ? "')" : "");
+    virt_domain_free(vd);
+    virt_conn_close(conn);
+    catalog_domain_free(dom);
+    vk_error_clear();
+    return elsewhere;
 }

@@ -130,7 +130,13 @@ static int plan_domain(struct daemon *d, const char *name, int64_t now, struct p
     size_t n = 0;
     int r = -1;
 
-    if (!dd || sched_input_load(d->cat, d->cfg, name, &o) < 0)
+    if (!dd)
+        return -1;
+    if (daemon_domain_elsewhere(d, name, now)) {
+        next_remember(d, dd, NULL);
+        return 0;
+    }
+    if (sched_input_load(d->cat, d->cfg, name, &o) < 0)
         return -1;
     if (!o.in.policy) {
         r = 0;

@@ -189,6 +189,12 @@ void daemon_fleet_tick(struct daemon *d, int64_t now);
  * holds it, named in the message). */
 int daemon_lease_claim(struct daemon *d, const char *domain, int64_t *epoch);
 void daemon_lease_release(struct daemon *d, const char *domain, int64_t epoch);
+/* Does domain NAME run on another host, not this one?  True when this
+ * host's libvirt does not have it and the catalog last saw it on another
+ * host, or another host heartbeats: the daemon then plans nothing for it
+ * (each daemon backs up the domains its host runs).  Alone on a catalog,
+ * a missing domain is still planned, and its failure shows. */
+bool daemon_domain_elsewhere(struct daemon *d, const char *name, int64_t now);
 
 /* daemon-api.c */
 void daemon_api_ops(struct daemon *d, struct api_ops *ops);

@@ -1449,6 +1449,64 @@ static void test_lease_fencing(void **state)
     catalog_close(b);
 }
 
+/* A domain is one UUID across hosts; its moves are recorded and its host
+ * follows them. */
+static void test_domain_moves(void **state)
+{
+    struct catalog *a = open_as(state, "alpha");
+    struct catalog_move m = {.domain = (char *)"web1",
+                             .uuid = (char *)"u-1",
+                             .from_host = (char *)"alpha",
+                             .to_host = (char *)"beta",
+                             .kind = (char *)"migrate",
+                             .moved = 100};
+    struct catalog_moves *moves = NULL;
+    struct catalog_domain *dom;
+    char *name;
+
+    assert_int_equal(catalog_domain_check_uuid(a, "web1", "u-1"), 0); /* unknown name */
+    assert_int_equal(catalog_domain_set(a, "web1", "u-1"), 0);
+    assert_int_equal(catalog_domain_check_uuid(a, "web1", "U-1"), 0); /* case */
+    assert_int_equal(catalog_domain_check_uuid(a, "web1", NULL), 0);
+    assert_int_equal(catalog_domain_check_uuid(a, "web1", "u-2"), -1);
+    assert_error(VK_ERR_INVALID, "domain 'web1' (UUID u-2) is not the domain 'web1'");
+    assert_non_null(strstr(vk_error_message(), "rename one of them"));
+
+    assert_int_equal(catalog_host_register(a, "qemu+unix:///session?socket=/a", "1", 30, 50), 0);
+    name = catalog_host_by_uri(a, "qemu+unix:///session?socket=/a");
+    assert_non_null(name);
+    assert_string_equal(name, "alpha");
+    free(name);
+    assert_null(catalog_host_by_uri(a, "qemu:///nowhere"));
+    assert_error(VK_ERR_NOT_FOUND, "qemu:///nowhere");
+
+    assert_int_equal(catalog_move_record(a, &m), 0);
+    m.from_host = (char *)"beta", m.to_host = (char *)"gamma", m.kind = (char *)"evacuate";
+    m.moved = 200;
+    assert_int_equal(catalog_move_record(a, &m), 0);
+    m.domain = (char *)"db1", m.moved = 150;
+    assert_int_equal(catalog_move_record(a, &m), 0);
+    assert_int_equal(catalog_move_list(a, "web1", &moves), 0);
+    assert_int_equal(moves->count, 2);
+    assert_string_equal(moves->items[0].to_host, "beta");
+    assert_string_equal(moves->items[1].kind, "evacuate");
+    assert_string_equal(moves->items[1].uuid, "u-1");
+    assert_int_equal(moves->items[1].moved, 200);
+    catalog_moves_free(moves);
+    assert_int_equal(catalog_move_list(a, NULL, &moves), 0);
+    assert_int_equal(moves->count, 3);
+    assert_string_equal(moves->items[1].domain, "db1");
+    catalog_moves_free(moves);
+    dom = catalog_domain_get(a, "web1");
+    assert_non_null(dom);
+    assert_string_equal(dom->host, "gamma");
+    catalog_domain_free(dom);
+    m.to_host = NULL;
+    assert_int_equal(catalog_move_record(a, &m), -1);
+    assert_error(VK_ERR_INVALID, "destination host");
+    catalog_close(a);
+}
+
 /* ---- catalog migrate: one catalog into another ------------------------ */
 
 /* A single-host SQLite catalog with a bit of everything. */
@@ -1627,6 +1685,7 @@ int catalog_contract_run(const char *suite_name, struct catalog_fixture *fx)
         T(test_lease_claim_exclusive),
         T(test_lease_expiry_takeover),
         T(test_lease_fencing),
+        T(test_domain_moves),
         T(test_import),
     };
 #undef T
