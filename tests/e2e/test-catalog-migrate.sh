@@ -20,24 +20,10 @@ case $VK_BK_CATALOG in
 postgresql://*) vk_fail "this test needs the SQLite catalog as its source" ;;
 esac
 
-# ---- PostgreSQL: the shared server, or our own
-if [ -z "${VK_PG_ENV:-}" ]; then
-    vk_require_root_or_skip
-    pgdir=$(mktemp -d /tmp/vkpg.XXXXXX)
-    rmdir "$pgdir"
-    vk_on_exit "vk_pg_stop '$pgdir'"
-    vk_pg_start "$pgdir" || vk_fail "PostgreSQL did not start"
-    VK_PG_ENV=$pgdir/env
-fi
-set -a
-. "$VK_PG_ENV"
-set +a
-db=vkmig_$$_$RANDOM
-"$VK_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$VK_PG_ADMIN_URL" \
-    -c "CREATE DATABASE $db OWNER $VK_PG_USER TEMPLATE template0" || vk_fail "cannot create $db"
-vk_on_exit "'$VK_PG_BIN/psql' -X -q -d '$VK_PG_ADMIN_URL' -c 'DROP DATABASE IF EXISTS $db WITH (FORCE)'"
-url="postgresql://$VK_PG_USER@/$db?host=$VK_PG_HOST&port=$VK_PG_PORT&passfile=$VK_PG_PASSFILE"
-pgq() { "$VK_PG_BIN/psql" -X -q -t -A -v ON_ERROR_STOP=1 -d "postgresql://$VK_PG_OS_USER@/$db?host=$VK_PG_HOST&port=$VK_PG_PORT" -c "$1"; }
+# ---- PostgreSQL: the shared server, or our own; a fresh database
+vk_pg_e2e_catalog
+url=$VK_PG_CATALOG
+pgq() { vk_pg_sql "$1"; }
 
 # ---- a populated SQLite catalog
 dom=vk-catmig-$$-$RANDOM
