@@ -9,10 +9,12 @@
 #   - a live migration alpha -> beta mid-schedule is recorded in the
 #     catalog's moves; beta's daemon then continues the chain with an
 #     incremental, and the domain's host becomes beta;
+#   - kill -9 of beta's daemon and its workers during a backup job: once
+#     beta's lease expired (not before), alpha's daemon marks the job
+#     failed, naming beta; no backup of beta is left running; status names
+#     beta as unreachable;
+#   - beta's daemon started again recovers and resumes (a committed backup);
 #   - no two backup jobs of the domain ever overlapped in time;
-#   - kill -9 of beta's daemon and its workers: once its lease expired, no
-#     job of beta is left running (alpha's daemon failed them), and status
-#     names beta as unreachable;
 #   - the latest point restores byte-identical to the disk.
 . "$abs_top_srcdir/tests/lib/harness.sh"
 . "$abs_top_srcdir/tests/lib/migrate-lib.sh"
@@ -125,10 +127,55 @@ expect "$(q "SELECT host FROM domains WHERE name = '$dom'")" beta "the domain's 
 expect "$(q "SELECT count(*) FROM backups WHERE host = 'alpha' AND started > $moved + 5")" 0 \
     "backups on alpha after the move"
 
-# ---- never two backup jobs of the domain at once
+# ---- beta dies mid-backup: kill -9 of its daemon and of its workers (its
+# process group) while a backup job of beta runs
+vk_mig_write dst "$dom" 0x44 24M 4M
+for ((i = 0; i < 900; i++)); do
+    [ "$(q "SELECT count(*) FROM jobs WHERE host = 'beta' AND state = 'running'
+             AND kind = 'backup'" 2>/dev/null)" = 1 ] && break
+    sleep 0.1
+done
+job=$(q "SELECT id FROM jobs WHERE host = 'beta' AND state = 'running' AND kind = 'backup'")
+[ -n "$job" ] || vk_fail "beta ran no backup job in 90 s"
+kill -9 -- -"${DPID[beta]}" 2>/dev/null || vk_fail "cannot kill beta's virtkeepd"
+killed=$(date +%s)
+vk_log "killed beta's virtkeepd and workers during its backup job $job"
+expect "$(q "SELECT state FROM jobs WHERE id = $job")" running "job $job right after the kill"
+wait_sql 90 "failure of beta's job $job by alpha" \
+    "SELECT count(*) FROM jobs WHERE id = $job AND state = 'failed'"
+lost=$(($(date +%s) - killed))
+err=$(q "SELECT error FROM jobs WHERE id = $job")
+case $err in
+"host 'beta' stopped heartbeating"*"marked failed by host 'alpha'") ;;
+*) vk_fail "job $job of the dead host failed with: $err" ;;
+esac
+[ "$lost" -ge 10 ] || vk_fail "job $job was failed ${lost}s after the kill, before beta's lease expired"
+expect "$(q "SELECT count(*) FROM backups WHERE host = 'beta' AND status = 'running'")" 0 \
+    "running backups of the dead host beta"
+vkc status >"$VK_SCRATCH/status.txt" 2>&1 || true
+grep -q "host 'beta' unreachable since" "$VK_SCRATCH/status.txt" || {
+    cat "$VK_SCRATCH/status.txt" >&2
+    vk_fail "status does not say that beta is unreachable"
+}
+vk_log "job $job failed by alpha ${lost}s after kill -9: $err"
+vk_log "status: $(grep unreachable "$VK_SCRATCH/status.txt")"
+
+# ---- beta comes back: it recovers its interrupted backup and resumes
+back=$(date +%s)
+daemon dst beta
+wait_sql 120 "committed backup on beta after its restart" \
+    "SELECT count(*) FROM backups WHERE status = 'committed' AND host = 'beta' AND started >= $back"
+expect "$(q "SELECT count(*) FROM jobs WHERE domain = '$dom' AND state = 'running'
+             AND started < $back")" 0 "jobs left running from before the restart"
+vk_log "beta resumed: $(q "SELECT id || ' ' || level FROM backups WHERE host = 'beta'
+                              AND started >= $back ORDER BY started LIMIT 1")"
+kill -TERM -- -"${DPID[beta]}" 2>/dev/null || true
+vk_wait_for 30 bash -c "! kill -0 ${DPID[beta]} 2>/dev/null" || vk_fail "beta's virtkeepd did not stop"
+
+# ---- never two backup jobs of the domain at once, over the whole run
 q "SELECT host, started, CASE WHEN finished = 0 THEN 9999999999 ELSE finished END FROM jobs
-   WHERE domain = '$dom' AND kind = 'backup' ORDER BY started" >"$VK_SCRATCH/jobs.txt"
-python3 - "$VK_SCRATCH/jobs.txt" <<'PY' || vk_fail "two backup jobs of the domain overlapped"
+   WHERE domain = '$dom' AND kind = 'backup' ORDER BY started" >"$VK_SCRATCH/jobs2.txt"
+python3 - "$VK_SCRATCH/jobs2.txt" <<'PY' || vk_fail "two backup jobs of the domain overlapped"
 import sys
 rows = [l.split('|') for l in open(sys.argv[1]).read().split() if l]
 rows = [(h, int(s), int(f)) for h, s, f in rows]
@@ -138,24 +185,6 @@ for i, a in enumerate(rows):
             sys.exit("overlap: %r %r" % (a, b))
 print("%d backup jobs, none overlapping across hosts" % len(rows), file=sys.stderr)
 PY
-
-# ---- beta dies: kill -9 of its daemon and of its workers (its process group)
-kill -9 -- -"${DPID[beta]}" 2>/dev/null || vk_fail "cannot kill beta's virtkeepd"
-killed=$(date +%s)
-wait_sql 90 "sign that alpha sees beta as lost" \
-    "SELECT count(*) FROM hosts WHERE name = 'beta'
-     AND heartbeat + lease_seconds < extract(epoch from now())::bigint"
-sleep 6 # alpha's next ticks reap beta's rows
-expect "$(q "SELECT count(*) FROM jobs WHERE host = 'beta' AND state = 'running'")" 0 \
-    "running jobs of the dead host beta"
-expect "$(q "SELECT count(*) FROM backups WHERE host = 'beta' AND status = 'running'")" 0 \
-    "running backups of the dead host beta"
-vkc status >"$VK_SCRATCH/status.txt" 2>&1 || true
-grep -q "host 'beta' unreachable since" "$VK_SCRATCH/status.txt" || {
-    cat "$VK_SCRATCH/status.txt" >&2
-    vk_fail "status does not say that beta is unreachable"
-}
-vk_log "beta lost $(($(date +%s) - killed))s after kill -9: $(grep unreachable "$VK_SCRATCH/status.txt")"
 
 # ---- the latest point restores identical to the disk
 kill -TERM -- -"${DPID[alpha]}" 2>/dev/null || true
