@@ -14,7 +14,7 @@
 
 #define BACKUP_SELECT                                                                              \
     "SELECT b.id, d.name, b.level, b.status, b.checkpoint, b.parent, b.error, b.started, "         \
-    "b.finished, b.bytes_read, b.bytes_written, b.bytes_stored, b.pid, b.pid_start, "
+    "b.finished, b.bytes_read, b.bytes_written, b.bytes_stored, b.pid, b.pid_start, b.host, "
 #define BACKUP_FROM " FROM backups b JOIN domains d ON d.id = b.domain_id "
 
 char *catalog_backup_id_make(const char *domain, int64_t when)
@@ -51,8 +51,9 @@ static int read_backup(struct catalog_stmt *stmt, void *item)
     b->bytes_stored = (uint64_t)catalog_sql_int(stmt, 11);
     b->pid = catalog_sql_int(stmt, 12);
     b->pid_start = catalog_sql_int(stmt, 13);
-    b->checkpoint_xml = catalog_sql_text(stmt, 14, &ok);
-    b->domain_xml = catalog_sql_text(stmt, 15, &ok);
+    b->host = catalog_sql_text(stmt, 14, &ok);
+    b->checkpoint_xml = catalog_sql_text(stmt, 15, &ok);
+    b->domain_xml = catalog_sql_text(stmt, 16, &ok);
     return ok ? 0 : -1;
 }
 

@@ -152,6 +152,9 @@ struct catalog_backup {
     /* Its start time (common/proc.h); 0 on insert means the one /proc
      * shows for PID now (0 when it cannot be read: the pid alone counts). */
     int64_t pid_start;
+    /* The host whose process ran it (read only: an insert records this
+     * host; NULL for rows older than several hosts). */
+    char *host;
 };
 
 struct catalog_backup_disk {

@@ -111,25 +111,47 @@ static bool others_alive(struct daemon *d, int64_t now)
     return alive;
 }
 
-bool daemon_domain_elsewhere(struct daemon *d, const char *name, int64_t now)
+void daemon_fleet_view_init(struct daemon *d, struct daemon_fleet_view *v, int64_t now)
+{
+    v->now = now;
+    v->others_alive = others_alive(d, now);
+    v->conn = NULL;
+    v->conn_failed = false;
+    vk_error_clear();
+}
+
+void daemon_fleet_view_clear(struct daemon_fleet_view *v)
+{
+    virt_conn_close(v->conn);
+    v->conn = NULL;
+}
+
+/* Is NAME missing from this host's libvirt (one connection per pass)? */
+static bool missing_here(struct daemon *d, struct daemon_fleet_view *v, const char *name)
+{
+    struct virt_domain *vd;
+    bool missing;
+
+    if (!v->conn && !v->conn_failed && !(v->conn = virt_conn_open(d->connect_uri, 0)))
+        v->conn_failed = true;
+    if (!v->conn)
+        return false;
+    vd = virt_domain_lookup(v->conn, name);
+    missing = !vd && vk_error_code() == VK_ERR_NOT_FOUND;
+    virt_domain_free(vd);
+    return missing;
+}
+
+bool daemon_domain_elsewhere(struct daemon *d, struct daemon_fleet_view *v, const char *name)
 {
     struct catalog_domain *dom = catalog_domain_get(d->cat, name);
     bool other = dom && dom->host && strcmp(dom->host, catalog_host_name(d->cat)) != 0;
-    struct virt_conn *conn = NULL;
-    struct virt_domain *vd = NULL;
-    bool elsewhere = false;
+    bool elsewhere = (other || v->others_alive) && missing_here(d, v, name);
 
-    if (other || others_alive(d, now)) {
-        conn = virt_conn_open(d->connect_uri, 0);
-        vd = conn ? virt_domain_lookup(conn, name) : NULL;
-        elsewhere = conn && !vd && vk_error_code() == VK_ERR_NOT_FOUND;
-    }
     if (elsewhere)
         vk_debug("domain '%s' does not run on host '%s'%s%s%s: its jobs run where it is", name,
                  catalog_host_name(d->cat), other ? " (last seen on host '" : "",
                  other ? dom->host : "", other ? "')" : "");
-    virt_domain_free(vd);
-    virt_conn_close(conn);
     catalog_domain_free(dom);
     vk_error_clear();
     return elsewhere;

@@ -174,6 +174,8 @@ int daemon_recover(struct daemon *d);
  * (warning); -1 only when the catalog fails. */
 int daemon_recover_domain(struct daemon *d, const char *domain);
 
+struct virt_conn;
+
 /* daemon-fleet.c: several hosts on one catalog (catalog.h, "hosts and
  * leases").  At start the daemon registers its host ($VIRTKEEP_HOST, else
  * the system's name; its workers inherit it) and frees the leases of its
@@ -194,7 +196,15 @@ void daemon_lease_release(struct daemon *d, const char *domain, int64_t epoch);
  * host, or another host heartbeats: the daemon then plans nothing for it
  * (each daemon backs up the domains its host runs).  Alone on a catalog,
  * a missing domain is still planned, and its failure shows. */
-bool daemon_domain_elsewhere(struct daemon *d, const char *name, int64_t now);
+struct daemon_fleet_view {
+    int64_t now;
+    bool others_alive;      /* another host heartbeats */
+    struct virt_conn *conn; /* this host's libvirt, opened when first needed */
+    bool conn_failed;
+};
+void daemon_fleet_view_init(struct daemon *d, struct daemon_fleet_view *v, int64_t now);
+void daemon_fleet_view_clear(struct daemon_fleet_view *v);
+bool daemon_domain_elsewhere(struct daemon *d, struct daemon_fleet_view *v, const char *name);
 
 /* daemon-api.c */
 void daemon_api_ops(struct daemon *d, struct api_ops *ops);
