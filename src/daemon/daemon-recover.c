@@ -59,8 +59,17 @@ static void domain_recover(struct daemon *d, struct virt_conn *conn, const char 
     struct backup_lock *lock = NULL;
     unsigned int n = 0;
 
-    if (!dir || !(dom = virt_domain_lookup(conn, domain)))
+    if (!dir)
         goto fail;
+    if (!(dom = virt_domain_lookup(conn, domain))) {
+        if (vk_error_code() != VK_ERR_NOT_FOUND)
+            goto fail;
+        /* Several hosts: the host that runs it recovers them. */
+        vk_info("domain '%s' is not on host '%s': its interrupted backups are recovered "
+                "where it runs",
+                domain, catalog_host_name(d->cat));
+        return;
+    }
     if (!(lock = backup_lock_acquire(dir, domain, 0)))
         goto fail;
     if (backup_recover(d->cat, dom, d->cfg, NULL, 0, &n) < 0)
