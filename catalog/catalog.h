@@ -527,9 +527,10 @@ int catalog_fence_set(struct catalog *cat, const char *domain, int64_t epoch);
 /* ---- domains across hosts: one UUID, and the moves between hosts ------ */
 
 /* Is NAME with UUID the domain the catalog knows by NAME?  0 when the
- * catalog has no such name, or no UUID for it, or the same UUID; -1 with
- * VK_ERR_INVALID when it records another UUID (another VM of the same name,
- * on another host say: their backups must not share a chain). */
+ * catalog has no such name, no UUID for it, the same UUID, or last saw it
+ * on this host (a VM defined again); -1 with VK_ERR_INVALID when it
+ * records another UUID last seen on another host (another VM of the same
+ * name: their backups must not share a chain). */
 int catalog_domain_check_uuid(struct catalog *cat, const char *name, const char *uuid);
 
 struct catalog_move {

@@ -399,15 +399,15 @@ int catalog_domain_check_uuid(struct catalog *cat, const char *name, const char 
     if (!stmt || (r = catalog_sql_step(cat, stmt)) == -1)
         return -1;
     known = r == 1 ? catalog_sql_column(stmt, 0) : NULL;
-    if (!known || strcasecmp(known, uuid) == 0)
+    /* On its own host, a VM defined again under its name continues (its
+     * chain is checked against the bitmaps anyway). */
+    if (!known || strcasecmp(known, uuid) == 0 || !catalog_sql_column(stmt, 1) ||
+        strcmp(catalog_sql_column(stmt, 1), cat->host) == 0)
         return 0;
     vk_error(VK_ERR_INVALID,
-             "domain '%s' (UUID %s) is not the domain '%s' of catalog '%s' (UUID %s%s%s%s): two "
-             "VMs of one name cannot share a backup chain; rename one of them",
-             name, uuid, name, cat->path, known,
-             catalog_sql_column(stmt, 1) ? ", last on host '" : "",
-             catalog_sql_column(stmt, 1) ? catalog_sql_column(stmt, 1) : "",
-             catalog_sql_column(stmt, 1) ? "'" : "");
+             "domain '%s' (UUID %s) is not the domain '%s' of catalog '%s' (UUID %s, last on "
+             "host '%s'): two VMs of one name cannot share a backup chain; rename one of them",
+             name, uuid, name, cat->path, known, catalog_sql_column(stmt, 1));
     return -1;
 }
 

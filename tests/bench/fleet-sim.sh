@@ -25,6 +25,7 @@ gcc -O2 -g -std=gnu11 -pthread -I"$B" -I"$SRC" $(pkg-config --cflags json-c libp
     -lsqlite3 -lpq -ljson-c -lcrypto
 
 T=$(mktemp -d /tmp/fleetsim.XXXXXX)
+chmod 0755 "$T" # the server (user postgres) lives in T/pg
 pgdir=
 cleanup() {
     [ -z "$pgdir" ] || vk_pg_stop "$pgdir"

@@ -1464,13 +1464,21 @@ static void test_domain_moves(void **state)
     struct catalog_domain *dom;
     char *name;
 
+    struct catalog *b = open_as(state, "beta");
+    int64_t epoch;
+
     assert_int_equal(catalog_domain_check_uuid(a, "web1", "u-1"), 0); /* unknown name */
     assert_int_equal(catalog_domain_set(a, "web1", "u-1"), 0);
-    assert_int_equal(catalog_domain_check_uuid(a, "web1", "U-1"), 0); /* case */
+    assert_int_equal(catalog_domain_check_uuid(a, "web1", "u-2"), 0);   /* no host known */
+    assert_int_equal(catalog_lease_claim(b, "web1", 10, 5, &epoch), 1); /* now on beta */
+    assert_int_equal(catalog_domain_check_uuid(b, "web1", "u-2"), 0);   /* defined again */
+    assert_int_equal(catalog_domain_check_uuid(a, "web1", "U-1"), 0);   /* case */
     assert_int_equal(catalog_domain_check_uuid(a, "web1", NULL), 0);
     assert_int_equal(catalog_domain_check_uuid(a, "web1", "u-2"), -1);
     assert_error(VK_ERR_INVALID, "domain 'web1' (UUID u-2) is not the domain 'web1'");
+    assert_non_null(strstr(vk_error_message(), "last on host 'beta'"));
     assert_non_null(strstr(vk_error_message(), "rename one of them"));
+    catalog_close(b);
 
     assert_int_equal(catalog_host_register(a, "qemu+unix:///session?socket=/a", "1", 30, 50), 0);
     name = catalog_host_by_uri(a, "qemu+unix:///session?socket=/a");
