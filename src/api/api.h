@@ -236,6 +236,10 @@ int status_report_from_json(struct json_object *j, struct status_report *out);
  *   virtkeep_job_bytes_total{domain,kind}           (counter, succeeded jobs)
  *   virtkeep_job_failures_total{domain,kind,reason} (counter)
  *   virtkeep_jobs_running
+ * Several hosts on one catalog (present once a virtkeepd registered):
+ *   virtkeep_host_heartbeat_timestamp_seconds{host,version}
+ *   virtkeep_host_up{host}, virtkeep_host_jobs_running{host}
+ *   virtkeep_domain_host{domain,host}               (1: where it last ran)
  * Series are sorted by their labels, so the text is stable.
  */
 
