@@ -220,7 +220,7 @@ const struct cli_command cli_command_catalog = {
         "copied and each conflicting row is named.  The source is not changed.\n",
     .options = catalog_options,
     .tail = "Exit status: 0 done, 1 some manifests were unreadable, in conflict or refused (the\n"
-            "rest is recorded) or the target could not be read, or (migrate) conflicting rows, 2\n"
-            "usage error or conflicting rows, 3 unknown target or no source catalog.\n",
+            "rest is recorded), the target or (migrate) a catalog could not be read, 2 usage\n"
+            "error or (migrate) conflicting rows, 3 unknown target or no source catalog.\n",
     .run = cli_cmd_catalog,
 };
