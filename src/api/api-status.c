@@ -189,6 +189,27 @@ static int report_add(struct status_report *out, struct catalog *cat, const stru
     return 0;
 }
 
+/* Several hosts on one catalog: the domains that last ran on another host
+ * and that this configuration does not name, so that status covers the
+ * estate (their objectives are those of this configuration: none). */
+static int others_add(struct status_report *out, struct catalog *cat, const struct config *cfg,
+                      const struct api_ops *ops)
+{
+    struct catalog_domains *doms = NULL;
+    int r = 0;
+
+    if (catalog_domain_list(cat, &doms) < 0)
+        return -1;
+    for (size_t i = 0; r == 0 && i < doms->count; i++) {
+        const struct catalog_domain *d = &doms->items[i];
+        if (d->host && strcmp(d->host, catalog_host_name(cat)) != 0 &&
+            !(cfg && config_domain_find(cfg, d->name)))
+            r = report_add(out, cat, cfg, d->name, ops);
+    }
+    catalog_domains_free(doms);
+    return r;
+}
+
 int status_compute(struct catalog *cat, const struct config *cfg, const char *domain, int64_t now,
                    const struct api_ops *ops, struct status_report *out, unsigned int flags)
 {
@@ -207,6 +228,8 @@ int status_compute(struct catalog *cat, const struct config *cfg, const char *do
         if (report_add(out, cat, cfg, cfg->domains[i].name, ops) < 0)
             goto fail;
     }
+    if (others_add(out, cat, cfg, ops) < 0)
+        goto fail;
     return 0;
 fail:
     status_report_clear(out);

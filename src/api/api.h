@@ -199,7 +199,8 @@ struct status_report {
 };
 
 /* Compute the report at NOW for DOMAIN (every [domain] with a policy when
- * NULL).  The next job comes from OPS->next_job (the daemon's scheduler)
+ * NULL, and the domains that last ran on another host of a catalog that
+ * several hosts share).  The next job comes from OPS->next_job (the daemon's scheduler)
  * when OPS is not NULL, else from sched_next().  An unknown DOMAIN
  * (neither configured nor in the catalog) fails with VK_ERR_NOT_FOUND. */
 int status_compute(struct catalog *cat, const struct config *cfg, const char *domain, int64_t now,

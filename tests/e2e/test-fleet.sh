@@ -157,6 +157,17 @@ grep -q "host 'beta' unreachable since" "$VK_SCRATCH/status.txt" || {
     cat "$VK_SCRATCH/status.txt" >&2
     vk_fail "status does not say that beta is unreachable"
 }
+# a host whose configuration does not name the domain sees it too
+printf '[catalog]\nurl = %s\n' "$VK_PG_CATALOG" >"$VK_SCRATCH/other.conf"
+"$VK_BIN" --config "$VK_SCRATCH/other.conf" status --json >"$VK_SCRATCH/status.json" \
+    2>"$VK_SCRATCH/status.err" || true
+jq -e . "$VK_SCRATCH/status.json" >/dev/null || {
+    cat "$VK_SCRATCH/status.json" "$VK_SCRATCH/status.err" >&2
+    vk_fail "status --json printed no JSON"
+}
+expect "$(jq -r --arg d "$dom" '.domains[] | select(.domain == $d) |
+    "\(.host) \(.host_unreachable_since != null)"' "$VK_SCRATCH/status.json")" "beta true" \
+    "status from a host without the domain in its configuration"
 vk_log "job $job failed by alpha ${lost}s after kill -9: $err"
 vk_log "status: $(grep unreachable "$VK_SCRATCH/status.txt")"
 
