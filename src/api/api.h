@@ -214,7 +214,8 @@ size_t status_report_violations(const struct status_report *r);
  * "last_backup", "last_success", "rpo_exposure", "rpo", "rpo_violated",
  * "rpo_reason", "rto_estimate", "rto", "rto_violated", "rto_reason",
  * "chain_length", "failures", "next_job": {"kind", "due", "target",
- * "reason"} | null}]}.  Unknown values are null. */
+ * "reason"} | null, "host", "host_unreachable_since"}]}.  Unknown values
+ * are null. */
 struct json_object *status_report_json(const struct status_report *r);
 /* And back (what the CLI got from the daemon); VK_ERR_INVALID when malformed. */
 int status_report_from_json(struct json_object *j, struct status_report *out);

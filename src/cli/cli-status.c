@@ -209,7 +209,8 @@ static const struct cli_option status_options[] = {
      "print {now, daemon, violations, domains: [{domain, policy,\n"
      "last_backup, last_success, rpo_exposure, rpo, rpo_violated,\n"
      "rpo_reason, rto_estimate, rto, rto_violated, rto_reason,\n"
-     "chain_length, failures, next_job: {kind, due, target, reason}}]}\n"
+     "chain_length, failures, next_job: {kind, due, target, reason},\n"
+     "host, host_unreachable_since}]}\n"
      "(times in Unix seconds, durations in seconds, null when unknown)"},
     {NULL, 0, 0, NULL, NULL},
 };
