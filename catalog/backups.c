@@ -14,7 +14,7 @@
 
 #define BACKUP_SELECT                                                                              \
     "SELECT b.id, d.name, b.level, b.status, b.checkpoint, b.parent, b.error, b.started, "         \
-    "b.finished, b.bytes_read, b.bytes_written, b.bytes_stored, b.pid, b.pid_start, "
+    "b.finished, b.bytes_read, b.bytes_written, b.bytes_stored, b.pid, b.pid_start, b.host, "
 #define BACKUP_FROM " FROM backups b JOIN domains d ON d.id = b.domain_id "
 
 char *catalog_backup_id_make(const char *domain, int64_t when)
@@ -51,8 +51,9 @@ static int read_backup(struct catalog_stmt *stmt, void *item)
     b->bytes_stored = (uint64_t)catalog_sql_int(stmt, 11);
     b->pid = catalog_sql_int(stmt, 12);
     b->pid_start = catalog_sql_int(stmt, 13);
-    b->checkpoint_xml = catalog_sql_text(stmt, 14, &ok);
-    b->domain_xml = catalog_sql_text(stmt, 15, &ok);
+    b->host = catalog_sql_text(stmt, 14, &ok);
+    b->checkpoint_xml = catalog_sql_text(stmt, 15, &ok);
+    b->domain_xml = catalog_sql_text(stmt, 16, &ok);
     return ok ? 0 : -1;
 }
 
@@ -82,12 +83,12 @@ int catalog_backup_insert(struct catalog *cat, const struct catalog_backup *b)
             cat,
             "INSERT INTO backups(id, domain_id, level, status, checkpoint, parent, error, "
             "started, finished, bytes_read, bytes_written, bytes_stored, checkpoint_xml, "
-            "domain_xml, pid, pid_start) SELECT ?1, id, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-            "?12, ?13, ?14, ?15, ?16 FROM domains WHERE name = ?2",
-            "tttttttiiuuuttii", b->id, b->domain, catalog_level_name(b->level),
+            "domain_xml, pid, pid_start, host) SELECT ?1, id, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+            "?11, ?12, ?13, ?14, ?15, ?16, ?17 FROM domains WHERE name = ?2",
+            "tttttttiiuuuttiit", b->id, b->domain, catalog_level_name(b->level),
             catalog_status_name(b->status), b->checkpoint, b->parent, b->error, started,
             b->finished, b->bytes_read, b->bytes_written, b->bytes_stored, b->checkpoint_xml,
-            b->domain_xml, pid, pid_start) == -1) {
+            b->domain_xml, pid, pid_start, cat->host) == -1) {
         if (catalog_sql_fault(cat) == CATALOG_FAULT_UNIQUE)
             vk_error(VK_ERR_INVALID, "backup '%s' already exists in catalog '%s'", b->id,
                      cat->path);
@@ -132,6 +133,30 @@ static int status_refused(struct catalog *cat, const char *id)
     return -1;
 }
 
+/* Commit backup ID only while this host still holds the lease it runs
+ * under (catalog_fence_set): the lease row stays locked until the commit,
+ * so that a takeover cannot slip in between the check and the update. */
+static int commit_fenced(struct catalog *cat, const char *id)
+{
+    int64_t now = (int64_t)time(NULL);
+    int n = -1;
+
+    if (catalog_begin_rows(cat) == -1)
+        return -1;
+    if (catalog_lease_fence(cat, cat->fence_domain, cat->fence_epoch, now) == 0)
+        n = catalog_sql_run(cat,
+                            "UPDATE backups SET status = 'committed', error = NULL, "
+                            "finished = ?2 WHERE id = ?1 AND status = 'running'",
+                            "ti", id, now);
+    if (n == 1 && catalog_commit(cat) == 0)
+        return 0;
+    catalog_rollback(cat);
+    if (n == 0)
+        return status_refused(cat, id);
+    vk_error_prefix("cannot commit backup '%s'", id);
+    return -1;
+}
+
 int catalog_backup_set_status(struct catalog *cat, const char *id, enum catalog_status status,
                               const char *error)
 {
@@ -141,6 +166,8 @@ int catalog_backup_set_status(struct catalog *cat, const char *id, enum catalog_
         vk_error(VK_ERR_INVALID, "backup '%s' can only become committed or failed", id);
         return -1;
     }
+    if (status == CATALOG_STATUS_COMMITTED && cat->fence_domain && !cat->in_tx)
+        return commit_fenced(cat, id);
     n = catalog_sql_run(cat,
                         "UPDATE backups SET status = ?2, error = ?3, finished = ?4 "
                         "WHERE id = ?1 AND status = 'running'",
@@ -226,7 +253,8 @@ int catalog_backup_fail_orphans(struct catalog *cat, unsigned int flags, unsigne
     (void)flags;
     return catalog_sql_fail_orphans(cat,
                                     "SELECT id, pid, pid_start FROM backups "
-                                    "WHERE status = 'running'",
+                                    "WHERE status = 'running' "
+                                    "AND (host IS NULL OR host = ?1)",
                                     "UPDATE backups SET status = 'failed', error = ?2, "
                                     "finished = ?3 WHERE id = ?1 AND status = 'running'",
                                     false, marked);

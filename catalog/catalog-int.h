@@ -23,6 +23,9 @@
  *   - NULLs sort where asked (NULLS FIRST), a subquery in FROM has an alias,
  *     sums are coalesce(sum(x * 1.0), 0), text search is instr(), which the
  *     PostgreSQL backend sends as strpos() (same arguments);
+ *   - a row lock is written FOR UPDATE [SKIP LOCKED] at the end of a
+ *     SELECT, inside a transaction opened by catalog_begin_rows(); SQLite,
+ *     whose write transaction already holds the whole file, drops it;
  *   - the schema (schema.c) is written with the SQLite type names INTEGER,
  *     REAL, TEXT and "INTEGER PRIMARY KEY [AUTOINCREMENT]"; the PostgreSQL
  *     backend maps them to BIGINT, DOUBLE PRECISION, TEXT COLLATE "C" (byte
@@ -96,6 +99,11 @@ struct catalog_backend {
      * transaction at a time, from any process (SQLite: BEGIN IMMEDIATE;
      * PostgreSQL: a transaction-level advisory lock). */
     int (*begin)(struct catalog *cat);
+    /* A transaction that takes row locks (SELECT ... FOR UPDATE [SKIP
+     * LOCKED]) rather than the catalog's write lock, so that claimers of
+     * different rows do not wait for each other (PostgreSQL: BEGIN; SQLite:
+     * BEGIN IMMEDIATE, one writer at a time). */
+    int (*begin_rows)(struct catalog *cat);
     int (*commit)(struct catalog *cat);
     void (*rollback)(struct catalog *cat);
     /* Read the schema state; inside a transaction when migrating. */
@@ -115,7 +123,20 @@ struct catalog {
     void *db;                 /* sqlite3 *, or the PostgreSQL backend's state */
     bool in_tx;               /* between catalog_begin and catalog_commit/rollback */
     enum catalog_fault fault; /* of the last failed statement */
+    char *host;               /* this host's name (catalog_host_self) */
+    char *fence_domain;       /* catalog_fence_set: commits of this domain's */
+    int64_t fence_epoch;      /* backups check the lease at this epoch */
 };
+
+/* Open a transaction with catalog_begin_rows() for row locks (see the
+ * backend's begin_rows); end it with catalog_commit/rollback. */
+int catalog_begin_rows(struct catalog *cat);
+
+/* Inside a catalog_begin_rows() transaction: lock the lease of DOMAIN and
+ * check that this host holds it at EPOCH and that it has not expired at
+ * NOW.  -1 (VK_ERR_BUSY, naming the domain, the holder and the next step)
+ * when the lease was lost. */
+int catalog_lease_fence(struct catalog *cat, const char *domain, int64_t epoch, int64_t now);
 
 /* Is PATH a PostgreSQL URL (postgresql:// or postgres://)? */
 bool catalog_is_pg_url(const char *path);
@@ -165,7 +186,8 @@ int catalog_sql_list(struct catalog *cat, struct catalog_stmt *stmt, size_t size
                      void **items, size_t *count);
 
 /* Fail the orphans of one table: SELECT_SQL returns (id, pid, pid_start) of the
- * rows still queued or running; each whose process is gone is updated by UPDATE_SQL
+ * rows of this host (?1, bound to its name) still queued or running; each whose process is gone is
+ * updated by UPDATE_SQL
  * (?1 the id, ?2 the error, starting with CATALOG_ORPHAN_ERROR, ?3 the time),
  * which must only change a row still queued or running.  ID_IS_INT: the id
  * is an integer (else text).  *MARKED (if not NULL) gets the number of rows

@@ -118,7 +118,8 @@ struct catalog *catalog_open(const char *path, unsigned int flags)
     cat->be = catalog_is_pg_url(path) ? &catalog_backend_pg : &catalog_backend_sqlite;
     /* The PostgreSQL backend replaces this with the URL as shown. */
     cat->path = vk_strdup(path);
-    if (!cat->path || cat->be->connect(cat, flags) == -1) {
+    cat->host = catalog_host_self();
+    if (!cat->path || !cat->host || cat->be->connect(cat, flags) == -1) {
         catalog_close(cat);
         return NULL;
     }
@@ -132,6 +133,8 @@ void catalog_close(struct catalog *cat)
     if (cat->db)
         cat->be->disconnect(cat);
     free(cat->path);
+    free(cat->host);
+    free(cat->fence_domain);
     free(cat);
 }
 
@@ -152,6 +155,14 @@ int catalog_schema_version(struct catalog *cat)
 int catalog_begin(struct catalog *cat)
 {
     if (cat->be->begin(cat) == -1)
+        return -1;
+    cat->in_tx = true;
+    return 0;
+}
+
+int catalog_begin_rows(struct catalog *cat)
+{
+    if (cat->be->begin_rows(cat) == -1)
         return -1;
     cat->in_tx = true;
     return 0;

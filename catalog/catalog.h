@@ -50,6 +50,15 @@
  *                    made before it started and its source, the measured
  *                    restore time, bytes read and written, error.  The
  *                    restore estimator learns from the ok rows.
+ *   hosts            each virtkeepd's host: name, libvirt URI, version,
+ *                    when it registered, its last heartbeat.
+ *   leases           per domain: the host that may run its jobs now, until
+ *                    when (expires), and the fencing token (epoch) of that
+ *                    claim, bumped by every claim.
+ *   moves            migrations and evacuations: domain, uuid, from and to
+ *                    host, kind, when.  Jobs, backups and drills also
+ *                    record the host that ran them; domains, the host they
+ *                    last ran on.
  *   throughput       measured transfer rates per target and direction
  *                    (read|write): bytes, seconds, when measured.  The
  *                    planner's estimates come from the recent samples.
@@ -70,7 +79,7 @@
 
 /* The newest schema this code knows.  An older file is migrated on open; a
  * newer one is refused (VK_ERR_UNSUPPORTED). */
-#define CATALOG_SCHEMA_VERSION 6
+#define CATALOG_SCHEMA_VERSION 7
 
 struct catalog;
 
@@ -116,6 +125,7 @@ const char *catalog_direction_name(enum catalog_direction dir);
 struct catalog_domain {
     char *name;
     char *uuid; /* may be NULL */
+    char *host; /* the host it last ran on (read only; NULL: unknown) */
 };
 
 struct catalog_disk {
@@ -142,6 +152,9 @@ struct catalog_backup {
     /* Its start time (common/proc.h); 0 on insert means the one /proc
      * shows for PID now (0 when it cannot be read: the pid alone counts). */
     int64_t pid_start;
+    /* The host whose process ran it (read only: an insert records this
+     * host; NULL for rows older than several hosts). */
+    char *host;
 };
 
 struct catalog_backup_disk {
@@ -176,6 +189,8 @@ struct catalog_job {
     double elapsed_seconds;  /* measured, set by catalog_job_finish */
     char *error;
     int64_t downtime_ms; /* migrations: measured downtime, -1 unknown (read only) */
+    char *host;          /* the host that runs it; NULL on insert: this host */
+    int64_t epoch;       /* the lease epoch it runs under, 0: none */
 };
 
 /* A rate estimated from recent measurements. */
@@ -416,6 +431,151 @@ int catalog_drill_list(struct catalog *cat, const char *domain, const char *targ
                        unsigned int flags, size_t limit, struct catalog_drills **out);
 /* Mark failed every running drill whose process is gone. */
 int catalog_drill_fail_orphans(struct catalog *cat, unsigned int flags, unsigned int *marked);
+
+/* ---- hosts and leases: several hosts on one catalog -------------------- *
+ *
+ * Each virtkeepd registers its host and heartbeats.  Before it runs a job
+ * of a domain it claims the domain's lease (PostgreSQL: SELECT ... FOR
+ * UPDATE SKIP LOCKED, so that concurrent claimers never wait on each other
+ * and exactly one wins; SQLite: its single-writer transaction), renews it
+ * while the job runs and releases it after.  Every claim bumps the lease's
+ * epoch, the fencing token: a process that runs under a lease names it with
+ * catalog_fence_set(), and its backup commits then check, under the lease's
+ * row lock, that the lease is still its own at that epoch and unexpired.
+ * So at most one host runs jobs of a domain at a time, and a worker whose
+ * lease was lost (expired, taken over) cannot commit.  When a host stops
+ * heartbeating, another daemon's catalog_host_reap() marks its running rows
+ * failed once its leases have expired.
+ *
+ * Rows that a process inserts carry its host (catalog_host_name()), and
+ * the *_fail_orphans() functions only judge rows of their own host: a pid
+ * means nothing on another machine.
+ */
+
+struct catalog_host {
+    char *name;
+    char *uri;                 /* its libvirt URI, may be NULL */
+    char *version;             /* the virtkeep version of its daemon, may be NULL */
+    int64_t started;           /* when its daemon registered */
+    int64_t heartbeat;         /* its last heartbeat */
+    int64_t lease_seconds;     /* how long its leases last: lost once silent longer */
+    unsigned int running_jobs; /* jobs running on it now (catalog_host_list) */
+    unsigned int domains;      /* domains that last ran on it (catalog_host_list) */
+};
+
+struct catalog_hosts {
+    size_t count;
+    struct catalog_host *items;
+};
+
+struct catalog_lease {
+    char *domain;
+    char *host;      /* NULL when free */
+    int64_t epoch;   /* bumped by every claim */
+    int64_t expires; /* Unix seconds */
+};
+
+void catalog_hosts_free(struct catalog_hosts *list);
+void catalog_lease_clear(struct catalog_lease *lease);
+
+/* This process's host name: $VIRTKEEP_HOST when set (several daemons on
+ * one machine, tests), else the system's host name.  malloc'd. */
+char *catalog_host_self(void);
+/* The host name an open catalog records rows under. */
+const char *catalog_host_name(const struct catalog *cat);
+/* Register this host (insert or update URI, version and the duration of
+ * its leases, LEASE_SECONDS; started and the heartbeat are NOW). */
+int catalog_host_register(struct catalog *cat, const char *uri, const char *version,
+                          int64_t lease_seconds, int64_t now);
+/* Has host H been silent at NOW for longer than its leases last? */
+bool catalog_host_lost(const struct catalog_host *h, int64_t now);
+/* Heartbeat at NOW; VK_ERR_NOT_FOUND when the host is not registered. */
+int catalog_host_heartbeat(struct catalog *cat, int64_t now);
+/* Every registered host, by name, with its running jobs and domains. */
+int catalog_host_list(struct catalog *cat, struct catalog_hosts **out);
+/* Fail the rows of hosts that stopped heartbeating: a host (not this one)
+ * silent for longer than its own lease duration and TTL, none of whose leases is still
+ * valid at NOW gets its queued and running jobs, running backups and
+ * drills marked failed (the error names it and when it was last heard
+ * from), and its leases freed.  *MARKED (may be NULL): rows marked. */
+int catalog_host_reap(struct catalog *cat, int64_t now, int64_t ttl, unsigned int *marked);
+
+/* Claim the lease of DOMAIN for this host until NOW + TTL.  1: claimed,
+ * *EPOCH is the new fencing token and the domain's host is this host; 0:
+ * another host holds it unexpired, or is claiming it at this moment (not
+ * an error: try again later); -1: error.  A lease this host already holds
+ * unexpired is not claimed again (0): one job per domain. */
+int catalog_lease_claim(struct catalog *cat, const char *domain, int64_t now, int64_t ttl,
+                        int64_t *epoch);
+/* Extend this host's lease of DOMAIN at EPOCH to NOW + TTL.  1: renewed;
+ * 0: lost (expired or taken over); -1: error. */
+int catalog_lease_renew(struct catalog *cat, const char *domain, int64_t epoch, int64_t now,
+                        int64_t ttl);
+/* Free this host's lease of DOMAIN at EPOCH (nothing when it is no longer
+ * ours). */
+int catalog_lease_release(struct catalog *cat, const char *domain, int64_t epoch);
+/* Free every lease of this host (a daemon that starts again owns no job). */
+int catalog_lease_release_all(struct catalog *cat);
+/* The lease of DOMAIN (a free one, epoch 0, when it was never claimed). */
+int catalog_lease_get(struct catalog *cat, const char *domain, struct catalog_lease *out);
+/* Run under the lease of DOMAIN at EPOCH (a worker of virtkeepd): from
+ * now on, committing a backup through this handle (outside an explicit
+ * transaction) checks the lease under its row lock first, and fails with
+ * VK_ERR_BUSY, the backup left running, when the lease was lost. */
+int catalog_fence_set(struct catalog *cat, const char *domain, int64_t epoch);
+
+/* ---- domains across hosts: one UUID, and the moves between hosts ------ */
+
+/* Is NAME with UUID the domain the catalog knows by NAME?  0 when the
+ * catalog has no such name, no UUID for it, the same UUID, or last saw it
+ * on this host (a VM defined again); -1 with VK_ERR_INVALID when it
+ * records another UUID last seen on another host (another VM of the same
+ * name: their backups must not share a chain). */
+int catalog_domain_check_uuid(struct catalog *cat, const char *name, const char *uuid);
+
+struct catalog_move {
+    char *domain;
+    char *uuid;      /* may be NULL */
+    char *from_host; /* may be NULL */
+    char *to_host;
+    char *kind;    /* "migrate", "evacuate", "planned" */
+    int64_t moved; /* 0 on insert means now */
+};
+
+struct catalog_moves {
+    size_t count;
+    struct catalog_move *items;
+};
+
+void catalog_moves_free(struct catalog_moves *list);
+/* Record that a domain moved (migrate, evacuate, a planned move): a row in
+ * moves, and the domain's host becomes TO_HOST. */
+int catalog_move_record(struct catalog *cat, const struct catalog_move *move);
+/* Moves of DOMAIN (every domain when NULL), oldest first. */
+int catalog_move_list(struct catalog *cat, const char *domain, struct catalog_moves **out);
+/* The name of the registered host whose libvirt URI is URI, or NULL
+ * (VK_ERR_NOT_FOUND: no such host).  malloc'd. */
+char *catalog_host_by_uri(struct catalog *cat, const char *uri);
+
+/* ---- moving a catalog into another (catalog migrate --to) ------------- */
+
+struct catalog_import_result {
+    size_t added;     /* rows copied */
+    size_t known;     /* rows the destination already had, identical */
+    char **conflicts; /* rows it has with other values, one line each (NULL: none) */
+};
+
+/* Copy every row of SRC (domains, disks, backups and their disks and
+ * locations, prune marks, jobs, drills, throughput, moves) into DST, in
+ * one transaction of DST.  Rows are matched by what names them (a backup
+ * by its id, a disk by domain and target, a job by kind, domain, start and
+ * pid ...), not by integer ids, which differ between catalogs; drills lose
+ * their job id.  Rows DST already holds with the same values are counted
+ * as known, so running it again changes nothing.  When DST holds a row
+ * with other values, nothing is written and -1 is returned
+ * (VK_ERR_INVALID, naming the rows; RES->conflicts lists all of them). */
+int catalog_import(struct catalog *dst, struct catalog *src, struct catalog_import_result *res);
+void catalog_import_result_clear(struct catalog_import_result *res);
 
 /* ---- chains: pure functions over a list of backups -------------------- *
  *

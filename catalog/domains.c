@@ -38,6 +38,7 @@ static int read_domain(struct catalog_stmt *stmt, void *item)
 
     d->name = catalog_sql_text(stmt, 0, &ok);
     d->uuid = catalog_sql_text(stmt, 1, &ok);
+    d->host = catalog_sql_text(stmt, 2, &ok);
     return ok ? 0 : -1;
 }
 
@@ -47,7 +48,8 @@ struct catalog_domain *catalog_domain_get(struct catalog *cat, const char *name)
     struct catalog_domain *dom;
     int r = -1;
 
-    stmt = catalog_sql_prepare(cat, "SELECT name, uuid FROM domains WHERE name = ?1", "t", name);
+    stmt =
+        catalog_sql_prepare(cat, "SELECT name, uuid, host FROM domains WHERE name = ?1", "t", name);
     if (!stmt || (r = catalog_sql_step(cat, stmt)) == -1)
         return NULL;
     if (r == 0) {
@@ -68,7 +70,7 @@ int catalog_domain_list(struct catalog *cat, struct catalog_domains **out)
     struct catalog_domains *list;
 
     *out = NULL;
-    stmt = catalog_sql_prepare(cat, "SELECT name, uuid FROM domains ORDER BY name", NULL);
+    stmt = catalog_sql_prepare(cat, "SELECT name, uuid, host FROM domains ORDER BY name", NULL);
     list = stmt ? vk_calloc(1, sizeof *list) : NULL;
     if (!list || catalog_sql_list(cat, stmt, sizeof *list->items, read_domain, catalog_domain_clear,
                                   (void **)&list->items, &list->count) == -1) {

@@ -87,11 +87,12 @@ int64_t catalog_drill_insert(struct catalog *cat, const struct catalog_drill *d)
         cat,
         "INSERT INTO drills(job_id, domain, backup_id, targets, state, pid, started, finished, "
         "estimate_seconds, estimate_source, actual_seconds, bytes_read, disk_bytes, error, "
-        "pid_start) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) "
-        "RETURNING id",
-        "ittttiiidtduuti", d->job_id, d->domain, d->backup_id, d->targets,
+        "pid_start, host) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
+        "?15, ?16) RETURNING id",
+        "ittttiiidtduutit", d->job_id, d->domain, d->backup_id, d->targets,
         catalog_drill_state_name(d->state), pid, started, d->finished, d->estimate_seconds,
-        d->estimate_source, d->actual_seconds, d->bytes_read, d->disk_bytes, d->error, pid_start);
+        d->estimate_source, d->actual_seconds, d->bytes_read, d->disk_bytes, d->error, pid_start,
+        cat->host);
     if ((id = catalog_sql_new_id(cat, stmt, "drill")) > 0)
         return id;
     vk_error_prefix("cannot record a drill of domain '%s'", d->domain);
@@ -187,7 +188,8 @@ int catalog_drill_fail_orphans(struct catalog *cat, unsigned int flags, unsigned
 {
     (void)flags;
     return catalog_sql_fail_orphans(cat,
-                                    "SELECT id, pid, pid_start FROM drills WHERE state = 'running'",
+                                    "SELECT id, pid, pid_start FROM drills WHERE state = 'running' "
+                                    "AND (host IS NULL OR host = ?1)",
                                     "UPDATE drills SET state = 'failed', error = ?2, finished = ?3 "
                                     "WHERE id = ?1 AND state = 'running'",
                                     true, marked);

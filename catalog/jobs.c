@@ -18,7 +18,7 @@
 #define JOB_SELECT                                                                                 \
     "SELECT id, kind, domain, target, backup_id, state, pid, started, finished, "                  \
     "progress_done, progress_total, estimate_seconds, elapsed_seconds, error, downtime_ms, "       \
-    "pid_start FROM jobs "
+    "pid_start, host, epoch FROM jobs "
 
 static int read_job(struct catalog_stmt *stmt, void *item)
 {
@@ -42,6 +42,8 @@ static int read_job(struct catalog_stmt *stmt, void *item)
     job->error = catalog_sql_text(stmt, 13, &ok);
     job->downtime_ms = catalog_sql_int(stmt, 14);
     job->pid_start = catalog_sql_int(stmt, 15);
+    job->host = catalog_sql_text(stmt, 16, &ok);
+    job->epoch = catalog_sql_int(stmt, 17);
     return ok ? 0 : -1;
 }
 
@@ -61,12 +63,13 @@ int64_t catalog_job_insert(struct catalog *cat, const struct catalog_job *job)
         cat,
         "INSERT INTO jobs(kind, domain, target, backup_id, state, pid, "
         "started, finished, progress_done, progress_total, "
-        "estimate_seconds, elapsed_seconds, error, pid_start) "
-        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
+        "estimate_seconds, elapsed_seconds, error, pid_start, host, epoch) "
+        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) "
         "RETURNING id",
-        "tttttiiiuuddti", job->kind, job->domain, job->target, job->backup_id,
+        "tttttiiiuuddtiti", job->kind, job->domain, job->target, job->backup_id,
         catalog_job_state_name(job->state), pid, started, job->finished, job->progress_done,
-        job->progress_total, job->estimate_seconds, job->elapsed_seconds, job->error, pid_start);
+        job->progress_total, job->estimate_seconds, job->elapsed_seconds, job->error, pid_start,
+        job->host ? job->host : cat->host, job->epoch);
     if ((id = catalog_sql_new_id(cat, stmt, "job")) > 0)
         return id;
     vk_error_prefix("cannot record a %s job", job->kind);
@@ -186,7 +189,8 @@ int catalog_job_fail_orphans(struct catalog *cat, unsigned int flags, unsigned i
     (void)flags;
     return catalog_sql_fail_orphans(cat,
                                     "SELECT id, pid, pid_start FROM jobs "
-                                    "WHERE state IN ('queued', 'running')",
+                                    "WHERE state IN ('queued', 'running') "
+                                    "AND (host IS NULL OR host = ?1)",
                                     "UPDATE jobs SET state = 'failed', error = ?2, finished = ?3 "
                                     "WHERE id = ?1 AND state IN ('queued', 'running')",
                                     true, marked);

@@ -690,6 +690,13 @@ static int pg_begin(struct catalog *cat)
     return exec_script(cat, "BEGIN; SELECT pg_advisory_xact_lock(1447773012)");
 }
 
+static int pg_begin_rows(struct catalog *cat)
+{
+    /* Row locks only: claimers of different leases run side by side, and
+     * SKIP LOCKED passes over a row another claimer is deciding on. */
+    return exec_script(cat, "BEGIN");
+}
+
 _Static_assert(CATALOG_APPLICATION_ID == 1447773012, "the advisory lock is the application id");
 
 static int pg_commit(struct catalog *cat)
@@ -834,6 +841,7 @@ const struct catalog_backend catalog_backend_pg = {
     .finalize = pg_finalize,
     .exec_schema = pg_exec_schema,
     .begin = pg_begin,
+    .begin_rows = pg_begin_rows,
     .commit = pg_commit,
     .rollback = pg_rollback,
     .schema_read = pg_schema_read,

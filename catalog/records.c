@@ -13,6 +13,7 @@ void catalog_domain_clear(void *domain)
 
     free(d->name);
     free(d->uuid);
+    free(d->host);
 }
 
 void catalog_domain_free(struct catalog_domain *domain)
@@ -63,6 +64,7 @@ void catalog_backup_clear(void *backup)
     free(b->error);
     free(b->checkpoint_xml);
     free(b->domain_xml);
+    free(b->host);
     memset(b, 0, sizeof *b);
 }
 
@@ -99,6 +101,7 @@ int catalog_backup_copy(struct catalog_backup *dst, const struct catalog_backup 
     dst->error = dup_opt(src->error, &ok);
     dst->checkpoint_xml = dup_opt(src->checkpoint_xml, &ok);
     dst->domain_xml = dup_opt(src->domain_xml, &ok);
+    dst->host = dup_opt(src->host, &ok);
     if (!ok) {
         catalog_backup_clear(dst);
         return -1;
@@ -115,6 +118,7 @@ void catalog_job_clear(void *item)
     free(job->target);
     free(job->backup_id);
     free(job->error);
+    free(job->host);
 }
 
 void catalog_job_free(struct catalog_job *job)

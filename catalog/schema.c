@@ -146,8 +146,45 @@ static const char schema_v6[] =
     "ALTER TABLE jobs ADD COLUMN pid_start INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE drills ADD COLUMN pid_start INTEGER NOT NULL DEFAULT 0;";
 
+/* Version 7: several hosts on one catalog (catalog.h, "Hosts and
+ * leases").  hosts: each virtkeepd's host, its libvirt URI, version and
+ * heartbeat.  leases: who may run jobs of a domain now, until when, and the
+ * fencing token (epoch) of that claim.  The host of each job, backup and
+ * drill row (orphans are only judged by their own host), and the epoch a
+ * job ran under; the host a domain last ran on; moves: migrations and
+ * evacuations between hosts. */
+static const char schema_v7[] = "CREATE TABLE hosts ("
+                                "  name TEXT PRIMARY KEY CHECK (name <> ''),"
+                                "  uri TEXT,"
+                                "  version TEXT,"
+                                "  started INTEGER NOT NULL DEFAULT 0,"
+                                "  heartbeat INTEGER NOT NULL DEFAULT 0,"
+                                "  lease_seconds INTEGER NOT NULL DEFAULT 0);"
+                                "CREATE TABLE leases ("
+                                "  domain TEXT PRIMARY KEY CHECK (domain <> ''),"
+                                "  host TEXT,"
+                                "  epoch INTEGER NOT NULL DEFAULT 0,"
+                                "  expires INTEGER NOT NULL DEFAULT 0);"
+                                "CREATE INDEX leases_host ON leases(host);"
+                                "ALTER TABLE jobs ADD COLUMN host TEXT;"
+                                "ALTER TABLE jobs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;"
+                                "ALTER TABLE backups ADD COLUMN host TEXT;"
+                                "ALTER TABLE drills ADD COLUMN host TEXT;"
+                                "ALTER TABLE domains ADD COLUMN host TEXT;"
+                                "CREATE INDEX jobs_host ON jobs(host, state);"
+                                "CREATE INDEX backups_host ON backups(host, status);"
+                                "CREATE TABLE moves ("
+                                "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                                "  domain TEXT NOT NULL,"
+                                "  uuid TEXT,"
+                                "  from_host TEXT,"
+                                "  to_host TEXT NOT NULL,"
+                                "  kind TEXT NOT NULL,"
+                                "  moved INTEGER NOT NULL);"
+                                "CREATE INDEX moves_domain ON moves(domain, moved);";
+
 static const char *const migrations[] = {
-    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6,
+    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6, schema_v7,
 };
 
 _Static_assert(VK_ARRAY_SIZE(migrations) == CATALOG_SCHEMA_VERSION,

@@ -213,7 +213,7 @@ int catalog_sql_list(struct catalog *cat, struct catalog_stmt *stmt, size_t size
 int catalog_sql_fail_orphans(struct catalog *cat, const char *select_sql, const char *update_sql,
                              bool id_is_int, unsigned int *marked)
 {
-    CLEANUP_STMT struct catalog_stmt *stmt = catalog_sql_prepare(cat, select_sql, NULL);
+    CLEANUP_STMT struct catalog_stmt *stmt = catalog_sql_prepare(cat, select_sql, "t", cat->host);
     CLEANUP_FREE char *why = NULL;
     unsigned int count = 0;
     int r, n;

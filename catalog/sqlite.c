@@ -103,6 +103,15 @@ static int bind_one(sqlite3_stmt *stmt, int idx, const struct catalog_value *v)
     }
 }
 
+/* The length of SQL without its trailing row lock: BEGIN IMMEDIATE
+ * already holds the whole file (catalog-int.h). */
+static int sql_length(const char *sql)
+{
+    const char *lock = strstr(sql, " FOR UPDATE");
+
+    return lock && !strchr(lock + 1, '?') ? (int)(lock - sql) : -1;
+}
+
 static struct catalog_stmt *lite_prepare(struct catalog *cat, const char *sql, size_t n,
                                          const struct catalog_value *vals)
 {
@@ -110,7 +119,7 @@ static struct catalog_stmt *lite_prepare(struct catalog *cat, const char *sql, s
     sqlite3_stmt *handle = NULL;
     int rc;
 
-    rc = sqlite3_prepare_v2(DB(cat), sql, -1, &handle, NULL);
+    rc = sqlite3_prepare_v2(DB(cat), sql, sql_length(sql), &handle, NULL);
     if (rc != SQLITE_OK) {
         sql_error_rc(cat, rc);
         return NULL;
@@ -382,6 +391,7 @@ const struct catalog_backend catalog_backend_sqlite = {
     .finalize = lite_finalize,
     .exec_schema = lite_exec,
     .begin = lite_begin,
+    .begin_rows = lite_begin,
     .commit = lite_commit,
     .rollback = lite_rollback,
     .schema_read = lite_schema_read,

@@ -170,6 +170,10 @@ enum {
     F_JOBS_TOTAL,
     F_BYTES_TOTAL,
     F_FAILURES_TOTAL,
+    F_HOST_HEARTBEAT,
+    F_HOST_UP,
+    F_HOST_JOBS,
+    F_DOMAIN_HOST,
     F_COUNT,
 };
 
@@ -197,6 +201,13 @@ static const struct family families_init[F_COUNT] = {
                        "Bytes stored or moved by the succeeded jobs recorded in the catalog."},
     [F_FAILURES_TOTAL] = {"virtkeep_job_failures_total", "counter",
                           "Failed jobs recorded in the catalog, by reason."},
+    [F_HOST_HEARTBEAT] = {"virtkeep_host_heartbeat_timestamp_seconds", "gauge",
+                          "Last heartbeat of each host's virtkeepd on the catalog."},
+    [F_HOST_UP] = {"virtkeep_host_up", "gauge",
+                   "1 while the host heartbeats, 0 once silent for longer than its leases."},
+    [F_HOST_JOBS] = {"virtkeep_host_jobs_running", "gauge", "Jobs running on each host."},
+    [F_DOMAIN_HOST] = {"virtkeep_domain_host", "gauge",
+                       "1 for the host each domain last ran on (join on domain)."},
 };
 
 static int gauge_set(struct family *f, const char *domain, const char *objective, double v)
@@ -331,6 +342,44 @@ static int jobs_add(struct family *fam, const struct catalog_jobs *jobs,
     return 0;
 }
 
+static int labelled(struct family *f, const char *n1, const char *v1, const char *n2,
+                    const char *v2, double value)
+{
+    const char *names[] = {n1, n2}, *values[] = {v1, v2};
+    struct series *s = family_get(f, labels_make(names, values, n2 ? 2 : 1));
+
+    if (!s)
+        return -1;
+    s->value = value;
+    return 0;
+}
+
+/* Several hosts on one catalog: each host, and where each domain runs. */
+static int hosts_add(struct family *fam, struct catalog *cat, const struct status_report *st)
+{
+    struct catalog_hosts *hosts = NULL;
+    int r = 0;
+
+    if (catalog_host_list(cat, &hosts) < 0)
+        return -1;
+    for (size_t i = 0; r == 0 && i < hosts->count; i++) {
+        const struct catalog_host *h = &hosts->items[i];
+        r = labelled(&fam[F_HOST_HEARTBEAT], "host", h->name, "version",
+                     h->version ? h->version : "", (double)h->heartbeat) < 0 ||
+                    labelled(&fam[F_HOST_UP], "host", h->name, NULL, NULL,
+                             catalog_host_lost(h, st->now) ? 0 : 1) < 0 ||
+                    labelled(&fam[F_HOST_JOBS], "host", h->name, NULL, NULL, h->running_jobs) < 0
+                ? -1
+                : 0;
+    }
+    for (size_t i = 0; r == 0 && i < st->count; i++)
+        if (st->items[i].host)
+            r = labelled(&fam[F_DOMAIN_HOST], "domain", st->items[i].domain, "host",
+                         st->items[i].host, 1);
+    catalog_hosts_free(hosts);
+    return r;
+}
+
 static int families_fill(struct family *fam, struct catalog *cat, const struct status_report *st)
 {
     struct catalog_backups *all = NULL;
@@ -342,7 +391,7 @@ static int families_fill(struct family *fam, struct catalog *cat, const struct s
             return -1;
     if (catalog_backup_list(cat, NULL, 0, &all) < 0 || catalog_job_list(cat, NULL, 0, 0, &jobs) < 0)
         goto out;
-    if (backups_add(fam, all) < 0 || jobs_add(fam, jobs, all) < 0)
+    if (backups_add(fam, all) < 0 || jobs_add(fam, jobs, all) < 0 || hosts_add(fam, cat, st) < 0)
         goto out;
     r = 0;
 out:

@@ -26,6 +26,7 @@ static void domain_clear(struct status_domain *d)
     free(d->rto_reason);
     free(d->next_target);
     free(d->next_reason);
+    free(d->host);
     memset(d, 0, sizeof *d);
 }
 
@@ -99,6 +100,25 @@ static int next_job_set(struct status_domain *d, const struct sched_input *in, i
     return 0;
 }
 
+/* The host D last ran on, and whether that host is lost. */
+static int host_set(struct catalog *cat, const char *name, int64_t now, struct status_domain *d)
+{
+    struct catalog_domain *dom = catalog_domain_get(cat, name);
+    struct catalog_hosts *hosts = NULL;
+
+    if (!dom)
+        return vk_error_code() == VK_ERR_NOT_FOUND ? 0 : -1;
+    d->host = VK_STEAL(dom->host);
+    catalog_domain_free(dom);
+    if (!d->host || catalog_host_list(cat, &hosts) < 0)
+        return d->host ? -1 : 0;
+    for (size_t i = 0; i < hosts->count; i++)
+        if (strcmp(hosts->items[i].name, d->host) == 0 && catalog_host_lost(&hosts->items[i], now))
+            d->host_unreachable_since = hosts->items[i].heartbeat;
+    catalog_hosts_free(hosts);
+    return 0;
+}
+
 static int domain_compute(struct catalog *cat, const struct config *cfg, const char *name,
                           int64_t now, const struct api_ops *ops, struct status_domain *d)
 {
@@ -126,7 +146,8 @@ static int domain_compute(struct catalog *cat, const struct config *cfg, const c
     d->rto_violated = st.rto_violated;
     if (p && p->immutable_days && d->last_backup)
         d->immutable_until = d->last_success + (int64_t)p->immutable_days * 86400;
-    if (reasons_set(d) < 0 || next_job_set(d, &owned.in, now, ops) < 0)
+    if (reasons_set(d) < 0 || next_job_set(d, &owned.in, now, ops) < 0 ||
+        host_set(cat, name, now, d) < 0)
         goto out;
     r = 0;
 out:
@@ -170,6 +191,27 @@ static int report_add(struct status_report *out, struct catalog *cat, const stru
     return 0;
 }
 
+/* Several hosts on one catalog: the domains that last ran on another host
+ * and that this configuration does not name, so that status covers the
+ * estate (their objectives are those of this configuration: none). */
+static int others_add(struct status_report *out, struct catalog *cat, const struct config *cfg,
+                      const struct api_ops *ops)
+{
+    struct catalog_domains *doms = NULL;
+    int r = 0;
+
+    if (catalog_domain_list(cat, &doms) < 0)
+        return -1;
+    for (size_t i = 0; r == 0 && i < doms->count; i++) {
+        const struct catalog_domain *d = &doms->items[i];
+        if (d->host && strcmp(d->host, catalog_host_name(cat)) != 0 &&
+            !(cfg && config_domain_find(cfg, d->name)))
+            r = report_add(out, cat, cfg, d->name, ops);
+    }
+    catalog_domains_free(doms);
+    return r;
+}
+
 int status_compute(struct catalog *cat, const struct config *cfg, const char *domain, int64_t now,
                    const struct api_ops *ops, struct status_report *out, unsigned int flags)
 {
@@ -188,6 +230,8 @@ int status_compute(struct catalog *cat, const struct config *cfg, const char *do
         if (report_add(out, cat, cfg, cfg->domains[i].name, ops) < 0)
             goto fail;
     }
+    if (others_add(out, cat, cfg, ops) < 0)
+        goto fail;
     return 0;
 fail:
     status_report_clear(out);
@@ -238,6 +282,10 @@ static struct json_object *domain_json(const struct status_domain *d)
     json_object_object_add(o, "immutable_until",
                            d->immutable_until ? jpos(d->immutable_until) : NULL);
     json_object_object_add(o, "next_job", next_json(d));
+    json_object_object_add(o, "host", vk_json_string_or_null(d->host));
+    json_object_object_add(
+        o, "host_unreachable_since",
+        d->host_unreachable_since ? json_object_new_int64(d->host_unreachable_since) : NULL);
     return o;
 }
 
@@ -335,8 +383,9 @@ static int domain_from_json(struct json_object *o, struct status_domain *d)
     }
     if (get_str(o, "policy", &d->policy) < 0 || get_str(o, "last_backup", &d->last_backup) < 0 ||
         get_str(o, "rpo_reason", &d->rpo_reason) < 0 ||
-        get_str(o, "rto_reason", &d->rto_reason) < 0)
+        get_str(o, "rto_reason", &d->rto_reason) < 0 || get_str(o, "host", &d->host) < 0)
         return -1;
+    d->host_unreachable_since = get_int(o, "host_unreachable_since", 0);
     d->last_success = get_int(o, "last_success", 0);
     d->exposure = get_int(o, "rpo_exposure", -1);
     d->rpo = (uint64_t)get_int(o, "rpo", 0);

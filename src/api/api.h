@@ -190,6 +190,10 @@ struct status_domain {
     int64_t next_due;
     char *next_target;
     char *next_reason;
+    /* Several hosts on one catalog: the host the domain last ran on (NULL:
+     * unknown), and when it was last heard from if it is lost (0: up). */
+    char *host;
+    int64_t host_unreachable_since;
 };
 
 struct status_report {
@@ -200,7 +204,8 @@ struct status_report {
 };
 
 /* Compute the report at NOW for DOMAIN (every [domain] with a policy when
- * NULL).  The next job comes from OPS->next_job (the daemon's scheduler)
+ * NULL, and the domains that last ran on another host of a catalog that
+ * several hosts share).  The next job comes from OPS->next_job (the daemon's scheduler)
  * when OPS is not NULL, else from sched_next().  An unknown DOMAIN
  * (neither configured nor in the catalog) fails with VK_ERR_NOT_FOUND. */
 int status_compute(struct catalog *cat, const struct config *cfg, const char *domain, int64_t now,
@@ -214,7 +219,8 @@ size_t status_report_violations(const struct status_report *r);
  * "last_backup", "last_success", "rpo_exposure", "rpo", "rpo_violated",
  * "rpo_reason", "rto_estimate", "rto", "rto_violated", "rto_reason",
  * "chain_length", "failures", "immutable_until", "next_job": {"kind", "due", "target",
- * "reason"} | null}]}.  Unknown values are null. */
+ * "reason"} | null, "host", "host_unreachable_since"}]}.  Unknown values
+ * are null. */
 struct json_object *status_report_json(const struct status_report *r);
 /* And back (what the CLI got from the daemon); VK_ERR_INVALID when malformed. */
 int status_report_from_json(struct json_object *j, struct status_report *out);
@@ -237,6 +243,10 @@ int status_report_from_json(struct json_object *j, struct status_report *out);
  *   virtkeep_job_bytes_total{domain,kind}           (counter, succeeded jobs)
  *   virtkeep_job_failures_total{domain,kind,reason} (counter)
  *   virtkeep_jobs_running
+ * Several hosts on one catalog (present once a virtkeepd registered):
+ *   virtkeep_host_heartbeat_timestamp_seconds{host,version}
+ *   virtkeep_host_up{host}, virtkeep_host_jobs_running{host}
+ *   virtkeep_domain_host{domain,host}               (1: where it last ran)
  * Series are sorted by their labels, so the text is stable.
  */
 

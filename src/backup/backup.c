@@ -799,6 +799,12 @@ static int setup(struct bk *b)
     if (b->sealed)
         vk_debug("backup of domain '%s' sealed with key '%s'", b->o->domain, b->key.id);
     b->cat = catalog_open(b->o->catalog_path, 0);
+    /* Another VM of this name (on another host) has its own chain. */
+    if (b->cat && catalog_domain_check_uuid(b->cat, b->dom->name, b->dom->uuid) < 0)
+        return -1;
+    if (b->cat && b->o->fence_epoch &&
+        catalog_fence_set(b->cat, b->o->domain, b->o->fence_epoch) < 0)
+        return -1;
     /* A backup of this domain killed earlier is cleaned up first (we hold
      * the lock), so that this one builds on a correct chain. */
     if (!b->cat || backup_recover(b->cat, b->dom, b->o->config, b->t, 0, NULL) < 0)

@@ -49,6 +49,9 @@ struct backup_options {
     int compress_level;   /* zstd level, 1..19 */
     unsigned int threads; /* 0: online CPUs */
     bool json;
+    /* --fence: the epoch of the domain's lease virtkeepd claimed for this
+     * backup (0: none); it commits only while that lease holds. */
+    int64_t fence_epoch;
 
     /* Set by the caller, not by the option parser (cli_backup_options_parse). */
     const char *connect_uri;

@@ -4,6 +4,7 @@
 
 #include <getopt.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,8 +129,21 @@ enum {
     OPT_QUIESCE,
     OPT_CLEVEL,
     OPT_THREADS,
-    OPT_JSON
+    OPT_JSON,
+    OPT_FENCE
 };
+
+static int fence_parse(const char *arg, int64_t *epoch)
+{
+    unsigned long long v;
+
+    if (vk_parse_uint(arg, INT64_MAX, &v) < 0 || v == 0) {
+        vk_error(VK_ERR_INVALID, "--fence needs a lease epoch (a positive number), not '%s'", arg);
+        return -1;
+    }
+    *epoch = (int64_t)v;
+    return 0;
+}
 
 static int option_one(int c, const char *arg, struct backup_options *o)
 {
@@ -154,6 +168,8 @@ static int option_one(int c, const char *arg, struct backup_options *o)
     case OPT_JSON:
         o->json = true;
         return 0;
+    case OPT_FENCE:
+        return fence_parse(arg, &o->fence_epoch);
     }
     vk_error(VK_ERR_INVALID, "invalid option for backup");
     return -1;
@@ -241,6 +257,10 @@ static const struct cli_option backup_options[] = {
      "bytes_stored, disks [{disk, format, virtual_size, key,\n"
      "archive_size, sha256, data_bytes, zero_bytes, stored_bytes,\n"
      "chunks}], manifest_key"},
+    {"fence", required_argument, OPT_FENCE, "EPOCH",
+     "set by virtkeepd: the epoch of the domain's lease it claimed\n"
+     "(several hosts on one catalog); the backup commits only while\n"
+     "that lease is still this host's, else it fails (exit 4)"},
     {NULL, 0, 0, NULL, NULL},
 };
 

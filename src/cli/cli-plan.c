@@ -187,6 +187,7 @@ static struct json_object *dr_item_json(const struct dr_item *it)
     for (size_t i = 0; it->reasons && it->reasons[i]; i++)
         json_object_array_add(r, json_object_new_string(it->reasons[i]));
     json_object_object_add(o, "domain", json_object_new_string(it->domain));
+    json_object_object_add(o, "host", vk_json_string_or_null(it->host));
     json_object_object_add(o, "priority", i64(it->priority));
     json_object_object_add(o, "rpo", i64(it->rpo));
     json_object_object_add(o, "rto", i64(it->rto));
@@ -217,6 +218,7 @@ static void dr_print_json(const struct dr_plan *p)
         json_object_array_add(a, dr_item_json(&p->items[i]));
     json_object_object_add(o, "at", json_object_new_int64(p->at));
     json_object_object_add(o, "parallel", i64(p->parallel));
+    json_object_object_add(o, "hosts", i64(p->hosts));
     json_object_object_add(o, "makespan_seconds", json_object_new_double(p->makespan));
     json_object_object_add(o, "missed", i64(p->missed));
     json_object_object_add(o, "domains", a);
@@ -235,16 +237,23 @@ static void dr_print(const struct dr_plan *p)
     char a[VK_DURATION_BUFLEN], b[VK_DURATION_BUFLEN], c[VK_DURATION_BUFLEN], d[VK_DURATION_BUFLEN],
         e[VK_DURATION_BUFLEN], f[VK_DURATION_BUFLEN];
 
-    printf("DR plan: %zu domain(s) on %u parallel slot(s), total %s, %zu with an objective "
-           "missed\n",
-           p->nr, p->parallel, secs(p->makespan, a, sizeof a), p->missed);
+    if (p->hosts > 1)
+        printf("DR plan: %zu domain(s) on %u parallel slot(s) on each of %zu hosts, data-centre "
+               "total %s, %zu with an objective missed\n",
+               p->nr, p->parallel, p->hosts, secs(p->makespan, a, sizeof a), p->missed);
+    else
+        printf("DR plan: %zu domain(s) on %u parallel slot(s), total %s, %zu with an objective "
+               "missed\n",
+               p->nr, p->parallel, secs(p->makespan, a, sizeof a), p->missed);
     printf("%-4s %-20s %-4s %9s %9s %9s %9s %-4s %9s %9s %-4s\n", "PRIO", "DOMAIN", "SLOT",
            "ESTIMATE", "START", "FINISH", "RTO", "MET", "LOSS", "RPO", "MET");
     for (size_t i = 0; i < p->nr; i++) {
         const struct dr_item *it = &p->items[i];
-        char prio[16], slot[16];
+        char prio[16], slot[80];
         snprintf(prio, sizeof prio, "%u", it->priority);
-        snprintf(slot, sizeof slot, "%d", it->slot);
+        /* several hosts: HOST/SLOT */
+        snprintf(slot, sizeof slot, "%.64s%s%d", p->hosts > 1 && it->host ? it->host : "",
+                 p->hosts > 1 && it->host ? "/" : "", it->slot);
         printf("%-4s %-20s %-4s %9s %9s %9s %9s %-4s %9s %9s %-4s\n", it->priority ? prio : "-",
                it->domain, it->slot >= 0 ? slot : "-",
                secs(it->slot >= 0 ? it->estimate_seconds : -1, a, sizeof a),
@@ -366,7 +375,8 @@ static const struct cli_option plan_options[] = {
      "read from this target (name or URL), as restore --from"},
     {"disks", required_argument, OPT_DISKS, "LIST", "only these disks"},
     {"parallel", required_argument, OPT_PARALLEL, "N",
-     "plan dr: restore slots that run at once (default 1)"},
+     "plan dr: restore slots that run at once on each destination\n"
+     "host (default 1)"},
     {"json", no_argument, OPT_JSON, NULL,
      "print {domain, backup, chain, backup_time, at, rpo_seconds,\n"
      "archives: [{backup, disk, target, key, read_bytes, index_bytes,\n"
@@ -395,8 +405,11 @@ const struct cli_command cli_command_plan = {
             "plan of every domain of the configuration and the catalog: the restore of each\n"
             "one's latest backup (at or before TIME), estimated as above, ordered by policy\n"
             "priority (1 first, unset last; ties: the least RTO slack first, then the name) and\n"
-            "scheduled on N parallel restore slots (default 1; a domain starts on the first slot\n"
-            "free).  Each domain's RTO is judged by its finish offset, waiting in the queue\n"
+            "scheduled on N parallel restore slots per destination host, the host each domain\n"
+            "last ran on when several hosts share the catalog (default 1; a domain starts on its\n"
+            "host's first slot free; hosts restore side by side, and the total is the data\n"
+            "centre's makespan).  Each domain's RTO is judged by its finish offset, waiting in the "
+            "queue\n"
             "included; its RPO by the age of its latest backup.  Reasons are given for every\n"
             "objective missed.\n"
             "\n"

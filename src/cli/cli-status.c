@@ -130,6 +130,19 @@ static void row_print(const struct status_domain *d, int64_t now, bool colour)
            bad ? "VIOLATED" : "ok", bad && colour ? "\033[0m" : "");
 }
 
+static void host_lost_print(const struct status_domain *d)
+{
+    time_t t = (time_t)d->host_unreachable_since;
+    char when[32] = "?";
+    struct tm tm;
+
+    if (gmtime_r(&t, &tm))
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    printf("%s: host '%s' unreachable since %s: its jobs there were failed; the domain's "
+           "schedule resumes from the catalog wherever it runs next\n",
+           d->domain, d->host, when);
+}
+
 static void table_print(const struct status_report *rep)
 {
     bool colour = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
@@ -154,6 +167,8 @@ static void table_print(const struct status_report *rep)
             printf("%s: newest immutable copy %s, locked until about %s\n", d->domain,
                    d->last_backup, when);
         }
+        if (d->host_unreachable_since)
+            host_lost_print(d);
     }
     if (rep->count == 0)
         printf("(no domain has a policy)\n");
@@ -205,7 +220,7 @@ static const struct cli_option status_options[] = {
      "rpo_reason, rto_estimate, rto, rto_violated, rto_reason,\n"
      "chain_length, failures, immutable_until (the newest\n"
      "immutable copy stays locked until then), next_job: {kind, due,\n"
-     "target, reason}}]}\n"
+     "target, reason}, host, host_unreachable_since}]}\n"
      "(times in Unix seconds, durations in seconds, null when unknown)"},
     {NULL, 0, 0, NULL, NULL},
 };

@@ -33,7 +33,7 @@ const struct cli_command *const cli_commands[] = {
     &cli_command_catalog, &cli_command_plan,    &cli_command_snapshot,
     &cli_command_copy,    &cli_command_migrate, &cli_command_evacuate,
     &cli_command_prune,   &cli_command_drill,   &cli_command_status,
-    &cli_command_jobs,    &cli_command_key,     NULL,
+    &cli_command_jobs,    &cli_command_key,     &cli_command_hosts,   NULL,
 };
 
 void cli_error(const char *fmt, ...)

@@ -130,12 +130,14 @@ int cli_cmd_drill(struct cli *cli, int argc, char **argv);
 int cli_cmd_status(struct cli *cli, int argc, char **argv);
 int cli_cmd_jobs(struct cli *cli, int argc, char **argv);
 int cli_cmd_key(struct cli *cli, int argc, char **argv);
+int cli_cmd_hosts(struct cli *cli, int argc, char **argv);
 
 extern const struct cli_command cli_command_help, cli_command_version, cli_command_config,
     cli_command_targets, cli_command_backup, cli_command_list, cli_command_show,
     cli_command_restore, cli_command_verify, cli_command_catalog, cli_command_plan,
     cli_command_snapshot, cli_command_copy, cli_command_migrate, cli_command_evacuate,
-    cli_command_prune, cli_command_drill, cli_command_status, cli_command_jobs, cli_command_key;
+    cli_command_prune, cli_command_drill, cli_command_status, cli_command_jobs, cli_command_key,
+    cli_command_hosts;
 struct backup_options;
 /* Parse the arguments of `backup` (ARGV[0] is the command name) into O.
  * Returns 0, 1 when --help was given, or -1 with VK_ERR_INVALID recorded

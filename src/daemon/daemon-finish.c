@@ -49,6 +49,25 @@ static char *backup_id_parse(const char *out)
     return id;
 }
 
+/* Log the level a backup took, and why a full when it was not asked for
+ * (a domain that moved here without its bitmaps, a broken chain). */
+static void backup_level_log(const struct daemon_worker *w)
+{
+    struct json_object *j = w->out ? json_tokener_parse(w->out) : NULL;
+    struct json_object *level = NULL, *reason = NULL;
+
+    if (j && json_object_object_get_ex(j, "level", &level) && level) {
+        json_object_object_get_ex(j, "reason", &reason);
+        if (reason && json_object_is_type(reason, json_type_string))
+            vk_info("domain '%s': %s backup: %s", w->domain, json_object_get_string(level),
+                    json_object_get_string(reason));
+        else
+            vk_info("domain '%s': %s backup%s", w->domain, json_object_get_string(level),
+                    strcmp(json_object_get_string(level), "full") ? ", the chain continues" : "");
+    }
+    json_object_put(j);
+}
+
 static char *exit_error(const struct daemon_worker *w)
 {
     char *e = daemon_worker_error(w->err, w->err_len);
@@ -107,6 +126,7 @@ static void outcome_record(struct daemon *d, struct daemon_worker *w)
     if (ok && strcmp(w->kind, "backup") == 0) {
         free(w->backup_id);
         w->backup_id = backup_id_parse(w->out);
+        backup_level_log(w);
         if ((dd = domain_find(d, w->domain)) && policy_prunes(d->cfg, w->domain))
             dd->prune_pending = true;
     }
@@ -168,6 +188,7 @@ static void worker_remove(struct daemon *d, size_t i)
 {
     struct daemon_worker *w = d->workers[i];
 
+    daemon_lease_release(d, w->domain, w->epoch);
     pthread_mutex_lock(&d->lock);
     d->workers[i] = d->workers[--d->n_workers];
     pthread_mutex_unlock(&d->lock);

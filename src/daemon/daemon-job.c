@@ -161,24 +161,46 @@ fail:
     return -1;
 }
 
-static int worker_add(struct daemon *d, struct daemon_worker *w, const char *const *args)
+/* ARGS of a backup worker, then --fence EPOCH (FENCE holds the number). */
+static const char **args_fenced(const struct daemon_worker *w, const char *const *args, char *fence,
+                                size_t size)
+{
+    size_t n = 0;
+    const char **v;
+
+    while (args[n])
+        n++;
+    if (!(v = vk_calloc(n + 3, sizeof *v)))
+        return NULL;
+    memcpy(v, args, n * sizeof *v);
+    if (strcmp(w->kind, "backup") == 0 && w->epoch > 0) {
+        snprintf(fence, size, "%" PRId64, w->epoch);
+        v[n++] = "--fence";
+        v[n++] = fence;
+    }
+    return v;
+}
+
+static int worker_add_leased(struct daemon *d, struct daemon_worker *w, const char *const *args)
 {
     struct daemon_worker **v;
-    char id[24];
+    char id[24], fence[24];
+    CLEANUP_FREE const char **argv = args_fenced(w, args, fence, sizeof fence);
     struct catalog_job row = {.kind = w->kind,
                               .domain = w->domain,
                               .target = w->target,
                               .backup_id = w->backup_id,
-                              .state = CATALOG_JOB_RUNNING};
+                              .state = CATALOG_JOB_RUNNING,
+                              .epoch = w->epoch};
 
-    if (!(v = vk_realloc_array(d->workers, d->n_workers + 1, sizeof *v)))
+    if (!argv || !(v = vk_realloc_array(d->workers, d->n_workers + 1, sizeof *v)))
         return -1;
     d->workers = v;
     w->out_fd = w->err_fd = -1;
     w->started = (int64_t)time(NULL);
     w->t0_ns = vk_now_ns();
     w->own_row = strcmp(w->kind, "copy") == 0 || strcmp(w->kind, "drill") == 0;
-    if (worker_spawn(d, w, args) < 0)
+    if (worker_spawn(d, w, argv) < 0)
         return -1;
     /* Not reaped before the row is recorded: /proc has it, even if it died. */
     if (vk_proc_start_time(w->pid, &w->pid_start) < 0) {
@@ -203,6 +225,18 @@ static int worker_add(struct daemon *d, struct daemon_worker *w, const char *con
             w->target ? w->target : "", (int)w->pid, w->reason ? ": " : "",
             w->reason ? w->reason : "");
     return 0;
+}
+
+/* Start W under its domain's lease (claimed here, released on failure). */
+static int worker_add(struct daemon *d, struct daemon_worker *w, const char *const *args)
+{
+    if (daemon_lease_claim(d, w->domain, &w->epoch) < 0)
+        return -1;
+    if (worker_add_leased(d, w, args) == 0)
+        return 0;
+    daemon_lease_release(d, w->domain, w->epoch);
+    w->epoch = 0;
+    return -1;
 }
 
 static struct daemon_worker *worker_new(const char *kind, const char *domain, const char *target,

@@ -19,10 +19,15 @@
  * its pid, a zombie has it, or one that started at another time); or a
  * failed one (killed, or whose own cleanup could not reach its target) not
  * recovered yet: its objects may still be on a target. */
-static bool orphaned(const struct catalog_backup *b)
+static bool orphaned(struct catalog *cat, const struct catalog_backup *b)
 {
     const char *e = b->error;
 
+    /* A pid means nothing on another host: its daemon, or the reaping of
+     * a lost host (catalog_host_reap), fails those. */
+    if (b->status == CATALOG_STATUS_RUNNING && b->host &&
+        strcmp(b->host, catalog_host_name(cat)) != 0)
+        return false;
     if (b->status == CATALOG_STATUS_RUNNING)
         return !vk_proc_alive(b->pid, (uint64_t)b->pid_start);
     return b->status == CATALOG_STATUS_FAILED && (!e || !strstr(e, "; recovered"));
@@ -37,7 +42,7 @@ static int domains_orphaned(struct catalog *cat, char ***out)
     if (catalog_backup_list(cat, NULL, 0, &all) < 0)
         return -1;
     for (size_t i = 0; i < all->count; i++)
-        if (orphaned(&all->items[i]) && !vk_strv_contains(*out, all->items[i].domain) &&
+        if (orphaned(cat, &all->items[i]) && !vk_strv_contains(*out, all->items[i].domain) &&
             vk_strv_add(out, all->items[i].domain) < 0)
             goto out;
     r = 0;
@@ -54,8 +59,17 @@ static void domain_recover(struct daemon *d, struct virt_conn *conn, const char 
     struct backup_lock *lock = NULL;
     unsigned int n = 0;
 
-    if (!dir || !(dom = virt_domain_lookup(conn, domain)))
+    if (!dir)
         goto fail;
+    if (!(dom = virt_domain_lookup(conn, domain))) {
+        if (vk_error_code() != VK_ERR_NOT_FOUND)
+            goto fail;
+        /* Several hosts: the host that runs it recovers them. */
+        vk_info("domain '%s' is not on host '%s': its interrupted backups are recovered "
+                "where it runs",
+                domain, catalog_host_name(d->cat));
+        return;
+    }
     if (!(lock = backup_lock_acquire(dir, domain, 0)))
         goto fail;
     if (backup_recover(d->cat, dom, d->cfg, NULL, 0, &n) < 0)

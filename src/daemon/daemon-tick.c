@@ -121,7 +121,8 @@ static int64_t job_backoff_until(const struct sched_input_owned *o, int64_t late
     return sched_retry_at(failures, last, latest, o->in.policy->rpo, o->domain);
 }
 
-static int plan_domain(struct daemon *d, const char *name, int64_t now, struct pass *p)
+static int plan_domain(struct daemon *d, struct daemon_fleet_view *fv, const char *name,
+                       int64_t now, struct pass *p)
 {
     struct sched_input_owned o;
     struct sched_job *jobs = NULL, *v;
@@ -130,7 +131,13 @@ static int plan_domain(struct daemon *d, const char *name, int64_t now, struct p
     size_t n = 0;
     int r = -1;
 
-    if (!dd || sched_input_load(d->cat, d->cfg, name, &o) < 0)
+    if (!dd)
+        return -1;
+    if (daemon_domain_elsewhere(d, fv, name)) {
+        next_remember(d, dd, NULL);
+        return 0;
+    }
+    if (sched_input_load(d->cat, d->cfg, name, &o) < 0)
         return -1;
     if (!o.in.policy) {
         r = 0;
@@ -202,11 +209,17 @@ static void dispatch(struct daemon *d, struct pass *p, int64_t now)
     for (size_t i = 0; i < d->n_workers; i++)
         busy[i] = (struct sched_busy){d->workers[i]->domain, d->workers[i]->target};
     k = sched_dispatch(p->jobs, p->n, now, &d->limits, busy, d->n_workers, start);
-    for (size_t i = 0; i < k; i++)
-        if (daemon_job_start(d, &p->jobs[start[i]]) < 0)
-            vk_log_error("cannot start the %s job of domain '%s': %s",
-                         sched_kind_name(p->jobs[start[i]].kind), p->jobs[start[i]].domain,
-                         vk_error_message());
+    for (size_t i = 0; i < k; i++) {
+        const struct sched_job *j = &p->jobs[start[i]];
+
+        if (daemon_job_start(d, j) == 0)
+            continue;
+        if (vk_error_code() == VK_ERR_BUSY) /* leased by another host */
+            vk_debug("%s", vk_error_message());
+        else
+            vk_log_error("cannot start the %s job of domain '%s': %s", sched_kind_name(j->kind),
+                         j->domain, vk_error_message());
+    }
 }
 
 static bool room(const struct daemon *d)
@@ -228,11 +241,14 @@ void daemon_prunes_start(struct daemon *d)
 
 int daemon_tick(struct daemon *d, int64_t now)
 {
+    struct daemon_fleet_view view;
     struct pass p = {0};
     int r = 0;
 
+    daemon_fleet_tick(d, now);
+    daemon_fleet_view_init(d, &view, now);
     for (size_t i = 0; i < d->cfg->n_domains; i++)
-        if (plan_domain(d, d->cfg->domains[i].name, now, &p) < 0) {
+        if (plan_domain(d, &view, d->cfg->domains[i].name, now, &p) < 0) {
             vk_log_error("cannot plan the jobs of domain '%s': %s", d->cfg->domains[i].name,
                          vk_error_message());
             r = -1;
@@ -246,6 +262,7 @@ int daemon_tick(struct daemon *d, int64_t now)
             daemon_job_start_simple(d, "drill", p.drills[i]) < 0)
             vk_log_error("cannot start the drill of domain '%s': %s", p.drills[i],
                          vk_error_message());
+    daemon_fleet_view_clear(&view);
     pass_clear(&p);
     return r;
 }

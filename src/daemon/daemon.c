@@ -286,7 +286,8 @@ int daemon_run(struct daemon *d)
     int64_t next_tick = 0;
     bool ticked = false;
 
-    if (signals_install(d) < 0 || daemon_recover(d) < 0)
+    if (signals_install(d) < 0 || daemon_recover(d) < 0 ||
+        daemon_fleet_start(d, (int64_t)time(NULL)) < 0)
         return -1;
     if (daemon_api_start(d) < 0)
         return -1;

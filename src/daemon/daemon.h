@@ -64,6 +64,8 @@
 #define DAEMON_CATCHUP_MAX 300       /* seconds over which missed runs spread */
 #define DAEMON_OUTPUT_MAX (1u << 20) /* bytes of a worker's stdout kept */
 #define DAEMON_ERRLOG_MAX 8192       /* bytes of a worker's stderr kept (the tail) */
+#define DAEMON_LEASE_TICKS 3         /* a domain's lease lasts this many ticks */
+#define DAEMON_LEASE_MIN 15          /* seconds, at least */
 
 struct daemon_options {
     const char *config_path;  /* --config, or NULL: the default file (may be missing) */
@@ -94,6 +96,7 @@ struct daemon_worker {
     bool own_row;    /* the CLI records its own job row (copy, drill): adopted by pid */
     bool cancelling; /* SIGTERM sent on request (api job_cancel) */
     bool stopping;   /* SIGTERM sent because the daemon stops */
+    int64_t epoch;   /* the domain's lease this worker runs under (0: none, lost) */
 };
 
 /* Per configured domain, what the loop remembers between ticks. */
@@ -170,6 +173,38 @@ int daemon_recover(struct daemon *d);
  * that cannot be reached or locked is left to the next backup or start
  * (warning); -1 only when the catalog fails. */
 int daemon_recover_domain(struct daemon *d, const char *domain);
+
+struct virt_conn;
+
+/* daemon-fleet.c: several hosts on one catalog (catalog.h, "hosts and
+ * leases").  At start the daemon registers its host ($VIRTKEEP_HOST, else
+ * the system's name; its workers inherit it) and frees the leases of its
+ * previous run; every tick it heartbeats, renews the lease of each running
+ * worker (a lost one: the worker is stopped, its commit would be refused
+ * anyway) and fails the rows of hosts whose heartbeat and leases expired.
+ * Each worker runs under its domain's lease, claimed before it starts and
+ * released when it is reaped; a backup worker gets the epoch (--fence). */
+int64_t daemon_lease_ttl(const struct daemon *d);
+int daemon_fleet_start(struct daemon *d, int64_t now);
+void daemon_fleet_tick(struct daemon *d, int64_t now);
+/* Claim DOMAIN's lease: 0 with *EPOCH, or -1 (VK_ERR_BUSY: another host
+ * holds it, named in the message). */
+int daemon_lease_claim(struct daemon *d, const char *domain, int64_t *epoch);
+void daemon_lease_release(struct daemon *d, const char *domain, int64_t epoch);
+/* Does domain NAME run on another host, not this one?  True when this
+ * host's libvirt does not have it and the catalog last saw it on another
+ * host, or another host heartbeats: the daemon then plans nothing for it
+ * (each daemon backs up the domains its host runs).  Alone on a catalog,
+ * a missing domain is still planned, and its failure shows. */
+struct daemon_fleet_view {
+    int64_t now;
+    bool others_alive;      /* another host heartbeats */
+    struct virt_conn *conn; /* this host's libvirt, opened when first needed */
+    bool conn_failed;
+};
+void daemon_fleet_view_init(struct daemon *d, struct daemon_fleet_view *v, int64_t now);
+void daemon_fleet_view_clear(struct daemon_fleet_view *v);
+bool daemon_domain_elsewhere(struct daemon *d, struct daemon_fleet_view *v, const char *name);
 
 /* daemon-api.c */
 void daemon_api_ops(struct daemon *d, struct api_ops *ops);

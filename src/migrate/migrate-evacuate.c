@@ -219,6 +219,7 @@ static void migrate_item(struct pool *pl, struct evacuate_item *it)
     mo.domain = it->domain;
     mo.from = pl->o->from;
     mo.to = it->dest;
+    mo.move_kind = "evacuate";
     if (pl->o->catalog_path && !(cat = catalog_open(pl->o->catalog_path, 0)))
         vk_warn("migration of '%s' is not recorded: %s", it->domain, vk_error_message());
     it->res.report = (struct migrate_report){0};

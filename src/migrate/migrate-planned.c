@@ -750,6 +750,9 @@ static void job_end(struct planned *p, int ret)
                 vk_error_message());
     if (catalog_job_finish(p->cat, p->res->job_id, st, why, p->res->seconds) < 0)
         vk_warn("cannot record the end of job %" PRId64 ": %s", p->res->job_id, vk_error_message());
+    if (ret == 0)
+        migrate_move_record(p->cat, p->o, p->dom ? p->dom->name : p->o->domain,
+                            p->dom ? p->dom->uuid : NULL, "planned");
 }
 
 /* The steps that move data, up to the domain running on the destination. */

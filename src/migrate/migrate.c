@@ -367,6 +367,42 @@ static void job_end(struct catalog *cat, const struct migrate_options *o,
                 vk_error_message());
 }
 
+/* The name of the host at libvirt URI (registered in the catalog), else
+ * the URI itself; a NULL URI is this host. */
+static char *host_of(struct catalog *cat, const char *uri)
+{
+    char *name;
+
+    if (!uri)
+        return vk_strdup(catalog_host_name(cat));
+    if ((name = catalog_host_by_uri(cat, uri)) != NULL)
+        return name;
+    vk_error_clear();
+    return vk_strdup(uri);
+}
+
+void migrate_move_record(struct catalog *cat, const struct migrate_options *o, const char *name,
+                         const char *uuid, const char *kind)
+{
+    CLEANUP_FREE char *from = cat ? host_of(cat, o->from) : NULL;
+    CLEANUP_FREE char *to = cat ? host_of(cat, o->to) : NULL;
+    struct catalog_move m = {.domain = (char *)name,
+                             .uuid = (char *)uuid,
+                             .from_host = from,
+                             .to_host = to,
+                             .kind = (char *)kind};
+
+    if (!cat)
+        return;
+    if (!to || catalog_move_record(cat, &m) < 0)
+        vk_warn("%s: the next backup on host '%s' still continues the chain when the bitmaps "
+                "travelled",
+                vk_error_message(), to ? to : o->to);
+    else
+        vk_info("domain '%s' moved from host '%s' to host '%s' (%s): recorded in catalog '%s'",
+                name, from ? from : "?", to, kind, catalog_path(cat));
+}
+
 static int run_moves(struct run_ctx *c, const struct migrate_options *o, unsigned int flags,
                      struct migrate_result *res)
 {
@@ -398,6 +434,9 @@ static int run_moves(struct run_ctx *c, const struct migrate_options *o, unsigne
             migrate_report_remove_created(&res->report);
     }
     job_end(c->cat, o, res, ret);
+    if (ret == 0)
+        migrate_move_record(c->cat, o, c->dom->name, c->dom->uuid,
+                            o->move_kind ? o->move_kind : "migrate");
     return ret;
 }
 

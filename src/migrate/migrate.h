@@ -63,7 +63,10 @@ struct migrate_options {
     bool force;                    /* destroy the domain when it does not shut down in time */
     const char *dest_pool;         /* destination storage pool, NULL: "default" */
     const char *catalog_path;      /* set by the caller: the backups open their own handle */
-    const struct config *config;   /* set by the caller: target names, policies; may be NULL */
+    /* What the catalog's moves record a success as: "migrate" (NULL),
+     * "evacuate" (set by migrate_evacuate). */
+    const char *move_kind;
+    const struct config *config; /* set by the caller: target names, policies; may be NULL */
 };
 
 /* Check option combinations (offline with copy-storage or post-copy, ...).
@@ -168,6 +171,11 @@ struct migrate_result {
 int migrate_run(struct catalog *cat, const struct migrate_options *o, unsigned int flags,
                 struct migrate_result *res);
 void migrate_result_clear(struct migrate_result *res);
+/* Record in CAT (may be NULL) that domain O->domain (UUID) moved from O->from
+ * to O->to: the hosts registered with those libvirt URIs, else the URIs.  A
+ * failure is logged, not returned: the move itself succeeded. */
+void migrate_move_record(struct catalog *cat, const struct migrate_options *o, const char *name,
+                         const char *uuid, const char *kind);
 
 /* Whether O->cancel is set (SIGINT/SIGTERM while the job runs). */
 bool migrate_cancelled(const struct migrate_options *o);

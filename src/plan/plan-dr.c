@@ -20,6 +20,7 @@
 static void item_clear(struct dr_item *it)
 {
     free(it->domain);
+    free(it->host);
     free(it->backup_id);
     free(it->problem);
     vk_strv_free(it->reasons);
@@ -144,10 +145,40 @@ static unsigned int slot_first(const double *free_at, unsigned int n)
     return best;
 }
 
+static bool same_host(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* The pool of each item's destination host (0..hosts-1), in item order;
+ * *HOSTS gets the number of pools. */
+static size_t *pools_assign(const struct dr_plan *plan, size_t *hosts)
+{
+    size_t *pool = vk_calloc(plan->nr + 1, sizeof *pool), *first = NULL;
+
+    *hosts = 0;
+    if (!pool || !(first = vk_calloc(plan->nr + 1, sizeof *first))) {
+        free(pool);
+        return NULL;
+    }
+    for (size_t i = 0; i < plan->nr; i++) {
+        size_t g = 0;
+        while (g < *hosts && !same_host(plan->items[first[g]].host, plan->items[i].host))
+            g++;
+        if (g == *hosts)
+            first[(*hosts)++] = i;
+        pool[i] = g;
+    }
+    free(first);
+    return pool;
+}
+
 int dr_schedule(struct dr_plan *plan, unsigned int parallel, int64_t at)
 {
-    CLEANUP_FREE double *free_at = parallel ? vk_calloc(parallel, sizeof *free_at) : NULL;
-    CLEANUP_FREE unsigned int *ran = parallel ? vk_calloc(parallel, sizeof *ran) : NULL;
+    size_t pools = plan->nr ? plan->nr : 1;
+    CLEANUP_FREE double *free_at = parallel ? vk_calloc(parallel * pools, sizeof *free_at) : NULL;
+    CLEANUP_FREE unsigned int *ran = parallel ? vk_calloc(parallel * pools, sizeof *ran) : NULL;
+    CLEANUP_FREE size_t *pool_of = NULL;
 
     if (parallel == 0) {
         vk_error(VK_ERR_INVALID, "a DR plan needs at least one parallel restore slot");
@@ -161,20 +192,25 @@ int dr_schedule(struct dr_plan *plan, unsigned int parallel, int64_t at)
     plan->missed = 0;
     if (plan->nr)
         qsort(plan->items, plan->nr, sizeof *plan->items, item_compare);
+    if (!(pool_of = pools_assign(plan, &plan->hosts)))
+        return -1;
     for (size_t i = 0; i < plan->nr; i++) {
         struct dr_item *it = &plan->items[i];
+        double *fa = free_at + pool_of[i] * parallel;
+        unsigned int *rn = ran + pool_of[i] * parallel;
+
         vk_strv_free(it->reasons);
         it->reasons = NULL;
         it->slot = -1;
         it->start = it->finish = -1;
         it->waited_behind = 0;
         if (restorable(it)) {
-            unsigned int s = slot_first(free_at, parallel);
+            unsigned int s = slot_first(fa, parallel);
             it->slot = (int)s;
-            it->start = free_at[s];
+            it->start = fa[s];
             it->finish = it->start + it->estimate_seconds;
-            it->waited_behind = ran[s]++;
-            free_at[s] = it->finish;
+            it->waited_behind = rn[s]++;
+            fa[s] = it->finish;
             if (it->finish > plan->makespan)
                 plan->makespan = it->finish;
         }
@@ -248,6 +284,18 @@ static int has_backup(struct catalog *cat, const char *domain, int64_t at, bool 
     return 0;
 }
 
+/* The host the domain last ran on (several hosts on one catalog). */
+static int host_find(struct catalog *cat, struct dr_item *it)
+{
+    struct catalog_domain *d = catalog_domain_get(cat, it->domain);
+
+    if (!d)
+        return vk_error_code() == VK_ERR_NOT_FOUND ? 0 : -1;
+    it->host = VK_STEAL(d->host);
+    catalog_domain_free(d);
+    return 0;
+}
+
 static int item_plan(struct catalog *cat, const struct dr_options *o, struct dr_item *it)
 {
     struct plan_options po = {
@@ -256,7 +304,7 @@ static int item_plan(struct catalog *cat, const struct dr_options *o, struct dr_
     bool any;
 
     policy_apply(o->config, it);
-    if (has_backup(cat, it->domain, o->at, &any) < 0)
+    if (host_find(cat, it) < 0 || has_backup(cat, it->domain, o->at, &any) < 0)
         return -1;
     if (!any) {
         it->never_backed_up = true;

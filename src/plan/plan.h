@@ -80,10 +80,13 @@ void plan_restore_clear(struct plan_restore *p);
  *   - order: policy priority (1 first, then 2, ...; unset last); ties: the
  *     least RTO slack (RTO - estimate) first, so that the tightest deadline
  *     goes first (domains without an RTO after those with one); then name;
- *   - list scheduling on PARALLEL slots: in that order, each restorable
- *     domain starts on the slot that frees first (the lowest slot number on
- *     a tie) and finishes estimate seconds later.  The total duration is
- *     the makespan, the latest finish;
+ *   - list scheduling on PARALLEL slots per destination host (the host the
+ *     domain last ran on, in a catalog that several hosts share; one pool
+ *     for the domains without a host): in that order, each restorable
+ *     domain starts on its host's slot that frees first (the lowest slot
+ *     number on a tie) and finishes estimate seconds later.  Hosts restore
+ *     side by side; the total duration is the data centre's makespan, the
+ *     latest finish;
  *   - RTO met when the domain's FINISH offset is within its RTO: in a
  *     disaster every domain is down from the start, so the time spent
  *     waiting for a slot counts against its RTO.  A domain that cannot be
@@ -103,6 +106,7 @@ struct config;
 struct dr_item {
     /* inputs */
     char *domain;
+    char *host;            /* where it is restored: the host it last ran on, or NULL */
     unsigned int priority; /* 0: unset */
     uint64_t rpo, rto;     /* seconds, 0: no objective */
     char *backup_id;       /* the backup restored, or NULL */
@@ -112,7 +116,7 @@ struct dr_item {
     double estimate_seconds;
     enum reader_source source;
     /* results (dr_schedule) */
-    int slot;                   /* 0..parallel-1, or -1 when not restorable */
+    int slot;                   /* 0..parallel-1 on its host, or -1 when not restorable */
     double start, finish;       /* offsets from the disaster, seconds; -1 when not */
     int64_t data_loss;          /* seconds, -1 never backed up */
     unsigned int waited_behind; /* restores that ran on its slot before it */
@@ -123,10 +127,11 @@ struct dr_item {
 struct dr_plan {
     struct dr_item *items; /* in restore order after dr_schedule */
     size_t nr;
-    unsigned int parallel;
+    unsigned int parallel; /* slots per destination host */
     int64_t at;
-    double makespan;
-    size_t missed; /* domains with an objective missed */
+    double makespan; /* over every host */
+    size_t hosts;    /* destination hosts (a pool for the domains without one counts) */
+    size_t missed;   /* domains with an objective missed */
 };
 
 /* Order and schedule PLAN->items on PARALLEL slots (>= 1) at AT; fills the

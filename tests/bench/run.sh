@@ -19,6 +19,10 @@
 #            (compression, digests, copies, NBD, kernel), tests/bench/profile.sh
 #   remote   S3 (on radosgw) and SSH upload/download vs curl, scp and sftp,
 #            and peak RSS during a 20 GiB multipart stream (tests/bench/remote.sh)
+#   fleet    the scheduling simulation (tests/bench/fleet-sim.sh): 1,000 domains,
+#            4 scheduler processes, 10 simulated days, SQLite against PostgreSQL:
+#            claim latency and tick time at p50 and p99, no domain claimed twice,
+#            every RPO held
 #
 # It prints a table against the targets of issues 3 and 4 and writes
 # tests/bench/results-latest.json.  Each measurement is the median of
@@ -34,7 +38,7 @@
 #                           default): virtkeep runs without --threads (its
 #                           default: the online CPUs), the baseline with -T$(nproc)
 #   VIRTKEEP_BENCH_PARTS    which parts to run (default "full sealed peer zstd profile
-#                           inc64 restore remote")
+#                           inc64 restore remote fleet")
 #   VIRTKEEP_BENCH_CACHE    image cache (default /var/cache/virtkeep-bench)
 #   VIRTKEEP_BENCH_PAUSE    1 (default): pause the vCPUs of the benchmark domains
 #                           (QEMU keeps serving the backup jobs) so that the idle
@@ -68,7 +72,7 @@ RUNS=${VIRTKEEP_BENCH_RUNS:-3}
 # virtkeep's defaults unless asked otherwise: what users get is what counts.
 LEVEL=${VIRTKEEP_BENCH_LEVEL:-}
 THREADS=${VIRTKEEP_BENCH_THREADS:-}
-PARTS=" ${VIRTKEEP_BENCH_PARTS:-full sealed peer zstd profile inc64 restore remote} "
+PARTS=" ${VIRTKEEP_BENCH_PARTS:-full sealed peer zstd profile inc64 restore remote fleet} "
 CACHE=${VIRTKEEP_BENCH_CACHE:-/var/cache/virtkeep-bench}
 BUILD=$abs_top_builddir/tests/bench
 LOGS=$BUILD/logs
@@ -97,8 +101,11 @@ bench_part() {
 
 bench_build_gendisk
 IMG_VERSION=none
-# (The remote part alone needs no image.)
-if [ "$PARTS" != " remote " ]; then bench_image_prepare; fi
+# (The remote and fleet parts need no image.)
+case "$PARTS" in
+" remote " | " fleet " | " remote fleet " | " fleet remote ") ;;
+*) bench_image_prepare ;;
+esac
 bench_env_record
 
 # (if, not &&: set -e must stay in force inside the parts.)
@@ -117,3 +124,4 @@ if bench_part remote; then bench_run_remote; fi
 
 if bench_part remote; then bench_report_remote; fi
 bench_report
+if bench_part fleet; then bash "$BENCH_SRC/fleet-sim.sh" "$abs_top_builddir"; fi

@@ -1166,6 +1166,506 @@ static void test_connection_dropped_then_retry(void **state)
     catalog_close(cat);
 }
 
+/* ---- hosts and leases ------------------------------------------------- */
+
+/* A catalog handle of host HOST (as virtkeepd's workers get theirs). */
+static struct catalog *open_as(void **state, const char *host)
+{
+    struct catalog *cat;
+
+    setenv("VIRTKEEP_HOST", host, 1);
+    cat = catalog_open(url_of(state), 0);
+    unsetenv("VIRTKEEP_HOST");
+    if (!cat)
+        fail_msg("catalog_open as host %s: %s", host, vk_error_message());
+    assert_string_equal(catalog_host_name(cat), host);
+    return cat;
+}
+
+static void test_hosts_register(void **state)
+{
+    struct catalog *a = open_as(state, "alpha"), *b = open_as(state, "beta");
+    struct catalog_job job = {
+        .kind = (char *)"backup", .domain = (char *)"web1", .state = CATALOG_JOB_RUNNING};
+    struct catalog_hosts *hosts = NULL;
+    struct catalog_domain *dom;
+    int64_t epoch = 0, now = (int64_t)time(NULL);
+
+    assert_int_equal(catalog_host_heartbeat(a, now), -1);
+    assert_error(VK_ERR_NOT_FOUND, "host 'alpha'");
+    assert_int_equal(catalog_host_register(a, "qemu:///system", "1.0", 30, now - 5), 0);
+    assert_int_equal(catalog_host_register(b, NULL, "1.1", 30, now - 5), 0);
+    assert_int_equal(catalog_host_heartbeat(a, now), 0);
+    assert_int_equal(catalog_lease_claim(a, "web1", now, 60, &epoch), 1);
+    assert_true(catalog_job_insert(a, &job) > 0);
+    assert_int_equal(catalog_host_list(b, &hosts), 0);
+    assert_int_equal(hosts->count, 2);
+    assert_string_equal(hosts->items[0].name, "alpha");
+    assert_string_equal(hosts->items[0].uri, "qemu:///system");
+    assert_string_equal(hosts->items[0].version, "1.0");
+    assert_int_equal(hosts->items[0].heartbeat, now);
+    assert_int_equal(hosts->items[0].started, now - 5);
+    assert_int_equal(hosts->items[0].running_jobs, 1);
+    assert_int_equal(hosts->items[0].domains, 1);
+    assert_int_equal(hosts->items[0].lease_seconds, 30);
+    assert_false(catalog_host_lost(&hosts->items[0], now + 30));
+    assert_true(catalog_host_lost(&hosts->items[0], now + 31));
+    assert_null(hosts->items[1].uri);
+    assert_int_equal(hosts->items[1].running_jobs, 0);
+    catalog_hosts_free(hosts);
+    dom = catalog_domain_get(b, "web1");
+    assert_non_null(dom);
+    assert_string_equal(dom->host, "alpha");
+    catalog_domain_free(dom);
+    catalog_close(a);
+    catalog_close(b);
+}
+
+#define CLAIMERS 4
+#define CLAIM_DOMAINS 3
+#define CLAIM_ROUNDS 25
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* One claimer process: claim, check the lease stays ours a moment, record
+ * the claim (epoch and the interval it was held, in microseconds) as a
+ * job row, release.  Exits 0, or 1 with the error on stderr. */
+static void __attribute__((noreturn)) claimer(void **state, size_t k)
+{
+    char host[32], dom[32];
+    struct catalog *mine;
+
+    snprintf(host, sizeof host, "claimer%zu", k);
+    setenv("VIRTKEEP_HOST", host, 1);
+    if (!(mine = catalog_open(url_of(state), CATALOG_OPEN_EXISTING)))
+        goto fail;
+    for (int i = 0; i < CLAIM_ROUNDS * CLAIM_DOMAINS; i++) {
+        struct catalog_lease l;
+        struct catalog_job row = {
+            .kind = (char *)"claim", .domain = dom, .state = CATALOG_JOB_SUCCEEDED};
+        int64_t epoch = 0, t0;
+        int r;
+
+        snprintf(dom, sizeof dom, "claimed%d", (int)((i + k) % CLAIM_DOMAINS));
+        if ((r = catalog_lease_claim(mine, dom, (int64_t)time(NULL), 60, &epoch)) == -1)
+            goto fail;
+        if (r == 0)
+            continue;
+        t0 = now_us();
+        usleep(2000);
+        if (catalog_lease_get(mine, dom, &l) == -1)
+            goto fail;
+        r = l.host && strcmp(l.host, host) == 0 && l.epoch == epoch;
+        catalog_lease_clear(&l);
+        if (!r) {
+            fprintf(stderr, "claimer %zu: lease of %s changed under it\n", k, dom);
+            _exit(1);
+        }
+        row.epoch = epoch;
+        row.progress_done = (uint64_t)t0;
+        row.progress_total = (uint64_t)now_us();
+        if (catalog_job_insert(mine, &row) <= 0 || catalog_lease_release(mine, dom, epoch) == -1)
+            goto fail;
+    }
+    catalog_close(mine);
+    _exit(0);
+fail:
+    fprintf(stderr, "claimer %zu: %s\n", k, vk_error_message());
+    _exit(1);
+}
+
+/* Claims of one domain: distinct epochs, and held intervals that never
+ * overlap. */
+static size_t check_claims(const struct catalog_jobs *jobs, const char *dom)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < jobs->count; i++) {
+        const struct catalog_job *a = &jobs->items[i];
+        if (strcmp(a->kind, "claim") != 0 || strcmp(a->domain, dom) != 0)
+            continue;
+        n++;
+        assert_true(a->epoch > 0);
+        for (size_t j = i + 1; j < jobs->count; j++) {
+            const struct catalog_job *b = &jobs->items[j];
+            if (strcmp(b->kind, "claim") != 0 || strcmp(b->domain, dom) != 0)
+                continue;
+            if (a->epoch == b->epoch)
+                fail_msg("domain %s: epoch %lld claimed twice", dom, (long long)a->epoch);
+            if (a->progress_done < b->progress_total && b->progress_done < a->progress_total)
+                fail_msg("domain %s: claims by %s and %s overlap", dom, a->host, b->host);
+        }
+    }
+    return n;
+}
+
+/* Several processes claim the same few domains at once: at any moment at
+ * most one holds a domain, and every claim has its own epoch. */
+static void test_lease_claim_exclusive(void **state)
+{
+    struct catalog *cat = open_new(state);
+    struct catalog_jobs *jobs = NULL;
+    pid_t kids[CLAIMERS];
+    size_t total = 0;
+    int status;
+
+    for (size_t k = 0; k < CLAIMERS; k++) {
+        kids[k] = fork();
+        assert_true(kids[k] >= 0);
+        if (kids[k] == 0)
+            claimer(state, k);
+    }
+    for (size_t k = 0; k < CLAIMERS; k++) {
+        assert_int_equal(waitpid(kids[k], &status, 0), kids[k]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    assert_int_equal(catalog_job_list(cat, NULL, 0, 0, &jobs), 0);
+    for (int d = 0; d < CLAIM_DOMAINS; d++) {
+        char dom[32];
+        struct catalog_lease l;
+        size_t n;
+
+        snprintf(dom, sizeof dom, "claimed%d", d);
+        n = check_claims(jobs, dom);
+        assert_true(n > 0);
+        assert_int_equal(catalog_lease_get(cat, dom, &l), 0);
+        assert_int_equal(l.epoch, (int64_t)n); /* every claim bumped it once */
+        assert_null(l.host);
+        catalog_lease_clear(&l);
+        total += n;
+    }
+    print_message("%s: %zu claims of %d domains by %d processes, none overlapping\n",
+                  fx_of(state)->name, total, CLAIM_DOMAINS, CLAIMERS);
+    catalog_jobs_free(jobs);
+    catalog_close(cat);
+}
+
+/* Host alpha claims a domain and stops heartbeating: its lease holds until
+ * it expires; then beta marks alpha's running rows failed (and only then),
+ * takes the lease over with a new epoch, and alpha can no longer renew. */
+static void test_lease_expiry_takeover(void **state)
+{
+    struct catalog *a = open_as(state, "alpha"), *b = open_as(state, "beta");
+    int64_t t0 = (int64_t)time(NULL), e1 = 0, e2 = 0;
+    struct catalog_job job = {
+        .kind = (char *)"backup", .domain = (char *)"web1", .state = CATALOG_JOB_RUNNING};
+    struct catalog_backup bk = {.id = (char *)"web1-1",
+                                .domain = (char *)"web1",
+                                .level = CATALOG_LEVEL_COPY,
+                                .status = CATALOG_STATUS_RUNNING,
+                                .started = t0};
+    struct catalog_backup *got;
+    struct catalog_job *j;
+    unsigned int marked = 99;
+    int64_t id;
+
+    assert_int_equal(catalog_host_register(a, NULL, "1", 30, t0), 0);
+    assert_int_equal(catalog_host_register(b, NULL, "1", 30, t0), 0);
+    assert_int_equal(catalog_lease_claim(a, "web1", t0, 30, &e1), 1);
+    assert_int_equal(catalog_lease_claim(a, "web1", t0, 30, &e2), 0); /* one job per domain */
+    job.epoch = e1;
+    job.pid = bk.pid = dead_pid(); /* a pid means nothing to another host */
+    assert_true((id = catalog_job_insert(a, &job)) > 0);
+    assert_int_equal(catalog_backup_insert(a, &bk), 0);
+    assert_int_equal(catalog_backup_fail_orphans(b, 0, &marked), 0);
+    assert_int_equal(marked, 0);
+    assert_int_equal(catalog_job_fail_orphans(b, 0, &marked), 0);
+    assert_int_equal(marked, 0);
+
+    /* alpha is silent; its lease is still valid at t0 + 20 */
+    assert_int_equal(catalog_host_heartbeat(b, t0 + 20), 0);
+    assert_int_equal(catalog_lease_claim(b, "web1", t0 + 20, 30, &e2), 0);
+    assert_int_equal(catalog_host_reap(b, t0 + 20, 30, &marked), 0);
+    assert_int_equal(marked, 0);
+    assert_int_equal(catalog_lease_renew(a, "web1", e1, t0 + 25, 30), 0 + 1);
+    /* renewed until t0 + 55: alpha stops heartbeating at t0 */
+    assert_int_equal(catalog_host_reap(b, t0 + 50, 30, &marked), 0);
+    assert_int_equal(marked, 0);
+    assert_int_equal(catalog_host_reap(b, t0 + 60, 30, &marked), 0);
+    assert_int_equal(marked, 2);
+    j = catalog_job_get(b, id);
+    assert_non_null(j);
+    assert_int_equal(j->state, CATALOG_JOB_FAILED);
+    assert_string_equal(j->host, "alpha");
+    assert_non_null(strstr(j->error, "host 'alpha' stopped heartbeating"));
+    assert_non_null(strstr(j->error, "by host 'beta'"));
+    catalog_job_free(j);
+    got = catalog_backup_get(b, "web1-1");
+    assert_non_null(got);
+    assert_int_equal(got->status, CATALOG_STATUS_FAILED);
+    catalog_backup_free(got);
+    assert_int_equal(catalog_host_reap(b, t0 + 61, 30, &marked), 0);
+    assert_int_equal(marked, 0);
+
+    assert_int_equal(catalog_lease_claim(b, "web1", t0 + 60, 30, &e2), 1);
+    assert_int_equal(e2, e1 + 1);
+    assert_int_equal(catalog_lease_renew(a, "web1", e1, t0 + 60, 30), 0);
+    assert_int_equal(catalog_lease_renew(b, "web1", e2, t0 + 70, 30), 1);
+    catalog_close(a);
+    catalog_close(b);
+}
+
+/* A worker commits under its lease; once the lease was taken over, the
+ * same worker's commit is refused and the backup stays uncommitted. */
+static void test_lease_fencing(void **state)
+{
+    struct catalog *a = open_as(state, "alpha"), *b = open_as(state, "beta");
+    int64_t now = (int64_t)time(NULL), e1 = 0, e2 = 0;
+    struct catalog_backup *got;
+
+    assert_int_equal(catalog_lease_claim(a, "web1", now, 60, &e1), 1);
+    assert_int_equal(catalog_fence_set(a, "web1", e1), 0);
+    insert_backup(a, "web1-1", "web1", CATALOG_LEVEL_FULL, NULL, now);
+    assert_int_equal(catalog_backup_set_status(a, "web1-1", CATALOG_STATUS_COMMITTED, NULL), 0);
+
+    /* alpha's lease expires (at now + 60) and beta claims it */
+    assert_int_equal(catalog_lease_claim(b, "web1", now + 61, 60, &e2), 1);
+    assert_int_equal(e2, e1 + 1);
+    insert_backup(a, "web1-2", "web1", CATALOG_LEVEL_INC, "web1-1", now + 1);
+    assert_int_equal(catalog_backup_set_status(a, "web1-2", CATALOG_STATUS_COMMITTED, NULL), -1);
+    assert_error(VK_ERR_BUSY, "host 'alpha' lost the lease of domain 'web1'");
+    assert_non_null(strstr(vk_error_message(), "held by host 'beta'"));
+    got = catalog_backup_get(b, "web1-2");
+    assert_non_null(got);
+    assert_int_equal(got->status, CATALOG_STATUS_RUNNING);
+    catalog_backup_free(got);
+    /* failing is always allowed */
+    assert_int_equal(catalog_backup_set_status(a, "web1-2", CATALOG_STATUS_FAILED, "fenced"), 0);
+
+    /* a released lease fences too: the epoch is gone */
+    assert_int_equal(catalog_lease_release(b, "web1", e2), 0);
+    assert_int_equal(catalog_fence_set(b, "web1", e2), 0);
+    insert_backup(b, "web1-3", "web1", CATALOG_LEVEL_INC, "web1-1", now + 2);
+    assert_int_equal(catalog_backup_set_status(b, "web1-3", CATALOG_STATUS_COMMITTED, NULL), -1);
+    assert_error(VK_ERR_BUSY, "now free");
+    catalog_close(a);
+    catalog_close(b);
+}
+
+/* A domain is one UUID across hosts; its moves are recorded and its host
+ * follows them. */
+static void test_domain_moves(void **state)
+{
+    struct catalog *a = open_as(state, "alpha");
+    struct catalog_move m = {.domain = (char *)"web1",
+                             .uuid = (char *)"u-1",
+                             .from_host = (char *)"alpha",
+                             .to_host = (char *)"beta",
+                             .kind = (char *)"migrate",
+                             .moved = 100};
+    struct catalog_moves *moves = NULL;
+    struct catalog_domain *dom;
+    char *name;
+
+    struct catalog *b = open_as(state, "beta");
+    int64_t epoch;
+
+    assert_int_equal(catalog_domain_check_uuid(a, "web1", "u-1"), 0); /* unknown name */
+    assert_int_equal(catalog_domain_set(a, "web1", "u-1"), 0);
+    assert_int_equal(catalog_domain_check_uuid(a, "web1", "u-2"), 0);   /* no host known */
+    assert_int_equal(catalog_lease_claim(b, "web1", 10, 5, &epoch), 1); /* now on beta */
+    assert_int_equal(catalog_domain_check_uuid(b, "web1", "u-2"), 0);   /* defined again */
+    assert_int_equal(catalog_domain_check_uuid(a, "web1", "U-1"), 0);   /* case */
+    assert_int_equal(catalog_domain_check_uuid(a, "web1", NULL), 0);
+    assert_int_equal(catalog_domain_check_uuid(a, "web1", "u-2"), -1);
+    assert_error(VK_ERR_INVALID, "domain 'web1' (UUID u-2) is not the domain 'web1'");
+    assert_non_null(strstr(vk_error_message(), "last on host 'beta'"));
+    assert_non_null(strstr(vk_error_message(), "rename one of them"));
+    catalog_close(b);
+
+    assert_int_equal(catalog_host_register(a, "qemu+unix:///session?socket=/a", "1", 30, 50), 0);
+    name = catalog_host_by_uri(a, "qemu+unix:///session?socket=/a");
+    assert_non_null(name);
+    assert_string_equal(name, "alpha");
+    free(name);
+    assert_null(catalog_host_by_uri(a, "qemu:///nowhere"));
+    assert_error(VK_ERR_NOT_FOUND, "qemu:///nowhere");
+
+    assert_int_equal(catalog_move_record(a, &m), 0);
+    m.from_host = (char *)"beta", m.to_host = (char *)"gamma", m.kind = (char *)"evacuate";
+    m.moved = 200;
+    assert_int_equal(catalog_move_record(a, &m), 0);
+    m.domain = (char *)"db1", m.moved = 150;
+    assert_int_equal(catalog_move_record(a, &m), 0);
+    assert_int_equal(catalog_move_list(a, "web1", &moves), 0);
+    assert_int_equal(moves->count, 2);
+    assert_string_equal(moves->items[0].to_host, "beta");
+    assert_string_equal(moves->items[1].kind, "evacuate");
+    assert_string_equal(moves->items[1].uuid, "u-1");
+    assert_int_equal(moves->items[1].moved, 200);
+    catalog_moves_free(moves);
+    assert_int_equal(catalog_move_list(a, NULL, &moves), 0);
+    assert_int_equal(moves->count, 3);
+    assert_string_equal(moves->items[1].domain, "db1");
+    catalog_moves_free(moves);
+    dom = catalog_domain_get(a, "web1");
+    assert_non_null(dom);
+    assert_string_equal(dom->host, "gamma");
+    catalog_domain_free(dom);
+    m.to_host = NULL;
+    assert_int_equal(catalog_move_record(a, &m), -1);
+    assert_error(VK_ERR_INVALID, "destination host");
+    catalog_close(a);
+}
+
+/* ---- catalog migrate: one catalog into another ------------------------ */
+
+/* A single-host SQLite catalog with a bit of everything. */
+static struct catalog *import_source(const char *path)
+{
+    struct catalog *src = catalog_open(path, 0);
+    struct catalog_disk vda = {(char *)"web1", (char *)"vda", (char *)"qcow2", 1u << 30};
+    struct catalog_backup_disk bd = {(char *)"web1-1", (char *)"vda", (char *)"qcow2",
+                                     1u << 30,         1000,          400};
+    struct catalog_location loc = {.backup_id = (char *)"web1-1",
+                                   .disk = (char *)"vda",
+                                   .target = (char *)"local",
+                                   .key = (char *)"web1/1/vda.tar",
+                                   .size = 400,
+                                   .sha256 = (char *)SHA_A,
+                                   .created = 500};
+    struct catalog_job job = {.kind = (char *)"backup",
+                              .domain = (char *)"web1",
+                              .state = CATALOG_JOB_SUCCEEDED,
+                              .started = 100,
+                              .pid = 7};
+    struct catalog_job global = {.kind = (char *)"prune",
+                                 .state = CATALOG_JOB_FAILED,
+                                 .started = 101,
+                                 .pid = 8,
+                                 .error = (char *)"x"};
+    struct catalog_drill drill = {.domain = (char *)"web1",
+                                  .backup_id = (char *)"web1-1",
+                                  .state = CATALOG_DRILL_OK,
+                                  .started = 300,
+                                  .pid = 9,
+                                  .actual_seconds = 2.5,
+                                  .estimate_seconds = 3};
+
+    assert_non_null(src);
+    assert_int_equal(catalog_domain_set(src, "web1", "uuid-web1"), 0);
+    assert_int_equal(catalog_disk_set(src, &vda), 0);
+    insert_backup(src, "web1-1", "web1", CATALOG_LEVEL_FULL, NULL, 100);
+    insert_backup(src, "web1-2", "web1", CATALOG_LEVEL_INC, "web1-1", 200);
+    insert_backup(src, "web1-3", "web1", CATALOG_LEVEL_INC, "web1-2", 250);
+    insert_backup(src, "db1-1", "db1", CATALOG_LEVEL_COPY, NULL, 150);
+    assert_int_equal(catalog_backup_set_status(src, "web1-1", CATALOG_STATUS_COMMITTED, NULL), 0);
+    assert_int_equal(catalog_backup_set_status(src, "web1-2", CATALOG_STATUS_COMMITTED, NULL), 0);
+    assert_int_equal(catalog_backup_set_status(src, "web1-3", CATALOG_STATUS_FAILED, "boom"), 0);
+    assert_int_equal(catalog_backup_disk_add(src, &bd), 0);
+    assert_int_equal(catalog_archive_add_location(src, &loc), 0);
+    assert_int_equal(catalog_prune_mark(src, "web1-3", "retention"), 0);
+    assert_true(catalog_job_insert(src, &job) > 0);
+    assert_true(catalog_job_insert(src, &global) > 0);
+    assert_true(catalog_drill_insert(src, &drill) > 0);
+    assert_int_equal(catalog_throughput_record(src, "local", CATALOG_DIR_WRITE, 1000, 0.5, 50), 0);
+    return src;
+}
+
+static void assert_same_backups(struct catalog *a, struct catalog *b)
+{
+    struct catalog_backups *x = NULL, *y = NULL;
+
+    assert_int_equal(catalog_backup_list(a, NULL, CATALOG_LIST_WITH_XML, &x), 0);
+    assert_int_equal(catalog_backup_list(b, NULL, CATALOG_LIST_WITH_XML, &y), 0);
+    assert_int_equal(x->count, y->count);
+    for (size_t i = 0; i < x->count; i++) {
+        assert_string_equal(x->items[i].id, y->items[i].id);
+        assert_string_equal(x->items[i].domain, y->items[i].domain);
+        assert_int_equal(x->items[i].status, y->items[i].status);
+        assert_int_equal(x->items[i].level, y->items[i].level);
+        assert_int_equal(x->items[i].finished, y->items[i].finished);
+        if (x->items[i].parent)
+            assert_string_equal(x->items[i].parent, y->items[i].parent);
+        else
+            assert_null(y->items[i].parent);
+    }
+    catalog_backups_free(x);
+    catalog_backups_free(y);
+}
+
+static void test_import(void **state)
+{
+    char dir[] = "/tmp/vk-import-XXXXXX", path[64];
+    struct catalog_import_result res;
+    struct catalog *src, *dst = open_new(state);
+    struct catalog_locations *locs = NULL;
+    struct catalog_jobs *jobs = NULL;
+    struct catalog_drills *drills = NULL;
+    struct catalog_domain *dom;
+    struct catalog_rate rate;
+    CLEANUP_STRV char **marks = NULL;
+    size_t added;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/src.db", dir);
+    src = import_source(path);
+    /* the destination already has a backup of its own, which stays */
+    insert_backup(dst, "other-1", "other", CATALOG_LEVEL_COPY, NULL, 10);
+    assert_int_equal(catalog_import(dst, src, &res), 0);
+    added = res.added;
+    assert_int_equal(added, 14); /* 2 domains, 1 disk, 4 backups, 1 + 1 + 1 + 2 + 1 + 1 */
+    assert_int_equal(res.known, 0);
+    catalog_import_result_clear(&res);
+    assert_true(has_backup(dst, "other-1"));
+    assert_int_equal(catalog_backup_delete(dst, "other-1", 0), 0);
+    assert_same_backups(src, dst);
+    dom = catalog_domain_get(dst, "web1");
+    assert_non_null(dom);
+    assert_string_equal(dom->uuid, "uuid-web1");
+    catalog_domain_free(dom);
+    assert_int_equal(catalog_archive_list(dst, NULL, NULL, &locs), 0);
+    assert_int_equal(locs->count, 1);
+    assert_string_equal(locs->items[0].sha256, SHA_A);
+    catalog_locations_free(locs);
+    assert_int_equal(catalog_job_list(dst, NULL, 0, 0, &jobs), 0);
+    assert_int_equal(jobs->count, 2);
+    catalog_jobs_free(jobs);
+    assert_int_equal(catalog_drill_list(dst, "web1", NULL, CATALOG_DRILL_LIST_OK, 0, &drills), 0);
+    assert_int_equal(drills->count, 1);
+    assert_true(drills->items[0].actual_seconds == 2.5);
+    catalog_drills_free(drills);
+    assert_int_equal(catalog_prune_list(dst, NULL, &marks), 0);
+    assert_string_equal(marks[0], "web1-3");
+    assert_int_equal(catalog_throughput_estimate(dst, "local", CATALOG_DIR_WRITE, &rate), 0);
+    assert_int_equal(rate.samples, 1);
+    assert_true(rate.bytes_per_second == 2000);
+
+    /* again: nothing new */
+    assert_int_equal(catalog_import(dst, src, &res), 0);
+    assert_int_equal(res.added, 0);
+    assert_int_equal(res.known, added);
+    catalog_import_result_clear(&res);
+
+    /* a conflicting row: refused as a whole, each conflict named */
+    insert_backup(src, "new-1", "new", CATALOG_LEVEL_COPY, NULL, 400);
+    insert_backup(dst, "web1-4", "web1", CATALOG_LEVEL_FULL, NULL, 500);
+    insert_backup(src, "web1-4", "web1", CATALOG_LEVEL_COPY, NULL, 500);
+    assert_int_equal(catalog_import(dst, src, &res), -1);
+    assert_error(VK_ERR_INVALID, "backups 'web1-4': column 3 is 'full' in the destination but "
+                                 "'copy' in the source");
+    assert_non_null(strstr(vk_error_message(), "nothing was copied"));
+    assert_int_equal(vk_strv_len(res.conflicts), 1);
+    catalog_import_result_clear(&res);
+    assert_false(has_backup(dst, "new-1"));
+
+    catalog_close(src);
+    catalog_close(dst);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/src.db-wal", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/src.db-shm", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 int catalog_contract_run(const char *suite_name, struct catalog_fixture *fx)
 {
 #define T(f) cmocka_unit_test_prestate_setup_teardown(f, ctx_setup, ctx_teardown, fx)
@@ -1189,6 +1689,12 @@ int catalog_contract_run(const char *suite_name, struct catalog_fixture *fx)
         T(test_concurrent_writers),
         T(test_writer_killed_mid_transaction),
         T(test_connection_dropped_then_retry),
+        T(test_hosts_register),
+        T(test_lease_claim_exclusive),
+        T(test_lease_expiry_takeover),
+        T(test_lease_fencing),
+        T(test_domain_moves),
+        T(test_import),
     };
 #undef T
     struct CMUnitTest run[VK_ARRAY_SIZE(tests)];

@@ -228,6 +228,39 @@ vk_pg_stop() {
     return 0
 }
 
+# vk_pg_e2e_catalog [OWNER]: for the end-to-end tests (after harness.sh): the
+# server VK_PG_ENV names, else one of the test's own (root), a fresh
+# database in it dropped on exit, and VK_PG_CATALOG, its URL with a 0600
+# passfile owned by the OS user OWNER (default root).  Sets the VK_PG_*
+# variables of the env file, and vk_pg_sql SQL runs SQL on that database
+# as the superuser (unaligned, tuples only).
+vk_pg_e2e_catalog() {
+    local owner=${1:-root} dir
+    if [ -z "${VK_PG_ENV:-}" ]; then
+        vk_require_root_or_skip
+        dir=$(mktemp -d /tmp/vkpg.XXXXXX) && rmdir "$dir" || vk_fail "mktemp failed"
+        vk_on_exit "vk_pg_stop '$dir'"
+        vk_pg_start "$dir" || vk_fail "PostgreSQL did not start"
+        VK_PG_ENV=$dir/env
+    fi
+    set -a
+    # shellcheck disable=SC1090
+    . "$VK_PG_ENV"
+    set +a
+    VK_PG_TEST_DB=vk_$$_$RANDOM
+    "$VK_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$VK_PG_ADMIN_URL" \
+        -c "CREATE DATABASE $VK_PG_TEST_DB OWNER $VK_PG_USER TEMPLATE template0" ||
+        vk_fail "cannot create database $VK_PG_TEST_DB"
+    vk_on_exit "'$VK_PG_BIN/psql' -X -q -d '$VK_PG_ADMIN_URL' -c 'DROP DATABASE IF EXISTS $VK_PG_TEST_DB WITH (FORCE)'"
+    install -m 0600 -o "$owner" "$VK_PG_PASSFILE" "$VK_SCRATCH/pgpass" || vk_fail "cannot copy the passfile"
+    VK_PG_CATALOG="postgresql://$VK_PG_USER@/$VK_PG_TEST_DB?host=$VK_PG_HOST&port=$VK_PG_PORT&passfile=$VK_SCRATCH/pgpass"
+}
+
+vk_pg_sql() {
+    "$VK_PG_BIN/psql" -X -q -t -A -v ON_ERROR_STOP=1 \
+        -d "postgresql://$VK_PG_OS_USER@/$VK_PG_TEST_DB?host=$VK_PG_HOST&port=$VK_PG_PORT" -c "$1"
+}
+
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     case ${1:-} in
     start) vk_pg_start "${2:?usage: pg.sh start DIR}" ;;

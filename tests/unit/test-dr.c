@@ -406,6 +406,33 @@ static void test_schedule_parallel(void **state)
     dr_plan_clear(&p);
 }
 
+/* Several hosts: each restores its own domains on its own PARALLEL slots,
+ * side by side; the makespan is the data centre's. */
+static void test_schedule_hosts(void **state)
+{
+    struct dr_plan p;
+    const struct dr_item *a, *b, *c;
+
+    (void)state;
+    four(&p);
+    ((struct dr_item *)find(&p, "a-top"))->host = vk_strdup("alpha");
+    ((struct dr_item *)find(&p, "b-mid"))->host = vk_strdup("beta");
+    ((struct dr_item *)find(&p, "c-low"))->host = vk_strdup("alpha");
+    assert_int_equal(dr_schedule(&p, 1, AT), 0);
+    a = find(&p, "a-top");
+    b = find(&p, "b-mid");
+    c = find(&p, "c-low");
+    assert_int_equal(p.hosts, 3); /* alpha, beta, and d's pool without a host */
+    assert_int_equal(a->slot, 0);
+    assert_int_equal(b->slot, 0);
+    assert_close(b->start, 0); /* beta restores beside alpha */
+    assert_close(b->finish, 50);
+    assert_close(c->start, a->finish); /* behind a on alpha's one slot */
+    assert_int_equal(c->waited_behind, 1);
+    assert_close(p.makespan, c->finish);
+    dr_plan_clear(&p);
+}
+
 static void test_schedule_ties(void **state)
 {
     struct dr_plan p = {0};
@@ -473,6 +500,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_estimate_sources, tmp_setup, tmp_teardown),
         cmocka_unit_test(test_schedule_serial),
         cmocka_unit_test(test_schedule_parallel),
+        cmocka_unit_test(test_schedule_hosts),
         cmocka_unit_test(test_schedule_ties),
         cmocka_unit_test(test_schedule_problem),
     };

@@ -168,6 +168,40 @@ static void test_render_exact(void **state)
     free(text);
 }
 
+/* Hosts that share the catalog: their heartbeats, whether they are up,
+ * their jobs, and where each domain last ran. */
+static void test_hosts(void **state)
+{
+    struct status_domain d[] = {
+        {.domain = "web1", .exposure = -1, .rto_estimate = -1, .host = "alpha"}};
+    struct status_report st = {.now = 1100, .count = 1, .items = d};
+    struct catalog *cat;
+    char *text = NULL, path[96];
+    size_t len = 0;
+
+    (void)state;
+    snprintf(path, sizeof path, "%s/hosts.db", dir);
+    setenv("VIRTKEEP_HOST", "alpha", 1);
+    cat = catalog_open(path, 0);
+    assert_non_null(cat);
+    assert_int_equal(catalog_host_register(cat, "qemu:///system", "1.2", 120, 1000), 0);
+    catalog_close(cat);
+    setenv("VIRTKEEP_HOST", "beta", 1);
+    cat = catalog_open(path, 0);
+    unsetenv("VIRTKEEP_HOST");
+    assert_non_null(cat);
+    assert_int_equal(catalog_host_register(cat, NULL, "1.2", 30, 1050), 0);
+    assert_int_equal(metrics_render(cat, &st, 0, &text, &len), 0);
+    catalog_close(cat);
+    assert_non_null(strstr(text, "virtkeep_host_heartbeat_timestamp_seconds{host=\"alpha\","
+                                 "version=\"1.2\"} 1000\n"));
+    assert_non_null(strstr(text, "virtkeep_host_up{host=\"alpha\"} 1\n"));
+    assert_non_null(strstr(text, "virtkeep_host_up{host=\"beta\"} 0\n")); /* 50 s > 30 s */
+    assert_non_null(strstr(text, "virtkeep_host_jobs_running{host=\"beta\"} 0\n"));
+    assert_non_null(strstr(text, "virtkeep_domain_host{domain=\"web1\",host=\"alpha\"} 1\n"));
+    free(text);
+}
+
 static void test_escape(void **state)
 {
     char *buf = NULL;
@@ -220,6 +254,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_render_exact),
+        cmocka_unit_test(test_hosts),
         cmocka_unit_test(test_escape),
         cmocka_unit_test(test_reasons),
     };
