@@ -27,13 +27,17 @@
 /* The commands, in the order --help lists them.  Each is defined, with its
  * options, help text and output, in its own cli-NAME.c. */
 const struct cli_command *const cli_commands[] = {
-    &cli_command_help,    &cli_command_version, &cli_command_config,
-    &cli_command_targets, &cli_command_backup,  &cli_command_list,
-    &cli_command_show,    &cli_command_restore, &cli_command_verify,
-    &cli_command_catalog, &cli_command_plan,    &cli_command_snapshot,
-    &cli_command_copy,    &cli_command_migrate, &cli_command_evacuate,
-    &cli_command_prune,   &cli_command_drill,   &cli_command_status,
-    &cli_command_jobs,    &cli_command_key,     &cli_command_hosts,   NULL,
+    &cli_command_help,     &cli_command_version,
+    &cli_command_config,   &cli_command_targets,
+    &cli_command_backup,   &cli_command_list,
+    &cli_command_show,     &cli_command_restore,
+    &cli_command_verify,   &cli_command_catalog,
+    &cli_command_plan,     &cli_command_snapshot,
+    &cli_command_copy,     &cli_command_migrate,
+    &cli_command_evacuate, &cli_command_prune,
+    &cli_command_drill,    &cli_command_status,
+    &cli_command_jobs,     &cli_command_key,
+    &cli_command_hosts,    NULL,
 };
 
 void cli_error(const char *fmt, ...)
