@@ -27,15 +27,19 @@ vk_pg_e2e_catalog "$VK_MIG_USER"
 fleet=$VK_SCRATCH/fleet
 mkdir -p "$fleet/target"
 dom=vkf$$
+dom2=vkfa$$ # stays on alpha the whole run: its RPO is checked at the end
 printf '[catalog]\nurl = %s\n\n[target main]\nurl = file://%s\n\n' "$VK_PG_CATALOG" \
     "$fleet/target" >"$fleet/virtkeep.conf"
 printf '[policy fleet]\nrpo = 30s\ntargets = main\n\n[domain %s]\npolicy = fleet\n' "$dom" \
     >>"$fleet/virtkeep.conf"
+printf '\n[domain %s]\npolicy = fleet\n' "$dom2" >>"$fleet/virtkeep.conf"
 chown -R "$VK_MIG_USER:" "$fleet"
 
 vk_mig_domain src "$dom" 64 64M
 vk_mig_virsh src start "$dom" >/dev/null
 vk_mig_write src "$dom" 0x11 0 4M
+vk_mig_domain src "$dom2" 64 64M
+vk_mig_virsh src start "$dom2" >/dev/null
 
 # daemon HOST NAME: start virtkeepd for session daemon HOST as host NAME.
 declare -A DPID
@@ -75,8 +79,9 @@ wait_sql() {
 daemon src alpha
 wait_sql 60 "registration of alpha" "SELECT count(*) FROM hosts WHERE name = 'alpha'"
 daemon dst beta
-wait_sql 120 "committed backup on alpha" \
-    "SELECT count(*) FROM backups WHERE status = 'committed' AND host = 'alpha'"
+wait_sql 120 "committed backups of both domains on alpha" \
+    "SELECT CASE WHEN count(DISTINCT domain_id) >= 2 THEN 1 ELSE 0 END FROM backups
+     WHERE status = 'committed' AND host = 'alpha'"
 vkc hosts --json >"$VK_SCRATCH/hosts.json" || {
     dlogs
     vk_fail "virtkeep hosts failed"
@@ -84,8 +89,8 @@ vkc hosts --json >"$VK_SCRATCH/hosts.json" || {
 h=$VK_SCRATCH/hosts.json
 expect "$(jq -r '[.hosts[] | select(.state == "up") | .host] | join(",")' "$h")" alpha,beta \
     "hosts up"
-expect "$(jq -r '.hosts[] | select(.host == "alpha") | .domains | join(",")' "$h")" "$dom" \
-    "domains of alpha"
+expect "$(jq -r '.hosts[] | select(.host == "alpha") | .domains | sort | join(",")' "$h")" \
+    "$(printf '%s\n' "$dom" "$dom2" | sort | paste -sd,)" "domains of alpha"
 expect "$(jq -r '.hosts[] | select(.host == "beta") | .uri' "$h")" "$VK_MIG_DST" "URI of beta"
 vkc hosts >&2
 vk_log "alpha backed up $dom; hosts: $(jq -c '[.hosts[] | {host, state, domains}]' "$h")"
@@ -124,8 +129,9 @@ grep -q "domain '$dom': inc backup, the chain continues" "$VK_SCRATCH/vkd-beta.l
     vk_fail "beta's daemon did not log that the chain continues"
 }
 expect "$(q "SELECT host FROM domains WHERE name = '$dom'")" beta "the domain's host after the move"
-expect "$(q "SELECT count(*) FROM backups WHERE host = 'alpha' AND started > $moved + 5")" 0 \
-    "backups on alpha after the move"
+expect "$(q "SELECT count(*) FROM backups b JOIN domains d ON d.id = b.domain_id
+             WHERE d.name = '$dom' AND b.host = 'alpha' AND b.started > $moved + 5")" 0 \
+    "backups of $dom on alpha after the move"
 
 # ---- beta dies mid-backup: kill -9 of its daemon and of its workers (its
 # process group) while a backup job of beta runs
@@ -197,11 +203,36 @@ for i, a in enumerate(rows):
 print("%d backup jobs, none overlapping across hosts" % len(rows), file=sys.stderr)
 PY
 
+# ---- every RPO of the host that never failed is met: $dom2 ran on alpha
+# the whole time (beside a migration, a dead host and its takeover).  Each
+# committed backup of it comes from alpha, and the exposure (time since the
+# start of the newest committed backup) never passed the RPO (30 s) once
+# the first backup was in: before each commit, and now.
+expect "$(q "SELECT count(*) FROM backups b JOIN domains d ON d.id = b.domain_id
+             WHERE d.name = '$dom2' AND b.host <> 'alpha'")" 0 "backups of $dom2 not by alpha"
+q "SELECT b.started, b.finished FROM backups b JOIN domains d ON d.id = b.domain_id
+   WHERE d.name = '$dom2' AND b.status = 'committed' ORDER BY b.started" >"$VK_SCRATCH/rpo2.txt"
+python3 - "$VK_SCRATCH/rpo2.txt" "$(date +%s)" 30 <<'PY' || {
+import sys
+rows = [tuple(map(int, l.split('|'))) for l in open(sys.argv[1]).read().split() if l]
+now, rpo = int(sys.argv[2]), int(sys.argv[3])
+if len(rows) < 3:
+    sys.exit("only %d committed backups" % len(rows))
+worst = max([b[1] - a[0] for a, b in zip(rows, rows[1:])] + [now - rows[-1][0]])
+print("%d committed backups, worst exposure %d s (rpo %d s)" % (len(rows), worst, rpo),
+      file=sys.stderr)
+sys.exit(0 if worst <= rpo else "exposure %d s > rpo %d s" % (worst, rpo))
+PY
+    dlogs
+    vk_fail "the RPO of $dom2 on alpha was not met"
+}
+
 # ---- the latest point restores identical to the disk
 kill -TERM -- -"${DPID[alpha]}" 2>/dev/null || true
 vk_wait_for 30 bash -c "! kill -0 ${DPID[alpha]} 2>/dev/null" || vk_fail "alpha's virtkeepd did not stop"
 vk_mig_virsh dst destroy "$dom" >/dev/null
-last=$(q "SELECT id FROM backups WHERE status = 'committed' ORDER BY started DESC LIMIT 1")
+last=$(q "SELECT b.id FROM backups b JOIN domains d ON d.id = b.domain_id
+          WHERE d.name = '$dom' AND b.status = 'committed' ORDER BY b.started DESC LIMIT 1")
 vkc restore "$dom" --backup "$last" --dest "$VK_SCRATCH/restored" --json \
     >"$VK_SCRATCH/restore.json" 2>"$VK_SCRATCH/restore.err" || {
     cat "$VK_SCRATCH/restore.err" >&2
