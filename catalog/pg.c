@@ -506,6 +506,19 @@ static bool safe_to_retry(const char *sql, const PGresult *res)
     return state && strncmp(state, "57P0", 4) == 0;
 }
 
+/* The connection went during a statement outside the cases a caller can
+ * retry: record it (DURING and TAIL complete the message) and free RES. */
+static void conn_lost_error(struct catalog *cat, PGresult *res, const char *during,
+                            const char *tail)
+{
+    CLEANUP_FREE char *msg = one_line(PQerrorMessage(PG(cat)->conn));
+
+    PQclear(res);
+    cat->fault = CATALOG_FAULT_OTHER;
+    vk_error(VK_ERR_NETWORK, "catalog '%s': the connection to the server was lost%s (%s)%s",
+             cat->path, during, msg ? msg : "", tail);
+}
+
 /* Run translated SQL with its parameters.  Returns the result of a
  * successful statement, or NULL with the error recorded. */
 static PGresult *run(struct catalog *cat, const char *sql, size_t n,
@@ -517,8 +530,6 @@ static PGresult *run(struct catalog *cat, const char *sql, size_t n,
     Oid types[MAX_PARAMS];
     PGresult *res;
     ExecStatusType status;
-    CLEANUP_FREE char *msg = NULL;
-
     if (n > MAX_PARAMS) {
         vk_error(VK_ERR_INTERNAL, "catalog '%s': too many parameters", cat->path);
         return NULL;
@@ -558,14 +569,9 @@ static PGresult *run(struct catalog *cat, const char *sql, size_t n,
         /* The connection is gone. */
         if (cat->in_tx && pg->committing) {
             /* The server may have committed before the connection went. */
-            msg = one_line(PQerrorMessage(pg->conn));
-            PQclear(res);
             pg->tx_lost = true;
-            cat->fault = CATALOG_FAULT_OTHER;
-            vk_error(VK_ERR_NETWORK,
-                     "catalog '%s': the connection to the server was lost during COMMIT (%s): "
-                     "the transaction may or may not have been committed",
-                     cat->path, msg ? msg : "");
+            conn_lost_error(cat, res, " during COMMIT",
+                            ": the transaction may or may not have been committed");
             return NULL;
         }
         if (cat->in_tx) {
@@ -578,13 +584,7 @@ static PGresult *run(struct catalog *cat, const char *sql, size_t n,
             PQclear(res);
             continue;
         }
-        msg = one_line(PQerrorMessage(pg->conn));
-        PQclear(res);
-        cat->fault = CATALOG_FAULT_OTHER;
-        vk_error(VK_ERR_NETWORK,
-                 "catalog '%s': the connection to the server was lost (%s); the change may or may "
-                 "not have been made",
-                 cat->path, msg ? msg : "");
+        conn_lost_error(cat, res, "", "; the change may or may not have been made");
         return NULL;
     }
 }

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -195,6 +196,7 @@ static int pg_drop_connections(void *opaque, const char *url)
     CLEANUP_FREE char *db = db_of(url);
     const char *params[1] = {db};
     PGresult *res;
+    unsigned long long killed = 0;
     int ok;
 
     (void)opaque;
@@ -202,7 +204,8 @@ static int pg_drop_connections(void *opaque, const char *url)
                        "SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_stat_activity "
                        "WHERE datname = $1 AND pid <> pg_backend_pid()",
                        1, NULL, params, NULL, NULL, 0);
-    ok = PQresultStatus(res) == PGRES_TUPLES_OK && atoi(PQgetvalue(res, 0, 0)) > 0;
+    ok = PQresultStatus(res) == PGRES_TUPLES_OK &&
+         vk_parse_uint(PQgetvalue(res, 0, 0), UINT_MAX, &killed) == 0 && killed > 0;
     if (!ok)
         print_error("terminating the sessions of %s: %s (%s sessions)", db,
                     PQerrorMessage(pg.admin),
